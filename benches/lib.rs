@@ -1,0 +1,1 @@
+//! Holder crate for the criterion benches (see `main.rs`).

@@ -1,0 +1,1 @@
+//! Holder crate for the workspace-level integration tests (see `integration/`).
