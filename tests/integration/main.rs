@@ -1,1 +1,7 @@
+//! Workspace-level integration tests. One binary, one module per area, so the workspace links once.
 
+mod audio_errors;
+mod common;
+mod mel_properties;
+mod mel_reference;
+mod resampler;

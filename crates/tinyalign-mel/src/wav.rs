@@ -165,10 +165,10 @@ pub(crate) fn check_sample_rate(rate: u32) -> Result<(), AudioErrorKind> {
 
 fn header_error(e: hound::Error) -> AudioErrorKind {
     match e {
-        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            AudioErrorKind::BadHeader("the file ends inside the header".into())
+        // The bytes are already in memory, so a read error can only mean the header runs past the end.
+        hound::Error::IoError(io) => {
+            AudioErrorKind::BadHeader(format!("the file ends inside the header ({io})"))
         }
-        hound::Error::IoError(io) => AudioErrorKind::Io(io),
         hound::Error::FormatError("no RIFF tag found")
         | hound::Error::FormatError("no WAVE tag found") => AudioErrorKind::NotWav,
         hound::Error::FormatError(msg) => AudioErrorKind::BadHeader(msg.to_string()),
@@ -181,9 +181,7 @@ fn header_error(e: hound::Error) -> AudioErrorKind {
 
 fn data_error(e: hound::Error, decoded: usize, declared: usize) -> AudioErrorKind {
     let detail = match &e {
-        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "the file ends before the data chunk does".to_string()
-        }
+        hound::Error::IoError(_) => "the file ends before the data chunk does".to_string(),
         other => other.to_string(),
     };
     AudioErrorKind::TruncatedData {

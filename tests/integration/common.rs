@@ -1,0 +1,58 @@
+//! Shared helpers: fixture paths, npy loading, WAV writing and error measurements.
+
+use std::io::Cursor;
+use std::path::PathBuf;
+
+use tinyalign_mel::npy::{NpyArray, from_npy_bytes};
+
+pub fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
+}
+
+pub fn load_npy(rel: &str) -> NpyArray {
+    let path = fixture(rel);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    from_npy_bytes(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Largest absolute difference and where it occurs; panics on a length mismatch.
+pub fn max_abs_diff(ours: &[f32], reference: &[f32]) -> (f32, usize) {
+    assert_eq!(ours.len(), reference.len(), "length differs");
+    ours.iter()
+        .zip(reference)
+        .enumerate()
+        .map(|(i, (a, b))| ((a - b).abs(), i))
+        .fold(
+            (0.0, 0),
+            |best, cur| if cur.0 > best.0 { cur } else { best },
+        )
+}
+
+/// A WAV file in memory: interleaved samples written with hound.
+pub fn wav_bytes<S: hound::Sample + Copy>(spec: hound::WavSpec, interleaved: &[S]) -> Vec<u8> {
+    let mut cursor = Cursor::new(Vec::new());
+    {
+        let mut writer = hound::WavWriter::new(&mut cursor, spec).expect("valid spec");
+        for &s in interleaved {
+            writer.write_sample(s).expect("in-memory write");
+        }
+        writer.finalize().expect("in-memory finalize");
+    }
+    cursor.into_inner()
+}
+
+pub fn pcm16_spec(channels: u16, sample_rate: u32) -> hound::WavSpec {
+    hound::WavSpec {
+        channels,
+        sample_rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    }
+}
+
+/// RMS of a slice.
+pub fn rms(x: &[f32]) -> f64 {
+    (x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / x.len().max(1) as f64).sqrt()
+}
