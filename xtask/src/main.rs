@@ -1,1 +1,39 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's workflow. It drives cargo and the `tinyalign` binary instead of
+//! linking the library crates, so it builds in seconds and never pins their features.
+
+mod ci;
+mod invariants;
+mod train;
+mod util;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  train    the main job, end to end on the default models and data
+           (today: the audio frontend on the bundled real recordings; the models and training arrive
+           with their crates)
+  ci       everything CI checks: fmt, clippy -D warnings, tests, dependency invariants, wasm32 build
+  bench    criterion benchmarks (frontend: audio seconds per second, i.e. times real time)
+  help     this text
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        print!("{USAGE}");
+        return Ok(());
+    };
+    match command.as_str() {
+        "train" => train::run(rest),
+        "ci" => ci::run(rest),
+        "bench" => util::cargo(&["bench", "-p", "tinyalign-benches"]),
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command '{other}'\n\n{USAGE}"),
+    }
+}

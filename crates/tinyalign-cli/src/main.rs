@@ -1,1 +1,41 @@
-fn main() {}
+//! `tinyalign`: the command-line face of tinyalign. Subcommands arrive with the crates behind them; today:
+//! `mel` (audio → Whisper log-mel features).
+
+mod fsutil;
+mod mel_cmd;
+mod spectrogram_png;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tinyalign",
+    version,
+    about = "Align a Whisper encoder with a small LLM, on the device"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compute Whisper log-mel features of audio files and write them as .npy (and optionally PNG).
+    Mel(mel_cmd::MelArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Mel(args) => mel_cmd::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

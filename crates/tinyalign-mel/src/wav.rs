@@ -53,7 +53,7 @@ pub fn decode_raw_pcm16(
     if bytes.is_empty() {
         return Err(fail(AudioErrorKind::EmptyFile));
     }
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(fail(AudioErrorKind::OddRawLength(bytes.len())));
     }
     let samples = bytes
@@ -126,7 +126,7 @@ pub fn decode_wav(bytes: &[u8], source_name: &str) -> Result<Audio, AudioError> 
             out
         }
     };
-    if interleaved.len() % channels != 0 {
+    if !interleaved.len().is_multiple_of(channels) {
         return Err(fail(AudioErrorKind::TruncatedData {
             decoded: interleaved.len(),
             declared,

@@ -1,0 +1,99 @@
+//! `cargo xtask ci`: what CI runs, in the order that fails fastest.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{invariants, util};
+
+/// Crates that must build for the browser (wasm32-unknown-unknown).
+const WASM_CRATES: &[&str] = &["tinyalign-mel"];
+
+pub fn run(args: &[String]) -> Result<()> {
+    if let Some(extra) = args.first() {
+        bail!("cargo xtask ci takes no options (got '{extra}')");
+    }
+    let started = Instant::now();
+    step("rustfmt", || util::cargo(&["fmt", "--all", "--check"]))?;
+    step("dependency invariants", invariants::check)?;
+    step("clippy", || {
+        util::cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])
+    })?;
+    let mut totals = TestTotals::default();
+    step("tests", || run_tests(&mut totals))?;
+    step("wasm32 build", || {
+        let mut args = vec!["build", "--target", "wasm32-unknown-unknown"];
+        for krate in WASM_CRATES {
+            args.extend(["-p", krate]);
+        }
+        util::cargo(&args)
+    })?;
+    eprintln!(
+        "xtask ci: all checks passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    // One plain summary line for whoever reads the log's end: cargo's own last line is a doc-test binary.
+    println!(
+        "ci: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+/// `cargo test`, streaming its output while adding up its `test result:` lines.
+fn run_tests(totals: &mut TestTotals) -> Result<()> {
+    let mut child = Command::new(util::cargo_bin())
+        .arg("test")
+        .current_dir(util::root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting cargo test")?;
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test output")?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(['.', ';']) {
+                let mut words = part.split_whitespace();
+                if let (Some(n), Some(what)) = (words.next(), words.next()) {
+                    let n: u64 = n.parse().unwrap_or(0);
+                    match what {
+                        "passed" => totals.passed += n,
+                        "failed" => totals.failed += n,
+                        "ignored" => totals.ignored += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() {
+        bail!(
+            "cargo test failed ({status}): {} passed, {} failed",
+            totals.passed,
+            totals.failed
+        );
+    }
+    if totals.passed == 0 {
+        bail!("cargo test ran no test");
+    }
+    Ok(())
+}
+
+fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    eprintln!("== {name}");
+    let t = Instant::now();
+    f().map_err(|e| e.context(format!("ci step '{name}' failed")))?;
+    eprintln!("== {name}: ok ({:.0} s)", t.elapsed().as_secs_f64());
+    Ok(())
+}

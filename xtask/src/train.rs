@@ -1,0 +1,64 @@
+//! `cargo xtask train`: the main job. The pipeline grows stage by stage as its crates land; each stage that
+//! exists runs for real on real audio, and the job says plainly which stages do not exist yet.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{self, root};
+
+/// The real recordings bundled with the repository (licences in tests/fixtures/mel/README.md).
+const BUNDLED_WAVS: &[&str] = &["tt-weasels.wav", "librivox-0880.wav", "synth22050.wav"];
+const BUNDLED_RAW: &[&str] = &["goforward.raw"];
+
+pub fn run(args: &[String]) -> Result<()> {
+    if let Some(extra) = args.first() {
+        bail!(
+            "cargo xtask train takes no options yet (got '{extra}'); presets arrive with the trainer"
+        );
+    }
+    util::cargo(&["build", "--release", "--quiet", "-p", "tinyalign-cli"])?;
+    let cli = root().join("target/release/tinyalign");
+
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("system clock before 1970")?
+        .as_secs();
+    let run_dir = root().join("runs").join(format!("train-{stamp}"));
+    let features = run_dir.join("features");
+    let fixtures = root().join("tests/fixtures/mel");
+    let paths =
+        |names: &[&str]| -> Vec<PathBuf> { names.iter().map(|n| fixtures.join(n)).collect() };
+
+    println!("== stage 1/5: audio frontend (WAV -> 16 kHz mono -> Whisper log-mel)");
+    util::run(
+        Command::new(&cli)
+            .arg("mel")
+            .args(paths(BUNDLED_WAVS))
+            .arg("--out")
+            .arg(&features)
+            .arg("--png"),
+    )?;
+    util::run(
+        Command::new(&cli)
+            .arg("mel")
+            .args(paths(BUNDLED_RAW))
+            .args(["--raw", "--out"])
+            .arg(&features)
+            .arg("--png"),
+    )?;
+
+    println!(
+        "\n== stages 2-5 are not built yet:\n\
+         \x20 2. fetch Whisper tiny.en + SmolLM2-135M-Instruct and build the speech datasets\n\
+         \x20 3. Whisper encoder features (frozen, cached once per utterance)\n\
+         \x20 4. BridgeFormer projector trained with EmbedLink targets\n\
+         \x20 5. evaluation through the frozen LLM with instruction injection\n\
+         \nlog-mel features (.npy, [80, frames]) and spectrograms (.png) are in {}\n\
+         try it on your own audio: target/release/tinyalign mel YOUR.wav --out DIR --png",
+        features.display()
+    );
+    Ok(())
+}

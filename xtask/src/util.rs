@@ -1,0 +1,54 @@
+//! Running cargo and other programs from the workspace root, failing loudly.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The workspace root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The cargo that runs us (rustup's proxy or a pinned toolchain), else `cargo` from PATH.
+pub fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Runs `cargo ARGS` in the workspace root, streaming its output.
+pub fn cargo(args: &[&str]) -> Result<()> {
+    run(Command::new(cargo_bin()).args(args))
+}
+
+/// Runs `cargo ARGS` in the workspace root and returns its stdout.
+pub fn cargo_output(args: &[&str]) -> Result<String> {
+    let out = Command::new(cargo_bin())
+        .args(args)
+        .current_dir(root())
+        .output()
+        .with_context(|| format!("starting cargo {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "cargo {} failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Runs a command in the workspace root, streaming its output; an unsuccessful exit is an error.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    cmd.current_dir(root());
+    let shown = format!("{cmd:?}");
+    eprintln!("$ {shown}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
