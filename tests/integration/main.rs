@@ -5,3 +5,4 @@ mod common;
 mod mel_properties;
 mod mel_reference;
 mod resampler;
+mod weights;

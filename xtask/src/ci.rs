@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use crate::{invariants, util};
 
 /// Crates that must build for the browser (wasm32-unknown-unknown).
-const WASM_CRATES: &[&str] = &["tinyalign-mel"];
+const WASM_CRATES: &[&str] = &["tinyalign-mel", "tinyalign-weights"];
 
 pub fn run(args: &[String]) -> Result<()> {
     if let Some(extra) = args.first() {
