@@ -56,3 +56,30 @@ pub fn pcm16_spec(channels: u16, sample_rate: u32) -> hound::WavSpec {
 pub fn rms(x: &[f32]) -> f64 {
     (x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / x.len().max(1) as f64).sqrt()
 }
+
+/// The model cache `cargo xtask fetch` fills: `$TINYALIGN_CACHE`, else `.cache/tinyalign` in the repository.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("TINYALIGN_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/tinyalign"))
+}
+
+/// A file from the model cache. Missing: a test failure when `TINYALIGN_REQUIRE_MODELS=1` (CI sets it after
+/// fetching), otherwise `None` and a notice, so a fresh checkout's `cargo test` still runs everything else.
+pub fn cached_model(rel: &str) -> Option<PathBuf> {
+    let path = cache_dir().join(rel);
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var("TINYALIGN_REQUIRE_MODELS").is_ok_and(|v| v == "1") {
+        panic!(
+            "{} is missing and TINYALIGN_REQUIRE_MODELS=1: run `cargo xtask fetch`",
+            path.display()
+        );
+    }
+    eprintln!(
+        "SKIPPED: {} is not in the cache (run `cargo xtask fetch`)",
+        path.display()
+    );
+    None
+}

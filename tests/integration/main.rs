@@ -4,5 +4,6 @@ mod audio_errors;
 mod common;
 mod mel_properties;
 mod mel_reference;
+mod real_models;
 mod resampler;
 mod weights;

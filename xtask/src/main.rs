@@ -2,6 +2,7 @@
 //! linking the library crates, so it builds in seconds and never pins their features.
 
 mod ci;
+mod fetch;
 mod invariants;
 mod train;
 mod util;
@@ -15,6 +16,8 @@ commands:
   train    the main job, end to end on the default models and data
            (today: the audio frontend on the bundled real recordings; the models and training arrive
            with their crates)
+  fetch    download the pinned models and speech data into the cache (--with base adds Whisper base);
+           cache: $TINYALIGN_CACHE, default .cache/tinyalign
   ci       everything CI checks: fmt, clippy -D warnings, tests, dependency invariants, wasm32 build
   bench    criterion benchmarks (frontend: audio seconds per second, i.e. times real time)
   help     this text
@@ -29,6 +32,7 @@ fn main() -> Result<()> {
     match command.as_str() {
         "train" => train::run(rest),
         "ci" => ci::run(rest),
+        "fetch" => fetch::run(rest),
         "bench" => util::cargo(&["bench", "-p", "tinyalign-benches"]),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");

@@ -43,7 +43,9 @@ pub fn cargo_output(args: &[&str]) -> Result<String> {
 
 /// Runs a command in the workspace root, streaming its output; an unsuccessful exit is an error.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    cmd.current_dir(root());
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(root());
+    }
     let shown = format!("{cmd:?}");
     eprintln!("$ {shown}");
     let status = cmd.status().with_context(|| format!("starting {shown}"))?;

@@ -1,6 +1,7 @@
 //! `tinyalign`: the command-line face of tinyalign. Subcommands arrive with the crates behind them; today:
-//! `mel` (audio → Whisper log-mel features).
+//! `mel` (audio → Whisper log-mel features) and `convert-whisper` (CTranslate2 → safetensors).
 
+mod convert_cmd;
 mod fsutil;
 mod mel_cmd;
 mod spectrogram_png;
@@ -24,12 +25,15 @@ struct Cli {
 enum Command {
     /// Compute Whisper log-mel features of audio files and write them as .npy (and optionally PNG).
     Mel(mel_cmd::MelArgs),
+    /// Convert a CTranslate2 Whisper model.bin to canonical safetensors + config.json.
+    ConvertWhisper(convert_cmd::ConvertWhisperArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Mel(args) => mel_cmd::run(&args),
+        Command::ConvertWhisper(args) => convert_cmd::run(&args),
     };
     match result {
         Ok(code) => code,
