@@ -65,5 +65,63 @@ fn frontend(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, frontend);
+/// The machine's GEMM peak through dfdx (the denominator for every FLOP/s figure), then Whisper tiny.en's
+/// encoder on 5 s of speech at its natural length and padded to Whisper's 30 s window. Throughput is in
+/// FLOPs, so criterion's `elem/s` reads as FLOP/s.
+fn encoder(c: &mut Criterion) {
+    let dev = tinyalign_nn::cpu();
+    let mut group = c.benchmark_group("whisper_tiny_en");
+    group.measurement_time(Duration::from_secs(8));
+    group.sample_size(10);
+    let n = 1024;
+    let a = tinyalign_nn::from_vec2(&dev, vec![0.5; n * n], n, n);
+    let b = tinyalign_nn::from_vec2(&dev, vec![0.25; n * n], n, n);
+    group.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
+    group.bench_function("gemm_peak_1024", |bench| {
+        bench.iter(|| tinyalign_nn::matmul(black_box(&a), &b))
+    });
+
+    let cache = std::env::var_os("TINYALIGN_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/tinyalign").into());
+    let dir = cache.join("whisper-tiny.en/hf");
+    if !dir.join("model.safetensors").exists() {
+        eprintln!(
+            "SKIPPED encoder benches: no {} (run `cargo xtask fetch`)",
+            dir.display()
+        );
+        return;
+    }
+    let enc = tinyalign_whisper::load_encoder_dir(&dir, dev).expect("loads");
+    let speech: Vec<f32> = speech_30s()[..5 * 16_000].to_vec();
+    for (name, pad) in [
+        ("encoder_5s_natural", false),
+        ("encoder_5s_padded_30s", true),
+    ] {
+        let mel = Frontend::new(FrontendConfig {
+            bands: MelBands::Mel80,
+            pad_to_30s: pad,
+        })
+        .samples_to_log_mel(&speech, "bench")
+        .expect("long enough");
+        group.throughput(Throughput::Elements(encoder_flops(
+            enc.output_frames(mel.n_frames) as u64,
+        )));
+        group.bench_function(name, |bench| {
+            bench.iter(|| enc.forward(black_box(&mel)).expect("runs"))
+        });
+    }
+    group.finish();
+}
+
+/// Matmul FLOPs of tiny.en's encoder for `t` output frames (d 384, 4 layers, FFN 1536, 80 mels): the convs,
+/// the four projections, the two attention products and the MLP.
+fn encoder_flops(t: u64) -> u64 {
+    let (d, ffn, layers, mels) = (384u64, 1536u64, 4u64, 80u64);
+    let convs = 2 * (2 * t) * mels * d * 3 + 2 * t * d * d * 3;
+    let per_layer = 2 * t * d * d * 4 + 2 * 2 * t * t * d + 2 * 2 * t * d * ffn;
+    convs + layers * per_layer
+}
+
+criterion_group!(benches, frontend, encoder);
 criterion_main!(benches);

@@ -7,3 +7,4 @@ mod mel_reference;
 mod real_models;
 mod resampler;
 mod weights;
+mod whisper_encoder;

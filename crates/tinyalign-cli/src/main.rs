@@ -1,7 +1,9 @@
 //! `tinyalign`: the command-line face of tinyalign. Subcommands arrive with the crates behind them; today:
-//! `mel` (audio → Whisper log-mel features) and `convert-whisper` (CTranslate2 → safetensors).
+//! `mel` (audio → Whisper log-mel features), `features` (Whisper encoder outputs) and `convert-whisper`
+//! (CTranslate2 → safetensors).
 
 mod convert_cmd;
+mod features_cmd;
 mod fsutil;
 mod mel_cmd;
 mod spectrogram_png;
@@ -25,6 +27,8 @@ struct Cli {
 enum Command {
     /// Compute Whisper log-mel features of audio files and write them as .npy (and optionally PNG).
     Mel(mel_cmd::MelArgs),
+    /// Run the frozen Whisper encoder on an audio file and save its output features ([frames, d_audio]).
+    Features(features_cmd::FeaturesArgs),
     /// Convert a CTranslate2 Whisper model.bin to canonical safetensors + config.json.
     ConvertWhisper(convert_cmd::ConvertWhisperArgs),
 }
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Mel(args) => mel_cmd::run(&args),
         Command::ConvertWhisper(args) => convert_cmd::run(&args),
+        Command::Features(args) => features_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,398 @@
+//! Linear, LayerNorm, Conv1d, multi-head self-attention and erf-GELU on `(frames, channels)` tensors.
+
+use dfdx::prelude::*;
+
+use crate::weights::{NnError, Weights};
+use crate::{Device, Tensor1, Tensor2};
+
+/// GELU in its exact erf form, `x · Φ(x)`, as Whisper (`F.gelu`) uses.
+pub fn gelu(x: Tensor2) -> Tensor2 {
+    x.accurate_gelu()
+}
+
+/// `y = x Wᵀ + b` with PyTorch's `weight (out, in)`, stored transposed as `(in, out)` so the forward pass is
+/// one plain matmul.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight_t: Tensor2,
+    bias: Option<Tensor1>,
+    in_dim: usize,
+    out_dim: usize,
+}
+
+impl Linear {
+    /// Loads `weight` `(out, in)` and, when `with_bias`, `bias` `(out)`.
+    pub fn load(
+        w: &Weights<'_>,
+        in_dim: usize,
+        out_dim: usize,
+        with_bias: bool,
+    ) -> Result<Self, NnError> {
+        let weight = w.host("weight", &[out_dim, in_dim])?;
+        let mut weight_t = vec![0.0f32; in_dim * out_dim];
+        for o in 0..out_dim {
+            for i in 0..in_dim {
+                weight_t[i * out_dim + o] = weight[o * in_dim + i];
+            }
+        }
+        Ok(Self {
+            weight_t: crate::from_vec2(w.device(), weight_t, in_dim, out_dim),
+            bias: if with_bias {
+                Some(w.tensor1("bias", out_dim)?)
+            } else {
+                None
+            },
+            in_dim,
+            out_dim,
+        })
+    }
+
+    pub fn in_dim(&self) -> usize {
+        self.in_dim
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    /// `(n, in)` → `(n, out)`.
+    pub fn forward(&self, x: Tensor2) -> Tensor2 {
+        let n = x.shape().0;
+        let y = x.matmul(self.weight_t.clone());
+        match &self.bias {
+            Some(b) => y + b.clone().broadcast_like::<_, Axis<0>>(&(n, self.out_dim)),
+            None => y,
+        }
+    }
+}
+
+/// LayerNorm over the channel axis with affine `weight` and `bias`.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    gamma: Tensor1,
+    beta: Tensor1,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(w: &Weights<'_>, dim: usize, eps: f64) -> Result<Self, NnError> {
+        Ok(Self {
+            gamma: w.tensor1("weight", dim)?,
+            beta: w.tensor1("bias", dim)?,
+            eps,
+        })
+    }
+
+    /// `(n, d)` → `(n, d)`.
+    pub fn forward(&self, x: Tensor2) -> Tensor2 {
+        let shape = *x.shape();
+        x.normalize::<Axis<1>>(self.eps) * self.gamma.clone().broadcast_like::<_, Axis<0>>(&shape)
+            + self.beta.clone().broadcast_like::<_, Axis<0>>(&shape)
+    }
+}
+
+/// 1-D convolution over time, PyTorch `Conv1d(c_in, c_out, k, stride, padding)` with `weight (c_out, c_in, k)`.
+/// Computed as a sum over taps of `gather(x_padded, rows k + stride·t) @ W_k`, all dfdx ops, so it
+/// differentiates like any other layer.
+#[derive(Debug, Clone)]
+pub struct Conv1d {
+    /// Tap `j`'s weights as `(c_in, c_out)`.
+    taps: Vec<Tensor2>,
+    bias: Tensor1,
+    c_in: usize,
+    c_out: usize,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv1d {
+    pub fn load(
+        w: &Weights<'_>,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self, NnError> {
+        if kernel == 0 || stride == 0 {
+            return Err(NnError::Config(format!(
+                "conv1d kernel {kernel} / stride {stride} must be >= 1"
+            )));
+        }
+        let weight = w.host("weight", &[c_out, c_in, kernel])?;
+        let taps = (0..kernel)
+            .map(|j| {
+                let mut tap = vec![0.0f32; c_in * c_out];
+                for o in 0..c_out {
+                    for i in 0..c_in {
+                        tap[i * c_out + o] = weight[(o * c_in + i) * kernel + j];
+                    }
+                }
+                crate::from_vec2(w.device(), tap, c_in, c_out)
+            })
+            .collect();
+        Ok(Self {
+            taps,
+            bias: w.tensor1("bias", c_out)?,
+            c_in,
+            c_out,
+            stride,
+            padding,
+        })
+    }
+
+    /// Output frames for `frames` input frames: `(frames + 2p − k) / s + 1`, or 0 if the input is too short.
+    pub fn out_frames(&self, frames: usize) -> usize {
+        let span = frames + 2 * self.padding;
+        if span < self.taps.len() {
+            0
+        } else {
+            (span - self.taps.len()) / self.stride + 1
+        }
+    }
+
+    /// `(frames, c_in)` → `(out_frames, c_out)`. Panics if `out_frames(frames) == 0` (callers check).
+    pub fn forward(&self, x: Tensor2) -> Tensor2 {
+        let dev: Device = x.device().clone();
+        let frames = x.shape().0;
+        let t_out = self.out_frames(frames);
+        assert!(
+            t_out > 0,
+            "conv1d input of {frames} frames is shorter than the kernel"
+        );
+        // Row `frames` of `padded` is the zero row every out-of-range (padding) position reads.
+        let zero: Tensor2 = dev.zeros_like(&(1, self.c_in));
+        let padded = (x, zero).concat_along(Axis::<0>);
+        let mut out: Option<Tensor2> = None;
+        for (j, tap) in self.taps.iter().enumerate() {
+            let rows: Vec<usize> = (0..t_out)
+                .map(|t| {
+                    let pos = (t * self.stride + j) as isize - self.padding as isize;
+                    if pos < 0 || pos as usize >= frames {
+                        frames
+                    } else {
+                        pos as usize
+                    }
+                })
+                .collect();
+            let idx: Tensor<(usize,), usize, Device> = dev.tensor_from_vec(rows, (t_out,));
+            let gathered: Tensor2 = padded.clone().gather(idx);
+            let y = gathered.matmul(tap.clone());
+            out = Some(match out {
+                Some(acc) => acc + y,
+                None => y,
+            });
+        }
+        let out = out.expect("kernel >= 1");
+        out + self
+            .bias
+            .clone()
+            .broadcast_like::<_, Axis<0>>(&(t_out, self.c_out))
+    }
+}
+
+/// Multi-head attention with PyTorch-style `q_proj`, `k_proj` (optionally bias-free), `v_proj`, `out_proj`.
+#[derive(Debug, Clone)]
+pub struct MultiHeadAttention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+    dim: usize,
+}
+
+impl MultiHeadAttention {
+    pub fn load(w: &Weights<'_>, dim: usize, heads: usize, k_bias: bool) -> Result<Self, NnError> {
+        if heads == 0 || !dim.is_multiple_of(heads) {
+            return Err(NnError::Config(format!(
+                "{dim} channels do not split into {heads} heads"
+            )));
+        }
+        Ok(Self {
+            q: Linear::load(&w.pp("q_proj"), dim, dim, true)?,
+            k: Linear::load(&w.pp("k_proj"), dim, dim, k_bias)?,
+            v: Linear::load(&w.pp("v_proj"), dim, dim, true)?,
+            out: Linear::load(&w.pp("out_proj"), dim, dim, true)?,
+            heads,
+            dim,
+        })
+    }
+
+    /// Unmasked self-attention, `(n, d)` → `(n, d)`: softmax(q kᵀ / √d_head) v per head.
+    pub fn forward_self(&self, x: Tensor2) -> Tensor2 {
+        let n = x.shape().0;
+        let (h, dh) = (self.heads, self.dim / self.heads);
+        let q = self.q.forward(x.clone()) * (1.0 / (dh as f64).sqrt()) as f32;
+        let k = self.k.forward(x.clone());
+        let v = self.v.forward(x);
+        // (n, d) -> (h, n, dh); keys as (h, dh, n).
+        let q = q.reshape_like(&(n, h, dh)).permute::<_, Axes3<1, 0, 2>>();
+        let k = k.reshape_like(&(n, h, dh)).permute::<_, Axes3<1, 2, 0>>();
+        let v = v.reshape_like(&(n, h, dh)).permute::<_, Axes3<1, 0, 2>>();
+        let probs = q.matmul(k).softmax::<Axis<2>>();
+        let ctx = probs
+            .matmul(v)
+            .permute::<_, Axes3<1, 0, 2>>()
+            .reshape_like(&(n, self.dim));
+        self.out.forward(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tinyalign_weights::{Tensor as HostTensor, TensorMap};
+
+    fn lcg(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// Plain-Rust reference of PyTorch's conv1d; `geometry` is `(c_in, c_out, kernel, stride, padding)`.
+    fn conv1d_reference(
+        x: &[f32],
+        frames: usize,
+        w: &[f32],
+        b: &[f32],
+        geometry: (usize, usize, usize, usize, usize),
+    ) -> Vec<f32> {
+        let (c_in, c_out, k, s, p) = geometry;
+        let t_out = (frames + 2 * p - k) / s + 1;
+        let mut y = vec![0.0f32; t_out * c_out];
+        for t in 0..t_out {
+            for o in 0..c_out {
+                let mut acc = b[o];
+                for j in 0..k {
+                    let pos = (t * s + j) as isize - p as isize;
+                    if pos < 0 || pos as usize >= frames {
+                        continue;
+                    }
+                    for i in 0..c_in {
+                        acc += w[(o * c_in + i) * k + j] * x[pos as usize * c_in + i];
+                    }
+                }
+                y[t * c_out + o] = acc;
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn conv1d_matches_reference_for_whisper_like_shapes() {
+        for (frames, c_in, c_out, k, s, p) in [
+            (9, 3, 4, 3, 1, 1),
+            (9, 4, 4, 3, 2, 1),
+            (10, 2, 5, 3, 2, 1),
+            (4, 2, 2, 1, 1, 0),
+        ] {
+            let mut map = TensorMap::new("test");
+            let w = lcg(c_out * c_in * k, 1);
+            let b = lcg(c_out, 2);
+            map.insert("c.weight", HostTensor::new(vec![c_out, c_in, k], w.clone()));
+            map.insert("c.bias", HostTensor::new(vec![c_out], b.clone()));
+            let dev = crate::cpu();
+            let conv = Conv1d::load(
+                &Weights::new(&map, dev.clone()).pp("c"),
+                c_in,
+                c_out,
+                k,
+                s,
+                p,
+            )
+            .expect("loads");
+            let x = lcg(frames * c_in, 3);
+            let ours =
+                crate::to_vec2(&conv.forward(crate::from_vec2(&dev, x.clone(), frames, c_in)));
+            let reference = conv1d_reference(&x, frames, &w, &b, (c_in, c_out, k, s, p));
+            assert_eq!(ours.len(), reference.len());
+            for (a, r) in ours.iter().zip(&reference) {
+                assert!((a - r).abs() < 1e-5, "{a} vs {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn attention_matches_reference() {
+        let (n, d, h) = (5, 6, 2);
+        let mut map = TensorMap::new("test");
+        for (i, name) in ["q_proj", "k_proj", "v_proj", "out_proj"]
+            .iter()
+            .enumerate()
+        {
+            map.insert(
+                format!("a.{name}.weight"),
+                HostTensor::new(vec![d, d], lcg(d * d, 10 + i as u32)),
+            );
+            map.insert(
+                format!("a.{name}.bias"),
+                HostTensor::new(vec![d], lcg(d, 20 + i as u32)),
+            );
+        }
+        let dev = crate::cpu();
+        let attn = MultiHeadAttention::load(&Weights::new(&map, dev.clone()).pp("a"), d, h, true)
+            .expect("loads");
+        let x = lcg(n * d, 5);
+        let ours = crate::to_vec2(&attn.forward_self(crate::from_vec2(&dev, x.clone(), n, d)));
+
+        let lin = |name: &str, x: &[f32]| -> Vec<f32> {
+            let w = &map.get(&format!("a.{name}.weight")).expect("w").data;
+            let b = &map.get(&format!("a.{name}.bias")).expect("b").data;
+            (0..n * d)
+                .map(|idx| {
+                    let (r, o) = (idx / d, idx % d);
+                    b[o] + (0..d).map(|i| w[o * d + i] * x[r * d + i]).sum::<f32>()
+                })
+                .collect()
+        };
+        let (q, k, v) = (lin("q_proj", &x), lin("k_proj", &x), lin("v_proj", &x));
+        let dh = d / h;
+        let mut ctx = vec![0.0f32; n * d];
+        for head in 0..h {
+            for i in 0..n {
+                let scores: Vec<f32> = (0..n)
+                    .map(|j| {
+                        (0..dh)
+                            .map(|c| q[i * d + head * dh + c] * k[j * d + head * dh + c])
+                            .sum::<f32>()
+                            / (dh as f32).sqrt()
+                    })
+                    .collect();
+                let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f32> = scores.iter().map(|s| (s - m).exp()).collect();
+                let z: f32 = e.iter().sum();
+                for c in 0..dh {
+                    ctx[i * d + head * dh + c] =
+                        (0..n).map(|j| e[j] / z * v[j * d + head * dh + c]).sum();
+                }
+            }
+        }
+        let reference = lin("out_proj", &ctx);
+        for (a, r) in ours.iter().zip(&reference) {
+            assert!((a - r).abs() < 1e-5, "{a} vs {r}");
+        }
+    }
+
+    #[test]
+    fn gelu_is_the_erf_form() {
+        let dev = crate::cpu();
+        let x = crate::from_vec2(&dev, vec![-3.0, -1.0, 0.0, 0.5, 1.0, 3.0], 1, 6);
+        // torch.nn.functional.gelu(x) (approximate='none').
+        let want = [
+            -0.004_049_8,
+            -0.158_655_26,
+            0.0,
+            0.345_731_37,
+            0.841_344_7,
+            2.995_950_2,
+        ];
+        for (a, w) in crate::to_vec2(&gelu(x)).iter().zip(want) {
+            assert!((a - w).abs() < 1e-5, "{a} vs {w}");
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Hugging Face `WhisperConfig` (config.json) fields the encoder needs; unknown fields are ignored because
+//! the file is upstream's.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::WhisperError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WhisperConfig {
+    pub d_model: usize,
+    pub num_mel_bins: usize,
+    pub encoder_layers: usize,
+    pub encoder_attention_heads: usize,
+    pub encoder_ffn_dim: usize,
+    /// Encoder positions: 1500 (30 s after the stride-2 conv).
+    pub max_source_positions: usize,
+    #[serde(default)]
+    pub decoder_layers: usize,
+    #[serde(default)]
+    pub vocab_size: usize,
+}
+
+impl WhisperConfig {
+    pub fn from_file(path: &Path) -> Result<Self, WhisperError> {
+        let err = |message: String| WhisperError::Config {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let cfg: Self = serde_json::from_str(&text)
+            .map_err(|e| err(format!("not a Whisper config.json: {e}")))?;
+        if cfg.d_model == 0
+            || cfg.encoder_attention_heads == 0
+            || !cfg.d_model.is_multiple_of(cfg.encoder_attention_heads)
+        {
+            return Err(err(format!(
+                "d_model {} does not split into {} heads",
+                cfg.d_model, cfg.encoder_attention_heads
+            )));
+        }
+        Ok(cfg)
+    }
+
+    /// Longest input in mel frames (the stride-2 conv halves it into the positions).
+    pub fn max_mel_frames(&self) -> usize {
+        2 * self.max_source_positions
+    }
+}

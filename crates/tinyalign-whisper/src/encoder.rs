@@ -1,0 +1,135 @@
+//! The encoder proper; layer names follow Hugging Face's `WhisperEncoder` keys.
+
+use std::path::Path;
+
+use tinyalign_mel::LogMel;
+use tinyalign_nn::{Conv1d, Device, LayerNorm, Linear, MultiHeadAttention, Tensor2, Weights, gelu};
+use tinyalign_weights::st::read_safetensors;
+use tinyalign_weights::{TensorMap, read_file};
+
+use crate::{WhisperConfig, WhisperError};
+
+/// PyTorch's default LayerNorm epsilon, which Whisper keeps.
+const LN_EPS: f64 = 1e-5;
+
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    attn_norm: LayerNorm,
+    attn: MultiHeadAttention,
+    mlp_norm: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl EncoderLayer {
+    fn forward(&self, x: Tensor2) -> Tensor2 {
+        let x = x.clone() + self.attn.forward_self(self.attn_norm.forward(x));
+        x.clone()
+            + self
+                .fc2
+                .forward(gelu(self.fc1.forward(self.mlp_norm.forward(x))))
+    }
+}
+
+/// A frozen Whisper audio encoder.
+#[derive(Debug, Clone)]
+pub struct WhisperEncoder {
+    config: WhisperConfig,
+    dev: Device,
+    conv1: Conv1d,
+    conv2: Conv1d,
+    /// `(max_source_positions, d)` sinusoidal table, row-major on the host; sliced per input length.
+    positions: Vec<f32>,
+    layers: Vec<EncoderLayer>,
+    final_norm: LayerNorm,
+}
+
+/// Loads `dir/config.json` and `dir/model.safetensors` (Hugging Face layout, as `cargo xtask fetch` writes).
+pub fn load_encoder_dir(dir: &Path, dev: Device) -> Result<WhisperEncoder, WhisperError> {
+    let config = WhisperConfig::from_file(&dir.join("config.json"))?;
+    let path = dir.join("model.safetensors");
+    let map = read_safetensors(&read_file(&path)?, &path.display().to_string())?;
+    WhisperEncoder::load(config, &map, dev)
+}
+
+impl WhisperEncoder {
+    /// Builds the encoder from `model.encoder.*` tensors, checking every shape against `config`.
+    pub fn load(config: WhisperConfig, map: &TensorMap, dev: Device) -> Result<Self, WhisperError> {
+        let w = Weights::new(map, dev.clone()).pp("model.encoder");
+        let (d, mels, ffn) = (config.d_model, config.num_mel_bins, config.encoder_ffn_dim);
+        let layers = (0..config.encoder_layers)
+            .map(|i| {
+                let l = w.pp(format!("layers.{i}"));
+                Ok(EncoderLayer {
+                    attn_norm: LayerNorm::load(&l.pp("self_attn_layer_norm"), d, LN_EPS)?,
+                    attn: MultiHeadAttention::load(
+                        &l.pp("self_attn"),
+                        d,
+                        config.encoder_attention_heads,
+                        false,
+                    )?,
+                    mlp_norm: LayerNorm::load(&l.pp("final_layer_norm"), d, LN_EPS)?,
+                    fc1: Linear::load(&l.pp("fc1"), d, ffn, true)?,
+                    fc2: Linear::load(&l.pp("fc2"), ffn, d, true)?,
+                })
+            })
+            .collect::<Result<Vec<_>, tinyalign_nn::NnError>>()?;
+        Ok(Self {
+            conv1: Conv1d::load(&w.pp("conv1"), mels, d, 3, 1, 1)?,
+            conv2: Conv1d::load(&w.pp("conv2"), d, d, 3, 2, 1)?,
+            positions: w.host("embed_positions.weight", &[config.max_source_positions, d])?,
+            final_norm: LayerNorm::load(&w.pp("layer_norm"), d, LN_EPS)?,
+            layers,
+            config,
+            dev,
+        })
+    }
+
+    pub fn config(&self) -> &WhisperConfig {
+        &self.config
+    }
+
+    /// Output frames for `mel_frames` input frames: `ceil(mel_frames / 2)`.
+    pub fn output_frames(&self, mel_frames: usize) -> usize {
+        self.conv2.out_frames(self.conv1.out_frames(mel_frames))
+    }
+
+    /// Encodes log-mel features `(n_mels, frames)` into `(ceil(frames / 2), d_model)` hidden states.
+    pub fn forward(&self, mel: &LogMel) -> Result<Tensor2, WhisperError> {
+        if mel.n_mels != self.config.num_mel_bins {
+            return Err(WhisperError::MelBands {
+                expected: self.config.num_mel_bins,
+                found: mel.n_mels,
+            });
+        }
+        let frames = mel.n_frames;
+        if frames > self.config.max_mel_frames() {
+            return Err(WhisperError::TooLong {
+                frames,
+                max: self.config.max_mel_frames(),
+            });
+        }
+        let t_out = self.output_frames(frames);
+        if t_out == 0 {
+            return Err(WhisperError::TooShort { frames });
+        }
+        // (n_mels, frames) -> time-major (frames, n_mels).
+        let mut time_major = vec![0.0f32; frames * mel.n_mels];
+        for m in 0..mel.n_mels {
+            for (t, &v) in mel.band(m).iter().enumerate() {
+                time_major[t * mel.n_mels + m] = v;
+            }
+        }
+        let x = tinyalign_nn::from_vec2(&self.dev, time_major, frames, mel.n_mels);
+        let x = gelu(self.conv1.forward(x));
+        let x = gelu(self.conv2.forward(x));
+        let d = self.config.d_model;
+        let pos =
+            tinyalign_nn::from_vec2(&self.dev, self.positions[..t_out * d].to_vec(), t_out, d);
+        let mut x = x + pos;
+        for layer in &self.layers {
+            x = layer.forward(x);
+        }
+        Ok(self.final_norm.forward(x))
+    }
+}

@@ -1,0 +1,35 @@
+//! Whisper's audio encoder (openai-whisper `model.py`, `AudioEncoder`), frozen, on dfdx:
+//!
+//! ```text
+//! log-mel (n_mels, frames) ─► conv1 (k3 s1 p1) ─► GELU ─► conv2 (k3 s2 p1) ─► GELU      (frames/2, d)
+//!   ─► + sinusoidal positions[..frames/2] ─► N × [x + attn(LN(x)); x + fc2(GELU(fc1(LN(x))))] ─► LN
+//! ```
+//!
+//! It runs on any number of frames up to 3000 (30 s): Whisper always pads to 30 s, tinyalign only where exact
+//! parity with Whisper's own pipeline is wanted, since attention cost grows with the square of the length.
+
+mod config;
+mod encoder;
+
+pub use config::WhisperConfig;
+pub use encoder::{WhisperEncoder, load_encoder_dir};
+
+/// Errors of the Whisper model crate.
+#[derive(Debug, thiserror::Error)]
+pub enum WhisperError {
+    #[error(transparent)]
+    Nn(#[from] tinyalign_nn::NnError),
+    #[error(transparent)]
+    Weights(#[from] tinyalign_weights::WeightsError),
+    #[error("{path}: {message}")]
+    Config { path: String, message: String },
+    #[error("input has {found} mel bands, the model expects {expected}")]
+    MelBands { expected: usize, found: usize },
+    #[error(
+        "input of {frames} mel frames is longer than the encoder's {max} frames ({seconds} s): split the audio",
+        seconds = max / 100
+    )]
+    TooLong { frames: usize, max: usize },
+    #[error("input of {frames} mel frames is too short for the encoder (needs at least 1)")]
+    TooShort { frames: usize },
+}
