@@ -8,3 +8,4 @@ mod real_models;
 mod resampler;
 mod weights;
 mod whisper_encoder;
+mod whisper_transcribe;

@@ -7,6 +7,7 @@ mod features_cmd;
 mod fsutil;
 mod mel_cmd;
 mod spectrogram_png;
+mod transcribe_cmd;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,8 @@ enum Command {
     Mel(mel_cmd::MelArgs),
     /// Run the frozen Whisper encoder on an audio file and save its output features ([frames, d_audio]).
     Features(features_cmd::FeaturesArgs),
+    /// Transcribe audio files with Whisper (greedy, no timestamps).
+    Transcribe(transcribe_cmd::TranscribeArgs),
     /// Convert a CTranslate2 Whisper model.bin to canonical safetensors + config.json.
     ConvertWhisper(convert_cmd::ConvertWhisperArgs),
 }
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Command::Mel(args) => mel_cmd::run(&args),
         Command::ConvertWhisper(args) => convert_cmd::run(&args),
         Command::Features(args) => features_cmd::run(&args),
+        Command::Transcribe(args) => transcribe_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

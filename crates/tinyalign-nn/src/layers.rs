@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 
 use crate::weights::{NnError, Weights};
-use crate::{Device, Tensor1, Tensor2};
+use crate::{Device, Tensor1, Tensor2, Tensor3};
 
 /// GELU in its exact erf form, `x · Φ(x)`, as Whisper (`F.gelu`) uses.
 pub fn gelu(x: Tensor2) -> Tensor2 {
@@ -221,21 +221,84 @@ impl MultiHeadAttention {
 
     /// Unmasked self-attention, `(n, d)` → `(n, d)`: softmax(q kᵀ / √d_head) v per head.
     pub fn forward_self(&self, x: Tensor2) -> Tensor2 {
+        let kv = self.project_kv(x.clone());
+        self.attend(x, &kv, None)
+    }
+
+    /// Keys `(h, d_head, n)` and values `(h, n, d_head)` of `x` `(n, d)`: computed once for cross-attention
+    /// over a fixed memory (the encoder output).
+    pub fn project_kv(&self, x: Tensor2) -> (Tensor3, Tensor3) {
         let n = x.shape().0;
         let (h, dh) = (self.heads, self.dim / self.heads);
-        let q = self.q.forward(x.clone()) * (1.0 / (dh as f64).sqrt()) as f32;
         let k = self.k.forward(x.clone());
         let v = self.v.forward(x);
-        // (n, d) -> (h, n, dh); keys as (h, dh, n).
+        (
+            k.reshape_like(&(n, h, dh)).permute::<_, Axes3<1, 2, 0>>(),
+            v.reshape_like(&(n, h, dh)).permute::<_, Axes3<1, 0, 2>>(),
+        )
+    }
+
+    /// Attention of queries from `x` `(n_q, d)` over projected keys/values of `n_k` positions, with an optional
+    /// additive mask `(n_q, n_k)` (0 or a large negative number), → `(n_q, d)`.
+    pub fn attend(&self, x: Tensor2, kv: &(Tensor3, Tensor3), mask: Option<&Tensor2>) -> Tensor2 {
+        let n = x.shape().0;
+        let (h, dh) = (self.heads, self.dim / self.heads);
+        let n_k = kv.0.shape().2;
+        let q = self.q.forward(x) * (1.0 / (dh as f64).sqrt()) as f32;
         let q = q.reshape_like(&(n, h, dh)).permute::<_, Axes3<1, 0, 2>>();
-        let k = k.reshape_like(&(n, h, dh)).permute::<_, Axes3<1, 2, 0>>();
-        let v = v.reshape_like(&(n, h, dh)).permute::<_, Axes3<1, 0, 2>>();
-        let probs = q.matmul(k).softmax::<Axis<2>>();
+        let mut scores = q.matmul(kv.0.clone());
+        if let Some(mask) = mask {
+            scores = scores + mask.clone().broadcast_like::<_, Axis<0>>(&(h, n, n_k));
+        }
+        let probs = scores.softmax::<Axis<2>>();
         let ctx = probs
-            .matmul(v)
+            .matmul(kv.1.clone())
             .permute::<_, Axes3<1, 0, 2>>()
             .reshape_like(&(n, self.dim));
         self.out.forward(ctx)
+    }
+}
+
+/// Additive causal mask `(n, n)`: position i sees positions ≤ i.
+pub fn causal_mask(dev: &Device, n: usize) -> Tensor2 {
+    let data = (0..n * n)
+        .map(|idx| if idx % n > idx / n { -1e9 } else { 0.0 })
+        .collect();
+    crate::from_vec2(dev, data, n, n)
+}
+
+/// A lookup table `(rows, d)`: `Embedding` in PyTorch terms.
+#[derive(Debug, Clone)]
+pub struct Embedding {
+    table: Tensor2,
+    rows: usize,
+}
+
+impl Embedding {
+    pub fn load(w: &Weights<'_>, rows: usize, dim: usize) -> Result<Self, NnError> {
+        Ok(Self {
+            table: w.tensor2("weight", rows, dim)?,
+            rows,
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn table(&self) -> &Tensor2 {
+        &self.table
+    }
+
+    /// Rows `ids` → `(ids.len(), d)`. Panics on an id ≥ rows (callers validate ids).
+    pub fn forward(&self, ids: &[usize]) -> Tensor2 {
+        assert!(
+            ids.iter().all(|&i| i < self.rows),
+            "embedding id out of range"
+        );
+        let dev = self.table.device().clone();
+        let idx: Tensor<(usize,), usize, Device> = dev.tensor_from_vec(ids.to_vec(), (ids.len(),));
+        self.table.clone().gather(idx)
     }
 }
 

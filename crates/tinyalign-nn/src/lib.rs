@@ -8,7 +8,7 @@ mod layers;
 mod weights;
 
 pub use dfdx;
-pub use layers::{Conv1d, LayerNorm, Linear, MultiHeadAttention, gelu};
+pub use layers::{Conv1d, Embedding, LayerNorm, Linear, MultiHeadAttention, causal_mask, gelu};
 pub use weights::{NnError, Weights};
 
 /// The compute device: dfdx's CPU backend (gemm + rayon).
@@ -52,4 +52,12 @@ pub fn shape2(t: &Tensor2) -> (usize, usize) {
 pub fn matmul(a: &Tensor2, b: &Tensor2) -> Tensor2 {
     use dfdx::tensor_ops::TryMatMul;
     a.clone().matmul(b.clone())
+}
+
+/// Row `row` of a `(rows, cols)` tensor as a `(1, cols)` tensor.
+pub fn row(t: &Tensor2, row: usize) -> Tensor2 {
+    use dfdx::prelude::{GatherTo, TensorFromVec};
+    let dev = t.device().clone();
+    let idx: dfdx::tensor::Tensor<(usize,), usize, Device> = dev.tensor_from_vec(vec![row], (1,));
+    t.clone().gather(idx)
 }

@@ -19,7 +19,20 @@ pub struct WhisperConfig {
     #[serde(default)]
     pub decoder_layers: usize,
     #[serde(default)]
+    pub decoder_attention_heads: usize,
+    #[serde(default)]
+    pub decoder_ffn_dim: usize,
+    /// Decoder positions: 448 tokens.
+    #[serde(default)]
+    pub max_target_positions: usize,
+    #[serde(default)]
     pub vocab_size: usize,
+    /// Token ids never generated (punctuation-like symbols and special tokens).
+    #[serde(default)]
+    pub suppress_tokens: Vec<i64>,
+    /// Token ids not allowed as the first generated token (a bare space, end of text).
+    #[serde(default)]
+    pub begin_suppress_tokens: Vec<i64>,
 }
 
 impl WhisperConfig {

@@ -1,4 +1,6 @@
-//! Whisper's audio encoder (openai-whisper `model.py`, `AudioEncoder`), frozen, on dfdx:
+//! Whisper on dfdx: the audio encoder (openai-whisper `model.py`, `AudioEncoder`), frozen, plus the text
+//! decoder, tokenizer and greedy transcription used for `tinyalign transcribe` and the cascade baseline.
+//! The encoder:
 //!
 //! ```text
 //! log-mel (n_mels, frames) ─► conv1 (k3 s1 p1) ─► GELU ─► conv2 (k3 s2 p1) ─► GELU      (frames/2, d)
@@ -9,10 +11,16 @@
 //! parity with Whisper's own pipeline is wanted, since attention cost grows with the square of the length.
 
 mod config;
+mod decoder;
 mod encoder;
+mod tokenizer;
+mod transcribe;
 
 pub use config::WhisperConfig;
+pub use decoder::{AudioContext, WhisperDecoder};
 pub use encoder::{WhisperEncoder, load_encoder_dir};
+pub use tokenizer::{SpecialTokens, WhisperTokenizer};
+pub use transcribe::WhisperModel;
 
 /// Errors of the Whisper model crate.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,115 @@
+//! `tinyalign transcribe FILE...`: Whisper's own greedy transcript of each file, as plain text or one JSON
+//! object per line (`--json`) with timings.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::json;
+use tinyalign_mel::{Frontend, FrontendConfig, InputFormat, MelBands};
+use tinyalign_whisper::WhisperModel;
+
+use crate::features_cmd::default_whisper_dir;
+
+#[derive(Debug, Args)]
+pub struct TranscribeArgs {
+    /// Audio files (WAV, or headerless PCM16 with --raw), each at most 30 s.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// One JSON object per file: {"file", "text", "audio_s", "mel_ms", "encoder_ms", "decoder_ms"}.
+    #[arg(long)]
+    json: bool,
+    /// Whisper model folder (config.json + model.safetensors + vocabulary.txt here or one level up).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Most tokens to generate per file.
+    #[arg(long, default_value_t = 224)]
+    max_tokens: usize,
+    /// Read inputs as headerless little-endian PCM16 mono.
+    #[arg(long)]
+    raw: bool,
+    /// Sample rate of --raw inputs.
+    #[arg(long, default_value_t = 16_000, requires = "raw")]
+    raw_rate: u32,
+}
+
+pub fn run(args: &TranscribeArgs) -> Result<ExitCode> {
+    let dir = args.model.clone().unwrap_or_else(default_whisper_dir);
+    if !dir.join("model.safetensors").exists() {
+        bail!(
+            "no Whisper model in {}: run `cargo xtask fetch` (or pass --model DIR)",
+            dir.display()
+        );
+    }
+    let model = WhisperModel::load_dir(&dir, tinyalign_nn::cpu())?;
+    let bands = MelBands::from_count(model.encoder.config().num_mel_bins)
+        .context("model's mel band count")?;
+    // The decoder was trained on 30 s windows; padding keeps its behaviour exactly Whisper's.
+    let frontend = Frontend::new(FrontendConfig {
+        bands,
+        pad_to_30s: true,
+    });
+    let format = if args.raw {
+        InputFormat::RawPcm16 {
+            sample_rate: args.raw_rate,
+        }
+    } else {
+        InputFormat::Wav
+    };
+    let mut failures = 0;
+    for file in &args.files {
+        let result = (|| -> Result<()> {
+            let t0 = Instant::now();
+            let audio = tinyalign_mel::read_audio_file(file, format)?;
+            let name = file.display().to_string();
+            if audio.duration_s() > 30.0 {
+                bail!(
+                    "{name}: {:.1} s is longer than Whisper's 30 s window; split it first",
+                    audio.duration_s()
+                );
+            }
+            let mel = frontend.audio_to_log_mel(&audio, &name)?;
+            let t_mel = t0.elapsed();
+            let t1 = Instant::now();
+            let hidden = model.encoder.forward(&mel)?;
+            let t_enc = t1.elapsed();
+            let t2 = Instant::now();
+            let context = model.decoder.audio_context(&hidden);
+            let ids = model
+                .decoder
+                .greedy(&model.tokenizer, &context, args.max_tokens);
+            let text = model.tokenizer.decode(&ids).trim().to_string();
+            let t_dec = t2.elapsed();
+            if args.json {
+                println!(
+                    "{}",
+                    json!({
+                        "file": name,
+                        "text": text,
+                        "audio_s": audio.duration_s(),
+                        "tokens": ids.len(),
+                        "mel_ms": t_mel.as_secs_f64() * 1e3,
+                        "encoder_ms": t_enc.as_secs_f64() * 1e3,
+                        "decoder_ms": t_dec.as_secs_f64() * 1e3,
+                    })
+                );
+            } else if args.files.len() > 1 {
+                println!("{name}: {text}");
+            } else {
+                println!("{text}");
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            failures += 1;
+            eprintln!("error: {e:#}");
+        }
+    }
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

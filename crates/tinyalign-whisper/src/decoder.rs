@@ -1,0 +1,188 @@
+//! Whisper's text decoder (openai-whisper `TextDecoder`) and greedy transcription: token + learned position
+//! embeddings → N × [x + self_attn(LN(x), causal); x + cross_attn(LN(x), audio); x + MLP(LN(x))] → LN →
+//! logits against the (tied) token embedding table.
+//!
+//! Each step re-runs the decoder over the whole prefix instead of keeping a KV cache: transcripts here are a
+//! few dozen tokens and the model is tiny, so the saving would not pay for the code yet.
+
+use std::path::Path;
+
+use tinyalign_nn::{
+    Device, Embedding, LayerNorm, Linear, MultiHeadAttention, Tensor2, Tensor3, Weights,
+    causal_mask, gelu,
+};
+use tinyalign_weights::TensorMap;
+
+use crate::tokenizer::WhisperTokenizer;
+use crate::{WhisperConfig, WhisperError};
+
+const LN_EPS: f64 = 1e-5;
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    self_norm: LayerNorm,
+    self_attn: MultiHeadAttention,
+    cross_norm: LayerNorm,
+    cross_attn: MultiHeadAttention,
+    mlp_norm: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+/// Cross-attention keys and values of one utterance's encoder output, per decoder layer.
+#[derive(Debug, Clone)]
+pub struct AudioContext {
+    kv: Vec<(Tensor3, Tensor3)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WhisperDecoder {
+    config: WhisperConfig,
+    dev: Device,
+    tokens: Embedding,
+    /// `(d, vocab)`: the token table transposed once, so logits are one matmul.
+    tokens_t: Tensor2,
+    positions: Embedding,
+    layers: Vec<DecoderLayer>,
+    final_norm: LayerNorm,
+    suppress: Vec<usize>,
+    begin_suppress: Vec<usize>,
+}
+
+impl WhisperDecoder {
+    pub fn load(config: WhisperConfig, map: &TensorMap, dev: Device) -> Result<Self, WhisperError> {
+        let w = Weights::new(map, dev.clone()).pp("model.decoder");
+        let (d, ffn, vocab) = (config.d_model, config.decoder_ffn_dim, config.vocab_size);
+        if config.decoder_layers == 0 || config.decoder_attention_heads == 0 || vocab == 0 {
+            return Err(WhisperError::Config {
+                path: "config.json".into(),
+                message:
+                    "decoder_layers, decoder_attention_heads and vocab_size are needed for decoding"
+                        .into(),
+            });
+        }
+        let heads = config.decoder_attention_heads;
+        let layers = (0..config.decoder_layers)
+            .map(|i| {
+                let l = w.pp(format!("layers.{i}"));
+                Ok(DecoderLayer {
+                    self_norm: LayerNorm::load(&l.pp("self_attn_layer_norm"), d, LN_EPS)?,
+                    self_attn: MultiHeadAttention::load(&l.pp("self_attn"), d, heads, false)?,
+                    cross_norm: LayerNorm::load(&l.pp("encoder_attn_layer_norm"), d, LN_EPS)?,
+                    cross_attn: MultiHeadAttention::load(&l.pp("encoder_attn"), d, heads, false)?,
+                    mlp_norm: LayerNorm::load(&l.pp("final_layer_norm"), d, LN_EPS)?,
+                    fc1: Linear::load(&l.pp("fc1"), d, ffn, true)?,
+                    fc2: Linear::load(&l.pp("fc2"), ffn, d, true)?,
+                })
+            })
+            .collect::<Result<Vec<_>, tinyalign_nn::NnError>>()?;
+        let table = w.host("embed_tokens.weight", &[vocab, d])?;
+        let mut transposed = vec![0.0f32; vocab * d];
+        for (v, row) in table.chunks_exact(d).enumerate() {
+            for (c, &x) in row.iter().enumerate() {
+                transposed[c * vocab + v] = x;
+            }
+        }
+        let ids = |list: &[i64]| {
+            list.iter()
+                .filter_map(|&t| usize::try_from(t).ok())
+                .filter(|&t| t < vocab)
+                .collect()
+        };
+        Ok(Self {
+            tokens: Embedding::load(&w.pp("embed_tokens"), vocab, d)?,
+            tokens_t: tinyalign_nn::from_vec2(&dev, transposed, d, vocab),
+            positions: Embedding::load(&w.pp("embed_positions"), config.max_target_positions, d)?,
+            final_norm: LayerNorm::load(&w.pp("layer_norm"), d, LN_EPS)?,
+            layers,
+            suppress: ids(&config.suppress_tokens),
+            begin_suppress: ids(&config.begin_suppress_tokens),
+            config,
+            dev,
+        })
+    }
+
+    /// Projects the encoder output `(frames, d)` into every layer's cross-attention keys and values.
+    pub fn audio_context(&self, audio: &Tensor2) -> AudioContext {
+        AudioContext {
+            kv: self
+                .layers
+                .iter()
+                .map(|l| l.cross_attn.project_kv(audio.clone()))
+                .collect(),
+        }
+    }
+
+    /// Logits `(vocab)` for the token after `prefix`.
+    pub fn next_logits(&self, prefix: &[usize], audio: &AudioContext) -> Vec<f32> {
+        let n = prefix.len();
+        let positions: Vec<usize> = (0..n).collect();
+        let mut x = self.tokens.forward(prefix) + self.positions.forward(&positions);
+        let mask = causal_mask(&self.dev, n);
+        for (layer, kv) in self.layers.iter().zip(&audio.kv) {
+            let h = layer.self_norm.forward(x.clone());
+            let self_kv = layer.self_attn.project_kv(h.clone());
+            x = x + layer.self_attn.attend(h, &self_kv, Some(&mask));
+            let h = layer.cross_norm.forward(x.clone());
+            x = x + layer.cross_attn.attend(h, kv, None);
+            x = x.clone()
+                + layer
+                    .fc2
+                    .forward(gelu(layer.fc1.forward(layer.mlp_norm.forward(x))));
+        }
+        let last = tinyalign_nn::row(&self.final_norm.forward(x), n - 1);
+        tinyalign_nn::to_vec2(&tinyalign_nn::matmul(&last, &self.tokens_t))
+    }
+
+    /// Greedy decoding from `prompt`: ordinary text tokens and `<|endoftext|>` only, minus the configured
+    /// suppressions (and, on the first step, the begin suppressions), until `<|endoftext|>`, `max_tokens` or
+    /// the position table ends. Returns the generated ids without the prompt and the end token.
+    pub fn greedy(
+        &self,
+        tokenizer: &WhisperTokenizer,
+        audio: &AudioContext,
+        max_tokens: usize,
+    ) -> Vec<usize> {
+        let eot = tokenizer.specials().eot;
+        let mut tokens = tokenizer.transcribe_prompt();
+        let start = tokens.len();
+        let limit = (start + max_tokens).min(self.config.max_target_positions);
+        while tokens.len() < limit {
+            let mut logits = self.next_logits(&tokens, audio);
+            // Timestamps and every other special token come after <|endoftext|>.
+            for l in logits.iter_mut().skip(eot + 1) {
+                *l = f32::NEG_INFINITY;
+            }
+            for &t in &self.suppress {
+                logits[t] = f32::NEG_INFINITY;
+            }
+            if tokens.len() == start {
+                for &t in &self.begin_suppress {
+                    logits[t] = f32::NEG_INFINITY;
+                }
+            }
+            let next = argmax(&logits);
+            if next == eot {
+                break;
+            }
+            tokens.push(next);
+        }
+        tokens.split_off(start)
+    }
+}
+
+fn argmax(x: &[f32]) -> usize {
+    x.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+        .0
+}
+
+/// The vocabulary beside a converted model: `dir/vocabulary.txt`, else the CTranslate2 folder above it.
+pub fn find_vocabulary(dir: &Path) -> Option<std::path::PathBuf> {
+    [dir.join("vocabulary.txt"), dir.join("../vocabulary.txt")]
+        .into_iter()
+        .find(|p| p.exists())
+}
