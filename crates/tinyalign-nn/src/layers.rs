@@ -6,9 +6,26 @@ use crate::weights::{NnError, Weights};
 use crate::{Device, Tensor1, Tensor2, Tensor3};
 
 /// GELU in its exact erf form, `x · Φ(x)`, as Whisper (`F.gelu`) uses.
-pub fn gelu(x: Tensor2) -> Tensor2 {
-    x.accurate_gelu()
+///
+/// dfdx 0.13's `accurate_gelu` computes the right values but the wrong derivative: its `df` uses
+/// `(2/√π)·e^(−x²/2)` for the derivative of `erf(x/√2)`, missing the inner factor `1/√2`. The gradient is
+/// repaired by adding `k·e^(−x²/2)` and subtracting the same value computed off the tape (so the output is
+/// unchanged bit for bit), with `k = (1 − 1/√2)/√π`, whose derivative cancels the excess exactly.
+pub fn gelu<T: Tape<f32, Device>>(x: Taped2<T>) -> Taped2<T> {
+    if !T::OWNS_TAPE {
+        // Inference: no gradient to repair.
+        return x.accurate_gelu();
+    }
+    let k = (1.0 - std::f32::consts::FRAC_1_SQRT_2) / std::f32::consts::PI.sqrt();
+    let bump = |v: Taped2<NoneTape>| (v.square() * -0.5f32).exp() * k;
+    let constant = bump(x.retaped::<NoneTape>());
+    let values = x.with_empty_tape().accurate_gelu();
+    let correction = (x.square() * -0.5f32).exp() * k;
+    values + (correction - constant)
 }
+
+/// A `(rows, cols)` tensor that may carry a gradient tape `T` (`NoneTape` for inference).
+pub type Taped2<T> = Tensor<(usize, usize), f32, Device, T>;
 
 /// `y = x Wᵀ + b` with PyTorch's `weight (out, in)`, stored transposed as `(in, out)` so the forward pass is
 /// one plain matmul.
@@ -55,8 +72,8 @@ impl Linear {
         self.out_dim
     }
 
-    /// `(n, in)` → `(n, out)`.
-    pub fn forward(&self, x: Tensor2) -> Tensor2 {
+    /// `(n, in)` → `(n, out)`; gradients flow to `x` when it carries a tape.
+    pub fn forward<T: Tape<f32, Device>>(&self, x: Taped2<T>) -> Taped2<T> {
         let n = x.shape().0;
         let y = x.matmul(self.weight_t.clone());
         match &self.bias {
@@ -84,7 +101,7 @@ impl LayerNorm {
     }
 
     /// `(n, d)` → `(n, d)`.
-    pub fn forward(&self, x: Tensor2) -> Tensor2 {
+    pub fn forward<T: Tape<f32, Device>>(&self, x: Taped2<T>) -> Taped2<T> {
         let shape = *x.shape();
         x.normalize::<Axis<1>>(self.eps) * self.gamma.clone().broadcast_like::<_, Axis<0>>(&shape)
             + self.beta.clone().broadcast_like::<_, Axis<0>>(&shape)
@@ -152,7 +169,7 @@ impl Conv1d {
     }
 
     /// `(frames, c_in)` → `(out_frames, c_out)`. Panics if `out_frames(frames) == 0` (callers check).
-    pub fn forward(&self, x: Tensor2) -> Tensor2 {
+    pub fn forward<T: Tape<f32, Device> + Merge<NoneTape>>(&self, x: Taped2<T>) -> Taped2<T> {
         let dev: Device = x.device().clone();
         let frames = x.shape().0;
         let t_out = self.out_frames(frames);
@@ -162,8 +179,9 @@ impl Conv1d {
         );
         // Row `frames` of `padded` is the zero row every out-of-range (padding) position reads.
         let zero: Tensor2 = dev.zeros_like(&(1, self.c_in));
-        let padded = (x, zero).concat_along(Axis::<0>);
-        let mut out: Option<Tensor2> = None;
+        let mut padded = Some((x, zero).concat_along(Axis::<0>));
+        let mut out: Option<Taped2<T>> = None;
+        let last = self.taps.len() - 1;
         for (j, tap) in self.taps.iter().enumerate() {
             let rows: Vec<usize> = (0..t_out)
                 .map(|t| {
@@ -176,7 +194,17 @@ impl Conv1d {
                 })
                 .collect();
             let idx: Tensor<(usize,), usize, Device> = dev.tensor_from_vec(rows, (t_out,));
-            let gathered: Tensor2 = padded.clone().gather(idx);
+            // Every tap reads `padded`; the last one takes it (and the tape holding the concat) so the
+            // backward pass reaches `x`, the others read it through an empty tape.
+            let source = if j == last {
+                padded.take().expect("taken once")
+            } else {
+                padded
+                    .as_ref()
+                    .expect("present until the last tap")
+                    .with_empty_tape()
+            };
+            let gathered: Taped2<T> = source.gather(idx);
             let y = gathered.matmul(tap.clone());
             out = Some(match out {
                 Some(acc) => acc + y,
@@ -442,6 +470,57 @@ mod tests {
     }
 
     #[test]
+    fn conv1d_and_linear_gradients_match_finite_differences() {
+        // loss = sum(linear(gelu(conv(x)))^2); d loss / d x by the tape vs central differences in f64-ish
+        // steps on a few inputs.
+        let (frames, c_in, c_out) = (7, 3, 4);
+        let mut map = TensorMap::new("test");
+        map.insert(
+            "c.weight",
+            HostTensor::new(vec![c_out, c_in, 3], lcg(c_out * c_in * 3, 31)),
+        );
+        map.insert("c.bias", HostTensor::new(vec![c_out], lcg(c_out, 32)));
+        map.insert(
+            "l.weight",
+            HostTensor::new(vec![2, c_out], lcg(2 * c_out, 33)),
+        );
+        map.insert("l.bias", HostTensor::new(vec![2], lcg(2, 34)));
+        let dev = crate::cpu();
+        let w = Weights::new(&map, dev.clone());
+        let conv = Conv1d::load(&w.pp("c"), c_in, c_out, 3, 2, 1).expect("loads");
+        let lin = Linear::load(&w.pp("l"), c_out, 2, true).expect("loads");
+        let x0 = lcg(frames * c_in, 35);
+        let loss_of = |x: &[f32]| -> f32 {
+            let y = lin.forward(gelu(conv.forward(crate::from_vec2(
+                &dev,
+                x.to_vec(),
+                frames,
+                c_in,
+            ))));
+            crate::to_vec2(&y).iter().map(|v| v * v).sum()
+        };
+        let x = crate::from_vec2(&dev, x0.clone(), frames, c_in);
+        let loss = lin
+            .forward(gelu(conv.forward(x.clone().leaky_traced())))
+            .square()
+            .sum();
+        let grads = loss.backward();
+        let analytic = grads.get(&x).as_vec();
+        let h = 1e-2f32;
+        for i in 0..frames * c_in {
+            let (mut up, mut down) = (x0.clone(), x0.clone());
+            up[i] += h;
+            down[i] -= h;
+            let numeric = (loss_of(&up) - loss_of(&down)) / (2.0 * h);
+            assert!(
+                (analytic[i] - numeric).abs() < 1e-3 * numeric.abs().max(0.1),
+                "x[{i}]: {} vs {numeric}",
+                analytic[i]
+            );
+        }
+    }
+
+    #[test]
     fn gelu_is_the_erf_form() {
         let dev = crate::cpu();
         let x = crate::from_vec2(&dev, vec![-3.0, -1.0, 0.0, 0.5, 1.0, 3.0], 1, 6);
@@ -454,8 +533,11 @@ mod tests {
             0.841_344_7,
             2.995_950_2,
         ];
-        for (a, w) in crate::to_vec2(&gelu(x)).iter().zip(want) {
+        let plain = crate::to_vec2(&gelu(x.clone()));
+        for (a, w) in plain.iter().zip(want) {
             assert!((a - w).abs() < 1e-5, "{a} vs {w}");
         }
+        // The gradient repair on a taped input leaves the values untouched, bit for bit.
+        assert_eq!(gelu(x.leaky_traced()).as_vec(), plain);
     }
 }
