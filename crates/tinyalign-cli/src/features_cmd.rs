@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use tinyalign_mel::{Frontend, FrontendConfig, InputFormat, MelBands, npy};
+use tinyalign_mel::{Frontend, FrontendConfig, MelBands, npy};
 use tinyalign_weights::st::{StoreAs, write_safetensors};
 use tinyalign_weights::{Tensor, TensorMap};
 
 use crate::fsutil::write_atomic;
+use crate::input_args::InputArgs;
 
 #[derive(Debug, Args)]
 pub struct FeaturesArgs {
@@ -27,12 +28,8 @@ pub struct FeaturesArgs {
     /// Default: $TINYALIGN_CACHE/whisper-tiny.en/hf, else .cache/tinyalign/whisper-tiny.en/hf.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Read the input as headerless little-endian PCM16 mono.
-    #[arg(long)]
-    raw: bool,
-    /// Sample rate of a --raw input.
-    #[arg(long, default_value_t = 16_000, requires = "raw")]
-    raw_rate: u32,
+    #[command(flatten)]
+    input: InputArgs,
 }
 
 /// The default Whisper folder: where `cargo xtask fetch` puts the converted tiny.en.
@@ -72,13 +69,7 @@ pub fn run(args: &FeaturesArgs) -> Result<ExitCode> {
         bands,
         pad_to_30s: args.pad30,
     });
-    let format = if args.raw {
-        InputFormat::RawPcm16 {
-            sample_rate: args.raw_rate,
-        }
-    } else {
-        InputFormat::Wav
-    };
+    let format = args.input.format();
     let t0 = Instant::now();
     let mel = frontend.file_to_log_mel(&args.file, format)?;
     let t_mel = t0.elapsed();

@@ -5,6 +5,7 @@
 mod convert_cmd;
 mod features_cmd;
 mod fsutil;
+mod input_args;
 mod mel_cmd;
 mod spectrogram_png;
 mod transcribe_cmd;

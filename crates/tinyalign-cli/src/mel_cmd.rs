@@ -13,6 +13,7 @@ use tinyalign_mel::{
 };
 
 use crate::fsutil::write_atomic;
+use crate::input_args::InputArgs;
 use crate::spectrogram_png::spectrogram_png;
 
 #[derive(Debug, Args)]
@@ -33,12 +34,8 @@ pub struct MelArgs {
     /// Mel bands: 80 (Whisper tiny..large-v2) or 128 (large-v3).
     #[arg(long, default_value_t = 80, value_parser = parse_bands)]
     n_mels: usize,
-    /// Read the inputs as headerless little-endian PCM16 mono.
-    #[arg(long)]
-    raw: bool,
-    /// Sample rate of --raw inputs.
-    #[arg(long, default_value_t = 16_000, requires = "raw")]
-    raw_rate: u32,
+    #[command(flatten)]
+    input: InputArgs,
 }
 
 fn parse_bands(s: &str) -> Result<usize, String> {
@@ -57,13 +54,7 @@ pub fn run(args: &MelArgs) -> Result<ExitCode> {
         bands,
         pad_to_30s: args.pad30,
     });
-    let format = if args.raw {
-        InputFormat::RawPcm16 {
-            sample_rate: args.raw_rate,
-        }
-    } else {
-        InputFormat::Wav
-    };
+    let format = args.input.format();
 
     let mut failures = 0usize;
     for (file, stem) in args.files.iter().zip(&outputs) {

@@ -8,10 +8,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
-use tinyalign_mel::{Frontend, FrontendConfig, InputFormat, MelBands};
+use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
 use tinyalign_whisper::WhisperModel;
 
 use crate::features_cmd::default_whisper_dir;
+use crate::input_args::InputArgs;
 
 #[derive(Debug, Args)]
 pub struct TranscribeArgs {
@@ -27,12 +28,8 @@ pub struct TranscribeArgs {
     /// Most tokens to generate per file.
     #[arg(long, default_value_t = 224)]
     max_tokens: usize,
-    /// Read inputs as headerless little-endian PCM16 mono.
-    #[arg(long)]
-    raw: bool,
-    /// Sample rate of --raw inputs.
-    #[arg(long, default_value_t = 16_000, requires = "raw")]
-    raw_rate: u32,
+    #[command(flatten)]
+    input: InputArgs,
 }
 
 pub fn run(args: &TranscribeArgs) -> Result<ExitCode> {
@@ -51,13 +48,7 @@ pub fn run(args: &TranscribeArgs) -> Result<ExitCode> {
         bands,
         pad_to_30s: true,
     });
-    let format = if args.raw {
-        InputFormat::RawPcm16 {
-            sample_rate: args.raw_rate,
-        }
-    } else {
-        InputFormat::Wav
-    };
+    let format = args.input.format();
     let mut failures = 0;
     for file in &args.files {
         let result = (|| -> Result<()> {

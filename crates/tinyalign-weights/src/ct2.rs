@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::error::{WeightsError, WeightsErrorKind};
+use crate::floats::{FloatKind, le_floats};
 use crate::reader::ByteReader;
 use crate::tensor::{Tensor, TensorMap};
 
@@ -162,18 +163,9 @@ impl<'a> Ct2Model<'a> {
         let var = self.variable(name)?;
         let raw = &self.bytes[var.range.clone()];
         let data = match var.dtype {
-            Ct2Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Ct2Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Ct2Dtype::Bf16 => raw
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            Ct2Dtype::F32 => le_floats(FloatKind::F32, raw),
+            Ct2Dtype::F16 => le_floats(FloatKind::F16, raw),
+            Ct2Dtype::Bf16 => le_floats(FloatKind::Bf16, raw),
             other => {
                 return Err(WeightsError::new(
                     &self.source_name,
@@ -271,6 +263,33 @@ pub fn whisper_to_hf(model: &Ct2Model<'_>) -> Result<TensorMap, WeightsError> {
         Ok(())
     };
 
+    // What encoder and decoder layers share: self-attention and the MLP.
+    let map_block = |out: &mut TensorMap, c: &str, h: &str| -> Result<(), WeightsError> {
+        split(
+            out,
+            &format!("{c}/self_attention/linear_0"),
+            &format!("{h}.self_attn"),
+            &["q_proj", "k_proj", "v_proj"],
+        )?;
+        copy_linear(
+            out,
+            &format!("{c}/self_attention/linear_1"),
+            &format!("{h}.self_attn.out_proj"),
+        )?;
+        copy_norm(
+            out,
+            &format!("{c}/self_attention/layer_norm"),
+            &format!("{h}.self_attn_layer_norm"),
+        )?;
+        copy_norm(
+            out,
+            &format!("{c}/ffn/layer_norm"),
+            &format!("{h}.final_layer_norm"),
+        )?;
+        copy_linear(out, &format!("{c}/ffn/linear_0"), &format!("{h}.fc1"))?;
+        copy_linear(out, &format!("{c}/ffn/linear_1"), &format!("{h}.fc2"))
+    };
+
     copy_linear(&mut out, "encoder/conv1", "model.encoder.conv1")?;
     copy_linear(&mut out, "encoder/conv2", "model.encoder.conv2")?;
     copy(
@@ -279,33 +298,11 @@ pub fn whisper_to_hf(model: &Ct2Model<'_>) -> Result<TensorMap, WeightsError> {
         "model.encoder.embed_positions.weight",
     )?;
     for i in 0..layer_count("encoder") {
-        let (c, h) = (
-            format!("encoder/layer_{i}"),
-            format!("model.encoder.layers.{i}"),
-        );
-        split(
+        map_block(
             &mut out,
-            &format!("{c}/self_attention/linear_0"),
-            &format!("{h}.self_attn"),
-            &["q_proj", "k_proj", "v_proj"],
+            &format!("encoder/layer_{i}"),
+            &format!("model.encoder.layers.{i}"),
         )?;
-        copy_linear(
-            &mut out,
-            &format!("{c}/self_attention/linear_1"),
-            &format!("{h}.self_attn.out_proj"),
-        )?;
-        copy_norm(
-            &mut out,
-            &format!("{c}/self_attention/layer_norm"),
-            &format!("{h}.self_attn_layer_norm"),
-        )?;
-        copy_norm(
-            &mut out,
-            &format!("{c}/ffn/layer_norm"),
-            &format!("{h}.final_layer_norm"),
-        )?;
-        copy_linear(&mut out, &format!("{c}/ffn/linear_0"), &format!("{h}.fc1"))?;
-        copy_linear(&mut out, &format!("{c}/ffn/linear_1"), &format!("{h}.fc2"))?;
     }
     copy_norm(&mut out, "encoder/layer_norm", "model.encoder.layer_norm")?;
 
@@ -324,22 +321,7 @@ pub fn whisper_to_hf(model: &Ct2Model<'_>) -> Result<TensorMap, WeightsError> {
             format!("decoder/layer_{i}"),
             format!("model.decoder.layers.{i}"),
         );
-        split(
-            &mut out,
-            &format!("{c}/self_attention/linear_0"),
-            &format!("{h}.self_attn"),
-            &["q_proj", "k_proj", "v_proj"],
-        )?;
-        copy_linear(
-            &mut out,
-            &format!("{c}/self_attention/linear_1"),
-            &format!("{h}.self_attn.out_proj"),
-        )?;
-        copy_norm(
-            &mut out,
-            &format!("{c}/self_attention/layer_norm"),
-            &format!("{h}.self_attn_layer_norm"),
-        )?;
+        map_block(&mut out, &c, &h)?;
         copy_linear(
             &mut out,
             &format!("{c}/attention/linear_0"),
@@ -361,13 +343,6 @@ pub fn whisper_to_hf(model: &Ct2Model<'_>) -> Result<TensorMap, WeightsError> {
             &format!("{c}/attention/layer_norm"),
             &format!("{h}.encoder_attn_layer_norm"),
         )?;
-        copy_norm(
-            &mut out,
-            &format!("{c}/ffn/layer_norm"),
-            &format!("{h}.final_layer_norm"),
-        )?;
-        copy_linear(&mut out, &format!("{c}/ffn/linear_0"), &format!("{h}.fc1"))?;
-        copy_linear(&mut out, &format!("{c}/ffn/linear_1"), &format!("{h}.fc2"))?;
     }
     copy_norm(&mut out, "decoder/layer_norm", "model.decoder.layer_norm")?;
     Ok(out)

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{WeightsError, WeightsErrorKind};
+use crate::floats::{FloatKind, le_floats};
 use crate::reader::ByteReader;
 use crate::tensor::Tensor;
 
@@ -385,15 +386,9 @@ fn read_value(
 pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Option<Vec<f32>> {
     let f16 = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
     Some(match ty {
-        GgmlType::F32 => raw
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        GgmlType::F16 => raw.chunks_exact(2).map(f16).collect(),
-        GgmlType::Bf16 => raw
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
+        GgmlType::F32 => le_floats(FloatKind::F32, raw),
+        GgmlType::F16 => le_floats(FloatKind::F16, raw),
+        GgmlType::Bf16 => le_floats(FloatKind::Bf16, raw),
         GgmlType::Q8_0 => {
             let mut out = Vec::with_capacity(raw.len() / 34 * 32);
             for block in raw.chunks_exact(34) {

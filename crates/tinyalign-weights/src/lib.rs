@@ -8,6 +8,7 @@
 
 pub mod ct2;
 mod error;
+mod floats;
 pub mod gguf;
 mod reader;
 pub mod st;

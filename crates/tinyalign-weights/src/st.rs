@@ -3,6 +3,7 @@
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{WeightsError, WeightsErrorKind};
+use crate::floats::{FloatKind, le_floats};
 use crate::tensor::{Tensor, TensorMap};
 
 /// Parses a safetensors file held in memory into f32 tensors.
@@ -14,18 +15,9 @@ pub fn read_safetensors(bytes: &[u8], source_name: &str) -> Result<TensorMap, We
     for (name, view) in st.tensors() {
         let raw = view.data();
         let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            Dtype::F32 => le_floats(FloatKind::F32, raw),
+            Dtype::F16 => le_floats(FloatKind::F16, raw),
+            Dtype::BF16 => le_floats(FloatKind::Bf16, raw),
             other => {
                 return Err(fail(WeightsErrorKind::UnsupportedDtype {
                     name,
