@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 
+use crate::fetch;
 use crate::util::{self, root};
 
 /// The real recordings bundled with the repository (licences in tests/fixtures/mel/README.md).
@@ -19,6 +20,8 @@ pub fn run(args: &[String]) -> Result<()> {
             "cargo xtask train takes no options yet (got '{extra}'); presets arrive with the trainer"
         );
     }
+    println!("== stage 1/6: fetch the pinned models and speech data");
+    fetch::run(&[])?;
     util::cargo(&["build", "--release", "--quiet", "-p", "tinyalign-cli"])?;
     let cli = root().join("target/release/tinyalign");
 
@@ -32,7 +35,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let paths =
         |names: &[&str]| -> Vec<PathBuf> { names.iter().map(|n| fixtures.join(n)).collect() };
 
-    println!("== stage 1/5: audio frontend (WAV -> 16 kHz mono -> Whisper log-mel)");
+    println!("== stage 2/6: audio frontend (WAV -> 16 kHz mono -> Whisper log-mel)");
     util::run(
         Command::new(&cli)
             .arg("mel")
@@ -50,15 +53,41 @@ pub fn run(args: &[String]) -> Result<()> {
             .arg("--png"),
     )?;
 
+    println!("\n== stage 3/6: frozen Whisper tiny.en: encoder features and its own transcripts");
+    let whisper = fetch::cache_dir().join("whisper-tiny.en/hf");
+    for wav in paths(BUNDLED_WAVS) {
+        let stem = wav
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        util::run(
+            Command::new(&cli)
+                .arg("features")
+                .arg(&wav)
+                .arg("--model")
+                .arg(&whisper)
+                .arg("--out")
+                .arg(features.join(format!("{stem}.whisper.npy"))),
+        )?;
+    }
+    util::run(
+        Command::new(&cli)
+            .arg("transcribe")
+            .args(paths(BUNDLED_WAVS))
+            .arg("--model")
+            .arg(&whisper),
+    )?;
+
     println!(
-        "\n== stages 2-5 are not built yet:\n\
-         \x20 2. fetch Whisper tiny.en + SmolLM2-135M-Instruct and build the speech datasets\n\
-         \x20 3. Whisper encoder features (frozen, cached once per utterance)\n\
-         \x20 4. BridgeFormer projector trained with EmbedLink targets\n\
-         \x20 5. evaluation through the frozen LLM with instruction injection\n\
-         \nlog-mel features (.npy, [80, frames]) and spectrograms (.png) are in {}\n\
-         try it on your own audio: target/release/tinyalign mel YOUR.wav --out DIR --png",
-        features.display()
+        "\n== stages 4-6 are not built yet:\n\
+         \x20 4. SmolLM2-135M-Instruct and the speech datasets (EmbedLink targets, speaker splits)\n\
+         \x20 5. BridgeFormer projector trained with EmbedLink targets\n\
+         \x20 6. evaluation through the frozen LLM with instruction injection\n\
+         \nlog-mel features, spectrograms and Whisper encoder features are in {}\n\
+         try it on your own audio: target/release/tinyalign transcribe YOUR.wav --model {}",
+        features.display(),
+        whisper.display()
     );
     Ok(())
 }
