@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use tinyalign_mel::{
-    AudioErrorKind, Frontend, FrontendConfig, InputFormat, MelBands, npy, read_audio_file, to_16k,
+    AudioErrorKind, Frontend, FrontendConfig, InputFormat, MelBands, npy, read_audio_file,
 };
 
 use crate::fsutil::write_atomic;
@@ -114,8 +114,7 @@ fn convert_one(
         }
     })?;
     let name = file.display().to_string();
-    let samples = to_16k(&audio, &name)?;
-    let mel = frontend.samples_to_log_mel(&samples, &name)?;
+    let mel = frontend.audio_to_log_mel(&audio, &name)?;
     let elapsed = started.elapsed();
 
     let npy_path = out_dir.join(format!("{stem}.npy"));

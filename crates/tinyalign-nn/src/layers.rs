@@ -45,13 +45,8 @@ impl Linear {
         out_dim: usize,
         with_bias: bool,
     ) -> Result<Self, NnError> {
-        let weight = w.host("weight", &[out_dim, in_dim])?;
-        let mut weight_t = vec![0.0f32; in_dim * out_dim];
-        for o in 0..out_dim {
-            for i in 0..in_dim {
-                weight_t[i * out_dim + o] = weight[o * in_dim + i];
-            }
-        }
+        let weight_t =
+            crate::transpose_host(&w.host("weight", &[out_dim, in_dim])?, out_dim, in_dim);
         Ok(Self {
             weight_t: crate::from_vec2(w.device(), weight_t, in_dim, out_dim),
             bias: if with_bias {

@@ -61,3 +61,20 @@ pub fn row(t: &Tensor2, row: usize) -> Tensor2 {
     let idx: dfdx::tensor::Tensor<(usize,), usize, Device> = dev.tensor_from_vec(vec![row], (1,));
     t.clone().gather(idx)
 }
+
+/// Row-major `(rows, cols)` host data transposed to `(cols, rows)`: PyTorch stores projections as
+/// `(out, in)`, a plain `x @ W` wants `(in, out)`.
+pub fn transpose_host(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    assert_eq!(
+        data.len(),
+        rows * cols,
+        "host data does not match ({rows}, {cols})"
+    );
+    let mut out = vec![0.0f32; data.len()];
+    for (r, row) in data.chunks_exact(cols).enumerate() {
+        for (c, &x) in row.iter().enumerate() {
+            out[c * rows + r] = x;
+        }
+    }
+    out
+}

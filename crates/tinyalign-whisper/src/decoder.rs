@@ -76,13 +76,8 @@ impl WhisperDecoder {
                 })
             })
             .collect::<Result<Vec<_>, tinyalign_nn::NnError>>()?;
-        let table = w.host("embed_tokens.weight", &[vocab, d])?;
-        let mut transposed = vec![0.0f32; vocab * d];
-        for (v, row) in table.chunks_exact(d).enumerate() {
-            for (c, &x) in row.iter().enumerate() {
-                transposed[c * vocab + v] = x;
-            }
-        }
+        let transposed =
+            tinyalign_nn::transpose_host(&w.host("embed_tokens.weight", &[vocab, d])?, vocab, d);
         let ids = |list: &[i64]| {
             list.iter()
                 .filter_map(|&t| usize::try_from(t).ok())

@@ -44,11 +44,17 @@ pub struct WhisperEncoder {
     final_norm: LayerNorm,
 }
 
-/// Loads `dir/config.json` and `dir/model.safetensors` (Hugging Face layout, as `cargo xtask fetch` writes).
-pub fn load_encoder_dir(dir: &Path, dev: Device) -> Result<WhisperEncoder, WhisperError> {
+/// Reads `dir/config.json` and `dir/model.safetensors` (Hugging Face layout, as `cargo xtask fetch` writes).
+pub(crate) fn read_model_dir(dir: &Path) -> Result<(WhisperConfig, TensorMap), WhisperError> {
     let config = WhisperConfig::from_file(&dir.join("config.json"))?;
     let path = dir.join("model.safetensors");
     let map = read_safetensors(&read_file(&path)?, &path.display().to_string())?;
+    Ok((config, map))
+}
+
+/// Loads only the encoder of a model folder (see [`read_model_dir`]).
+pub fn load_encoder_dir(dir: &Path, dev: Device) -> Result<WhisperEncoder, WhisperError> {
+    let (config, map) = read_model_dir(dir)?;
     WhisperEncoder::load(config, &map, dev)
 }
 

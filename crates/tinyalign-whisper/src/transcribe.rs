@@ -4,12 +4,11 @@ use std::path::Path;
 
 use tinyalign_mel::LogMel;
 use tinyalign_nn::Device;
-use tinyalign_weights::read_file;
-use tinyalign_weights::st::read_safetensors;
 
 use crate::decoder::{WhisperDecoder, find_vocabulary};
+use crate::encoder::read_model_dir;
 use crate::tokenizer::WhisperTokenizer;
-use crate::{WhisperConfig, WhisperEncoder, WhisperError};
+use crate::{WhisperEncoder, WhisperError};
 
 /// A complete Whisper for transcription (and the cascade baseline).
 #[derive(Debug, Clone)]
@@ -22,9 +21,7 @@ pub struct WhisperModel {
 impl WhisperModel {
     /// Loads `dir/config.json`, `dir/model.safetensors` and the vocabulary (`dir/vocabulary.txt` or `dir/..`).
     pub fn load_dir(dir: &Path, dev: Device) -> Result<Self, WhisperError> {
-        let config = WhisperConfig::from_file(&dir.join("config.json"))?;
-        let path = dir.join("model.safetensors");
-        let map = read_safetensors(&read_file(&path)?, &path.display().to_string())?;
+        let (config, map) = read_model_dir(dir)?;
         let vocab = find_vocabulary(dir).ok_or_else(|| WhisperError::Config {
             path: dir.display().to_string(),
             message: "no vocabulary.txt here or in the folder above".into(),
