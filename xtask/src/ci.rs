@@ -30,7 +30,16 @@ pub fn run(args: &[String]) -> Result<()> {
         for krate in WASM_CRATES {
             args.extend(["-p", krate]);
         }
-        util::cargo(&args)
+        util::cargo(&args)?;
+        // The kernels' wasm32 build is their portable path without rayon (no threads in the browser here).
+        util::cargo(&[
+            "build",
+            "--target",
+            "wasm32-unknown-unknown",
+            "-p",
+            "tinyalign-quant",
+            "--no-default-features",
+        ])
     })?;
     eprintln!(
         "xtask ci: all checks passed in {:.0} s",

@@ -14,6 +14,7 @@ use crate::util::cargo_output;
 const LAYERS: &[(&str, u8)] = &[
     ("tinyalign-mel", 0),
     ("tinyalign-weights", 0),
+    ("tinyalign-quant", 0),
     ("tinyalign-nn", 1),
     ("tinyalign-wgpu", 1),
     ("tinyalign-whisper", 2),
@@ -27,7 +28,7 @@ const LAYERS: &[(&str, u8)] = &[
 
 /// Crates that do machine learning; the bottom layer must not pull any of them in, even indirectly.
 const ML_CRATES: &[&str] = &["dfdx", "wgpu", "candle-core", "tch", "ort", "burn"];
-const ML_FREE: &[&str] = &["tinyalign-mel", "tinyalign-weights"];
+const ML_FREE: &[&str] = &["tinyalign-mel", "tinyalign-weights", "tinyalign-quant"];
 const DFDX_FREE: &[&str] = &["tinyalign-wgpu", "tinyalign-wasm"];
 
 pub fn check() -> Result<()> {

@@ -1,7 +1,8 @@
 //! `tinyalign`: the command-line face of tinyalign. Subcommands arrive with the crates behind them; today:
-//! `mel` (audio → Whisper log-mel features), `features` (Whisper encoder outputs) and `convert-whisper`
-//! (CTranslate2 → safetensors).
+//! `mel` (audio → Whisper log-mel features), `features` (Whisper encoder outputs), `transcribe`, `ask`
+//! (the frozen LLM on a text prompt) and `convert-whisper` (CTranslate2 → safetensors).
 
+mod ask_cmd;
 mod convert_cmd;
 mod features_cmd;
 mod fsutil;
@@ -33,6 +34,8 @@ enum Command {
     Features(features_cmd::FeaturesArgs),
     /// Transcribe audio files with Whisper (greedy, no timestamps).
     Transcribe(transcribe_cmd::TranscribeArgs),
+    /// Ask the frozen LLM a text question (ChatML), streaming the answer.
+    Ask(ask_cmd::AskArgs),
     /// Convert a CTranslate2 Whisper model.bin to canonical safetensors + config.json.
     ConvertWhisper(convert_cmd::ConvertWhisperArgs),
 }
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::ConvertWhisper(args) => convert_cmd::run(&args),
         Command::Features(args) => features_cmd::run(&args),
         Command::Transcribe(args) => transcribe_cmd::run(&args),
+        Command::Ask(args) => ask_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,121 @@
+//! `tinyalign ask "PROMPT"`: the frozen LLM answers a text prompt (ChatML), streaming to stdout. Audio
+//! questions (`--audio`) arrive with the trained projector.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use serde_json::json;
+use tinyalign_llm::{ChatMessage, GenerateOptions, LlamaModel, Precision};
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The question or instruction.
+    prompt: String,
+    /// GGUF model file (default: SmolLM2-135M-Instruct from the cache).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// System message (default: the model's own, as its chat template inserts it).
+    #[arg(long)]
+    system: Option<String>,
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// 0 is greedy decoding.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Dequantise the weights to f32 instead of multiplying in their stored 4/8-bit formats.
+    #[arg(long)]
+    f32: bool,
+    /// End with one JSON line: prompt and generated tokens, prefill and decode tokens/s, peak RSS.
+    #[arg(long)]
+    stats: bool,
+}
+
+pub fn default_llm_path() -> PathBuf {
+    std::env::var_os("TINYALIGN_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".cache/tinyalign"))
+        .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// Peak resident set size of this process in bytes (Linux `VmHWM`; None elsewhere).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+pub fn run(args: &AskArgs) -> Result<ExitCode> {
+    let path = args.model.clone().unwrap_or_else(default_llm_path);
+    if !path.exists() {
+        bail!(
+            "no LLM at {}: run `cargo xtask fetch` (or pass --model FILE.gguf)",
+            path.display()
+        );
+    }
+    if args.prompt.trim().is_empty() {
+        bail!("the prompt is empty");
+    }
+    let load_started = Instant::now();
+    let precision = if args.f32 {
+        Precision::F32
+    } else {
+        Precision::Native
+    };
+    let model = LlamaModel::load_gguf(&path, precision)?;
+    let load_s = load_started.elapsed().as_secs_f64();
+    let mut messages = Vec::new();
+    if let Some(system) = &args.system {
+        messages.push(ChatMessage::new("system", system));
+    }
+    // The prompt is user text: a literal `<|im_end|>` in it must not close the turn.
+    if model.tokenizer.encode(&args.prompt, true) != model.tokenizer.encode(&args.prompt, false) {
+        bail!("the prompt contains a control token such as <|im_end|>; remove it");
+    }
+    messages.push(ChatMessage::new("user", &args.prompt));
+    let options = GenerateOptions {
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        top_k: args.top_k,
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let mut stdout = std::io::stdout().lock();
+    let generation = model.chat(&messages, &options, |piece| {
+        // A closed stdout (`| head`) ends generation instead of failing.
+        stdout
+            .write_all(piece.as_bytes())
+            .and_then(|_| stdout.flush())
+            .is_ok()
+    })?;
+    writeln!(stdout)?;
+    if args.stats {
+        let stats = json!({
+            "prompt_tokens": generation.prompt_tokens,
+            "generated_tokens": generation.tokens.len(),
+            "stop_reason": format!("{:?}", generation.stop_reason),
+            "load_s": load_s,
+            "prefill_tokens_per_s": generation.prefill_tokens_per_second(),
+            "decode_tokens_per_s": generation.decode_tokens_per_second(),
+            "weights": if args.f32 { "f32" } else { "native" },
+            "weight_bytes": model.weight_bytes(),
+            "peak_rss_bytes": peak_rss_bytes(),
+        });
+        writeln!(stdout, "{stats}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,41 @@
+//! ChatML, the template SmolLM2-Instruct was trained with (its GGUF `tokenizer.chat_template`):
+//! `<|im_start|>{role}\n{content}<|im_end|>\n` per message, a default system message when the first one is
+//! not a system message, and `<|im_start|>assistant\n` to ask for the answer.
+
+/// The system message SmolLM2's template inserts when none is given.
+pub const DEFAULT_SYSTEM_PROMPT: &str =
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: &str) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// The prompt text, ending with the assistant header. Encode it with `parse_special = true`; user text
+/// containing `<|im_end|>` literally should be rejected or escaped by the caller before.
+pub fn chatml_prompt(messages: &[ChatMessage]) -> String {
+    let mut out = String::new();
+    if messages.first().is_none_or(|m| m.role != "system") {
+        out.push_str(&format!(
+            "<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n"
+        ));
+    }
+    for m in messages {
+        out.push_str(&format!(
+            "<|im_start|>{}\n{}<|im_end|>\n",
+            m.role, m.content
+        ));
+    }
+    out.push_str("<|im_start|>assistant\n");
+    out
+}

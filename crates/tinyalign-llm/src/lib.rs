@@ -1,0 +1,42 @@
+//! The frozen LLM of the bridge: a Llama-family model (SmolLM2-135M-Instruct by default) read from GGUF,
+//! its byte-level BPE tokenizer, the input-embedding table EmbedLink trains against, and KV-cached
+//! generation from any mix of token and projected-audio embeddings.
+//!
+//! Inference keeps the weights in their GGUF block formats and multiplies with `tinyalign-quant`'s kernels;
+//! `Precision::F32` dequantises once instead (the baseline, and what gradient-based callers need).
+
+mod chat;
+mod config;
+mod generate;
+mod model;
+mod tokenizer;
+
+pub use chat::{ChatMessage, DEFAULT_SYSTEM_PROMPT, chatml_prompt};
+pub use config::LlamaConfig;
+pub use generate::{GenerateOptions, Generation, Sampler, StopReason};
+pub use model::{KvCache, LlamaModel, Precision};
+pub use tokenizer::{StreamDecoder, Tokenizer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error(transparent)]
+    Weights(#[from] tinyalign_weights::WeightsError),
+    #[error("{0}")]
+    Io(String),
+    #[error("unsupported model: {0}")]
+    Unsupported(String),
+    #[error("model file: {0}")]
+    Model(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("the prompt needs {needed} positions but the context holds {context}")]
+    ContextFull { needed: usize, context: usize },
+    #[error("wrong shape: {0}")]
+    Shape(String),
+}
+
+impl From<tinyalign_quant::QuantError> for LlmError {
+    fn from(e: tinyalign_quant::QuantError) -> Self {
+        LlmError::Model(e.to_string())
+    }
+}

@@ -1,0 +1,427 @@
+//! The Llama forward pass for inference: RMSNorm, RoPE, grouped-query attention with a KV cache, SwiGLU,
+//! tied or separate output head. Plain Rust over `tinyalign-quant` matrices; one code path serves the
+//! quantised weights and their f32 dequantisation.
+
+use std::path::Path;
+
+use tinyalign_quant::{Format, QMatrix};
+use tinyalign_weights::gguf::{GgmlType, GgufFile};
+
+use crate::{LlamaConfig, LlmError, Tokenizer};
+
+/// How the weight matrices are held in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// As stored in the file (Q4_1 / Q8_0 for the default model): least memory traffic, fastest decode.
+    #[default]
+    Native,
+    /// Dequantised once to f32: the baseline, and exactly the weights a numpy/PyTorch reference sees.
+    F32,
+}
+
+#[derive(Debug)]
+struct Layer {
+    attn_norm: Vec<f32>,
+    q: QMatrix,
+    k: QMatrix,
+    v: QMatrix,
+    o: QMatrix,
+    ffn_norm: Vec<f32>,
+    gate: QMatrix,
+    up: QMatrix,
+    down: QMatrix,
+}
+
+#[derive(Debug)]
+pub struct LlamaModel {
+    pub config: LlamaConfig,
+    pub tokenizer: Tokenizer,
+    pub chat_template: Option<String>,
+    /// `vocab × d`; also the output head when the embeddings are tied (SmolLM2).
+    embed: QMatrix,
+    output: Option<QMatrix>,
+    output_norm: Vec<f32>,
+    layers: Vec<Layer>,
+    /// RoPE inverse frequencies θ^(−2i/head_dim), i < head_dim / 2.
+    inv_freq: Vec<f32>,
+}
+
+/// Keys and values of every layer for the positions seen so far: `len × kv_dim` each, row-major.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    len: usize,
+    capacity: usize,
+    kv_dim: usize,
+}
+
+impl KvCache {
+    /// A cache for up to `capacity` positions (capped at the model's context length).
+    pub fn new(config: &LlamaConfig, capacity: usize) -> Self {
+        let capacity = capacity.min(config.max_position_embeddings);
+        Self {
+            keys: vec![Vec::new(); config.num_hidden_layers],
+            values: vec![Vec::new(); config.num_hidden_layers],
+            len: 0,
+            capacity,
+            kv_dim: config.kv_dim(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets positions from `len` on (keeps a shared prefix such as the system prompt).
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len {
+            self.len = len;
+            for cache in self.keys.iter_mut().chain(self.values.iter_mut()) {
+                cache.truncate(len * self.kv_dim);
+            }
+        }
+    }
+}
+
+fn matrix(file: &GgufFile, name: &str, precision: Precision) -> Result<QMatrix, LlmError> {
+    let (info, raw) = file.raw(name)?;
+    let [rows, cols] = info.shape[..] else {
+        return Err(LlmError::Model(format!(
+            "{}: `{name}` has shape {:?}, expected a matrix",
+            file.source_name, info.shape
+        )));
+    };
+    let format = match info.ggml_type {
+        GgmlType::F32 => Some(Format::F32),
+        GgmlType::F16 => Some(Format::F16),
+        GgmlType::Q8_0 => Some(Format::Q8_0),
+        GgmlType::Q4_0 => Some(Format::Q4_0),
+        GgmlType::Q4_1 => Some(Format::Q4_1),
+        _ => None,
+    };
+    let m = match format {
+        Some(format) => QMatrix::from_gguf_bytes(format, rows, cols, raw)
+            .map_err(|e| LlmError::Model(format!("{}: `{name}`: {e}", file.source_name)))?,
+        // BF16 and friends: readable, but without a kernel; hold them as f32.
+        None => match tinyalign_weights::gguf::dequantize(info.ggml_type, raw) {
+            Some(values) if info.ggml_type == GgmlType::Bf16 => {
+                QMatrix::from_f32(rows, cols, values)?
+            }
+            _ => {
+                return Err(LlmError::Unsupported(format!(
+                    "{}: `{name}` is {} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)",
+                    file.source_name,
+                    info.ggml_type.name()
+                )));
+            }
+        },
+    };
+    Ok(match precision {
+        Precision::F32 if m.format() != Format::F32 => m.to_f32(),
+        _ => m,
+    })
+}
+
+fn vector(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, LlmError> {
+    let tensor = file.tensor(name)?;
+    if tensor.data.len() != len {
+        return Err(LlmError::Model(format!(
+            "{}: `{name}` has {} values, expected {len}",
+            file.source_name,
+            tensor.data.len()
+        )));
+    }
+    Ok(tensor.data)
+}
+
+fn expect_shape(
+    file: &GgufFile,
+    name: &str,
+    m: &QMatrix,
+    rows: usize,
+    cols: usize,
+) -> Result<(), LlmError> {
+    if (m.rows(), m.cols()) != (rows, cols) {
+        return Err(LlmError::Model(format!(
+            "{}: `{name}` is {}×{}, the config implies {rows}×{cols}",
+            file.source_name,
+            m.rows(),
+            m.cols()
+        )));
+    }
+    Ok(())
+}
+
+impl LlamaModel {
+    pub fn load_gguf(path: &Path, precision: Precision) -> Result<Self, LlmError> {
+        let bytes = tinyalign_weights::read_file(path)?;
+        let file = GgufFile::parse(&bytes, &path.display().to_string())?;
+        Self::from_gguf(&file, precision)
+    }
+
+    pub fn from_gguf(file: &GgufFile, precision: Precision) -> Result<Self, LlmError> {
+        let config = LlamaConfig::from_gguf(file)?;
+        let tokenizer = Tokenizer::from_gguf(file)?;
+        let (d, kv, ff) = (
+            config.hidden_size,
+            config.kv_dim(),
+            config.intermediate_size,
+        );
+        let load = |name: &str, rows: usize, cols: usize| -> Result<QMatrix, LlmError> {
+            let m = matrix(file, name, precision)?;
+            expect_shape(file, name, &m, rows, cols)?;
+            Ok(m)
+        };
+        // The embedding table is read row by row (embed_tokens) and, when tied, is the output head too.
+        let embed = load("token_embd.weight", config.vocab_size, d)?;
+        let output = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(load("output.weight", config.vocab_size, d)?)
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let name = |part: &str| format!("blk.{i}.{part}.weight");
+            layers.push(Layer {
+                attn_norm: vector(file, &name("attn_norm"), d)?,
+                q: load(&name("attn_q"), d, d)?,
+                k: load(&name("attn_k"), kv, d)?,
+                v: load(&name("attn_v"), kv, d)?,
+                o: load(&name("attn_output"), d, d)?,
+                ffn_norm: vector(file, &name("ffn_norm"), d)?,
+                gate: load(&name("ffn_gate"), ff, d)?,
+                up: load(&name("ffn_up"), ff, d)?,
+                down: load(&name("ffn_down"), d, ff)?,
+            });
+        }
+        if tokenizer.vocab_size() != config.vocab_size {
+            return Err(LlmError::Model(format!(
+                "{}: tokenizer has {} tokens, the embedding table {}",
+                file.source_name,
+                tokenizer.vocab_size(),
+                config.vocab_size
+            )));
+        }
+        let half = config.head_dim / 2;
+        let inv_freq = (0..half)
+            .map(|i| {
+                config
+                    .rope_theta
+                    .powf(-(2.0 * i as f32) / config.head_dim as f32)
+            })
+            .collect();
+        Ok(Self {
+            output_norm: vector(file, "output_norm.weight", d)?,
+            chat_template: file.meta_str("tokenizer.chat_template").map(str::to_owned),
+            config,
+            tokenizer,
+            embed,
+            output,
+            layers,
+            inv_freq,
+        })
+    }
+
+    /// Bytes of weight data one decoding step reads (every matrix once, the output head included).
+    pub fn weight_bytes(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]
+                    .iter()
+                    .map(|m| m.weight_bytes())
+                    .sum::<usize>()
+            })
+            .sum();
+        layers + self.output.as_ref().unwrap_or(&self.embed).weight_bytes()
+    }
+
+    /// Input embeddings of `ids`: `ids.len() × hidden_size`, row-major. These are the EmbedLink targets.
+    pub fn embed_tokens(&self, ids: &[u32]) -> Result<Vec<f32>, LlmError> {
+        let mut out = Vec::with_capacity(ids.len() * self.config.hidden_size);
+        for &id in ids {
+            if id as usize >= self.config.vocab_size {
+                return Err(LlmError::Shape(format!(
+                    "token id {id} ≥ vocabulary size {}",
+                    self.config.vocab_size
+                )));
+            }
+            out.extend(self.embed.row_f32(id as usize));
+        }
+        Ok(out)
+    }
+
+    /// Runs `n` input embeddings (`n × hidden_size`: any mix of token and projected audio embeddings)
+    /// after what `cache` holds, appends their keys/values, and returns the logits of the last position
+    /// (`vocab`), or of every position (`n × vocab`) with `all_logits`.
+    pub fn forward_embeds(
+        &self,
+        embeds: &[f32],
+        n: usize,
+        cache: &mut KvCache,
+        all_logits: bool,
+    ) -> Result<Vec<f32>, LlmError> {
+        let c = &self.config;
+        let d = c.hidden_size;
+        if n == 0 || embeds.len() != n * d {
+            return Err(LlmError::Shape(format!(
+                "forward_embeds wants n × {d} values with n ≥ 1, got {} values for n = {n}",
+                embeds.len()
+            )));
+        }
+        if cache.kv_dim != c.kv_dim() || cache.keys.len() != self.layers.len() {
+            return Err(LlmError::Shape(
+                "the KV cache was made for another model".into(),
+            ));
+        }
+        if cache.len + n > cache.capacity {
+            return Err(LlmError::ContextFull {
+                needed: cache.len + n,
+                context: cache.capacity,
+            });
+        }
+        // Run the pass on a rayon worker: the ~200 row-parallel products inside then fork from a worker's own
+        // queue instead of waking the pool from outside each time (a quarter of decode time went to that).
+        rayon::scope(|_| self.forward_layers(embeds, n, cache, all_logits))
+    }
+
+    fn forward_layers(
+        &self,
+        embeds: &[f32],
+        n: usize,
+        cache: &mut KvCache,
+        all_logits: bool,
+    ) -> Result<Vec<f32>, LlmError> {
+        let c = &self.config;
+        let d = c.hidden_size;
+        let start = cache.len;
+        let mut hidden = embeds.to_vec();
+        let mut normed = vec![0.0; n * d];
+        for (li, layer) in self.layers.iter().enumerate() {
+            rms_norm(&hidden, &layer.attn_norm, c.rms_norm_eps, &mut normed);
+            let mut q = vec![0.0; n * d];
+            let mut k = vec![0.0; n * c.kv_dim()];
+            let mut v = vec![0.0; n * c.kv_dim()];
+            layer.q.matmul(&normed, n, &mut q)?;
+            layer.k.matmul(&normed, n, &mut k)?;
+            layer.v.matmul(&normed, n, &mut v)?;
+            for t in 0..n {
+                self.rope(&mut q[t * d..(t + 1) * d], start + t);
+                self.rope(&mut k[t * c.kv_dim()..(t + 1) * c.kv_dim()], start + t);
+            }
+            cache.keys[li].extend_from_slice(&k);
+            cache.values[li].extend_from_slice(&v);
+            let attended = self.attention(&q, n, start, &cache.keys[li], &cache.values[li]);
+            let mut projected = vec![0.0; n * d];
+            layer.o.matmul(&attended, n, &mut projected)?;
+            hidden.iter_mut().zip(&projected).for_each(|(h, p)| *h += p);
+
+            rms_norm(&hidden, &layer.ffn_norm, c.rms_norm_eps, &mut normed);
+            let mut gate = vec![0.0; n * c.intermediate_size];
+            let mut up = vec![0.0; n * c.intermediate_size];
+            layer.gate.matmul(&normed, n, &mut gate)?;
+            layer.up.matmul(&normed, n, &mut up)?;
+            // SwiGLU: silu(gate) · up.
+            gate.iter_mut()
+                .zip(&up)
+                .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+            layer.down.matmul(&gate, n, &mut projected)?;
+            hidden.iter_mut().zip(&projected).for_each(|(h, p)| *h += p);
+        }
+        cache.len += n;
+        let rows = if all_logits { 0..n } else { n - 1..n };
+        let m = rows.len();
+        rms_norm(
+            &hidden[rows.start * d..],
+            &self.output_norm,
+            c.rms_norm_eps,
+            &mut normed[..m * d],
+        );
+        let mut logits = vec![0.0; m * c.vocab_size];
+        self.output
+            .as_ref()
+            .unwrap_or(&self.embed)
+            .matmul(&normed[..m * d], m, &mut logits)?;
+        Ok(logits)
+    }
+
+    /// Rotates the adjacent pairs (x₂ᵢ, x₂ᵢ₊₁) of every head by pos·θᵢ. llama.cpp's converter permuted the
+    /// Q/K rows of the Hugging Face checkpoint so that this pairing equals HF's rotate-half on the original
+    /// weights.
+    fn rope(&self, x: &mut [f32], pos: usize) {
+        let hd = self.config.head_dim;
+        for head in x.chunks_exact_mut(hd) {
+            for (pair, &freq) in head.chunks_exact_mut(2).zip(&self.inv_freq) {
+                let (sin, cos) = (pos as f32 * freq).sin_cos();
+                let (a, b) = (pair[0], pair[1]);
+                pair[0] = a * cos - b * sin;
+                pair[1] = a * sin + b * cos;
+            }
+        }
+    }
+
+    /// Causal grouped-query attention of `n` new queries (`n × d`) over the cached keys/values
+    /// (`(start + n) × kv_dim`); returns `n × d`.
+    fn attention(
+        &self,
+        q: &[f32],
+        n: usize,
+        start: usize,
+        keys: &[f32],
+        values: &[f32],
+    ) -> Vec<f32> {
+        let c = &self.config;
+        let (d, hd, kvd) = (c.hidden_size, c.head_dim, c.kv_dim());
+        let group = c.num_attention_heads / c.num_key_value_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut out = vec![0.0; n * d];
+        let mut scores = Vec::with_capacity(start + n);
+        for t in 0..n {
+            let visible = start + t + 1;
+            for h in 0..c.num_attention_heads {
+                let kvh = h / group;
+                let qh = &q[t * d + h * hd..t * d + (h + 1) * hd];
+                scores.clear();
+                scores.extend((0..visible).map(|j| {
+                    let kj = &keys[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+                    tinyalign_quant::dot(qh, kj) * scale
+                }));
+                let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+                let mut total = 0.0;
+                for s in scores.iter_mut() {
+                    *s = (*s - max).exp();
+                    total += *s;
+                }
+                let oh = &mut out[t * d + h * hd..t * d + (h + 1) * hd];
+                for (j, &p) in scores.iter().enumerate() {
+                    let vj = &values[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+                    let w = p / total;
+                    oh.iter_mut().zip(vj).for_each(|(o, v)| *o += w * v);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Row-wise RMSNorm of `x` (`n × d`, d = weight.len()) into `out`.
+fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let d = weight.len();
+    for (row, dst) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let mean_square = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        let inv = 1.0 / (mean_square + eps).sqrt();
+        for ((o, &v), &w) in dst.iter_mut().zip(row).zip(weight) {
+            *o = v * inv * w;
+        }
+    }
+}

@@ -1,0 +1,604 @@
+//! Matrix products for CPU inference with weights kept in llama.cpp's block formats.
+//!
+//! A decoding step of a small LLM is a chain of matrix-vector products whose cost is reading the weights;
+//! keeping them at 4.5–8.5 bits instead of 32 cuts that traffic 4–7×. As in ggml, the activation vector is
+//! quantised to 8 bits per block of 32 once per product, so the inner loop is an integer dot product (AVX2
+//! `maddubs`: 32 multiply-adds per instruction) and one float multiply per block.
+//!
+//! Kernels: AVX2+FMA chosen at run time on x86_64 (through `pulp`'s safe feature tokens, so no `unsafe`
+//! here), and a portable scalar path everywhere else (wasm32 included) that is also the reference the
+//! SIMD path is tested against.
+
+mod acts;
+mod kernels;
+
+pub use acts::QuantizedActs;
+pub use kernels::Kernel;
+use kernels::{Dot, DotTask};
+
+/// `Σ a·b` with eight partial sums, so it vectorises (a strict left-to-right float sum cannot).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    kernels::portable_dot(a, b)
+}
+
+/// Elements per quantisation block in every block format here.
+pub const BLOCK: usize = 32;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QuantError {
+    #[error("{0} weights are not supported here (supported: F32, F16, Q8_0, Q4_0, Q4_1)")]
+    Unsupported(String),
+    #[error("a {rows}×{cols} {format} matrix needs {expected} bytes, got {got}")]
+    Size {
+        rows: usize,
+        cols: usize,
+        format: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    #[error("{format} needs the row length to be a multiple of {BLOCK}, got {cols}")]
+    RowLength { format: &'static str, cols: usize },
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+}
+
+/// Storage format of a weight matrix, with the ggml block layouts of `ggml-common.h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    F32,
+    /// Read as F16, stored as f32.
+    F16,
+    /// f16 d + 32 × i8; x = d·q.
+    Q8_0,
+    /// f16 d + 16 bytes of nibbles; x = d·(q − 8). Low nibbles are elements 0..16, high ones 16..32.
+    Q4_0,
+    /// f16 d + f16 m + 16 bytes of nibbles; x = d·q + m.
+    Q4_1,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::F32 => "F32",
+            Format::F16 => "F16",
+            Format::Q8_0 => "Q8_0",
+            Format::Q4_0 => "Q4_0",
+            Format::Q4_1 => "Q4_1",
+        }
+    }
+
+    /// Bytes of one GGUF block and the elements it holds.
+    fn gguf_block(self) -> (usize, usize) {
+        match self {
+            Format::F32 => (4, 1),
+            Format::F16 => (2, 1),
+            Format::Q8_0 => (34, BLOCK),
+            Format::Q4_0 => (18, BLOCK),
+            Format::Q4_1 => (20, BLOCK),
+        }
+    }
+}
+
+/// Blocks of one matrix, row-major: row `r` owns blocks `r·nb .. (r+1)·nb`, `nb = cols / 32`.
+#[derive(Clone)]
+enum Storage {
+    F32(Vec<f32>),
+    Q8_0 {
+        scales: Vec<f32>,
+        quants: Vec<[u8; 32]>,
+    },
+    Q4_0 {
+        scales: Vec<f32>,
+        nibbles: Vec<[u8; 16]>,
+    },
+    Q4_1 {
+        scales: Vec<f32>,
+        mins: Vec<f32>,
+        nibbles: Vec<[u8; 16]>,
+    },
+}
+
+/// A `rows × cols` weight matrix (PyTorch `Linear` layout: `y = W·x`, one output per row).
+#[derive(Clone)]
+pub struct QMatrix {
+    rows: usize,
+    cols: usize,
+    storage: Storage,
+}
+
+impl std::fmt::Debug for QMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "QMatrix({}×{} {})",
+            self.rows,
+            self.cols,
+            self.format().name()
+        )
+    }
+}
+
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    half::f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
+}
+
+impl QMatrix {
+    pub fn from_f32(rows: usize, cols: usize, data: Vec<f32>) -> Result<Self, QuantError> {
+        if data.len() != rows * cols {
+            return Err(QuantError::Size {
+                rows,
+                cols,
+                format: "F32",
+                expected: rows * cols * 4,
+                got: data.len() * 4,
+            });
+        }
+        Ok(Self {
+            rows,
+            cols,
+            storage: Storage::F32(data),
+        })
+    }
+
+    /// Takes the raw bytes of a GGUF tensor whose innermost dimension is `cols`.
+    pub fn from_gguf_bytes(
+        format: Format,
+        rows: usize,
+        cols: usize,
+        raw: &[u8],
+    ) -> Result<Self, QuantError> {
+        let (block_bytes, block_elems) = format.gguf_block();
+        if !cols.is_multiple_of(block_elems) {
+            return Err(QuantError::RowLength {
+                format: format.name(),
+                cols,
+            });
+        }
+        let blocks = rows * cols / block_elems;
+        if raw.len() != blocks * block_bytes {
+            return Err(QuantError::Size {
+                rows,
+                cols,
+                format: format.name(),
+                expected: blocks * block_bytes,
+                got: raw.len(),
+            });
+        }
+        let chunks = raw.chunks_exact(block_bytes);
+        let storage = match format {
+            Format::F32 => Storage::F32(
+                chunks
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            ),
+            Format::F16 => Storage::F32(chunks.map(|b| f16_at(b, 0)).collect()),
+            Format::Q8_0 => Storage::Q8_0 {
+                scales: raw
+                    .chunks_exact(block_bytes)
+                    .map(|b| f16_at(b, 0))
+                    .collect(),
+                quants: chunks
+                    .map(|b| b[2..34].try_into().expect("34-byte block"))
+                    .collect(),
+            },
+            Format::Q4_0 => Storage::Q4_0 {
+                scales: raw
+                    .chunks_exact(block_bytes)
+                    .map(|b| f16_at(b, 0))
+                    .collect(),
+                nibbles: chunks
+                    .map(|b| b[2..18].try_into().expect("18-byte block"))
+                    .collect(),
+            },
+            Format::Q4_1 => Storage::Q4_1 {
+                scales: raw
+                    .chunks_exact(block_bytes)
+                    .map(|b| f16_at(b, 0))
+                    .collect(),
+                mins: raw
+                    .chunks_exact(block_bytes)
+                    .map(|b| f16_at(b, 2))
+                    .collect(),
+                nibbles: chunks
+                    .map(|b| b[4..20].try_into().expect("20-byte block"))
+                    .collect(),
+            },
+        };
+        Ok(Self {
+            rows,
+            cols,
+            storage,
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn format(&self) -> Format {
+        match self.storage {
+            Storage::F32(_) => Format::F32,
+            Storage::Q8_0 { .. } => Format::Q8_0,
+            Storage::Q4_0 { .. } => Format::Q4_0,
+            Storage::Q4_1 { .. } => Format::Q4_1,
+        }
+    }
+
+    /// Bytes the weights occupy in memory (what one full product has to read).
+    pub fn weight_bytes(&self) -> usize {
+        match &self.storage {
+            Storage::F32(w) => w.len() * 4,
+            Storage::Q8_0 { scales, quants } => scales.len() * 4 + quants.len() * 32,
+            Storage::Q4_0 { scales, nibbles } => scales.len() * 4 + nibbles.len() * 16,
+            Storage::Q4_1 {
+                scales,
+                mins,
+                nibbles,
+            } => (scales.len() + mins.len()) * 4 + nibbles.len() * 16,
+        }
+    }
+
+    /// Row `r` as f32 (`cols` values), exactly as ggml dequantises it.
+    pub fn row_f32(&self, r: usize) -> Vec<f32> {
+        let nb = self.cols / BLOCK;
+        let blocks = r * nb..(r + 1) * nb;
+        match &self.storage {
+            Storage::F32(w) => w[r * self.cols..(r + 1) * self.cols].to_vec(),
+            Storage::Q8_0 { scales, quants } => blocks
+                .flat_map(|b| {
+                    quants[b]
+                        .iter()
+                        .map(move |&q| scales[b] * f32::from(q as i8))
+                })
+                .collect(),
+            Storage::Q4_0 { scales, nibbles } => blocks
+                .flat_map(|b| {
+                    let d = scales[b];
+                    let lo = nibbles[b]
+                        .iter()
+                        .map(move |&q| d * (f32::from(q & 15) - 8.0));
+                    let hi = nibbles[b]
+                        .iter()
+                        .map(move |&q| d * (f32::from(q >> 4) - 8.0));
+                    lo.chain(hi)
+                })
+                .collect(),
+            Storage::Q4_1 {
+                scales,
+                mins,
+                nibbles,
+            } => blocks
+                .flat_map(|b| {
+                    let (d, m) = (scales[b], mins[b]);
+                    let lo = nibbles[b].iter().map(move |&q| d * f32::from(q & 15) + m);
+                    let hi = nibbles[b].iter().map(move |&q| d * f32::from(q >> 4) + m);
+                    lo.chain(hi)
+                })
+                .collect(),
+        }
+    }
+
+    /// The same matrix dequantised to f32 (the baseline the quantised path is measured against).
+    pub fn to_f32(&self) -> QMatrix {
+        let data = (0..self.rows).flat_map(|r| self.row_f32(r)).collect();
+        QMatrix {
+            rows: self.rows,
+            cols: self.cols,
+            storage: Storage::F32(data),
+        }
+    }
+
+    /// `y = W·x` for one vector: `x` has `cols` values, `y` gets `rows`.
+    pub fn matvec(&self, x: &[f32], y: &mut [f32]) -> Result<(), QuantError> {
+        self.matmul(x, 1, y)
+    }
+
+    /// `out[t] = W·xs[t]` for `n` vectors stored row-major: `xs` is `n × cols`, `out` is `n × rows`.
+    pub fn matmul(&self, xs: &[f32], n: usize, out: &mut [f32]) -> Result<(), QuantError> {
+        self.matmul_with(Kernel::detect(), xs, n, out)
+    }
+
+    /// [`QMatrix::matmul`] with an explicit kernel (tests compare the SIMD path with the portable one).
+    pub fn matmul_with(
+        &self,
+        kernel: Kernel,
+        xs: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) -> Result<(), QuantError> {
+        if xs.len() != n * self.cols || out.len() != n * self.rows {
+            return Err(QuantError::Shape(format!(
+                "{self:?} times {n} vectors needs {} inputs and {} outputs, got {} and {}",
+                n * self.cols,
+                n * self.rows,
+                xs.len(),
+                out.len()
+            )));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let acts = match self.storage {
+            Storage::F32(_) => None,
+            _ => Some(QuantizedActs::quantize(xs, n, self.cols)),
+        };
+        // Each task owns a run of weight rows and writes their outputs for all n vectors (rows × n, transposed
+        // afterwards when n > 1), so a weight row is read once per product however many vectors there are.
+        let mut by_row = if n == 1 {
+            Vec::new()
+        } else {
+            vec![0.0f32; n * self.rows]
+        };
+        let target: &mut [f32] = if n == 1 { out } else { &mut by_row };
+        let rows_per_task = rows_per_task(self.rows);
+        let work = |(task, chunk): (usize, &mut [f32])| {
+            let first = task * rows_per_task;
+            kernel.run(RowDots {
+                matrix: self,
+                first,
+                xs,
+                acts: acts.as_ref(),
+                out: chunk,
+                n,
+            });
+        };
+        #[cfg(feature = "parallel")]
+        {
+            use rayon::prelude::*;
+            target
+                .par_chunks_mut(rows_per_task * n)
+                .enumerate()
+                .for_each(work);
+        }
+        #[cfg(not(feature = "parallel"))]
+        target
+            .chunks_mut(rows_per_task * n)
+            .enumerate()
+            .for_each(work);
+        if n > 1 {
+            for (r, row) in by_row.chunks_exact(n).enumerate() {
+                for (t, &v) in row.iter().enumerate() {
+                    out[t * self.rows + r] = v;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Dot products of the weight rows `first ..` with every input vector, written row by row (`rows × n`).
+struct RowDots<'a> {
+    matrix: &'a QMatrix,
+    first: usize,
+    xs: &'a [f32],
+    acts: Option<&'a QuantizedActs>,
+    out: &'a mut [f32],
+    n: usize,
+}
+
+impl DotTask for RowDots<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<D: Dot>(self, dot: D) {
+        let m = self.matrix;
+        let (cols, nb) = (m.cols, m.cols / BLOCK);
+        for (i, slots) in self.out.chunks_exact_mut(self.n).enumerate() {
+            let r = self.first + i;
+            let blocks = r * nb..(r + 1) * nb;
+            for (t, slot) in slots.iter_mut().enumerate() {
+                *slot = match (&m.storage, self.acts) {
+                    (Storage::F32(w), _) => dot.f32(
+                        &w[r * cols..(r + 1) * cols],
+                        &self.xs[t * cols..(t + 1) * cols],
+                    ),
+                    (Storage::Q8_0 { scales, quants }, Some(a)) => dot.q8_0(
+                        &scales[blocks.clone()],
+                        &quants[blocks.clone()],
+                        a.vector(t),
+                    ),
+                    (Storage::Q4_0 { scales, nibbles }, Some(a)) => dot.q4(
+                        &scales[blocks.clone()],
+                        None,
+                        &nibbles[blocks.clone()],
+                        a.vector(t),
+                    ),
+                    (
+                        Storage::Q4_1 {
+                            scales,
+                            mins,
+                            nibbles,
+                        },
+                        Some(a),
+                    ) => dot.q4(
+                        &scales[blocks.clone()],
+                        Some(&mins[blocks.clone()]),
+                        &nibbles[blocks.clone()],
+                        a.vector(t),
+                    ),
+                    (_, None) => {
+                        unreachable!("quantised weights always come with quantised activations")
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// Tasks per product: enough for rayon to balance a few cores, few enough that scheduling stays cheap next
+/// to the product (a decoding step makes ~200 of them).
+fn rows_per_task(rows: usize) -> usize {
+    let threads = {
+        #[cfg(feature = "parallel")]
+        {
+            rayon::current_num_threads()
+        }
+        #[cfg(not(feature = "parallel"))]
+        {
+            1
+        }
+    };
+    rows.div_ceil(4 * threads).max(16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn lcg(seed: u64) -> impl FnMut() -> f32 {
+        let mut s = seed;
+        move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
+    }
+
+    /// Random GGUF bytes of a format: scales in [0, 0.1), mins in (−0.1, 0.1), random quants.
+    fn gguf_bytes(format: Format, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+        let mut rnd = lcg(seed);
+        let (block_bytes, elems) = format.gguf_block();
+        let mut out = Vec::new();
+        for _ in 0..rows * cols / elems {
+            match format {
+                Format::F32 => out.extend(rnd().to_le_bytes()),
+                Format::F16 => out.extend(half::f16::from_f32(rnd()).to_le_bytes()),
+                _ => {
+                    let start = out.len();
+                    out.extend(half::f16::from_f32(rnd().abs() * 0.1).to_le_bytes());
+                    if format == Format::Q4_1 {
+                        out.extend(half::f16::from_f32(rnd() * 0.1).to_le_bytes());
+                    }
+                    while out.len() < start + block_bytes {
+                        out.push((rnd() * 128.0 + 128.0) as u8);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn reference(m: &QMatrix, xs: &[f32], n: usize) -> Vec<f64> {
+        let mut out = vec![0.0; n * m.rows()];
+        for r in 0..m.rows() {
+            let w = m.row_f32(r);
+            for t in 0..n {
+                out[t * m.rows() + r] = w
+                    .iter()
+                    .zip(&xs[t * m.cols()..])
+                    .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                    .sum();
+            }
+        }
+        out
+    }
+
+    const FORMATS: [Format; 5] = [
+        Format::F32,
+        Format::F16,
+        Format::Q8_0,
+        Format::Q4_0,
+        Format::Q4_1,
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Every kernel against an f64 product of the dequantised weights. The quantised paths also round the
+        /// activations to 8 bits per block (relative error ≤ 1/254 per element), so their bound scales with
+        /// Σ|w·x|; f32 paths only accumulate rounding.
+        #[test]
+        fn products_match_f64_reference(fi in 0usize..5, rows in 1usize..40, blocks in 1usize..6, n in 1usize..4, seed: u64) {
+            let (format, cols) = (FORMATS[fi], blocks * BLOCK);
+            let m = QMatrix::from_gguf_bytes(format, rows, cols, &gguf_bytes(format, rows, cols, seed)).unwrap();
+            let mut rnd = lcg(seed ^ 0x5555);
+            let xs: Vec<f32> = (0..n * cols).map(|_| rnd() * 3.0).collect();
+            let want = reference(&m, &xs, n);
+            for kernel in Kernel::available() {
+                let mut got = vec![0.0; n * rows];
+                m.matmul_with(kernel, &xs, n, &mut got).unwrap();
+                for t in 0..n {
+                    for r in 0..rows {
+                        let w = m.row_f32(r);
+                        let x = &xs[t * cols..(t + 1) * cols];
+                        let magnitude: f64 = w.iter().zip(x).map(|(&a, &b)| f64::from((a * b).abs())).sum();
+                        // Rounding x to 8 bits moves each element by at most max|x in its block| / 254.
+                        let act_rounding: f64 = w.chunks(BLOCK).zip(x.chunks(BLOCK)).map(|(wb, xb)| {
+                            let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                            wb.iter().map(|v| f64::from(v.abs())).sum::<f64>() * f64::from(amax) / 254.0
+                        }).sum();
+                        let bound = if matches!(format, Format::F32 | Format::F16) { 1e-5 * magnitude + 1e-6 } else { 1.001 * act_rounding + 1e-5 * magnitude + 1e-5 };
+                        let (g, w) = (f64::from(got[t * rows + r]), want[t * rows + r]);
+                        prop_assert!((g - w).abs() <= bound, "{kernel:?} {format:?} row {r} vec {t}: {g} vs {w} (bound {bound})");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The SIMD kernels compute the same integer sums as the portable ones, so they agree to float rounding.
+    #[test]
+    fn simd_matches_portable_closely() {
+        for format in FORMATS {
+            let (rows, cols) = (67, 576);
+            let m =
+                QMatrix::from_gguf_bytes(format, rows, cols, &gguf_bytes(format, rows, cols, 7))
+                    .unwrap();
+            let mut rnd = lcg(99);
+            let xs: Vec<f32> = (0..2 * cols).map(|_| rnd()).collect();
+            let mut portable = vec![0.0; 2 * rows];
+            m.matmul_with(Kernel::Portable, &xs, 2, &mut portable)
+                .unwrap();
+            for kernel in Kernel::available() {
+                let mut got = vec![0.0; 2 * rows];
+                m.matmul_with(kernel, &xs, 2, &mut got).unwrap();
+                for (g, p) in got.iter().zip(&portable) {
+                    assert!(
+                        (g - p).abs() <= 1e-4 * (1.0 + p.abs()),
+                        "{kernel:?} {format:?}: {g} vs {p}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dequantisation_matches_ggml_formulas() {
+        // One Q4_1 block: d = 0.5, m = −1, nibbles (lo, hi) = (j mod 16, 15 − j mod 16).
+        let mut raw = half::f16::from_f32(0.5).to_le_bytes().to_vec();
+        raw.extend(half::f16::from_f32(-1.0).to_le_bytes());
+        raw.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+        let m = QMatrix::from_gguf_bytes(Format::Q4_1, 1, 32, &raw).unwrap();
+        let row = m.row_f32(0);
+        for j in 0..16 {
+            assert_eq!(row[j], 0.5 * j as f32 - 1.0);
+            assert_eq!(row[16 + j], 0.5 * (15 - j) as f32 - 1.0);
+        }
+    }
+
+    #[test]
+    fn bad_sizes_are_errors() {
+        assert!(matches!(
+            QMatrix::from_gguf_bytes(Format::Q8_0, 2, 32, &[0; 67]),
+            Err(QuantError::Size {
+                expected: 68,
+                got: 67,
+                ..
+            })
+        ));
+        assert!(matches!(
+            QMatrix::from_gguf_bytes(Format::Q4_1, 1, 48, &[0; 30]),
+            Err(QuantError::RowLength { .. })
+        ));
+        let m = QMatrix::from_f32(2, 3, vec![0.0; 6]).unwrap();
+        assert!(matches!(
+            m.matvec(&[0.0; 2], &mut [0.0; 2]),
+            Err(QuantError::Shape(_))
+        ));
+    }
+}
