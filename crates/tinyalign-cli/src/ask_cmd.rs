@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::json;
-use tinyalign_llm::{ChatMessage, GenerateOptions, LlamaModel, Precision};
+use tinyalign_llm::{Activations, ChatMessage, GenerateOptions, LlamaModel, Precision};
 
 #[derive(Debug, Args)]
 pub struct AskArgs {
@@ -37,6 +37,10 @@ pub struct AskArgs {
     /// Dequantise the weights to f32 instead of multiplying in their stored 4/8-bit formats.
     #[arg(long)]
     f32: bool,
+    /// Keep activations in f32 inside quantised products instead of rounding them to 8 bits per block
+    /// (llama.cpp's way, the default): slower, closer to the unquantised model's arithmetic.
+    #[arg(long)]
+    exact_activations: bool,
     /// End with one JSON line: prompt and generated tokens, prefill and decode tokens/s, peak RSS.
     #[arg(long)]
     stats: bool,
@@ -74,7 +78,10 @@ pub fn run(args: &AskArgs) -> Result<ExitCode> {
     } else {
         Precision::Native
     };
-    let model = LlamaModel::load_gguf(&path, precision)?;
+    let mut model = LlamaModel::load_gguf(&path, precision)?;
+    if args.exact_activations {
+        model.set_activations(Activations::F32);
+    }
     let load_s = load_started.elapsed().as_secs_f64();
     let mut messages = Vec::new();
     if let Some(system) = &args.system {
@@ -112,6 +119,7 @@ pub fn run(args: &AskArgs) -> Result<ExitCode> {
             "prefill_tokens_per_s": generation.prefill_tokens_per_second(),
             "decode_tokens_per_s": generation.decode_tokens_per_second(),
             "weights": if args.f32 { "f32" } else { "native" },
+            "activations": format!("{:?}", model.activations()),
             "weight_bytes": model.weight_bytes(),
             "peak_rss_bytes": peak_rss_bytes(),
         });

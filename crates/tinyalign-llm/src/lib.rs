@@ -15,6 +15,7 @@ pub use chat::{ChatMessage, DEFAULT_SYSTEM_PROMPT, chatml_prompt};
 pub use config::LlamaConfig;
 pub use generate::{GenerateOptions, Generation, Sampler, StopReason};
 pub use model::{KvCache, LlamaModel, Precision};
+pub use tinyalign_quant::Activations;
 pub use tokenizer::{StreamDecoder, Tokenizer};
 
 #[derive(Debug, thiserror::Error)]

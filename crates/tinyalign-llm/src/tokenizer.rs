@@ -198,12 +198,22 @@ impl Tokenizer {
         self.tokens.get(id as usize).map(String::as_str)
     }
 
+    /// Whether byte `b` has a token of its own (otherwise [`Self::encode`] drops it).
+    pub fn byte_has_token(&self, b: u8) -> bool {
+        self.ids
+            .contains_key(&self.byte_to_char[b as usize].to_string())
+    }
+
     pub fn is_special(&self, id: u32) -> bool {
         self.special_ids.get(id as usize).copied().unwrap_or(false)
     }
 
     /// Token ids of `text`. With `parse_special`, control tokens written in the text (`<|im_end|>`) become
     /// their ids; without it they are ordinary text (what user-supplied strings should get).
+    ///
+    /// SmolLM2's vocabulary lacks 21 of the 256 byte symbols (most ASCII control characters and bytes that
+    /// never occur in UTF-8); like the Hugging Face tokenizer, such bytes are dropped. [`Self::byte_has_token`]
+    /// tells which.
     pub fn encode(&self, text: &str, parse_special: bool) -> Vec<u32> {
         let mut out = Vec::new();
         let mut rest = text;

@@ -1,56 +1,75 @@
-//! Activations rounded to 8 bits per block of 32, ggml's Q8_1 idea: scale d = max|x| / 127, q = round(x / d),
-//! plus the exact block sum Σx that the Q4_1 minimum term needs.
+//! The activation side of a product: the f32 values with their exact per-block sums (Q4 minimum terms
+//! need Σx per block), and optionally their 8-bit rounding, ggml's Q8_1 idea: scale d = max|x| / 127,
+//! q = round(x / d).
 
 use crate::BLOCK;
 
-/// `n` vectors of `cols` values each, quantised block by block.
+/// `n` vectors of `cols` values each, prepared block by block.
 #[derive(Debug)]
-pub struct QuantizedActs {
-    blocks_per_vector: usize,
-    scales: Vec<f32>,
+pub(crate) struct Acts<'a> {
+    values: &'a [f32],
+    cols: usize,
     sums: Vec<f32>,
+    /// Present when the product rounds activations to 8 bits.
+    scales: Vec<f32>,
     quants: Vec<[u8; 32]>,
 }
 
-/// One quantised vector: per block a scale, the block's exact sum, and 32 i8 values (stored as bytes).
+/// One vector: values, per-block sums, and (8-bit mode only) per-block scales and i8 values as bytes.
 #[derive(Clone, Copy, Debug)]
-pub struct ActsView<'a> {
-    pub scales: &'a [f32],
+pub(crate) struct ActsView<'a> {
+    pub values: &'a [f32],
     pub sums: &'a [f32],
+    pub scales: &'a [f32],
     pub quants: &'a [[u8; 32]],
 }
 
-impl QuantizedActs {
+impl<'a> Acts<'a> {
     /// `xs` is `n × cols` row-major; `cols` is a multiple of 32 (checked by the matrix that asks).
-    pub fn quantize(xs: &[f32], n: usize, cols: usize) -> Self {
-        let blocks = n * cols / BLOCK;
+    pub fn new(xs: &'a [f32], cols: usize, quantize: bool) -> Self {
+        let blocks = xs.len() / BLOCK;
         let mut acts = Self {
-            blocks_per_vector: cols / BLOCK,
-            scales: Vec::with_capacity(blocks),
-            sums: Vec::with_capacity(blocks),
-            quants: Vec::with_capacity(blocks),
+            values: xs,
+            cols,
+            sums: xs.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect(),
+            scales: Vec::new(),
+            quants: Vec::new(),
         };
-        for block in xs.chunks_exact(BLOCK) {
-            let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-            let mut q = [0u8; 32];
-            for (slot, &v) in q.iter_mut().zip(block) {
-                *slot = ((v * inv).round() as i8) as u8;
+        if quantize {
+            acts.scales.reserve(blocks);
+            acts.quants.reserve(blocks);
+            for block in xs.chunks_exact(BLOCK) {
+                let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let d = amax / 127.0;
+                let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+                let mut q = [0u8; 32];
+                for (slot, &v) in q.iter_mut().zip(block) {
+                    *slot = ((v * inv).round() as i8) as u8;
+                }
+                acts.scales.push(d);
+                acts.quants.push(q);
             }
-            acts.scales.push(d);
-            acts.sums.push(block.iter().sum());
-            acts.quants.push(q);
         }
         acts
     }
 
+    pub fn is_quantized(&self) -> bool {
+        !self.quants.is_empty()
+    }
+
     pub fn vector(&self, t: usize) -> ActsView<'_> {
-        let range = t * self.blocks_per_vector..(t + 1) * self.blocks_per_vector;
+        let nb = self.cols / BLOCK;
+        let blocks = t * nb..(t + 1) * nb;
+        let quantized = if self.is_quantized() {
+            blocks.clone()
+        } else {
+            0..0
+        };
         ActsView {
-            scales: &self.scales[range.clone()],
-            sums: &self.sums[range.clone()],
-            quants: &self.quants[range],
+            values: &self.values[t * self.cols..(t + 1) * self.cols],
+            sums: &self.sums[blocks],
+            scales: &self.scales[quantized.clone()],
+            quants: &self.quants[quantized],
         }
     }
 }

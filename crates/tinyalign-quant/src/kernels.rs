@@ -48,12 +48,15 @@ pub(crate) fn portable_dot(a: &[f32], b: &[f32]) -> f32 {
     portable::dot_f32(a, b)
 }
 
-/// Dot products of one weight row with one activation vector, in each storage format.
+/// Dot products of one weight row with one activation vector, per storage format and activation handling.
 pub(crate) trait Dot: Copy {
     fn f32(self, w: &[f32], x: &[f32]) -> f32;
-    fn q8_0(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32;
+    fn q8_0_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32;
+    fn q8_0_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32;
     /// Q4_0 (`mins` = None: nibbles offset by 8) or Q4_1 (nibbles plus a per-block minimum).
-    fn q4(self, scales: &[f32], mins: Option<&[f32]>, nibbles: &[[u8; 16]], x: ActsView) -> f32;
+    fn q4_f32(self, scales: &[f32], mins: Option<&[f32]>, nibbles: &[[u8; 16]], x: ActsView)
+    -> f32;
+    fn q4_q8(self, scales: &[f32], mins: Option<&[f32]>, nibbles: &[[u8; 16]], x: ActsView) -> f32;
 }
 
 /// Work generic over the dot-product implementation (pulp's `WithSimd` pattern).
@@ -62,8 +65,17 @@ pub(crate) trait DotTask {
     fn run<D: Dot>(self, dot: D) -> Self::Output;
 }
 
+/// Σ_b m_b · Σx_b: the minimum term of Q4_1 (m_b) or the −8 offset of Q4_0 (m_b = −8·d_b).
+#[inline(always)]
+fn offset_term(scales: &[f32], mins: Option<&[f32]>, sums: &[f32]) -> f32 {
+    match mins {
+        Some(m) => portable::dot_f32(m, sums),
+        None => -8.0 * portable::dot_f32(scales, sums),
+    }
+}
+
 mod portable {
-    use super::Dot;
+    use super::{Dot, offset_term};
     use crate::acts::ActsView;
 
     #[derive(Clone, Copy)]
@@ -74,19 +86,76 @@ mod portable {
         fn f32(self, w: &[f32], x: &[f32]) -> f32 {
             dot_f32(w, x)
         }
+
         #[inline(always)]
-        fn q8_0(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-            dot_q8_0(scales, quants, x)
+        fn q8_0_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+            let mut total = 0.0;
+            for (b, (q, xb)) in quants.iter().zip(x.values.chunks_exact(32)).enumerate() {
+                let mut acc = [0.0f32; 8];
+                for (qc, xc) in q.chunks_exact(8).zip(xb.chunks_exact(8)) {
+                    for i in 0..8 {
+                        acc[i] += f32::from(qc[i] as i8) * xc[i];
+                    }
+                }
+                total += scales[b] * acc.iter().sum::<f32>();
+            }
+            total
         }
+
         #[inline(always)]
-        fn q4(
+        fn q8_0_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+            let mut total = 0.0;
+            for b in 0..scales.len() {
+                let sum: i32 = quants[b]
+                    .iter()
+                    .zip(&x.quants[b])
+                    .map(|(&w, &q)| i32::from(w as i8) * i32::from(q as i8))
+                    .sum();
+                total += scales[b] * x.scales[b] * sum as f32;
+            }
+            total
+        }
+
+        #[inline(always)]
+        fn q4_f32(
             self,
             scales: &[f32],
             mins: Option<&[f32]>,
             nibbles: &[[u8; 16]],
             x: ActsView,
         ) -> f32 {
-            dot_q4(scales, mins, nibbles, x)
+            let mut total = 0.0;
+            for (b, (packed, xb)) in nibbles.iter().zip(x.values.chunks_exact(32)).enumerate() {
+                let (lo, hi) = xb.split_at(16);
+                let mut acc = [0.0f32; 16];
+                for j in 0..16 {
+                    acc[j] = f32::from(packed[j] & 15) * lo[j] + f32::from(packed[j] >> 4) * hi[j];
+                }
+                total += scales[b] * acc.iter().sum::<f32>();
+            }
+            total + offset_term(scales, mins, x.sums)
+        }
+
+        #[inline(always)]
+        fn q4_q8(
+            self,
+            scales: &[f32],
+            mins: Option<&[f32]>,
+            nibbles: &[[u8; 16]],
+            x: ActsView,
+        ) -> f32 {
+            let mut total = 0.0;
+            for b in 0..scales.len() {
+                let (lo, hi) = x.quants[b].split_at(16);
+                let mut sum = 0i32;
+                for j in 0..16 {
+                    let byte = nibbles[b][j];
+                    sum += i32::from(byte & 15) * i32::from(lo[j] as i8);
+                    sum += i32::from(byte >> 4) * i32::from(hi[j] as i8);
+                }
+                total += scales[b] * x.scales[b] * sum as f32;
+            }
+            total + offset_term(scales, mins, x.sums)
         }
     }
 
@@ -108,40 +177,6 @@ mod portable {
         }
         acc.iter().sum::<f32>() + tail
     }
-
-    #[inline(always)]
-    pub fn dot_q8_0(scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        let mut total = 0.0;
-        for b in 0..scales.len() {
-            let sum: i32 = quants[b]
-                .iter()
-                .zip(&x.quants[b])
-                .map(|(&w, &q)| i32::from(w as i8) * i32::from(q as i8))
-                .sum();
-            total += scales[b] * x.scales[b] * sum as f32;
-        }
-        total
-    }
-
-    #[inline(always)]
-    pub fn dot_q4(scales: &[f32], mins: Option<&[f32]>, nibbles: &[[u8; 16]], x: ActsView) -> f32 {
-        let offset = if mins.is_some() { 0 } else { 8 };
-        let mut total = 0.0;
-        for b in 0..scales.len() {
-            let (lo, hi) = x.quants[b].split_at(16);
-            let mut sum = 0i32;
-            for j in 0..16 {
-                let byte = nibbles[b][j];
-                sum += (i32::from(byte & 15) - offset) * i32::from(lo[j] as i8);
-                sum += (i32::from(byte >> 4) - offset) * i32::from(hi[j] as i8);
-            }
-            total += scales[b] * x.scales[b] * sum as f32;
-            if let Some(mins) = mins {
-                total += mins[b] * x.sums[b];
-            }
-        }
-        total
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -150,32 +185,14 @@ mod avx2 {
 
     use pulp::x86::V3;
 
-    use super::Dot;
+    use super::{Dot, offset_term};
     use crate::acts::ActsView;
+
+    // Helpers are functions marked inline(always), never closures: a closure would not inherit the AVX2
+    // features of the caller and its intrinsics would become calls.
 
     #[derive(Clone, Copy)]
     pub struct Avx2(pub V3);
-
-    impl Dot for Avx2 {
-        #[inline(always)]
-        fn f32(self, w: &[f32], x: &[f32]) -> f32 {
-            dot_f32(self.0, w, x)
-        }
-        #[inline(always)]
-        fn q8_0(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-            dot_q8_0(self.0, scales, quants, x)
-        }
-        #[inline(always)]
-        fn q4(
-            self,
-            scales: &[f32],
-            mins: Option<&[f32]>,
-            nibbles: &[[u8; 16]],
-            x: ActsView,
-        ) -> f32 {
-            dot_q4(self.0, scales, mins, nibbles, x)
-        }
-    }
 
     #[inline(always)]
     fn hsum(v: __m256) -> f32 {
@@ -184,24 +201,32 @@ mod avx2 {
     }
 
     #[inline(always)]
-    pub fn dot_f32(simd: V3, w: &[f32], x: &[f32]) -> f32 {
-        let mut acc = [simd.avx._mm256_setzero_ps(); 4];
-        let (wc, xc) = (w.chunks_exact(32), x.chunks_exact(32));
-        let tail = super::portable::dot_f32(wc.remainder(), xc.remainder());
-        for (a, b) in wc.zip(xc) {
-            for (k, slot) in acc.iter_mut().enumerate() {
-                let av: __m256 =
-                    pulp::cast::<[f32; 8], _>(a[8 * k..8 * k + 8].try_into().expect("8 lanes"));
-                let bv: __m256 =
-                    pulp::cast::<[f32; 8], _>(b[8 * k..8 * k + 8].try_into().expect("8 lanes"));
-                *slot = simd.fma._mm256_fmadd_ps(av, bv, *slot);
-            }
-        }
-        let sum = simd.avx._mm256_add_ps(
-            simd.avx._mm256_add_ps(acc[0], acc[1]),
-            simd.avx._mm256_add_ps(acc[2], acc[3]),
-        );
-        hsum(sum) + tail
+    fn load8(simd: V3, x: &[f32]) -> __m256 {
+        let _ = simd;
+        pulp::cast::<[f32; 8], __m256>(x[..8].try_into().expect("8 lanes"))
+    }
+
+    /// Eight i32 lanes → f32.
+    #[inline(always)]
+    fn widen_u8(simd: V3, bytes: __m128i) -> __m256 {
+        simd.avx
+            ._mm256_cvtepi32_ps(simd.avx2._mm256_cvtepu8_epi32(bytes))
+    }
+
+    #[inline(always)]
+    fn widen_i8(simd: V3, bytes: __m128i) -> __m256 {
+        simd.avx
+            ._mm256_cvtepi32_ps(simd.avx2._mm256_cvtepi8_epi32(bytes))
+    }
+
+    /// Σ over one block of 32 of w·x with w given as four groups of 8 f32 lanes. Written out: iterator
+    /// adapters here ended up as out-of-line calls compiled without AVX.
+    #[inline(always)]
+    fn block_fma(simd: V3, w: [__m256; 4], x: &[f32]) -> __m256 {
+        let p = simd.avx._mm256_mul_ps(w[0], load8(simd, &x[0..8]));
+        let p = simd.fma._mm256_fmadd_ps(w[1], load8(simd, &x[8..16]), p);
+        let p = simd.fma._mm256_fmadd_ps(w[2], load8(simd, &x[16..24]), p);
+        simd.fma._mm256_fmadd_ps(w[3], load8(simd, &x[24..32]), p)
     }
 
     /// Σ over 32 lanes of signed w · signed x, as 8 i32 partial sums converted to f32. `maddubs` wants an
@@ -218,85 +243,160 @@ mod avx2 {
     }
 
     #[inline(always)]
-    pub fn dot_q8_0(simd: V3, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        let mut acc = simd.avx._mm256_setzero_ps();
-        for b in 0..scales.len() {
-            let w: __m256i = pulp::cast(quants[b]);
-            let xv: __m256i = pulp::cast(x.quants[b]);
-            let scale = simd.avx._mm256_set1_ps(scales[b] * x.scales[b]);
-            acc = simd
-                .fma
-                ._mm256_fmadd_ps(signed_dot(simd, w, xv), scale, acc);
-        }
-        hsum(acc)
-    }
-
-    /// 16 bytes of a Q4 block → its 32 unsigned nibbles in element order (low nibbles 0..16, high 16..32).
-    #[inline(always)]
-    fn unpack_nibbles(simd: V3, packed: [u8; 16]) -> __m256i {
-        let packed: __m128i = pulp::cast(packed);
-        let high = simd.sse2._mm_srli_epi16::<4>(packed);
-        simd.avx2._mm256_and_si256(
-            simd.avx._mm256_set_m128i(high, packed),
-            simd.avx._mm256_set1_epi8(0x0f),
+    fn unsigned_dot(simd: V3, w: __m256i, x: __m256i) -> __m256 {
+        let pairs = simd.avx2._mm256_maddubs_epi16(w, x);
+        simd.avx._mm256_cvtepi32_ps(
+            simd.avx2
+                ._mm256_madd_epi16(pairs, simd.avx._mm256_set1_epi16(1)),
         )
     }
 
+    /// 16 bytes of a Q4 block → (low nibbles = elements 0..16, high nibbles = elements 16..32).
     #[inline(always)]
-    pub fn dot_q4(
-        simd: V3,
-        scales: &[f32],
-        mins: Option<&[f32]>,
-        nibbles: &[[u8; 16]],
-        x: ActsView,
-    ) -> f32 {
-        // (A closure here would not inherit the AVX2 features and its intrinsics would become calls.)
+    fn split_nibbles(simd: V3, packed: [u8; 16]) -> (__m128i, __m128i) {
+        let packed: __m128i = pulp::cast(packed);
+        let mask = simd.sse2._mm_set1_epi8(0x0f);
+        let low = simd.sse2._mm_and_si128(packed, mask);
+        let high = simd
+            .sse2
+            ._mm_and_si128(simd.sse2._mm_srli_epi16::<4>(packed), mask);
+        (low, high)
+    }
+
+    /// Runs `block(b)` for every block with two alternating accumulators (consecutive blocks' FMAs do not
+    /// wait on each other) and returns the horizontal sum.
+    #[inline(always)]
+    fn accumulate(simd: V3, blocks: usize, mut block: impl FnMut(usize, __m256) -> __m256) -> f32 {
+        let (mut even, mut odd) = (simd.avx._mm256_setzero_ps(), simd.avx._mm256_setzero_ps());
+        let mut b = 0;
+        while b + 1 < blocks {
+            even = block(b, even);
+            odd = block(b + 1, odd);
+            b += 2;
+        }
+        if b < blocks {
+            even = block(b, even);
+        }
+        hsum(simd.avx._mm256_add_ps(even, odd))
+    }
+
+    impl Dot for Avx2 {
         #[inline(always)]
-        fn block_dot(simd: V3, packed: [u8; 16], xq: [u8; 32], unsigned: bool) -> __m256 {
-            let w = unpack_nibbles(simd, packed);
-            let xv: __m256i = pulp::cast(xq);
-            if unsigned {
-                // Q4_1: nibbles are unsigned, exactly what maddubs takes.
-                let pairs = simd.avx2._mm256_maddubs_epi16(w, xv);
-                simd.avx._mm256_cvtepi32_ps(
-                    simd.avx2
-                        ._mm256_madd_epi16(pairs, simd.avx._mm256_set1_epi16(1)),
-                )
-            } else {
-                // Q4_0: nibble − 8 is signed.
-                signed_dot(
-                    simd,
-                    simd.avx2._mm256_sub_epi8(w, simd.avx._mm256_set1_epi8(8)),
-                    xv,
-                )
+        fn f32(self, w: &[f32], x: &[f32]) -> f32 {
+            let simd = self.0;
+            let mut acc = [simd.avx._mm256_setzero_ps(); 4];
+            let (wc, xc) = (w.chunks_exact(32), x.chunks_exact(32));
+            let tail = super::portable::dot_f32(wc.remainder(), xc.remainder());
+            for (a, b) in wc.zip(xc) {
+                for (k, slot) in acc.iter_mut().enumerate() {
+                    *slot = simd.fma._mm256_fmadd_ps(
+                        load8(simd, &a[8 * k..]),
+                        load8(simd, &b[8 * k..]),
+                        *slot,
+                    );
+                }
             }
-        }
-        let unsigned = mins.is_some();
-        // Two accumulators so consecutive blocks' FMAs do not wait on each other.
-        let mut acc = [simd.avx._mm256_setzero_ps(); 2];
-        let pairs = scales.len() / 2;
-        for p in 0..pairs {
-            for (k, slot) in acc.iter_mut().enumerate() {
-                let b = 2 * p + k;
-                let scale = simd.avx._mm256_set1_ps(scales[b] * x.scales[b]);
-                *slot = simd.fma._mm256_fmadd_ps(
-                    block_dot(simd, nibbles[b], x.quants[b], unsigned),
-                    scale,
-                    *slot,
-                );
-            }
-        }
-        if scales.len() % 2 == 1 {
-            let b = scales.len() - 1;
-            let scale = simd.avx._mm256_set1_ps(scales[b] * x.scales[b]);
-            acc[0] = simd.fma._mm256_fmadd_ps(
-                block_dot(simd, nibbles[b], x.quants[b], unsigned),
-                scale,
-                acc[0],
+            let sum = simd.avx._mm256_add_ps(
+                simd.avx._mm256_add_ps(acc[0], acc[1]),
+                simd.avx._mm256_add_ps(acc[2], acc[3]),
             );
+            hsum(sum) + tail
         }
-        // Q4_1's minimum term, Σ_b m_b · Σx_b, is a plain dot product of two f32 vectors.
-        let min_term = mins.map_or(0.0, |m| super::portable::dot_f32(m, x.sums));
-        hsum(simd.avx._mm256_add_ps(acc[0], acc[1])) + min_term
+
+        #[inline(always)]
+        fn q8_0_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+            let simd = self.0;
+            accumulate(
+                simd,
+                scales.len(),
+                #[inline(always)]
+                |b, acc| {
+                    let [q0, q1]: [__m128i; 2] = pulp::cast(quants[b]);
+                    let w = [
+                        widen_i8(simd, q0),
+                        widen_i8(simd, simd.sse2._mm_srli_si128::<8>(q0)),
+                        widen_i8(simd, q1),
+                        widen_i8(simd, simd.sse2._mm_srli_si128::<8>(q1)),
+                    ];
+                    let p = block_fma(simd, w, &x.values[32 * b..]);
+                    simd.fma
+                        ._mm256_fmadd_ps(p, simd.avx._mm256_set1_ps(scales[b]), acc)
+                },
+            )
+        }
+
+        #[inline(always)]
+        fn q8_0_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+            let simd = self.0;
+            accumulate(
+                simd,
+                scales.len(),
+                #[inline(always)]
+                |b, acc| {
+                    let dot = signed_dot(simd, pulp::cast(quants[b]), pulp::cast(x.quants[b]));
+                    simd.fma._mm256_fmadd_ps(
+                        dot,
+                        simd.avx._mm256_set1_ps(scales[b] * x.scales[b]),
+                        acc,
+                    )
+                },
+            )
+        }
+
+        #[inline(always)]
+        fn q4_f32(
+            self,
+            scales: &[f32],
+            mins: Option<&[f32]>,
+            nibbles: &[[u8; 16]],
+            x: ActsView,
+        ) -> f32 {
+            let simd = self.0;
+            let total = accumulate(
+                simd,
+                scales.len(),
+                #[inline(always)]
+                |b, acc| {
+                    let (low, high) = split_nibbles(simd, nibbles[b]);
+                    let w = [
+                        widen_u8(simd, low),
+                        widen_u8(simd, simd.sse2._mm_srli_si128::<8>(low)),
+                        widen_u8(simd, high),
+                        widen_u8(simd, simd.sse2._mm_srli_si128::<8>(high)),
+                    ];
+                    let p = block_fma(simd, w, &x.values[32 * b..]);
+                    simd.fma
+                        ._mm256_fmadd_ps(p, simd.avx._mm256_set1_ps(scales[b]), acc)
+                },
+            );
+            total + offset_term(scales, mins, x.sums)
+        }
+
+        #[inline(always)]
+        fn q4_q8(
+            self,
+            scales: &[f32],
+            mins: Option<&[f32]>,
+            nibbles: &[[u8; 16]],
+            x: ActsView,
+        ) -> f32 {
+            let simd = self.0;
+            let total = accumulate(
+                simd,
+                scales.len(),
+                #[inline(always)]
+                |b, acc| {
+                    let (low, high) = split_nibbles(simd, nibbles[b]);
+                    let w = simd.avx._mm256_set_m128i(high, low);
+                    let dot = unsigned_dot(simd, w, pulp::cast(x.quants[b]));
+                    simd.fma._mm256_fmadd_ps(
+                        dot,
+                        simd.avx._mm256_set1_ps(scales[b] * x.scales[b]),
+                        acc,
+                    )
+                },
+            );
+            total + offset_term(scales, mins, x.sums)
+        }
     }
 }

@@ -12,8 +12,35 @@
 mod acts;
 mod kernels;
 
-pub use acts::QuantizedActs;
+use acts::Acts;
 pub use kernels::Kernel;
+
+/// How activations enter a product with block-quantised weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Activations {
+    /// Kept in f32; each weight block is widened to f32 in registers. Exact up to summation order.
+    #[default]
+    F32,
+    /// Rounded to 8 bits per block of 32 first, as llama.cpp does, so the inner loop is integer
+    /// multiply-adds. Faster, but every product then carries up to max|x|/254 error per element.
+    Q8,
+}
+
+/// The kernel and activation handling of a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Product {
+    pub kernel: Kernel,
+    pub activations: Activations,
+}
+
+impl Default for Product {
+    fn default() -> Self {
+        Self {
+            kernel: Kernel::detect(),
+            activations: Activations::default(),
+        }
+    }
+}
 use kernels::{Dot, DotTask};
 
 /// `Σ a·b` with eight partial sums, so it vectorises (a strict left-to-right float sum cannot).
@@ -299,17 +326,18 @@ impl QMatrix {
 
     /// `out[t] = W·xs[t]` for `n` vectors stored row-major: `xs` is `n × cols`, `out` is `n × rows`.
     pub fn matmul(&self, xs: &[f32], n: usize, out: &mut [f32]) -> Result<(), QuantError> {
-        self.matmul_with(Kernel::detect(), xs, n, out)
+        self.matmul_with(Product::default(), xs, n, out)
     }
 
-    /// [`QMatrix::matmul`] with an explicit kernel (tests compare the SIMD path with the portable one).
+    /// [`QMatrix::matmul`] with an explicit kernel and activation handling.
     pub fn matmul_with(
         &self,
-        kernel: Kernel,
+        product: Product,
         xs: &[f32],
         n: usize,
         out: &mut [f32],
     ) -> Result<(), QuantError> {
+        let kernel = product.kernel;
         if xs.len() != n * self.cols || out.len() != n * self.rows {
             return Err(QuantError::Shape(format!(
                 "{self:?} times {n} vectors needs {} inputs and {} outputs, got {} and {}",
@@ -322,10 +350,9 @@ impl QMatrix {
         if n == 0 {
             return Ok(());
         }
-        let acts = match self.storage {
-            Storage::F32(_) => None,
-            _ => Some(QuantizedActs::quantize(xs, n, self.cols)),
-        };
+        let quantize =
+            product.activations == Activations::Q8 && !matches!(self.storage, Storage::F32(_));
+        let acts = Acts::new(xs, self.cols, quantize);
         // Each task owns a run of weight rows and writes their outputs for all n vectors (rows × n, transposed
         // afterwards when n > 1), so a weight row is read once per product however many vectors there are.
         let mut by_row = if n == 1 {
@@ -340,8 +367,7 @@ impl QMatrix {
             kernel.run(RowDots {
                 matrix: self,
                 first,
-                xs,
-                acts: acts.as_ref(),
+                acts: &acts,
                 out: chunk,
                 n,
             });
@@ -374,8 +400,7 @@ impl QMatrix {
 struct RowDots<'a> {
     matrix: &'a QMatrix,
     first: usize,
-    xs: &'a [f32],
-    acts: Option<&'a QuantizedActs>,
+    acts: &'a Acts<'a>,
     out: &'a mut [f32],
     n: usize,
 }
@@ -387,42 +412,46 @@ impl DotTask for RowDots<'_> {
     fn run<D: Dot>(self, dot: D) {
         let m = self.matrix;
         let (cols, nb) = (m.cols, m.cols / BLOCK);
+        let q8 = self.acts.is_quantized();
         for (i, slots) in self.out.chunks_exact_mut(self.n).enumerate() {
             let r = self.first + i;
-            let blocks = r * nb..(r + 1) * nb;
+            let b = r * nb..(r + 1) * nb;
             for (t, slot) in slots.iter_mut().enumerate() {
-                *slot = match (&m.storage, self.acts) {
-                    (Storage::F32(w), _) => dot.f32(
-                        &w[r * cols..(r + 1) * cols],
-                        &self.xs[t * cols..(t + 1) * cols],
-                    ),
-                    (Storage::Q8_0 { scales, quants }, Some(a)) => dot.q8_0(
-                        &scales[blocks.clone()],
-                        &quants[blocks.clone()],
-                        a.vector(t),
-                    ),
-                    (Storage::Q4_0 { scales, nibbles }, Some(a)) => dot.q4(
-                        &scales[blocks.clone()],
-                        None,
-                        &nibbles[blocks.clone()],
-                        a.vector(t),
-                    ),
-                    (
-                        Storage::Q4_1 {
-                            scales,
-                            mins,
-                            nibbles,
-                        },
-                        Some(a),
-                    ) => dot.q4(
-                        &scales[blocks.clone()],
-                        Some(&mins[blocks.clone()]),
-                        &nibbles[blocks.clone()],
-                        a.vector(t),
-                    ),
-                    (_, None) => {
-                        unreachable!("quantised weights always come with quantised activations")
+                let x = self.acts.vector(t);
+                *slot = match &m.storage {
+                    Storage::F32(w) => dot.f32(&w[r * cols..(r + 1) * cols], x.values),
+                    Storage::Q8_0 { scales, quants } if q8 => {
+                        dot.q8_0_q8(&scales[b.clone()], &quants[b.clone()], x)
                     }
+                    Storage::Q8_0 { scales, quants } => {
+                        dot.q8_0_f32(&scales[b.clone()], &quants[b.clone()], x)
+                    }
+                    Storage::Q4_0 { scales, nibbles } if q8 => {
+                        dot.q4_q8(&scales[b.clone()], None, &nibbles[b.clone()], x)
+                    }
+                    Storage::Q4_0 { scales, nibbles } => {
+                        dot.q4_f32(&scales[b.clone()], None, &nibbles[b.clone()], x)
+                    }
+                    Storage::Q4_1 {
+                        scales,
+                        mins,
+                        nibbles,
+                    } if q8 => dot.q4_q8(
+                        &scales[b.clone()],
+                        Some(&mins[b.clone()]),
+                        &nibbles[b.clone()],
+                        x,
+                    ),
+                    Storage::Q4_1 {
+                        scales,
+                        mins,
+                        nibbles,
+                    } => dot.q4_f32(
+                        &scales[b.clone()],
+                        Some(&mins[b.clone()]),
+                        &nibbles[b.clone()],
+                        x,
+                    ),
                 };
             }
         }
@@ -519,9 +548,9 @@ mod tests {
             let mut rnd = lcg(seed ^ 0x5555);
             let xs: Vec<f32> = (0..n * cols).map(|_| rnd() * 3.0).collect();
             let want = reference(&m, &xs, n);
-            for kernel in Kernel::available() {
+            for product in products() {
                 let mut got = vec![0.0; n * rows];
-                m.matmul_with(kernel, &xs, n, &mut got).unwrap();
+                m.matmul_with(product, &xs, n, &mut got).unwrap();
                 for t in 0..n {
                     for r in 0..rows {
                         let w = m.row_f32(r);
@@ -532,16 +561,29 @@ mod tests {
                             let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
                             wb.iter().map(|v| f64::from(v.abs())).sum::<f64>() * f64::from(amax) / 254.0
                         }).sum();
-                        let bound = if matches!(format, Format::F32 | Format::F16) { 1e-5 * magnitude + 1e-6 } else { 1.001 * act_rounding + 1e-5 * magnitude + 1e-5 };
+                        let rounded = product.activations == Activations::Q8 && !matches!(format, Format::F32 | Format::F16);
+                        let bound = if rounded { 1.001 * act_rounding + 1e-5 * magnitude + 1e-5 } else { 1e-5 * magnitude + 1e-6 };
                         let (g, w) = (f64::from(got[t * rows + r]), want[t * rows + r]);
-                        prop_assert!((g - w).abs() <= bound, "{kernel:?} {format:?} row {r} vec {t}: {g} vs {w} (bound {bound})");
+                        prop_assert!((g - w).abs() <= bound, "{product:?} {format:?} row {r} vec {t}: {g} vs {w} (bound {bound})");
                     }
                 }
             }
         }
     }
 
-    /// The SIMD kernels compute the same integer sums as the portable ones, so they agree to float rounding.
+    fn products() -> Vec<Product> {
+        Kernel::available()
+            .into_iter()
+            .flat_map(|kernel| {
+                [Activations::F32, Activations::Q8].map(|activations| Product {
+                    kernel,
+                    activations,
+                })
+            })
+            .collect()
+    }
+
+    /// The SIMD kernels compute the same sums as the portable ones, so they agree to float rounding.
     #[test]
     fn simd_matches_portable_closely() {
         for format in FORMATS {
@@ -551,16 +593,19 @@ mod tests {
                     .unwrap();
             let mut rnd = lcg(99);
             let xs: Vec<f32> = (0..2 * cols).map(|_| rnd()).collect();
-            let mut portable = vec![0.0; 2 * rows];
-            m.matmul_with(Kernel::Portable, &xs, 2, &mut portable)
-                .unwrap();
-            for kernel in Kernel::available() {
+            for product in products() {
+                let mut portable = vec![0.0; 2 * rows];
+                let reference = Product {
+                    kernel: Kernel::Portable,
+                    ..product
+                };
+                m.matmul_with(reference, &xs, 2, &mut portable).unwrap();
                 let mut got = vec![0.0; 2 * rows];
-                m.matmul_with(kernel, &xs, 2, &mut got).unwrap();
+                m.matmul_with(product, &xs, 2, &mut got).unwrap();
                 for (g, p) in got.iter().zip(&portable) {
                     assert!(
                         (g - p).abs() <= 1e-4 * (1.0 + p.abs()),
-                        "{kernel:?} {format:?}: {g} vs {p}"
+                        "{product:?} {format:?}: {g} vs {p}"
                     );
                 }
             }

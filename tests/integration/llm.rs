@@ -1,0 +1,353 @@
+//! SmolLM2-135M-Instruct (GGUF, Q4_1) against references made by `tests/fixtures/llm/make_llm_fixtures.py`:
+//! Hugging Face `tokenizers` ids and a float64 numpy forward pass in the Hugging Face weight layout.
+
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+use serde_json::Value;
+use tinyalign_llm::{
+    Activations, ChatMessage, GenerateOptions, KvCache, LlamaModel, LlmError, Precision,
+    StopReason, Tokenizer,
+};
+use tinyalign_weights::gguf::GgufFile;
+
+use crate::common::{cached_model, fixture, load_npy, max_abs_diff};
+
+const GGUF: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The quantised model, loaded once for the tests that only read it.
+fn native_model() -> Option<&'static LlamaModel> {
+    static MODEL: OnceLock<LlamaModel> = OnceLock::new();
+    let path = cached_model(GGUF)?;
+    Some(
+        MODEL
+            .get_or_init(|| LlamaModel::load_gguf(&path, Precision::Native).expect("load SmolLM2")),
+    )
+}
+
+fn chat_fixture() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture("llm/chat_prompt.json")).unwrap())
+        .unwrap()
+}
+
+fn ids(value: &Value) -> Vec<u32> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
+}
+
+#[test]
+fn tokenizer_matches_hugging_face_tokenizers() {
+    let Some(model) = native_model() else { return };
+    let cases: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("llm/tokenizer_cases.json")).unwrap(),
+    )
+    .unwrap();
+    for case in cases.as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let want = ids(&case["ids"]);
+        assert_eq!(model.tokenizer.encode(text, true), want, "ids of {text:?}");
+        let t = &model.tokenizer;
+        let kept: String = text
+            .chars()
+            .filter(|c| c.to_string().bytes().all(|b| t.byte_has_token(b)))
+            .collect();
+        assert_eq!(t.decode(&want, false), kept, "decode of {text:?}");
+    }
+}
+
+#[test]
+fn special_tokens_are_text_unless_asked_for() {
+    let Some(model) = native_model() else { return };
+    let t = &model.tokenizer;
+    assert_eq!(t.encode("<|im_end|>", true), [2]);
+    let literal = t.encode("<|im_end|>", false);
+    assert!(literal.len() > 1 && !literal.contains(&2), "{literal:?}");
+    assert_eq!(t.decode(&literal, false), "<|im_end|>");
+    assert_eq!(
+        t.decode(&[1, 2], true),
+        "",
+        "skip_special drops control tokens"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// Byte-level BPE is lossless: any UTF-8 text (combining marks, emoji, digits, the control characters
+    /// the vocabulary has) decodes back.
+    #[test]
+    fn any_text_round_trips(text in "\\PC{0,40}|[\\x00-\\x7f]{0,40}|\\p{M}{0,8}|[0-9 ]{0,20}") {
+        let Some(model) = native_model() else { return Ok(()) };
+        let t = &model.tokenizer;
+        prop_assume!(text.bytes().all(|b| t.byte_has_token(b)));
+        let encoded = t.encode(&text, false);
+        prop_assert_eq!(t.decode(&encoded, false), text.clone());
+        prop_assert!(encoded.iter().all(|&id| (id as usize) < t.vocab_size()));
+    }
+}
+
+/// The f32 path sees exactly the reference's weights: logits agree to float32 rounding of a 30-layer pass.
+#[test]
+fn f32_logits_match_numpy_reference() {
+    let Some(path) = cached_model(GGUF) else {
+        return;
+    };
+    let model = LlamaModel::load_gguf(&path, Precision::F32).unwrap();
+    let fixture_json = chat_fixture();
+    let prompt = ids(&fixture_json["prompt_ids"]);
+    let prompt_text = fixture_json["prompt"].as_str().unwrap();
+    assert_eq!(model.tokenizer.encode(prompt_text, true), prompt);
+    let mut cache = KvCache::new(&model.config, prompt.len());
+    let embeds = model.embed_tokens(&prompt).unwrap();
+    let all = model
+        .forward_embeds(&embeds, prompt.len(), &mut cache, true)
+        .unwrap();
+    let vocab = model.config.vocab_size;
+    let reference = load_npy("llm/chat_prompt.last_logits.npy");
+    let (diff, at) = max_abs_diff(&all[(prompt.len() - 1) * vocab..], &reference.data);
+    eprintln!("f32 last-position logits: max |Δ| = {diff:.2e} at token {at}");
+    assert!(diff < 2e-3, "f32 logits differ by {diff} at token {at}");
+    let argmax: Vec<u32> = all
+        .chunks_exact(vocab)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0 as u32
+        })
+        .collect();
+    assert_eq!(
+        argmax,
+        ids(&fixture_json["argmax_per_position"]),
+        "argmax at every position"
+    );
+
+    // Greedy generation with the KV cache equals the reference's full recomputation at every step.
+    let options = GenerateOptions {
+        max_tokens: 12,
+        ..Default::default()
+    };
+    let generation = model.chat(
+        &[ChatMessage::new("user", "What is the capital of France?")],
+        &options,
+        |_| true,
+    );
+    assert_eq!(generation.unwrap().tokens, ids(&fixture_json["greedy_ids"]));
+}
+
+fn last_logits(model: &LlamaModel, prompt: &[u32]) -> Vec<f32> {
+    let mut cache = KvCache::new(&model.config, prompt.len());
+    let embeds = model.embed_tokens(prompt).unwrap();
+    model
+        .forward_embeds(&embeds, prompt.len(), &mut cache, false)
+        .unwrap()
+}
+
+/// Quantised weights with f32 activations: the Q4_1/Q8_0 kernels on the real model, as exact as the f32 path.
+#[test]
+fn quantised_weights_with_exact_activations_match_numpy_reference() {
+    let Some(path) = cached_model(GGUF) else {
+        return;
+    };
+    let mut model = LlamaModel::load_gguf(&path, Precision::Native).unwrap();
+    model.set_activations(Activations::F32);
+    let logits = last_logits(&model, &ids(&chat_fixture()["prompt_ids"]));
+    let (diff, at) = max_abs_diff(&logits, &load_npy("llm/chat_prompt.last_logits.npy").data);
+    eprintln!("quantised weights, f32 activations: max |Δ| = {diff:.2e} at token {at}");
+    assert!(diff < 2e-3, "logits differ by {diff} at token {at}");
+}
+
+/// The default rounds activations to 8 bits per block inside every product (llama.cpp's trade-off); the
+/// kernels' own error bound is property-tested in tinyalign-quant. Here: how far the whole model moves, as a
+/// distribution (a shift common to all logits changes nothing), and the answer must not change.
+#[test]
+fn eight_bit_activations_keep_the_distribution_close() {
+    let Some(model) = native_model() else { return };
+    assert_eq!(model.activations(), Activations::Q8);
+    let logits = last_logits(model, &ids(&chat_fixture()["prompt_ids"]));
+    let reference = load_npy("llm/chat_prompt.last_logits.npy").data;
+    let log_softmax = |l: &[f32]| {
+        let max = l.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+        let log_total = l
+            .iter()
+            .map(|&v| (f64::from(v) - max).exp())
+            .sum::<f64>()
+            .ln()
+            + max;
+        l.iter()
+            .map(|&v| f64::from(v) - log_total)
+            .collect::<Vec<f64>>()
+    };
+    let (ours, theirs) = (log_softmax(&logits), log_softmax(&reference));
+    let kl: f64 = theirs
+        .iter()
+        .zip(&ours)
+        .map(|(t, o)| t.exp() * (t - o))
+        .sum();
+    let likely_diff = theirs
+        .iter()
+        .zip(&ours)
+        .filter(|(t, _)| **t > -5.0)
+        .fold(0.0f64, |m, (t, o)| m.max((t - o).abs()));
+    eprintln!(
+        "8-bit activations vs reference: KL {kl:.4} nats, max |Δ log p| over tokens with p > e^-5: {likely_diff:.3}"
+    );
+    assert!(kl < 0.15, "KL divergence {kl}");
+    assert!(
+        likely_diff < 1.0,
+        "log-probability of a likely token moved by {likely_diff}"
+    );
+    let top = |l: &[f32]| {
+        l.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0
+    };
+    assert_eq!(top(&logits), top(&reference));
+}
+
+#[test]
+fn greedy_answer_names_paris() {
+    let Some(model) = native_model() else { return };
+    let mut streamed = String::new();
+    let generation = model
+        .chat(
+            &[ChatMessage::new("user", "What is the capital of France?")],
+            &GenerateOptions {
+                max_tokens: 32,
+                ..Default::default()
+            },
+            |piece| {
+                streamed.push_str(piece);
+                true
+            },
+        )
+        .unwrap();
+    assert_eq!(generation.text, "The capital of France is Paris.");
+    assert_eq!(streamed, generation.text);
+    assert_eq!(generation.stop_reason, StopReason::StopToken);
+}
+
+#[test]
+fn embeddings_equal_the_table_rows_and_bad_shapes_are_errors() {
+    let Some(model) = native_model() else { return };
+    let d = model.config.hidden_size;
+    let pair = model.embed_tokens(&[5, 7]).unwrap();
+    assert_eq!(pair.len(), 2 * d);
+    assert_eq!(&pair[d..], &model.embed_tokens(&[7]).unwrap()[..]);
+    assert!(matches!(
+        model.embed_tokens(&[49_152]),
+        Err(LlmError::Shape(_))
+    ));
+    let mut cache = KvCache::new(&model.config, 4);
+    assert!(matches!(
+        model.forward_embeds(&[0.0; 10], 1, &mut cache, false),
+        Err(LlmError::Shape(_))
+    ));
+    let five = vec![0.0; 5 * d];
+    assert!(matches!(
+        model.forward_embeds(&five, 5, &mut cache, false),
+        Err(LlmError::ContextFull {
+            needed: 5,
+            context: 4
+        })
+    ));
+    assert!(cache.is_empty(), "a refused call leaves the cache alone");
+}
+
+#[test]
+fn generation_stops_at_the_token_budget_and_on_cancel() {
+    let Some(model) = native_model() else { return };
+    let question = [ChatMessage::new(
+        "user",
+        "Count from one to fifty in words.",
+    )];
+    let generation = model
+        .chat(
+            &question,
+            &GenerateOptions {
+                max_tokens: 5,
+                ..Default::default()
+            },
+            |_| true,
+        )
+        .unwrap();
+    assert_eq!(
+        (generation.tokens.len(), generation.stop_reason),
+        (5, StopReason::MaxTokens)
+    );
+    let mut pieces = 0;
+    let cancelled = model
+        .chat(&question, &GenerateOptions::default(), |_| {
+            pieces += 1;
+            pieces < 3
+        })
+        .unwrap();
+    assert_eq!(cancelled.stop_reason, StopReason::Cancelled);
+    assert_eq!(cancelled.tokens.len(), 3);
+}
+
+/// A minimal GGUF v3 file with string metadata and no tensors.
+fn gguf_with_metadata(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend(0u64.to_le_bytes());
+    out.extend((pairs.len() as u64).to_le_bytes());
+    for (key, value) in pairs {
+        out.extend((key.len() as u64).to_le_bytes());
+        out.extend(key.as_bytes());
+        out.extend(8u32.to_le_bytes());
+        out.extend((value.len() as u64).to_le_bytes());
+        out.extend(value.as_bytes());
+    }
+    out
+}
+
+#[test]
+fn other_architectures_and_tokenizers_are_refused_by_name() {
+    let bytes = gguf_with_metadata(&[
+        ("general.architecture", "gemma3"),
+        ("tokenizer.ggml.model", "llama"),
+    ]);
+    let file = GgufFile::parse(&bytes, "gemma.gguf").unwrap();
+    let err = LlamaModel::from_gguf(&file, Precision::Native)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gemma3") && err.contains("gemma.gguf"),
+        "{err}"
+    );
+    let err = Tokenizer::from_gguf(&file).unwrap_err().to_string();
+    assert!(err.contains("`llama`"), "{err}");
+}
+
+/// The real file with one tensor's type changed to Q5_K, which has no kernel here.
+#[test]
+fn unsupported_quantisation_is_refused_by_name() {
+    let Some(path) = cached_model(GGUF) else {
+        return;
+    };
+    let mut bytes = std::fs::read(&path).unwrap();
+    let name = b"blk.0.attn_q.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    // Tensor info after the name: n_dims u32, n_dims × u64 dims, type u32.
+    let n_dims = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let type_at = at + 4 + 8 * n_dims;
+    bytes[type_at..type_at + 4].copy_from_slice(&13u32.to_le_bytes());
+    let err = match GgufFile::parse(&bytes, "patched.gguf") {
+        Err(e) => e.to_string(),
+        Ok(file) => LlamaModel::from_gguf(&file, Precision::Native)
+            .unwrap_err()
+            .to_string(),
+    };
+    assert!(
+        err.contains("Q5_K") || err.contains("patched.gguf"),
+        "{err}"
+    );
+    assert!(err.contains("Q5_K"), "the refusal names the type: {err}");
+}
