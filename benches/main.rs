@@ -123,5 +123,79 @@ fn encoder_flops(t: u64) -> u64 {
     convs + layers * per_layer
 }
 
-criterion_group!(benches, frontend, encoder);
+/// SmolLM2-135M-Instruct decoding and prompt processing, tokens per second (criterion's `elem/s`), with the
+/// weights as stored (Q4_1 + Q8_0) and 8-bit or f32 activations, and dequantised to f32. The first bench is the
+/// denominator: how fast this machine streams memory on all cores; a decoding step must read every weight
+/// once, so `bandwidth / weight bytes` bounds tokens per second.
+fn llm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("smollm2_135m");
+    group.measurement_time(Duration::from_secs(6));
+    group.sample_size(10);
+    // Integer XOR is associative, so this loop vectorises and is bound by memory, not by add latency.
+    let big: Vec<u64> = (0..32u64 << 20).collect();
+    group.throughput(Throughput::Bytes(big.len() as u64 * 8));
+    group.bench_function("memory_read_256MiB", |bench| {
+        bench.iter(|| {
+            use rayon::prelude::*;
+            big.par_chunks(1 << 15)
+                .map(|c| c.iter().fold(0, |a, &v| a ^ v))
+                .reduce(|| 0, |a, b| a ^ b)
+        })
+    });
+    drop(big);
+
+    let cache = std::env::var_os("TINYALIGN_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/tinyalign").into());
+    let path = cache.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !path.exists() {
+        eprintln!(
+            "SKIPPED LLM benches: no {} (run `cargo xtask fetch`)",
+            path.display()
+        );
+        return;
+    }
+    use tinyalign_llm::{Activations, KvCache, LlamaModel, Precision};
+    let prompt_text = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging \
+                       Face<|im_end|>\n<|im_start|>user\nWrite a short story about a lighthouse keeper who \
+                       finds a message in a bottle, and what happens next.<|im_end|>\n<|im_start|>assistant\n";
+    for (name, precision, activations) in [
+        ("q4_1_q8act", Precision::Native, Activations::Q8),
+        ("q4_1_f32act", Precision::Native, Activations::F32),
+        ("f32", Precision::F32, Activations::F32),
+    ] {
+        let mut model = LlamaModel::load_gguf(&path, precision).expect("loads");
+        model.set_activations(activations);
+        eprintln!(
+            "{name}: {:.1} MB of weights read per token",
+            model.weight_bytes() as f64 / 1e6
+        );
+        let ids = model.tokenizer.encode(prompt_text, true);
+        let embeds = model.embed_tokens(&ids).expect("ids in range");
+        let mut kv = KvCache::new(&model.config, ids.len() + 1);
+        group.throughput(Throughput::Elements(ids.len() as u64));
+        group.bench_function(format!("prefill_{}_tokens_{name}", ids.len()), |bench| {
+            bench.iter(|| {
+                kv.truncate(0);
+                model
+                    .forward_embeds(black_box(&embeds), ids.len(), &mut kv, false)
+                    .expect("runs")
+            })
+        });
+        // One decoding step after the prompt: the cache is cut back to the prompt before each.
+        let next = model.embed_tokens(&[504]).expect("id in range");
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("decode_step_{name}"), |bench| {
+            bench.iter(|| {
+                kv.truncate(ids.len());
+                model
+                    .forward_embeds(black_box(&next), 1, &mut kv, false)
+                    .expect("runs")
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, frontend, encoder, llm);
 criterion_main!(benches);
