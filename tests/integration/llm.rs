@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use serde_json::Value;
 use tinyalign_llm::{
-    Activations, ChatMessage, GenerateOptions, KvCache, LlamaModel, LlmError, Precision,
-    StopReason, Tokenizer,
+    Activations, ChatMessage, GenerateOptions, KvCache, LlamaGraph, LlamaModel, LlmError,
+    Precision, StopReason, Tokenizer,
 };
 use tinyalign_weights::gguf::GgufFile;
 
@@ -350,4 +350,71 @@ fn unsupported_quantisation_is_refused_by_name() {
         "{err}"
     );
     assert!(err.contains("Q5_K"), "the refusal names the type: {err}");
+}
+
+/// The differentiable graph (dfdx, f32 weights): same logits as the reference, and gradients for the input
+/// embeddings that agree with central differences of its own forward pass.
+#[test]
+fn differentiable_graph_matches_reference_and_finite_differences() {
+    let Some(model) = native_model() else { return };
+    let path = cached_model(GGUF).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let file = GgufFile::parse(&bytes, "SmolLM2").unwrap();
+    let graph = LlamaGraph::from_gguf(&file, tinyalign_nn::cpu()).unwrap();
+    let dev = graph.device().clone();
+    let (d, vocab) = (graph.config.hidden_size, graph.config.vocab_size);
+
+    let prompt = ids(&chat_fixture()["prompt_ids"]);
+    let embeds =
+        tinyalign_nn::from_vec2(&dev, model.embed_tokens(&prompt).unwrap(), prompt.len(), d);
+    let logits = tinyalign_nn::to_vec2(&graph.forward(embeds));
+    let reference = load_npy("llm/chat_prompt.last_logits.npy").data;
+    let (diff, at) = max_abs_diff(&logits[(prompt.len() - 1) * vocab..], &reference);
+    eprintln!("dfdx graph last-position logits: max |Δ| = {diff:.2e} at token {at}");
+    assert!(diff < 2e-3, "graph logits differ by {diff} at token {at}");
+
+    // d logit["The"] at the last position / d input embeddings, on a short prompt.
+    let short = model
+        .tokenizer
+        .encode("What is the capital of France?", false);
+    let n = short.len();
+    let x0 = model.embed_tokens(&short).unwrap();
+    let mut pick = vec![0.0; n * vocab];
+    let target = model.tokenizer.encode("The", false)[0] as usize;
+    pick[(n - 1) * vocab + target] = 1.0;
+    let pick = tinyalign_nn::from_vec2(&dev, pick, n, vocab);
+    let x = tinyalign_nn::from_vec2(&dev, x0.clone(), n, d);
+    let analytic = tinyalign_nn::gradient(
+        tinyalign_nn::weighted_sum(graph.forward(tinyalign_nn::traced(&x)), &pick),
+        &x,
+    );
+    assert!(analytic.iter().all(|g| g.is_finite()));
+    let value = |xs: Vec<f32>| {
+        tinyalign_nn::scalar_value(&tinyalign_nn::weighted_sum(
+            graph.forward(tinyalign_nn::from_vec2(&dev, xs, n, d)),
+            &pick,
+        ))
+    };
+    // The largest gradient entries at the first and last positions: the causal path and the direct one.
+    for position in [0, n - 1] {
+        let row = &analytic[position * d..(position + 1) * d];
+        let channel = (0..d)
+            .max_by(|&a, &b| row[a].abs().total_cmp(&row[b].abs()))
+            .unwrap();
+        let idx = position * d + channel;
+        let eps = 2e-3;
+        let (mut plus, mut minus) = (x0.clone(), x0.clone());
+        plus[idx] += eps;
+        minus[idx] -= eps;
+        let numeric = (value(plus) - value(minus)) / (2.0 * eps);
+        eprintln!(
+            "d logit / d x[{position}, {channel}]: analytic {:.4}, numeric {numeric:.4}",
+            analytic[idx]
+        );
+        assert!(
+            (numeric - analytic[idx]).abs() < 0.05 * analytic[idx].abs() + 0.05,
+            "position {position}: numeric {numeric} vs analytic {}",
+            analytic[idx]
+        );
+    }
 }

@@ -8,12 +8,14 @@
 mod chat;
 mod config;
 mod generate;
+mod graph;
 mod model;
 mod tokenizer;
 
 pub use chat::{ChatMessage, DEFAULT_SYSTEM_PROMPT, chatml_prompt};
 pub use config::LlamaConfig;
 pub use generate::{GenerateOptions, Generation, Sampler, StopReason};
+pub use graph::LlamaGraph;
 pub use model::{KvCache, LlamaModel, Precision};
 pub use tinyalign_quant::Activations;
 pub use tokenizer::{StreamDecoder, Tokenizer};

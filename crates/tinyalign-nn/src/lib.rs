@@ -4,11 +4,17 @@
 //!
 //! This is the only crate that imports dfdx; the rest of tinyalign sees [`Tensor2`] and friends.
 
+mod decoder;
 mod layers;
 mod weights;
 
+pub use decoder::{RmsNorm, RotaryPairs, grouped_causal_attention, silu};
 pub use dfdx;
-pub use layers::{Conv1d, Embedding, LayerNorm, Linear, MultiHeadAttention, causal_mask, gelu};
+/// Tape types for writing code generic over inference (`NoneTape`) and training (`OwnedTape`).
+pub use dfdx::tensor::{Gradients, Merge, NoneTape, OwnedTape, Tape};
+pub use layers::{
+    Conv1d, Embedding, LayerNorm, Linear, MultiHeadAttention, Taped2, causal_mask, gelu,
+};
 pub use weights::{NnError, Weights};
 
 /// The compute device: dfdx's CPU backend (gemm + rayon).
@@ -77,4 +83,46 @@ pub fn transpose_host(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+/// A second use of `x` in a graph: the same values and gradient identity with an empty tape. Ops on the fork
+/// record their own tape, which merges back when the branch is combined with `x`'s (dfdx's idiom for
+/// using one tensor twice).
+pub fn fork<T: Tape<f32, Device>>(x: &Taped2<T>) -> Taped2<T> {
+    use dfdx::tensor::WithEmptyTape;
+    x.with_empty_tape()
+}
+
+/// `(rows, cols)` of a possibly taped tensor.
+pub fn dims<T>(x: &Taped2<T>) -> (usize, usize) {
+    use dfdx::shapes::HasShape;
+    *x.shape()
+}
+
+/// A scalar that may carry a tape (a loss).
+pub type Scalar<T> = dfdx::tensor::Tensor<(), f32, Device, T>;
+/// A `(rows, cols)` tensor recording the operations applied to it, for `backward`.
+pub type Traced2 = Taped2<OwnedTape<f32, Device>>;
+
+/// Starts recording at `x`: gradients of everything computed from the result flow back to `x`.
+pub fn traced(x: &Tensor2) -> Traced2 {
+    use dfdx::tensor::Trace;
+    x.clone().leaky_traced()
+}
+
+/// `Σ x ⊙ weights` (a constant `weights` of `x`'s shape): e.g. picks logits with a one-hot mask.
+pub fn weighted_sum<T: Tape<f32, Device>>(x: Taped2<T>, weights: &Tensor2) -> Scalar<T> {
+    use dfdx::tensor_ops::SumTo;
+    (x * weights.clone()).sum()
+}
+
+/// Host value of a scalar.
+pub fn scalar_value<T>(x: &Scalar<T>) -> f32 {
+    x.as_vec()[0]
+}
+
+/// Back-propagates `loss` and returns the gradient for `wrt` (row-major, `wrt`'s shape).
+pub fn gradient(loss: Scalar<OwnedTape<f32, Device>>, wrt: &Tensor2) -> Vec<f32> {
+    use dfdx::tensor_ops::Backward;
+    loss.backward().get(wrt).as_vec()
 }
