@@ -14,12 +14,13 @@ usage: cargo xtask <command> [options]
 
 commands:
   train    the main job, end to end on the default models and data
-           (today: the audio frontend on the bundled real recordings; the models and training arrive
-           with their crates)
+           (today: frontend, Whisper features and transcripts of the bundled real recordings, and the
+           frozen LLM answering a question; datasets and training arrive with their crates)
   fetch    download the pinned models and speech data into the cache (--with base adds Whisper base);
            cache: $TINYALIGN_CACHE, default .cache/tinyalign
   ci       everything CI checks: fmt, clippy -D warnings, tests, dependency invariants, wasm32 build
-  bench    criterion benchmarks (frontend: audio seconds per second, i.e. times real time)
+  bench    criterion benchmarks: frontend (times real time), Whisper encoder (FLOP/s),
+           SmolLM2 prefill/decode (tokens/s) against the measured memory bandwidth
   help     this text
 ";
 

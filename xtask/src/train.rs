@@ -79,13 +79,16 @@ pub fn run(args: &[String]) -> Result<()> {
             .arg(&whisper),
     )?;
 
+    println!("\n== stage 4/6: frozen SmolLM2-135M-Instruct (Q4_1 GGUF) answers a text question");
+    util::run(Command::new(&cli).args(["ask", "What is the capital of France?", "--stats"]))?;
+
     println!(
-        "\n== stages 4-6 are not built yet:\n\
-         \x20 4. SmolLM2-135M-Instruct and the speech datasets (EmbedLink targets, speaker splits)\n\
-         \x20 5. BridgeFormer projector trained with EmbedLink targets\n\
+        "\n== stages 5-6 are not built yet:\n\
+         \x20 5. the speech datasets and the BridgeFormer projector trained with EmbedLink targets\n\
          \x20 6. evaluation through the frozen LLM with instruction injection\n\
          \nlog-mel features, spectrograms and Whisper encoder features are in {}\n\
-         try it on your own audio: target/release/tinyalign transcribe YOUR.wav --model {}",
+         try it on your own audio: target/release/tinyalign transcribe YOUR.wav --model {}\n\
+         or ask the LLM: target/release/tinyalign ask \"...\"",
         features.display(),
         whisper.display()
     );
