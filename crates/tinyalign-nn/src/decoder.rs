@@ -5,12 +5,13 @@
 use dfdx::prelude::*;
 
 use crate::layers::Taped2;
-use crate::weights::{NnError, Weights};
+use crate::weights::{Init, NnError, Weights};
 use crate::{Device, Tensor1, Tensor2};
 
 /// `x / √(mean(x²) + ε) · weight` over the channel axis.
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
+    key_prefix: String,
     weight: Tensor1,
     eps: f64,
 }
@@ -18,7 +19,8 @@ pub struct RmsNorm {
 impl RmsNorm {
     pub fn load(w: &Weights<'_>, dim: usize, eps: f64) -> Result<Self, NnError> {
         Ok(Self {
-            weight: w.tensor1("weight", dim)?,
+            key_prefix: w.key(""),
+            weight: w.param1("weight", dim, Init::Constant(1.0))?,
             eps,
         })
     }
@@ -33,6 +35,13 @@ impl RmsNorm {
         values
             * inv_rms.broadcast_like::<_, Axis<1>>(&shape)
             * self.weight.clone().broadcast_like::<_, Axis<0>>(&shape)
+    }
+}
+
+impl crate::params::Parameters for RmsNorm {
+    fn visit(&mut self, f: &mut dyn FnMut(&str, crate::params::ParamTensor<'_>)) {
+        let key = format!("{}weight", self.key_prefix);
+        f(&key, crate::params::ParamTensor::Vector(&mut self.weight));
     }
 }
 

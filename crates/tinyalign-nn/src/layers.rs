@@ -2,7 +2,8 @@
 
 use dfdx::prelude::*;
 
-use crate::weights::{NnError, Weights};
+use crate::params::{ParamTensor, Parameters};
+use crate::weights::{Init, NnError, Weights};
 use crate::{Device, Tensor1, Tensor2, Tensor3};
 
 /// GELU in its exact erf form, `x · Φ(x)`, as Whisper (`F.gelu`) uses.
@@ -31,6 +32,8 @@ pub type Taped2<T> = Tensor<(usize, usize), f32, Device, T>;
 /// one plain matmul.
 #[derive(Debug, Clone)]
 pub struct Linear {
+    /// `"prefix."` of this layer's keys (empty at the root), for [`Parameters`].
+    key_prefix: String,
     weight_t: Tensor2,
     bias: Option<Tensor1>,
     in_dim: usize,
@@ -45,12 +48,18 @@ impl Linear {
         out_dim: usize,
         with_bias: bool,
     ) -> Result<Self, NnError> {
-        let weight_t =
-            crate::transpose_host(&w.host("weight", &[out_dim, in_dim])?, out_dim, in_dim);
+        // PyTorch's default: U(±1/√in) for weight and bias.
+        let fan_in = Init::Uniform(1.0 / (in_dim.max(1) as f32).sqrt());
+        let weight_t = crate::transpose_host(
+            &w.param("weight", &[out_dim, in_dim], fan_in)?,
+            out_dim,
+            in_dim,
+        );
         Ok(Self {
+            key_prefix: w.key(""),
             weight_t: crate::from_vec2(w.device(), weight_t, in_dim, out_dim),
             bias: if with_bias {
-                Some(w.tensor1("bias", out_dim)?)
+                Some(w.param1("bias", out_dim, fan_in)?)
             } else {
                 None
             },
@@ -61,6 +70,11 @@ impl Linear {
 
     pub fn in_dim(&self) -> usize {
         self.in_dim
+    }
+
+    #[cfg(test)]
+    pub(crate) fn weight_t_for_tests(&self) -> Tensor2 {
+        self.weight_t.clone()
     }
 
     pub fn out_dim(&self) -> usize {
@@ -78,9 +92,36 @@ impl Linear {
     }
 }
 
+impl Parameters for Linear {
+    fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_>)) {
+        let weight = format!("{}weight", self.key_prefix);
+        f(&weight, ParamTensor::Matrix(&mut self.weight_t, true));
+        if let Some(bias) = &mut self.bias {
+            f(
+                &format!("{}bias", self.key_prefix),
+                ParamTensor::Vector(bias),
+            );
+        }
+    }
+}
+
+impl Parameters for LayerNorm {
+    fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_>)) {
+        f(
+            &format!("{}weight", self.key_prefix),
+            ParamTensor::Vector(&mut self.gamma),
+        );
+        f(
+            &format!("{}bias", self.key_prefix),
+            ParamTensor::Vector(&mut self.beta),
+        );
+    }
+}
+
 /// LayerNorm over the channel axis with affine `weight` and `bias`.
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
+    key_prefix: String,
     gamma: Tensor1,
     beta: Tensor1,
     eps: f64,
@@ -89,8 +130,9 @@ pub struct LayerNorm {
 impl LayerNorm {
     pub fn load(w: &Weights<'_>, dim: usize, eps: f64) -> Result<Self, NnError> {
         Ok(Self {
-            gamma: w.tensor1("weight", dim)?,
-            beta: w.tensor1("bias", dim)?,
+            key_prefix: w.key(""),
+            gamma: w.param1("weight", dim, Init::Constant(1.0))?,
+            beta: w.param1("bias", dim, Init::Constant(0.0))?,
             eps,
         })
     }
@@ -131,7 +173,8 @@ impl Conv1d {
                 "conv1d kernel {kernel} / stride {stride} must be >= 1"
             )));
         }
-        let weight = w.host("weight", &[c_out, c_in, kernel])?;
+        let fan_in = Init::Uniform(1.0 / ((c_in * kernel).max(1) as f32).sqrt());
+        let weight = w.param("weight", &[c_out, c_in, kernel], fan_in)?;
         let taps = (0..kernel)
             .map(|j| {
                 let mut tap = vec![0.0f32; c_in * c_out];
@@ -145,7 +188,7 @@ impl Conv1d {
             .collect();
         Ok(Self {
             taps,
-            bias: w.tensor1("bias", c_out)?,
+            bias: w.param1("bias", c_out, fan_in)?,
             c_in,
             c_out,
             stride,
@@ -242,6 +285,40 @@ impl MultiHeadAttention {
         })
     }
 
+    /// Self-attention over a batch of `b` sequences of `n` frames stored as `(b·n, d)` rows, where
+    /// `key_bias` `(b, n)` is added to every score of a key (0 for real frames, −1e9 for padding, so padding
+    /// never reaches a real frame). Differentiable. → `(b·n, d)`.
+    pub fn forward_batch<T: Tape<f32, Device> + Merge<T>>(
+        &self,
+        x: Taped2<T>,
+        b: usize,
+        n: usize,
+        key_bias: &Tensor2,
+    ) -> Taped2<T> {
+        let (h, dh) = (self.heads, self.dim / self.heads);
+        let q = self.q.forward(x.with_empty_tape()) * (1.0 / (dh as f64).sqrt()) as f32;
+        let k = self.k.forward(x.with_empty_tape());
+        let v = self.v.forward(x);
+        let q = q
+            .reshape_like(&(b, n, h, dh))
+            .permute::<_, Axes4<0, 2, 1, 3>>();
+        let k = k
+            .reshape_like(&(b, n, h, dh))
+            .permute::<_, Axes4<0, 2, 3, 1>>();
+        let v = v
+            .reshape_like(&(b, n, h, dh))
+            .permute::<_, Axes4<0, 2, 1, 3>>();
+        let bias = key_bias
+            .clone()
+            .broadcast_like::<_, Axes2<1, 2>>(&(b, h, n, n));
+        let ctx = (q.matmul(k) + bias)
+            .softmax::<Axis<3>>()
+            .matmul(v)
+            .permute::<_, Axes4<0, 2, 1, 3>>()
+            .reshape_like(&(b * n, self.dim));
+        self.out.forward(ctx)
+    }
+
     /// Unmasked self-attention, `(n, d)` → `(n, d)`: softmax(q kᵀ / √d_head) v per head.
     pub fn forward_self(&self, x: Tensor2) -> Tensor2 {
         let kv = self.project_kv(x.clone());
@@ -282,6 +359,34 @@ impl MultiHeadAttention {
     }
 }
 
+impl Parameters for MultiHeadAttention {
+    fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_>)) {
+        self.q.visit(f);
+        self.k.visit(f);
+        self.v.visit(f);
+        self.out.visit(f);
+    }
+}
+
+/// `out[i] = weights[i] · x[i]` for each of `b` sequences of `n` frames stored as `(b·n, d)` rows, with
+/// constant `weights` `(b, t, n)` (pooling, or any fixed mixing of frames) → `(b·t, d)`. Differentiable in x.
+pub fn mix_frames<T: Tape<f32, Device>>(
+    x: Taped2<T>,
+    weights: &Tensor3,
+    b: usize,
+    n: usize,
+) -> Taped2<T> {
+    let d = x.shape().1;
+    let t = weights.shape().1;
+    // The taped operand must be on the left in dfdx, so compute (xᵀ wᵀ)ᵀ.
+    let weights_t = weights.clone().permute::<_, Axes3<0, 2, 1>>();
+    x.reshape_like(&(b, n, d))
+        .permute::<_, Axes3<0, 2, 1>>()
+        .matmul(weights_t)
+        .permute::<_, Axes3<0, 2, 1>>()
+        .reshape_like(&(b * t, d))
+}
+
 /// Additive causal mask `(n, n)`: position i sees positions ≤ i.
 pub fn causal_mask(dev: &Device, n: usize) -> Tensor2 {
     let data = (0..n * n)
@@ -300,7 +405,12 @@ pub struct Embedding {
 impl Embedding {
     pub fn load(w: &Weights<'_>, rows: usize, dim: usize) -> Result<Self, NnError> {
         Ok(Self {
-            table: w.tensor2("weight", rows, dim)?,
+            table: crate::from_vec2(
+                w.device(),
+                w.param("weight", &[rows, dim], Init::Normal(1.0))?,
+                rows,
+                dim,
+            ),
             rows,
         })
     }

@@ -6,6 +6,7 @@
 
 mod decoder;
 mod layers;
+mod params;
 mod weights;
 
 pub use decoder::{RmsNorm, RotaryPairs, grouped_causal_attention, silu};
@@ -13,9 +14,10 @@ pub use dfdx;
 /// Tape types for writing code generic over inference (`NoneTape`) and training (`OwnedTape`).
 pub use dfdx::tensor::{Gradients, Merge, NoneTape, OwnedTape, Tape};
 pub use layers::{
-    Conv1d, Embedding, LayerNorm, Linear, MultiHeadAttention, Taped2, causal_mask, gelu,
+    Conv1d, Embedding, LayerNorm, Linear, MultiHeadAttention, Taped2, causal_mask, gelu, mix_frames,
 };
-pub use weights::{NnError, Weights};
+pub use params::{AdamW, ParamTensor, Parameters, StepReport, parameter_count, state_dict};
+pub use weights::{Init, Initializer, NnError, Weights};
 
 /// The compute device: dfdx's CPU backend (gemm + rayon).
 pub type Device = dfdx::tensor::Cpu;
@@ -24,11 +26,19 @@ pub type Tensor2 = dfdx::tensor::Tensor<(usize, usize), f32, Device>;
 /// `(n,)` f32 tensor.
 pub type Tensor1 = dfdx::tensor::Tensor<(usize,), f32, Device>;
 /// `(a, b, c)` f32 tensor.
+///
+/// Built from host data with [`from_vec3`].
 pub type Tensor3 = dfdx::tensor::Tensor<(usize, usize, usize), f32, Device>;
 
 /// A fresh CPU device.
 pub fn cpu() -> Device {
     Device::default()
+}
+
+/// A `(a, b, c)` tensor from row-major host data.
+pub fn from_vec3(dev: &Device, data: Vec<f32>, shape: (usize, usize, usize)) -> Tensor3 {
+    use dfdx::tensor::TensorFromVec;
+    dev.tensor_from_vec(data, shape)
 }
 
 /// Host data of a tensor, row-major.

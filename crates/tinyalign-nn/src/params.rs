@@ -1,0 +1,417 @@
+//! Trainable parameters: enumeration under PyTorch keys, export as a state dict, and AdamW with global
+//! gradient-norm clipping. dfdx's own optimisers only take compile-time-shaped modules, so this works on our
+//! runtime-shaped layers through [`Parameters`].
+
+use std::collections::BTreeMap;
+
+use dfdx::tensor::Gradients;
+use tinyalign_weights::{Tensor as HostTensor, TensorMap};
+
+use crate::{Device, Tensor1, Tensor2};
+
+/// One trainable tensor as a layer stores it.
+#[derive(Debug)]
+pub enum ParamTensor<'a> {
+    /// A matrix; `transposed` when stored `(in, out)` for a PyTorch `(out, in)` weight.
+    Matrix(&'a mut Tensor2, bool),
+    Vector(&'a mut Tensor1),
+}
+
+impl ParamTensor<'_> {
+    pub fn numel(&self) -> usize {
+        match self {
+            ParamTensor::Matrix(t, _) => t.as_vec().len(),
+            ParamTensor::Vector(t) => t.as_vec().len(),
+        }
+    }
+
+    /// Values in PyTorch layout with their PyTorch shape.
+    fn to_host(&self) -> HostTensor {
+        match self {
+            ParamTensor::Matrix(t, transposed) => {
+                let (rows, cols) = crate::shape2(t);
+                if *transposed {
+                    HostTensor::new(
+                        vec![cols, rows],
+                        crate::transpose_host(&t.as_vec(), rows, cols),
+                    )
+                } else {
+                    HostTensor::new(vec![rows, cols], t.as_vec())
+                }
+            }
+            ParamTensor::Vector(t) => HostTensor::new(vec![t.as_vec().len()], t.as_vec()),
+        }
+    }
+
+    /// Stored-layout values, and the gradient of this tensor in `grads` (zeros when it took no part).
+    fn values_and_grad(&self, grads: &mut Gradients<f32, Device>) -> (Vec<f32>, Vec<f32>) {
+        match self {
+            ParamTensor::Matrix(t, _) => (t.as_vec(), grad_of(grads, &**t)),
+            ParamTensor::Vector(t) => (t.as_vec(), grad_of(grads, &**t)),
+        }
+    }
+
+    fn set(&mut self, values: &[f32]) {
+        match self {
+            ParamTensor::Matrix(t, _) => t.copy_from(values),
+            ParamTensor::Vector(t) => t.copy_from(values),
+        }
+    }
+}
+
+fn grad_of<S: dfdx::shapes::Shape>(
+    grads: &mut Gradients<f32, Device>,
+    t: &dfdx::tensor::Tensor<S, f32, Device>,
+) -> Vec<f32> {
+    match grads.get_or_alloc_mut(t) {
+        Ok(g) => g.iter().copied().collect(),
+        Err(_) => vec![0.0; t.as_vec().len()],
+    }
+}
+
+/// A module with trainable tensors. `visit` lists them in a fixed order under the full dotted keys they were
+/// loaded from (layers remember their keys), so a saved state dict loads back through the same constructors.
+pub trait Parameters {
+    fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_>));
+}
+
+/// Total trainable values.
+pub fn parameter_count(module: &mut dyn Parameters) -> usize {
+    let mut total = 0;
+    module.visit(&mut |_, t| total += t.numel());
+    total
+}
+
+/// Every parameter in PyTorch layout under its PyTorch key: what a checkpoint stores.
+pub fn state_dict(module: &mut dyn Parameters, source_name: &str) -> TensorMap {
+    let mut map = TensorMap::new(source_name);
+    module.visit(&mut |key, t| map.insert(key.to_string(), t.to_host()));
+    map
+}
+
+/// AdamW (Loshchilov & Hutter; PyTorch's `torch.optim.AdamW` update, bias-corrected) with the learning rate
+/// given per step so schedules live with the caller.
+#[derive(Debug, Clone)]
+pub struct AdamW {
+    pub betas: (f32, f32),
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// Clip the global gradient norm to this before the update (None: no clipping).
+    pub max_grad_norm: Option<f32>,
+    step: u64,
+    moments: BTreeMap<String, (Vec<f32>, Vec<f32>)>,
+}
+
+/// What one optimiser step saw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// Global L2 norm of the gradient before clipping.
+    pub grad_norm: f32,
+    pub clipped: bool,
+}
+
+impl AdamW {
+    pub fn new(weight_decay: f32, max_grad_norm: Option<f32>) -> Self {
+        Self {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay,
+            max_grad_norm,
+            step: 0,
+            moments: BTreeMap::new(),
+        }
+    }
+
+    pub fn steps_taken(&self) -> u64 {
+        self.step
+    }
+
+    /// Updates every parameter of `module` from `grads` (from `loss.backward()`). A non-finite gradient
+    /// norm leaves the parameters untouched and is reported, so the caller can stop cleanly.
+    pub fn step(
+        &mut self,
+        module: &mut dyn Parameters,
+        grads: &mut Gradients<f32, Device>,
+        lr: f32,
+    ) -> StepReport {
+        let mut params: Vec<(String, Vec<f32>, Vec<f32>)> = Vec::new();
+        module.visit(&mut |key, t| {
+            let (values, grad) = t.values_and_grad(grads);
+            params.push((key.to_string(), values, grad));
+        });
+        let norm = params
+            .iter()
+            .flat_map(|p| p.2.iter())
+            .map(|g| f64::from(*g) * f64::from(*g))
+            .sum::<f64>()
+            .sqrt() as f32;
+        if !norm.is_finite() {
+            return StepReport {
+                grad_norm: norm,
+                clipped: false,
+            };
+        }
+        let scale = match self.max_grad_norm {
+            Some(max) if norm > max => max / (norm + 1e-6),
+            _ => 1.0,
+        };
+        self.step += 1;
+        let (b1, b2) = self.betas;
+        let correction1 = 1.0 - b1.powi(self.step as i32);
+        let correction2 = 1.0 - b2.powi(self.step as i32);
+        let mut updated: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+        for (key, mut values, grad) in params {
+            let (m, v) = self
+                .moments
+                .entry(key.clone())
+                .or_insert_with(|| (vec![0.0; grad.len()], vec![0.0; grad.len()]));
+            for i in 0..values.len() {
+                let g = grad[i] * scale;
+                m[i] = b1 * m[i] + (1.0 - b1) * g;
+                v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+                let m_hat = m[i] / correction1;
+                let v_hat = v[i] / correction2;
+                values[i] -=
+                    lr * (self.weight_decay * values[i] + m_hat / (v_hat.sqrt() + self.eps));
+            }
+            updated.insert(key, values);
+        }
+        module.visit(&mut |key, mut t| {
+            if let Some(values) = updated.get(key) {
+                t.set(values);
+            }
+        });
+        StepReport {
+            grad_norm: norm,
+            clipped: scale < 1.0,
+        }
+    }
+
+    /// Moments and step count as tensors (`exp_avg.KEY`, `exp_avg_sq.KEY`, `step`), for exact resumption.
+    pub fn state(&self) -> TensorMap {
+        let mut map = TensorMap::new("adamw state");
+        for (key, (m, v)) in &self.moments {
+            map.insert(
+                format!("exp_avg.{key}"),
+                HostTensor::new(vec![m.len()], m.clone()),
+            );
+            map.insert(
+                format!("exp_avg_sq.{key}"),
+                HostTensor::new(vec![v.len()], v.clone()),
+            );
+        }
+        // f32 holds integers exactly up to 2^24 steps, far beyond any run here.
+        map.insert("step", HostTensor::new(vec![1], vec![self.step as f32]));
+        map
+    }
+
+    /// Restores what [`Self::state`] saved.
+    pub fn load_state(&mut self, state: &TensorMap) -> Result<(), crate::NnError> {
+        let step = state.get("step").map_err(crate::NnError::Weights)?;
+        self.step = step.data.first().copied().unwrap_or(0.0) as u64;
+        self.moments.clear();
+        for (name, tensor) in state.iter() {
+            if let Some(key) = name.strip_prefix("exp_avg.") {
+                let m = tensor.data.clone();
+                let v = state.get(&format!("exp_avg_sq.{key}"))?.data.clone();
+                self.moments.insert(key.to_string(), (m, v));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Initializer, Linear, MultiHeadAttention, Weights};
+
+    fn lcg(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn initialisation_is_seeded_per_key_and_round_trips_through_a_state_dict() {
+        let dev = crate::cpu();
+        let make = |seed| {
+            let init = Initializer::new(seed);
+            Linear::load(&Weights::init(&init, dev.clone()).pp("proj"), 8, 4, true).unwrap()
+        };
+        let (mut a, mut b, mut c) = (make(1), make(1), make(2));
+        let (sa, sb, sc) = (
+            state_dict(&mut a, "a"),
+            state_dict(&mut b, "b"),
+            state_dict(&mut c, "c"),
+        );
+        let w = &sa.get("proj.weight").unwrap();
+        assert_eq!(w.shape, [4, 8], "PyTorch layout (out, in)");
+        assert_eq!(w.data, sb.get("proj.weight").unwrap().data);
+        assert_ne!(w.data, sc.get("proj.weight").unwrap().data);
+        let bound = 1.0 / 8f32.sqrt();
+        assert!(
+            w.data.iter().all(|v| v.abs() <= bound) && w.data.iter().any(|v| v.abs() > bound / 2.0)
+        );
+        // Loading the state dict rebuilds the same layer.
+        let mut loaded =
+            Linear::load(&Weights::new(&sa, dev.clone()).pp("proj"), 8, 4, true).unwrap();
+        let x = crate::from_vec2(&dev, lcg(16, 3), 2, 8);
+        assert_eq!(
+            crate::to_vec2(&a.forward(x.clone())),
+            crate::to_vec2(&loaded.forward(x))
+        );
+        assert_eq!(parameter_count(&mut loaded), 8 * 4 + 4);
+    }
+
+    /// The first AdamW step moves every parameter by lr·sign(g) (m̂ = g, v̂ = g²), minus decoupled decay.
+    #[test]
+    fn first_adamw_step_is_the_sign_of_the_gradient() {
+        let dev = crate::cpu();
+        let init = Initializer::new(5);
+        let mut layer =
+            Linear::load(&Weights::init(&init, dev.clone()).pp("l"), 3, 2, true).unwrap();
+        let before = state_dict(&mut layer, "before");
+        let x = crate::from_vec2(&dev, lcg(6, 7), 2, 3);
+        let target = crate::from_vec2(&dev, lcg(4, 8), 2, 2);
+        let diff = layer.forward(crate::traced(&x)) - target;
+        let mut grads =
+            dfdx::tensor_ops::Backward::backward(dfdx::tensor_ops::SumTo::sum(diff.square()));
+        let mut opt = AdamW::new(0.1, None);
+        let (lr, wd) = (0.01, 0.1);
+        let report = opt.step(&mut layer, &mut grads, lr);
+        assert!(report.grad_norm > 0.0 && !report.clipped);
+        let after = state_dict(&mut layer, "after");
+        let grad_w = crate::transpose_host(&grads.get(&layer.weight_t_for_tests()).as_vec(), 3, 2);
+        for (i, (&p0, &p1)) in before
+            .get("l.weight")
+            .unwrap()
+            .data
+            .iter()
+            .zip(&after.get("l.weight").unwrap().data)
+            .enumerate()
+        {
+            let want = p0 - lr * (wd * p0 + grad_w[i].signum());
+            assert!((p1 - want).abs() < 1e-6, "weight {i}: {p1} vs {want}");
+        }
+    }
+
+    #[test]
+    fn adamw_fits_a_linear_map_and_resumes_exactly() {
+        let dev = crate::cpu();
+        let x = crate::from_vec2(&dev, lcg(64 * 4, 11), 64, 4);
+        let true_w: Vec<f32> = lcg(4 * 3, 12);
+        let y_host: Vec<f32> = (0..64)
+            .flat_map(|r| {
+                let xr = crate::to_vec2(&x)[r * 4..(r + 1) * 4].to_vec();
+                let tw = true_w.clone();
+                (0..3).map(move |o| (0..4).map(|i| xr[i] * tw[o * 4 + i]).sum::<f32>())
+            })
+            .collect();
+        let y = crate::from_vec2(&dev, y_host, 64, 3);
+        let loss_after = |steps: usize, layer: &mut Linear, opt: &mut AdamW| {
+            let mut last = 0.0;
+            for _ in 0..steps {
+                let loss = dfdx::tensor_ops::MeanTo::mean(
+                    (layer.forward(crate::traced(&x)) - y.clone()).square(),
+                );
+                last = crate::scalar_value(&loss);
+                let mut grads = dfdx::tensor_ops::Backward::backward(loss);
+                opt.step(layer, &mut grads, 0.05);
+            }
+            last
+        };
+        let init = Initializer::new(1);
+        let mut layer =
+            Linear::load(&Weights::init(&init, dev.clone()).pp("l"), 4, 3, false).unwrap();
+        let mut opt = AdamW::new(0.0, Some(1.0));
+        let first = loss_after(1, &mut layer, &mut opt);
+        let mid = loss_after(99, &mut layer, &mut opt);
+        // Snapshot (weights + optimiser state), continue; a restored copy must follow the same path.
+        let (weights, state) = (state_dict(&mut layer, "snap"), opt.state());
+        let continued = loss_after(200, &mut layer, &mut opt);
+        let mut restored =
+            Linear::load(&Weights::new(&weights, dev.clone()).pp("l"), 4, 3, false).unwrap();
+        let mut restored_opt = AdamW::new(0.0, Some(1.0));
+        restored_opt.load_state(&state).unwrap();
+        assert_eq!(restored_opt.steps_taken(), 100);
+        let resumed = loss_after(200, &mut restored, &mut restored_opt);
+        assert!(
+            mid < first / 10.0 && continued < 1e-4,
+            "loss {first} → {mid} → {continued}"
+        );
+        assert_eq!(
+            continued, resumed,
+            "resuming from the snapshot reproduces the run exactly"
+        );
+    }
+
+    #[test]
+    fn batched_attention_ignores_padding_and_matches_single_sequences() {
+        let dev = crate::cpu();
+        let init = Initializer::new(9);
+        let (d, heads) = (8, 2);
+        let mha =
+            MultiHeadAttention::load(&Weights::init(&init, dev.clone()).pp("a"), d, heads, true)
+                .unwrap();
+        let (b, n, lengths) = (2, 5, [5usize, 3]);
+        let mut x = lcg(b * n * d, 21);
+        let bias: Vec<f32> = (0..b * n)
+            .map(|i| if i % n < lengths[i / n] { 0.0 } else { -1e9 })
+            .collect();
+        let bias = crate::from_vec2(&dev, bias, b, n);
+        let run = |x: &[f32]| {
+            crate::to_vec2(&mha.forward_batch(
+                crate::from_vec2(&dev, x.to_vec(), b * n, d),
+                b,
+                n,
+                &bias,
+            ))
+        };
+        let batched = run(&x);
+        for (s, &len) in lengths.iter().enumerate() {
+            let single = crate::to_vec2(&mha.forward_self(crate::from_vec2(
+                &dev,
+                x[s * n * d..(s * n + len) * d].to_vec(),
+                len,
+                d,
+            )));
+            for (a, r) in batched[s * n * d..(s * n + len) * d].iter().zip(&single) {
+                assert!((a - r).abs() < 1e-5, "sequence {s}: {a} vs {r}");
+            }
+        }
+        // Garbage in the padding frames changes nothing in the real frames.
+        for v in &mut x[(n + 3) * d..2 * n * d] {
+            *v = 1e3;
+        }
+        let again = run(&x);
+        assert_eq!(&batched[..(n + 3) * d], &again[..(n + 3) * d]);
+    }
+
+    #[test]
+    fn mix_frames_is_a_batched_product() {
+        let dev = crate::cpu();
+        let (b, n, t, d) = (2, 4, 3, 5);
+        let (x, w) = (lcg(b * n * d, 1), lcg(b * t * n, 2));
+        let ours = crate::to_vec2(&crate::mix_frames(
+            crate::from_vec2(&dev, x.clone(), b * n, d),
+            &crate::from_vec3(&dev, w.clone(), (b, t, n)),
+            b,
+            n,
+        ));
+        for s in 0..b {
+            for j in 0..t {
+                for c in 0..d {
+                    let want: f32 = (0..n)
+                        .map(|i| w[(s * t + j) * n + i] * x[(s * n + i) * d + c])
+                        .sum();
+                    assert!((ours[(s * t + j) * d + c] - want).abs() < 1e-5);
+                }
+            }
+        }
+    }
+}
