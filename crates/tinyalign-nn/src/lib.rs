@@ -136,3 +136,50 @@ pub fn gradient(loss: Scalar<OwnedTape<f32, Device>>, wrt: &Tensor2) -> Vec<f32>
     use dfdx::tensor_ops::Backward;
     loss.backward().get(wrt).as_vec()
 }
+
+/// The same values viewed as `(rows, cols)` (row-major; rows·cols must equal the element count).
+pub fn reshape_rows<T: Tape<f32, Device>>(x: Taped2<T>, rows: usize, cols: usize) -> Taped2<T> {
+    use dfdx::tensor_ops::ReshapeTo;
+    x.reshape_like(&(rows, cols))
+}
+
+/// `max(x, 0)`.
+pub fn relu<T: Tape<f32, Device>>(x: Taped2<T>) -> Taped2<T> {
+    x.relu()
+}
+
+/// Element-wise product with a constant of the same shape (masks).
+pub fn mul_const<T: Tape<f32, Device>>(x: Taped2<T>, c: &Tensor2) -> Taped2<T> {
+    x * c.clone()
+}
+
+/// Back-propagates `loss`, returning every gradient (for an optimiser step).
+pub fn backward(loss: Scalar<OwnedTape<f32, Device>>) -> Gradients<f32, Device> {
+    use dfdx::tensor_ops::Backward;
+    loss.backward()
+}
+
+/// Whether `param` received a gradient with any non-zero entry (tests use it to find dead parameters).
+pub fn has_nonzero_grad(param: &ParamTensor<'_>, grads: &mut Gradients<f32, Device>) -> bool {
+    let values = match param {
+        ParamTensor::Matrix(t, _) => grads
+            .get_or_alloc_mut(&**t)
+            .map(|g| g.iter().any(|v| *v != 0.0)),
+        ParamTensor::Vector(t) => grads
+            .get_or_alloc_mut(&**t)
+            .map(|g| g.iter().any(|v| *v != 0.0)),
+    };
+    values.unwrap_or(false)
+}
+
+/// `Σ mask·(pred − target)² / Σ mask`: mean squared error over the entries `mask` (0/1, pred's shape)
+/// keeps.
+pub fn masked_mse<T: Tape<f32, Device>>(
+    pred: Taped2<T>,
+    target: &Tensor2,
+    mask: &Tensor2,
+) -> Scalar<T> {
+    use dfdx::tensor_ops::SumTo;
+    let kept: f32 = mask.as_vec().iter().sum();
+    ((pred - target.clone()).square() * mask.clone()).sum() / kept.max(1.0)
+}
