@@ -197,5 +197,57 @@ fn llm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, frontend, encoder, llm);
+/// One BridgeFormer training step at the default sizes (Whisper tiny.en 384 → SmolLM2 576, d_model 256, two
+/// layers, T = 32) on a batch of 16 utterances of 5 s (250 frames): forward, masked-MSE backward, AdamW.
+/// Throughput is the step's matmul FLOPs (forward + 2× for backward), so `elem/s` reads as FLOP/s; compare
+/// with `whisper_tiny_en/gemm_peak_1024`.
+fn projector(c: &mut Criterion) {
+    use tinyalign_projector::{Projector, ProjectorConfig};
+    let mut group = c.benchmark_group("bridgeformer");
+    group.measurement_time(Duration::from_secs(8));
+    group.sample_size(10);
+    let dev = tinyalign_nn::cpu();
+    let config = ProjectorConfig::bridgeformer(384, 576, 0.05);
+    let mut projector = Projector::init(config.clone(), 0, dev.clone()).expect("config");
+    let (b, n) = (16usize, 250usize);
+    let features: Vec<f32> = (0..b * n * 384)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
+    let layout = projector.layout(&vec![n; b]).expect("lengths");
+    let x = tinyalign_nn::from_vec2(&dev, features, b * n, 384);
+    let rows = b * layout.max_tokens;
+    let target = tinyalign_nn::from_vec2(&dev, vec![0.01; rows * 576], rows, 576);
+    let mask = tinyalign_nn::from_vec2(&dev, vec![1.0; rows * 576], rows, 576);
+    let mut opt = tinyalign_nn::AdamW::new(0.01, Some(1.0));
+    group.throughput(Throughput::Elements(
+        3 * bridgeformer_flops(&config, b as u64, n as u64),
+    ));
+    group.bench_function("train_step_b16_5s", |bench| {
+        bench.iter(|| {
+            let out = projector.forward(tinyalign_nn::traced(&x), &layout);
+            let mut grads = tinyalign_nn::backward(tinyalign_nn::masked_mse(out, &target, &mask));
+            opt.step(&mut projector, &mut grads, 1e-4)
+        })
+    });
+    group.finish();
+}
+
+/// Forward matmul FLOPs of BridgeFormer on b utterances of n frames.
+fn bridgeformer_flops(c: &tinyalign_projector::ProjectorConfig, b: u64, n: u64) -> u64 {
+    let (da, dm, ff, dl, t) = (
+        c.d_audio as u64,
+        c.d_model as u64,
+        c.ffn_dim as u64,
+        c.d_llm as u64,
+        c.max_tokens() as u64,
+    );
+    let rows = b * n;
+    let input = 2 * rows * (da * dm + dm * dm);
+    let per_layer = 2 * rows * (4 * dm * dm + 2 * dm * ff) + 2 * 2 * b * n * n * dm;
+    let pool = 2 * b * t * n * dm;
+    let output = 2 * b * t * (dm * dm + dm * dl);
+    input + c.layers as u64 * per_layer + pool + output
+}
+
+criterion_group!(benches, frontend, encoder, llm, projector);
 criterion_main!(benches);

@@ -2,6 +2,7 @@
 
 mod audio_errors;
 mod common;
+mod datasets;
 mod llm;
 mod mel_properties;
 mod mel_reference;

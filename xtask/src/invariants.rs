@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("tinyalign-weights", 0),
     ("tinyalign-quant", 0),
     ("tinyalign-nn", 1),
+    ("tinyalign-data", 1),
     ("tinyalign-wgpu", 1),
     ("tinyalign-whisper", 2),
     ("tinyalign-projector", 2),
@@ -28,7 +29,12 @@ const LAYERS: &[(&str, u8)] = &[
 
 /// Crates that do machine learning; the bottom layer must not pull any of them in, even indirectly.
 const ML_CRATES: &[&str] = &["dfdx", "wgpu", "candle-core", "tch", "ort", "burn"];
-const ML_FREE: &[&str] = &["tinyalign-mel", "tinyalign-weights", "tinyalign-quant"];
+const ML_FREE: &[&str] = &[
+    "tinyalign-mel",
+    "tinyalign-weights",
+    "tinyalign-quant",
+    "tinyalign-data",
+];
 const DFDX_FREE: &[&str] = &["tinyalign-wgpu", "tinyalign-wasm"];
 
 pub fn check() -> Result<()> {

@@ -18,6 +18,8 @@ commands:
            frozen LLM answering a question; datasets and training arrive with their crates)
   fetch    download the pinned models and speech data into the cache (--with base adds Whisper base);
            cache: $TINYALIGN_CACHE, default .cache/tinyalign
+  data     build a dataset's manifest into the cache: asterisk | pocketsphinx | all (fetches first;
+           extra options go to `tinyalign data build`, e.g. --seed 3 --adapt-fraction 0.5)
   ci       everything CI checks: fmt, clippy -D warnings, tests, dependency invariants, wasm32 build
   bench    criterion benchmarks: frontend (times real time), Whisper encoder (FLOP/s),
            SmolLM2 prefill/decode (tokens/s) against the measured memory bandwidth
@@ -35,10 +37,34 @@ fn main() -> Result<()> {
         "ci" => ci::run(rest),
         "fetch" => fetch::run(rest),
         "bench" => util::cargo(&["bench", "-p", "tinyalign-benches"]),
+        "data" => data(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
         }
         other => bail!("unknown command '{other}'\n\n{USAGE}"),
     }
+}
+
+/// `cargo xtask data NAME [options]`: fetch, then `tinyalign data build NAME` through the release CLI.
+fn data(args: &[String]) -> Result<()> {
+    let Some((name, options)) = args.split_first() else {
+        bail!("cargo xtask data needs a dataset: asterisk, pocketsphinx or all");
+    };
+    let names: Vec<&str> = match name.as_str() {
+        "all" => vec!["asterisk", "pocketsphinx"],
+        "asterisk" | "pocketsphinx" => vec![name.as_str()],
+        other => bail!("unknown dataset '{other}' (asterisk, pocketsphinx, all)"),
+    };
+    fetch::run(&[])?;
+    util::cargo(&["build", "--release", "--quiet", "-p", "tinyalign-cli"])?;
+    let cli = util::root().join("target/release/tinyalign");
+    for name in names {
+        util::run(
+            std::process::Command::new(&cli)
+                .args(["data", "build", name])
+                .args(options),
+        )?;
+    }
+    Ok(())
 }

@@ -4,6 +4,7 @@
 
 mod ask_cmd;
 mod convert_cmd;
+mod data_cmd;
 mod features_cmd;
 mod fsutil;
 mod input_args;
@@ -34,6 +35,8 @@ enum Command {
     Features(features_cmd::FeaturesArgs),
     /// Transcribe audio files with Whisper (greedy, no timestamps).
     Transcribe(transcribe_cmd::TranscribeArgs),
+    /// Datasets: build the packaged ones, import your own recordings, statistics.
+    Data(data_cmd::DataArgs),
     /// Ask the frozen LLM a text question (ChatML), streaming the answer.
     Ask(ask_cmd::AskArgs),
     /// Convert a CTranslate2 Whisper model.bin to canonical safetensors + config.json.
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Features(args) => features_cmd::run(&args),
         Command::Transcribe(args) => transcribe_cmd::run(&args),
         Command::Ask(args) => ask_cmd::run(&args),
+        Command::Data(args) => data_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

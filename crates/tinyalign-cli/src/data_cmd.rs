@@ -1,0 +1,142 @@
+//! `tinyalign data`: build the packaged datasets' manifests, import a user's own recordings into a manifest,
+//! and print a manifest's statistics.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use tinyalign_data::{Manifest, ManifestStats, Split};
+
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    #[command(subcommand)]
+    command: DataCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DataCommand {
+    /// Build a packaged dataset's manifest from the cache: `asterisk` (one telephone speaker, adapt/heldout)
+    /// or `pocketsphinx` (test recordings).
+    Build {
+        name: String,
+        /// Output folder (manifest.jsonl goes there). Default: <cache>/datasets/<name>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// asterisk: fraction of the prompts used for adaptation; the rest are held out.
+        #[arg(long, default_value_t = 0.7)]
+        adapt_fraction: f64,
+    },
+    /// Import recordings into a manifest: a folder of x.wav + x.txt (--wav-txt), a LibriSpeech tree
+    /// (--librispeech) or a Common Voice TSV (--common-voice).
+    Import {
+        #[arg(long, group = "layout")]
+        wav_txt: Option<PathBuf>,
+        #[arg(long, group = "layout")]
+        librispeech: Option<PathBuf>,
+        #[arg(long, group = "layout")]
+        common_voice: Option<PathBuf>,
+        /// The manifest to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// train, valid, test, adapt or heldout.
+        #[arg(long, default_value = "train")]
+        split: String,
+        /// --wav-txt: one speaker name for every file (default: each file's folder name).
+        #[arg(long)]
+        speaker: Option<String>,
+        /// --wav-txt: the recordings' licence, recorded in the manifest.
+        #[arg(long, default_value = "unspecified")]
+        licence: String,
+    },
+    /// Hours, utterances, speakers and words per split, and a duration histogram.
+    Stats { manifest: PathBuf },
+}
+
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("TINYALIGN_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".cache/tinyalign"))
+}
+
+pub fn run(args: &DataArgs) -> Result<ExitCode> {
+    match &args.command {
+        DataCommand::Build {
+            name,
+            out,
+            seed,
+            adapt_fraction,
+        } => {
+            let cache = cache_dir();
+            let out = out
+                .clone()
+                .unwrap_or_else(|| cache.join("datasets").join(name));
+            let (manifest, report) = match name.as_str() {
+                "asterisk" => {
+                    if !(0.0..=1.0).contains(adapt_fraction) {
+                        bail!("--adapt-fraction must be between 0 and 1");
+                    }
+                    tinyalign_data::build_asterisk(&cache, &out, *seed, *adapt_fraction, 30.0)?
+                }
+                "pocketsphinx" => tinyalign_data::build_pocketsphinx(&cache, &out)?,
+                other => bail!("unknown dataset `{other}` (asterisk, pocketsphinx)"),
+            };
+            for (id, reason) in &report.skipped {
+                eprintln!("  left out {id}: {reason}");
+            }
+            println!(
+                "{}: {} utterances → {}",
+                name,
+                report.kept,
+                out.join("manifest.jsonl").display()
+            );
+            print!("{}", ManifestStats::of(&manifest));
+        }
+        DataCommand::Import {
+            wav_txt,
+            librispeech,
+            common_voice,
+            out,
+            split,
+            speaker,
+            licence,
+        } => {
+            let split: Split = split.parse()?;
+            let dir = out.parent().map(PathBuf::from).unwrap_or_default();
+            let utterances = match (wav_txt, librispeech, common_voice) {
+                (Some(d), _, _) => {
+                    tinyalign_data::import_wav_txt(d, speaker.as_deref(), split, licence, &dir)?
+                }
+                (_, Some(d), _) => tinyalign_data::import_librispeech(d, split, &dir)?,
+                (_, _, Some(t)) => tinyalign_data::import_common_voice(t, split, &dir)?,
+                _ => bail!(
+                    "say what to import: --wav-txt DIR, --librispeech DIR or --common-voice TSV"
+                ),
+            };
+            let manifest = Manifest::new(&dir, utterances);
+            manifest
+                .write(out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "{} utterances → {}",
+                manifest.utterances.len(),
+                out.display()
+            );
+            print!("{}", ManifestStats::of(&manifest));
+        }
+        DataCommand::Stats { manifest } => {
+            let m = Manifest::read(manifest)?;
+            print!("{}", ManifestStats::of(&m));
+            let missing = m.missing_audio();
+            if !missing.is_empty() {
+                for (id, path) in missing.iter().take(5) {
+                    eprintln!("missing audio: {id} ({})", path.display());
+                }
+                bail!("{} utterances have no audio file", missing.len());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,106 @@
+//! Speech data for training and evaluation: one manifest format (JSON Lines, [`Manifest`]) that every tool
+//! reads, importers for layouts users already have, the recipes that build manifests for the packaged real
+//! speech, and statistics.
+
+mod import;
+mod manifest;
+mod recipes;
+mod stats;
+
+pub use import::{import_common_voice, import_librispeech, import_wav_txt};
+pub use manifest::{Manifest, Split, Task, Utterance};
+pub use recipes::{ASTERISK_SPEAKER, RecipeReport, build_asterisk, build_pocketsphinx};
+pub use stats::{ManifestStats, SplitStats};
+
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{0}")]
+    Io(String),
+    #[error("{file}:{line}: {message}")]
+    Line {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Audio(#[from] tinyalign_mel::AudioError),
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder, so readers never see half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    let io = |e: std::io::Error| DataError::Io(format!("{}: {e}", path.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension(format!(
+        "{}.tmp{}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// `target` as a path relative to folder `base` (both made absolute first), e.g. `../../audio/x.wav`.
+pub fn relative_path(target: &Path, base: &Path) -> PathBuf {
+    let absolute = |p: &Path| {
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        };
+        // Lexical normalisation: the folders may not exist yet.
+        let mut out = PathBuf::new();
+        for c in p.components() {
+            match c {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::CurDir => {}
+                other => out.push(other),
+            }
+        }
+        out
+    };
+    let (target, base) = (absolute(target), absolute(base));
+    let (t, b): (Vec<_>, Vec<_>) = (target.components().collect(), base.components().collect());
+    let common = t.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &t[common..] {
+        out.push(c);
+    }
+    out
+}
+
+/// Collapses runs of whitespace and trims: transcripts are compared word by word later.
+pub fn clean_text(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(
+            relative_path(Path::new("/a/b/c.wav"), Path::new("/a/d")),
+            PathBuf::from("../b/c.wav")
+        );
+        assert_eq!(
+            relative_path(Path::new("/a/b/c.wav"), Path::new("/a/b")),
+            PathBuf::from("c.wav")
+        );
+        assert_eq!(
+            relative_path(Path::new("/x/y.wav"), Path::new("/a/b/../c")),
+            PathBuf::from("../../x/y.wav")
+        );
+    }
+}

@@ -1,0 +1,280 @@
+//! The manifest: JSON Lines, one utterance per line, audio paths relative to the manifest's folder.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::DataError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Valid,
+    Test,
+    /// A personal user's utterances for adaptation.
+    Adapt,
+    /// The same user's utterances kept out of adaptation, for the before/after comparison.
+    Heldout,
+}
+
+impl Split {
+    pub const ALL: [Split; 5] = [
+        Split::Train,
+        Split::Valid,
+        Split::Test,
+        Split::Adapt,
+        Split::Heldout,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Valid => "valid",
+            Split::Test => "test",
+            Split::Adapt => "adapt",
+            Split::Heldout => "heldout",
+        }
+    }
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Split {
+    type Err = DataError;
+    fn from_str(s: &str) -> Result<Self, DataError> {
+        Split::ALL
+            .into_iter()
+            .find(|split| split.name() == s)
+            .ok_or_else(|| {
+                DataError::Invalid(format!(
+                    "unknown split `{s}` (train, valid, test, adapt, heldout)"
+                ))
+            })
+    }
+}
+
+/// What the utterance asks of the LLM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Repeat what was said (scored by WER).
+    Transcribe,
+    /// Answer the spoken request (scored against the LLM's answer to the text).
+    Respond,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Utterance {
+    pub id: String,
+    /// Relative to the manifest's folder (or absolute).
+    pub audio: String,
+    pub text: String,
+    pub speaker: String,
+    pub duration_s: f64,
+    pub sample_rate: u32,
+    pub split: Split,
+    pub source: String,
+    pub licence: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+impl Utterance {
+    /// How to decode the audio: headerless PCM16 for `.raw`/`.pcm` files (at `sample_rate`), WAV otherwise.
+    pub fn input_format(&self) -> tinyalign_mel::InputFormat {
+        let lower = self.audio.to_ascii_lowercase();
+        if lower.ends_with(".raw") || lower.ends_with(".pcm") {
+            tinyalign_mel::InputFormat::RawPcm16 {
+                sample_rate: self.sample_rate,
+            }
+        } else {
+            tinyalign_mel::InputFormat::Wav
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.id.trim().is_empty() {
+            return Err("empty `id`".into());
+        }
+        if self.text.trim().is_empty() {
+            return Err(format!("utterance `{}` has an empty transcript", self.id));
+        }
+        if self.speaker.trim().is_empty() {
+            return Err(format!("utterance `{}` has no speaker", self.id));
+        }
+        if self.audio.trim().is_empty() {
+            return Err(format!("utterance `{}` has no audio path", self.id));
+        }
+        if !(self.duration_s.is_finite() && self.duration_s > 0.0) {
+            return Err(format!(
+                "utterance `{}` has duration {} s",
+                self.id, self.duration_s
+            ));
+        }
+        if !(1_000..=384_000).contains(&self.sample_rate) {
+            return Err(format!(
+                "utterance `{}` has sample rate {} Hz",
+                self.id, self.sample_rate
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A manifest read from disk: its utterances and the folder their audio paths are relative to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Manifest {
+    pub base_dir: PathBuf,
+    pub utterances: Vec<Utterance>,
+}
+
+impl Manifest {
+    pub fn new(base_dir: impl Into<PathBuf>, utterances: Vec<Utterance>) -> Self {
+        Self {
+            base_dir: base_dir.into(),
+            utterances,
+        }
+    }
+
+    /// Reads and validates a manifest; an error names the file and the line.
+    pub fn read(path: &Path) -> Result<Self, DataError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| DataError::Io(format!("{}: {e}", path.display())))?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, base_dir, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, base_dir: PathBuf, name: &str) -> Result<Self, DataError> {
+        let mut utterances = Vec::new();
+        let mut ids = HashSet::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let at = |message: String| DataError::Line {
+                file: name.to_string(),
+                line: i + 1,
+                message,
+            };
+            let u: Utterance = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
+            u.check().map_err(at)?;
+            if !ids.insert(u.id.clone()) {
+                return Err(at(format!("duplicate id `{}`", u.id)));
+            }
+            utterances.push(u);
+        }
+        if utterances.is_empty() {
+            return Err(DataError::Invalid(format!("{name}: no utterances")));
+        }
+        Ok(Self {
+            base_dir,
+            utterances,
+        })
+    }
+
+    /// The manifest as JSON Lines.
+    pub fn to_jsonl(&self) -> String {
+        let mut out = String::new();
+        for u in &self.utterances {
+            out.push_str(&serde_json::to_string(u).expect("utterances serialise"));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Writes the manifest atomically (temp file, then rename).
+    pub fn write(&self, path: &Path) -> Result<(), DataError> {
+        crate::write_atomic(path, self.to_jsonl().as_bytes())
+    }
+
+    pub fn audio_path(&self, u: &Utterance) -> PathBuf {
+        self.base_dir.join(&u.audio)
+    }
+
+    pub fn split(&self, split: Split) -> impl Iterator<Item = &Utterance> {
+        self.utterances.iter().filter(move |u| u.split == split)
+    }
+
+    /// Utterances whose audio file is missing, as (id, path).
+    pub fn missing_audio(&self) -> Vec<(String, PathBuf)> {
+        self.utterances
+            .iter()
+            .map(|u| (u.id.clone(), self.audio_path(u)))
+            .filter(|(_, p)| !p.exists())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(id: &str, text: &str) -> String {
+        format!(
+            r#"{{"id":"{id}","audio":"a/{id}.wav","text":"{text}","speaker":"s1","duration_s":1.5,"sample_rate":16000,"split":"train","source":"test","licence":"CC0","task":"transcribe","tags":["x"]}}"#
+        )
+    }
+
+    #[test]
+    fn round_trips_and_reports_bad_lines_by_number() {
+        let text = format!("{}\n\n{}\n", line("a", "hello"), line("b", "world"));
+        let m = Manifest::parse(&text, "/data".into(), "m.jsonl").unwrap();
+        assert_eq!(m.utterances.len(), 2);
+        assert_eq!(
+            m.audio_path(&m.utterances[1]),
+            PathBuf::from("/data/a/b.wav")
+        );
+        assert_eq!(
+            Manifest::parse(&m.to_jsonl(), "/data".into(), "again").unwrap(),
+            m
+        );
+
+        let cases = [
+            (
+                format!("{}\n{}", line("a", "x"), line("a", "y")),
+                2,
+                "duplicate id",
+            ),
+            (
+                format!("{}\n{}", line("a", "x"), line("b", " ")),
+                2,
+                "empty transcript",
+            ),
+            (format!("{}\nnot json", line("a", "x")), 2, "expected"),
+            (
+                line("a", "x").replace("\"train\"", "\"dev\""),
+                1,
+                "unknown variant",
+            ),
+            (line("a", "x").replace("1.5", "0"), 1, "duration"),
+            (
+                line("a", "x").replace("\"tags\"", "\"colour\""),
+                1,
+                "unknown field",
+            ),
+        ];
+        for (text, want_line, want) in cases {
+            let err = Manifest::parse(&text, "/".into(), "m.jsonl").unwrap_err();
+            let message = err.to_string();
+            assert!(
+                matches!(err, DataError::Line { line, .. } if line == want_line),
+                "{message}"
+            );
+            assert!(
+                message.contains(want) && message.contains("m.jsonl"),
+                "{message}"
+            );
+        }
+        assert!(Manifest::parse("\n", "/".into(), "empty").is_err());
+    }
+}
