@@ -8,6 +8,7 @@ mod mel_properties;
 mod mel_reference;
 mod real_models;
 mod resampler;
+mod training;
 mod weights;
 mod whisper_encoder;
 mod whisper_transcribe;

@@ -1,5 +1,5 @@
-//! `cargo xtask train`: the main job. The pipeline grows stage by stage as its crates land; each stage that
-//! exists runs for real on real audio, and the job says plainly which stages do not exist yet.
+//! `cargo xtask train [--preset smoke|default|full] [--run DIR] [--resume]`: the main job, end to end on the
+//! real models and speech. Every stage that exists runs for real; the job says plainly which do not yet.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,12 +14,47 @@ use crate::util::{self, root};
 const BUNDLED_WAVS: &[&str] = &["tt-weasels.wav", "librivox-0880.wav", "synth22050.wav"];
 const BUNDLED_RAW: &[&str] = &["goforward.raw"];
 
-pub fn run(args: &[String]) -> Result<()> {
-    if let Some(extra) = args.first() {
+struct Options {
+    preset: String,
+    run: Option<PathBuf>,
+    resume: bool,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut options = Options {
+        preset: "default".into(),
+        run: None,
+        resume: false,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--preset" => options.preset = it.next().context("--preset needs a name")?.clone(),
+            "--run" => options.run = Some(it.next().context("--run needs a folder")?.into()),
+            "--resume" => options.resume = true,
+            other => {
+                bail!("unknown option '{other}' (--preset smoke|default|full, --run DIR, --resume)")
+            }
+        }
+    }
+    if !root()
+        .join("configs")
+        .join(format!("{}.toml", options.preset))
+        .exists()
+    {
         bail!(
-            "cargo xtask train takes no options yet (got '{extra}'); presets arrive with the trainer"
+            "no preset configs/{}.toml (smoke, default, full)",
+            options.preset
         );
     }
+    if options.resume && options.run.is_none() {
+        bail!("--resume needs --run DIR (the run folder to continue)");
+    }
+    Ok(options)
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let options = parse(args)?;
     println!("== stage 1/6: fetch the pinned models and speech data");
     fetch::run(&[])?;
     util::cargo(&["build", "--release", "--quiet", "-p", "tinyalign-cli"])?;
@@ -35,7 +70,12 @@ pub fn run(args: &[String]) -> Result<()> {
     let paths =
         |names: &[&str]| -> Vec<PathBuf> { names.iter().map(|n| fixtures.join(n)).collect() };
 
-    println!("== stage 2/6: audio frontend (WAV -> 16 kHz mono -> Whisper log-mel)");
+    println!("\n== stage 2/6: dataset manifests (the asterisk speaker, the pocketsphinx test set)");
+    for name in ["asterisk", "pocketsphinx"] {
+        util::run(Command::new(&cli).args(["data", "build", name]))?;
+    }
+
+    println!("\n== stage 3/6: audio frontend and frozen Whisper on the bundled recordings");
     util::run(
         Command::new(&cli)
             .arg("mel")
@@ -53,7 +93,6 @@ pub fn run(args: &[String]) -> Result<()> {
             .arg("--png"),
     )?;
 
-    println!("\n== stage 3/6: frozen Whisper tiny.en: encoder features and its own transcripts");
     let whisper = fetch::cache_dir().join("whisper-tiny.en/hf");
     for wav in paths(BUNDLED_WAVS) {
         let stem = wav
@@ -82,13 +121,36 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("\n== stage 4/6: frozen SmolLM2-135M-Instruct (Q4_1 GGUF) answers a text question");
     util::run(Command::new(&cli).args(["ask", "What is the capital of France?", "--stats"]))?;
 
+    let train_run = options
+        .run
+        .clone()
+        .unwrap_or_else(|| run_dir.with_file_name(format!("{}-{stamp}", options.preset)));
     println!(
-        "\n== stages 5-6 are not built yet:\n\
-         \x20 5. the speech datasets and the BridgeFormer projector trained with EmbedLink targets\n\
-         \x20 6. evaluation through the frozen LLM with instruction injection\n\
-         \nlog-mel features, spectrograms and Whisper encoder features are in {}\n\
-         try it on your own audio: target/release/tinyalign transcribe YOUR.wav --model {}\n\
-         or ask the LLM: target/release/tinyalign ask \"...\"",
+        "\n== stage 5/6: EmbedLink training of the projector (configs/{}.toml)",
+        options.preset
+    );
+    let mut train = Command::new(&cli);
+    train
+        .args(["train", "--config"])
+        .arg(
+            root()
+                .join("configs")
+                .join(format!("{}.toml", options.preset)),
+        )
+        .arg("--run")
+        .arg(&train_run);
+    if options.resume {
+        train.arg("--resume");
+    }
+    util::run(&mut train)?;
+
+    println!(
+        "\n== stage 6/6 is not built yet: evaluation through the frozen LLM with instruction injection\n\
+         \ntrained projector, metrics.jsonl, loss.svg and summary.json: {}\n\
+         log-mel features, spectrograms and Whisper features of the bundled recordings: {}\n\
+         try: target/release/tinyalign transcribe YOUR.wav --model {}\n\
+         \x20    target/release/tinyalign ask \"...\"",
+        train_run.display(),
         features.display(),
         whisper.display()
     );

@@ -10,6 +10,7 @@ mod fsutil;
 mod input_args;
 mod mel_cmd;
 mod spectrogram_png;
+mod train_cmd;
 mod transcribe_cmd;
 
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ enum Command {
     Transcribe(transcribe_cmd::TranscribeArgs),
     /// Datasets: build the packaged ones, import your own recordings, statistics.
     Data(data_cmd::DataArgs),
+    /// Train a projector with EmbedLink targets (configs/*.toml presets).
+    Train(train_cmd::TrainArgs),
     /// Ask the frozen LLM a text question (ChatML), streaming the answer.
     Ask(ask_cmd::AskArgs),
     /// Convert a CTranslate2 Whisper model.bin to canonical safetensors + config.json.
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Transcribe(args) => transcribe_cmd::run(&args),
         Command::Ask(args) => ask_cmd::run(&args),
         Command::Data(args) => data_cmd::run(&args),
+        Command::Train(args) => train_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -183,3 +183,27 @@ pub fn masked_mse<T: Tape<f32, Device>>(
     let kept: f32 = mask.as_vec().iter().sum();
     ((pred - target.clone()).square() * mask.clone()).sum() / kept.max(1.0)
 }
+
+/// `Σᵢ wᵢ·(1 − cos(predᵢ, targetᵢ)) / Σᵢ wᵢ` over the rows of `pred` `(n, d)`, with row weights `w` `(n)`.
+pub fn weighted_cosine_distance<T: Tape<f32, Device> + Merge<T>>(
+    pred: Taped2<T>,
+    target: &Tensor2,
+    row_weights: &[f32],
+) -> Scalar<T> {
+    use dfdx::tensor::TensorFromVec;
+    use dfdx::tensor_ops::SumTo;
+    let (n, cols) = dims(&pred);
+    let dev = pred.device().clone();
+    let target_host = target.as_vec();
+    let target_norms: Vec<f32> = target_host
+        .chunks_exact(cols)
+        .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12))
+        .collect();
+    let target_norms: Tensor1 = dev.tensor_from_vec(target_norms, (n,));
+    let weights: Tensor1 = dev.tensor_from_vec(row_weights.to_vec(), (n,));
+    let total: f32 = row_weights.iter().sum();
+    let dots = (fork(&pred) * target.clone()).sum::<(usize,), dfdx::shapes::Axis<1>>();
+    let norms = (pred.square().sum::<(usize,), dfdx::shapes::Axis<1>>() + 1e-12).sqrt();
+    let cosines = dots / (norms * target_norms);
+    ((cosines.negate() + 1.0) * weights).sum() / total.max(1e-12)
+}

@@ -414,4 +414,66 @@ mod tests {
             }
         }
     }
+
+    /// Loss values against plain-Rust formulas, and their gradients against central differences.
+    #[test]
+    fn losses_match_reference_values_and_gradients() {
+        let dev = crate::cpu();
+        let (n, d) = (3, 4);
+        let (p0, t0) = (lcg(n * d, 31), lcg(n * d, 32));
+        let weights = [1.0, 0.0, 0.5];
+        let mask: Vec<f32> = (0..n * d).map(|i| weights[i / d]).collect();
+        let target = crate::from_vec2(&dev, t0.clone(), n, d);
+        let mask_t = crate::from_vec2(&dev, mask.clone(), n, d);
+        let value = |p: &[f32]| {
+            let x = crate::from_vec2(&dev, p.to_vec(), n, d);
+            let cos = crate::scalar_value(&crate::weighted_cosine_distance(
+                crate::traced(&x),
+                &target,
+                &weights,
+            ));
+            let mse = crate::scalar_value(&crate::masked_mse(crate::traced(&x), &target, &mask_t));
+            (cos, mse)
+        };
+        let (cos, mse) = value(&p0);
+        let mut want_cos = 0.0;
+        for r in 0..n {
+            let (a, b) = (&p0[r * d..(r + 1) * d], &t0[r * d..(r + 1) * d]);
+            let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            want_cos += weights[r] * (1.0 - dot / (norm(a) * norm(b)));
+        }
+        want_cos /= weights.iter().sum::<f32>();
+        let want_mse = p0
+            .iter()
+            .zip(&t0)
+            .zip(&mask)
+            .map(|((a, b), m)| m * (a - b) * (a - b))
+            .sum::<f32>()
+            / mask.iter().sum::<f32>();
+        assert!(
+            (cos - want_cos).abs() < 1e-6 && (mse - want_mse).abs() < 1e-6,
+            "{cos} {want_cos} {mse} {want_mse}"
+        );
+
+        let x = crate::from_vec2(&dev, p0.clone(), n, d);
+        let loss = crate::weighted_cosine_distance(crate::traced(&x), &target, &weights)
+            + crate::masked_mse(crate::traced(&x), &target, &mask_t);
+        let analytic = crate::gradient(loss, &x);
+        for idx in 0..n * d {
+            let eps = 1e-3;
+            let at = |delta: f32| {
+                let mut p = p0.clone();
+                p[idx] += delta;
+                let (c, m) = value(&p);
+                c + m
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            assert!(
+                (numeric - analytic[idx]).abs() < 2e-3,
+                "d/dp[{idx}]: {numeric} vs {}",
+                analytic[idx]
+            );
+        }
+    }
 }

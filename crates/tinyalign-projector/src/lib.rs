@@ -1,9 +1,10 @@
 //! The trained bridge: encoder features `(frames, d_audio)` → `T` audio tokens `(T, d_llm)` in the LLM's
 //! input-embedding space.
 //!
-//! - **BridgeFormer** (Tiny-Align §3): input MLP → pre-norm transformer encoder layers with *no positional
-//!   encoding* (Whisper's features already carry position; the layers only mix) → masked adaptive pooling
-//!   to T → output MLP.
+//! - **BridgeFormer** (Tiny-Align §3): k stacked frames → input MLP → pre-norm transformer encoder layers
+//!   with *no positional encoding* (Whisper's features already carry position; the layers only mix) →
+//!   masked adaptive pooling to T → output MLP. Stacking (k = 4 by default) is our addition: it keeps
+//!   attention affordable on a CPU for utterances up to Whisper's 30 s.
 //! - **Baselines** (SLAM-ASR): k stacked frames → Linear (→ ReLU → Linear) → the same pooling.
 //!
 //! Every kind ends with an RMS normalisation scaled to the LLM embeddings' RMS, with a learned per-channel
@@ -113,7 +114,12 @@ impl Projector {
                     });
                 }
                 let body = Body::BridgeFormer {
-                    input_fc1: Linear::load(&w.pp("input_proj.fc1"), c.d_audio, c.d_model, true)?,
+                    input_fc1: Linear::load(
+                        &w.pp("input_proj.fc1"),
+                        c.stack * c.d_audio,
+                        c.d_model,
+                        true,
+                    )?,
                     input_fc2: Linear::load(&w.pp("input_proj.fc2"), c.d_model, c.d_model, true)?,
                     layers,
                     encoder_norm: LayerNorm::load(&w.pp("encoder_layer_norm"), c.d_model, eps)?,
@@ -203,10 +209,7 @@ impl Projector {
     }
 
     fn stack(&self) -> usize {
-        match self.config.kind {
-            ProjectorKind::BridgeFormer => 1,
-            _ => self.config.stack,
-        }
+        self.config.stack
     }
 
     /// Pads utterances (`frames_i × d_audio` each, row-major) into one `(b·n, d_audio)` host buffer with
@@ -259,23 +262,25 @@ impl Projector {
             .collect();
         let x =
             tinyalign_nn::mul_const(x, &tinyalign_nn::from_vec2(&self.dev, frame_mask, b * n, d));
+        // Every kind first concatenates `stack` consecutive frames: (b·n, d) → (b·n/k, k·d). For BridgeFormer
+        // this also cuts attention's cost k² times (Whisper gives 50 frames/s; 30 s would be 1500).
+        let k = self.config.stack;
+        let stacked = tinyalign_nn::reshape_rows(x, b * n / k, k * d);
+        let stacked_layout = BatchLayout {
+            lengths: layout.lengths.iter().map(|l| l.div_ceil(k)).collect(),
+            frames: n / k,
+            ..layout.clone()
+        };
         let pooled = match &self.body {
             Body::BridgeFormer { .. } => {
-                let hidden = self.encode_frames(x, layout);
-                self.pool(hidden, layout, n)
+                let hidden = self.encode_frames(stacked, &stacked_layout);
+                self.pool(hidden, &stacked_layout, n / k)
             }
             Body::Stacked { fc1, fc2 } => {
-                let k = self.config.stack;
-                let stacked = tinyalign_nn::reshape_rows(x, b * n / k, k * d);
                 let mut h = fc1.forward(stacked);
                 if let Some(fc2) = fc2 {
                     h = fc2.forward(tinyalign_nn::relu(h));
                 }
-                let stacked_layout = BatchLayout {
-                    lengths: layout.lengths.iter().map(|l| l.div_ceil(k)).collect(),
-                    frames: n / k,
-                    ..layout.clone()
-                };
                 self.pool(h, &stacked_layout, n / k)
             }
         };
@@ -286,8 +291,9 @@ impl Projector {
         self.output_norm.forward(projected) * self.config.output_rms
     }
 
-    /// BridgeFormer's per-frame hidden states before pooling, `(b·n, d_model)`: no positional encoding, so
-    /// permuting an utterance's frames permutes these rows the same way.
+    /// BridgeFormer's hidden states before pooling, `(b·m, d_model)` for `m` stacked frames per item (input
+    /// `(b·m, stack·d_audio)`, `layout` counted in stacked frames): no positional encoding, so permuting an
+    /// utterance's stacked frames permutes these rows the same way.
     pub fn encode_frames<T: Tape<f32, Device> + Merge<T>>(
         &self,
         x: Taped2<T>,
@@ -415,7 +421,7 @@ mod tests {
             heads: 2,
             ffn_dim: 24,
             stack: if kind == ProjectorKind::BridgeFormer {
-                1
+                2
             } else {
                 3
             },
@@ -469,7 +475,9 @@ mod tests {
         /// Without positional encoding, permuting an utterance's frames permutes BridgeFormer's hidden rows.
         #[test]
         fn bridgeformer_is_permutation_equivariant_before_pooling(len in 2usize..30, seed: u64) {
-            let p = Projector::init(small(ProjectorKind::BridgeFormer, TokenCount::Fixed { tokens: 4 }), seed, tinyalign_nn::cpu()).unwrap();
+            // Stacking off, so "frames" here are Whisper frames.
+            let config = ProjectorConfig { stack: 1, ..small(ProjectorKind::BridgeFormer, TokenCount::Fixed { tokens: 4 }) };
+            let p = Projector::init(config, seed, tinyalign_nn::cpu()).unwrap();
             let d = p.config().d_audio;
             let frames = lcg(len * d, seed);
             let perm: Vec<usize> = (0..len).map(|i| (i * 7 + 3) % len).collect();
@@ -523,8 +531,8 @@ mod tests {
                 assert_eq!(fc1.shape, [16, 16]);
                 assert_eq!(
                     state.get("input_proj.fc1.weight").unwrap().shape,
-                    [16, 12],
-                    "(out, in) as PyTorch"
+                    [16, 24],
+                    "(out, in) as PyTorch, in = 2 stacked frames"
                 );
             }
             // A checkpoint of another size is refused, naming the tensor.

@@ -1,0 +1,85 @@
+//! `tinyalign train --config configs/default.toml`: EmbedLink training of a projector into a run folder.
+//! Ctrl-C stops after the current step with a checkpoint; `--resume` continues it exactly.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tinyalign_train::{TrainConfig, TrainOptions};
+
+use crate::data_cmd::cache_dir;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// A preset from configs/ (smoke, default, full) or any TOML file in that format.
+    #[arg(long, default_value = "configs/default.toml")]
+    config: PathBuf,
+    /// Run folder (default: runs/<config name>).
+    #[arg(long)]
+    run: Option<PathBuf>,
+    /// Continue the run folder's checkpoint instead of starting over.
+    #[arg(long)]
+    resume: bool,
+    /// Override the config's manifest.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Override the config's step budget.
+    #[arg(long)]
+    max_steps: Option<u64>,
+}
+
+pub fn run(args: &TrainArgs) -> Result<ExitCode> {
+    let mut config = TrainConfig::read(&args.config)?;
+    if let Some(m) = &args.manifest {
+        config.data.manifest = std::fs::canonicalize(m)
+            .with_context(|| format!("manifest {}", m.display()))?
+            .display()
+            .to_string();
+    }
+    if let Some(steps) = args.max_steps {
+        config.optim.max_steps = steps;
+    }
+    let name = args
+        .config
+        .file_stem()
+        .map_or("run".into(), |s| s.to_string_lossy().into_owned());
+    let run_dir = args
+        .run
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(name));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("second Ctrl-C: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("Ctrl-C: stopping after this step and writing a checkpoint (again to abort)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    let cache = cache_dir();
+    let options = TrainOptions {
+        run_dir: run_dir.clone(),
+        whisper_dir: cache.join("whisper-tiny.en/hf"),
+        llm_path: crate::ask_cmd::default_llm_path(),
+        cache_dir: cache,
+        resume: args.resume,
+        stop,
+        verbose: true,
+        interrupt_at_step: None,
+    };
+    let summary = tinyalign_train::train(&config, &options)?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    eprintln!(
+        "run folder: {} (loss.svg, metrics.jsonl, projector.safetensors)",
+        run_dir.display()
+    );
+    Ok(if summary.stopped_because == "interrupted" {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

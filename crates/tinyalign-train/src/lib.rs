@@ -1,0 +1,33 @@
+//! EmbedLink training (Tiny-Align §3.2): the projector learns to map frozen Whisper features onto the frozen
+//! LLM's own input embeddings of the transcript, so the LLM never runs during training.
+//!
+//! `train` reads a manifest, computes (or reuses) encoder features, builds targets, and runs the loop; a run
+//! folder holds `config.toml`, `metrics.jsonl`, `loss.svg`, `checkpoint/` (exact resume), the best
+//! `projector.safetensors` + `projector.json` and `summary.json`.
+
+mod config;
+mod features;
+mod plot;
+mod targets;
+mod trainer;
+
+pub use config::{DataConfig, LossConfig, OptimConfig, ProjectorSizes, TrainConfig};
+pub use features::{FRONTEND_VERSION, FeatureCache, Features, sha256_hex};
+pub use targets::{Target, TargetBuilder};
+pub use trainer::{TrainOptions, TrainSummary, peak_rss_bytes, train};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("data: {0}")]
+    Data(String),
+    #[error("model: {0}")]
+    Model(String),
+    #[error("training diverged: {0}")]
+    Diverged(String),
+    #[error(transparent)]
+    Audio(#[from] tinyalign_mel::AudioError),
+}

@@ -1,0 +1,80 @@
+//! EmbedLink targets (Tiny-Align §3.2): the LLM's own input embeddings of the transcript, padded or truncated
+//! to the utterance's T audio tokens. The LLM itself never runs.
+
+use tinyalign_llm::LlamaModel;
+
+use crate::TrainError;
+
+/// A target sequence `(t, d)` with one weight per row (1 for transcript tokens, `pad_weight` after them).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub rows: usize,
+    pub data: Vec<f32>,
+    pub weights: Vec<f32>,
+    /// Transcript tokens that did not fit into T.
+    pub truncated: usize,
+}
+
+#[derive(Debug)]
+pub struct TargetBuilder<'a> {
+    llm: &'a LlamaModel,
+    pad_embedding: Vec<f32>,
+    pad_weight: f32,
+    /// RMS of the whole embedding table: the scale projector outputs are normalised to.
+    pub embedding_rms: f32,
+}
+
+impl<'a> TargetBuilder<'a> {
+    pub fn new(llm: &'a LlamaModel, pad_text: &str, pad_weight: f32) -> Result<Self, TrainError> {
+        let pad = llm.tokenizer.encode(pad_text, false);
+        let &pad_id = pad.first().ok_or_else(|| {
+            TrainError::Config(format!("pad_text {pad_text:?} encodes to no token"))
+        })?;
+        let vocab = llm.config.vocab_size as u32;
+        let mut sum_sq = 0.0f64;
+        for chunk in (0..vocab).collect::<Vec<_>>().chunks(4096) {
+            let rows = llm
+                .embed_tokens(chunk)
+                .map_err(|e| TrainError::Model(e.to_string()))?;
+            sum_sq += rows
+                .iter()
+                .map(|v| f64::from(*v) * f64::from(*v))
+                .sum::<f64>();
+        }
+        let embedding_rms =
+            (sum_sq / (f64::from(vocab) * llm.config.hidden_size as f64)).sqrt() as f32;
+        Ok(Self {
+            llm,
+            pad_embedding: llm
+                .embed_tokens(&[pad_id])
+                .map_err(|e| TrainError::Model(e.to_string()))?,
+            pad_weight,
+            embedding_rms,
+        })
+    }
+
+    pub fn target(&self, text: &str, t: usize) -> Result<Target, TrainError> {
+        let ids = self.llm.tokenizer.encode(text, false);
+        if ids.is_empty() {
+            return Err(TrainError::Data(format!(
+                "transcript {text:?} has no tokens"
+            )));
+        }
+        let kept = ids.len().min(t);
+        let mut data = self
+            .llm
+            .embed_tokens(&ids[..kept])
+            .map_err(|e| TrainError::Model(e.to_string()))?;
+        let mut weights = vec![1.0; kept];
+        for _ in kept..t {
+            data.extend_from_slice(&self.pad_embedding);
+            weights.push(self.pad_weight);
+        }
+        Ok(Target {
+            rows: t,
+            data,
+            weights,
+            truncated: ids.len() - kept,
+        })
+    }
+}

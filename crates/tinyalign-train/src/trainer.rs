@@ -1,0 +1,581 @@
+//! The EmbedLink training loop: length-bucketed seeded batches, AdamW with warm-up + cosine decay and
+//! gradient clipping, validation every N steps with early stopping, NaN/inf detection, atomic checkpoints and
+//! exact resumption (the batch order is a function of the seed and the step, so a checkpoint only needs the
+//! weights, the optimiser moments and the step).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tinyalign_data::{Manifest, Split, Utterance};
+use tinyalign_llm::{LlamaModel, Precision};
+use tinyalign_nn::AdamW;
+use tinyalign_projector::{Projector, ProjectorConfig};
+use tinyalign_weights::TensorMap;
+use tinyalign_weights::st::{StoreAs, read_safetensors, write_safetensors};
+
+use crate::features::{FeatureCache, Features, sha256_hex};
+use crate::targets::{Target, TargetBuilder};
+use crate::{TrainConfig, TrainError};
+
+/// Where the models and data are, and how to run.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub run_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    /// Whisper model folder (config.json + model.safetensors).
+    pub whisper_dir: PathBuf,
+    pub llm_path: PathBuf,
+    /// Continue from `run_dir/checkpoint` if there is one.
+    pub resume: bool,
+    /// Set (e.g. by Ctrl-C) to stop after the current step with a checkpoint.
+    pub stop: Arc<AtomicBool>,
+    /// Print progress lines to stderr.
+    pub verbose: bool,
+    /// Behave as if interrupted once this many steps are done (a deterministic Ctrl-C, for tests).
+    pub interrupt_at_step: Option<u64>,
+}
+
+/// One example: encoder features and the EmbedLink target.
+#[derive(Debug, Clone)]
+struct Example {
+    features: Features,
+    target: Target,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    step: u64,
+    best_valid: Option<f32>,
+    best_step: Option<u64>,
+    #[serde(default)]
+    best_valid_cosine: Option<f32>,
+    bad_validations: u64,
+    seconds: f64,
+}
+
+/// What a run did, written to `summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainSummary {
+    pub steps: u64,
+    pub stopped_because: String,
+    pub best_valid_loss: Option<f32>,
+    pub best_valid_cosine: Option<f32>,
+    pub best_step: Option<u64>,
+    pub train_utterances: usize,
+    pub valid_utterances: usize,
+    pub parameters: usize,
+    pub features_computed: usize,
+    pub features_reused: usize,
+    pub feature_seconds: f64,
+    pub training_seconds: f64,
+    pub peak_rss_bytes: Option<u64>,
+    pub projector: PathBuf,
+}
+
+fn io<E: std::fmt::Display>(what: &Path) -> impl Fn(E) -> TrainError + '_ {
+    move |e| TrainError::Io(format!("{}: {e}", what.display()))
+}
+
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+fn select<'m>(
+    manifest: &'m Manifest,
+    splits: &[String],
+    max: usize,
+) -> Result<Vec<&'m Utterance>, TrainError> {
+    let wanted: Vec<Split> = splits
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TrainError::Config(format!("{e}")))?;
+    let mut picked: Vec<&Utterance> = manifest
+        .utterances
+        .iter()
+        .filter(|u| wanted.contains(&u.split))
+        .collect();
+    picked.sort_by(|a, b| a.id.cmp(&b.id));
+    if max > 0 {
+        picked.truncate(max);
+    }
+    if picked.is_empty() {
+        return Err(TrainError::Data(format!(
+            "the manifest has no utterances in {splits:?}"
+        )));
+    }
+    Ok(picked)
+}
+
+/// Batches of similar length (less padding), in a seeded order that depends only on (seed, epoch).
+fn epoch_batches(
+    examples: &[Example],
+    batch_size: usize,
+    seed: u64,
+    epoch: u64,
+) -> Vec<Vec<usize>> {
+    let mut by_length: Vec<usize> = (0..examples.len()).collect();
+    by_length.sort_by_key(|&i| (examples[i].features.frames, i));
+    let mut batches: Vec<Vec<usize>> = by_length
+        .chunks(batch_size)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let mut state = seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for i in (1..batches.len()).rev() {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        batches.swap(i, ((z ^ (z >> 31)) % (i as u64 + 1)) as usize);
+    }
+    batches
+}
+
+/// A padded batch: features `(b·n, d_audio)`, targets `(b·t_max, d_llm)`, per-row weights.
+struct Batch {
+    x: tinyalign_nn::Tensor2,
+    layout: tinyalign_projector::BatchLayout,
+    target: tinyalign_nn::Tensor2,
+    row_weights: Vec<f32>,
+    element_weights: tinyalign_nn::Tensor2,
+}
+
+fn make_batch(projector: &Projector, examples: &[&Example]) -> Result<Batch, TrainError> {
+    let refs: Vec<&[f32]> = examples
+        .iter()
+        .map(|e| e.features.data.as_slice())
+        .collect();
+    let (data, layout) = projector
+        .pad_batch(&refs)
+        .map_err(|e| TrainError::Data(e.to_string()))?;
+    let dev = projector.device();
+    let (d_audio, d_llm) = (projector.config().d_audio, projector.config().d_llm);
+    let t_max = layout.max_tokens;
+    let mut target = vec![0.0; examples.len() * t_max * d_llm];
+    let mut row_weights = vec![0.0; examples.len() * t_max];
+    for (i, e) in examples.iter().enumerate() {
+        let rows = e.target.rows.min(t_max);
+        target[i * t_max * d_llm..(i * t_max + rows) * d_llm]
+            .copy_from_slice(&e.target.data[..rows * d_llm]);
+        row_weights[i * t_max..i * t_max + rows].copy_from_slice(&e.target.weights[..rows]);
+    }
+    let element_weights: Vec<f32> = row_weights
+        .iter()
+        .flat_map(|&w| std::iter::repeat_n(w, d_llm))
+        .collect();
+    let rows = examples.len() * t_max;
+    Ok(Batch {
+        x: tinyalign_nn::from_vec2(dev, data, layout.batch() * layout.frames, d_audio),
+        layout,
+        target: tinyalign_nn::from_vec2(dev, target, rows, d_llm),
+        row_weights,
+        element_weights: tinyalign_nn::from_vec2(dev, element_weights, rows, d_llm),
+    })
+}
+
+struct LossParts<T> {
+    total: tinyalign_nn::Scalar<T>,
+}
+
+fn loss<T: tinyalign_nn::Tape<f32, tinyalign_nn::Device> + tinyalign_nn::Merge<T>>(
+    projector: &Projector,
+    batch: &Batch,
+    x: tinyalign_nn::Taped2<T>,
+    config: &TrainConfig,
+    mse_scale: f32,
+) -> LossParts<T> {
+    let out = projector.forward(x, &batch.layout);
+    let mse = tinyalign_nn::masked_mse(
+        tinyalign_nn::fork(&out),
+        &batch.target,
+        &batch.element_weights,
+    );
+    let cos = tinyalign_nn::weighted_cosine_distance(out, &batch.target, &batch.row_weights);
+    LossParts {
+        total: mse * (config.loss.mse_weight * mse_scale) + cos * config.loss.cosine_weight,
+    }
+}
+
+/// Mean loss and mean cosine similarity (transcript rows only) over a set, without gradients.
+fn evaluate(
+    projector: &Projector,
+    examples: &[Example],
+    config: &TrainConfig,
+    mse_scale: f32,
+) -> Result<(f32, f32), TrainError> {
+    let (mut loss_sum, mut cos_sum, mut rows) = (0.0f64, 0.0f64, 0usize);
+    for chunk in examples.chunks(config.optim.batch_size) {
+        let refs: Vec<&Example> = chunk.iter().collect();
+        let batch = make_batch(projector, &refs)?;
+        let value = tinyalign_nn::scalar_value(
+            &loss(projector, &batch, batch.x.clone(), config, mse_scale).total,
+        );
+        loss_sum += f64::from(value) * chunk.len() as f64;
+        let out = tinyalign_nn::to_vec2(&projector.forward(batch.x.clone(), &batch.layout));
+        let target = tinyalign_nn::to_vec2(&batch.target);
+        let d = projector.config().d_llm;
+        for (r, &w) in batch.row_weights.iter().enumerate() {
+            if w == 1.0 {
+                let (a, b) = (&out[r * d..(r + 1) * d], &target[r * d..(r + 1) * d]);
+                let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                cos_sum += f64::from(dot / (norm(a) * norm(b)));
+                rows += 1;
+            }
+        }
+    }
+    Ok((
+        (loss_sum / examples.len() as f64) as f32,
+        (cos_sum / rows.max(1) as f64) as f32,
+    ))
+}
+
+fn write_checkpoint(
+    dir: &Path,
+    projector: &mut Projector,
+    opt: &AdamW,
+    state: &CheckpointState,
+) -> Result<(), TrainError> {
+    let weights = write_safetensors(&projector.state_dict(), StoreAs::F32, &[])
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+    let moments = write_safetensors(&opt.state(), StoreAs::F32, &[])
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    // The state file is written last: a checkpoint without it (interrupted mid-write) is not used.
+    let state_path = dir.join("state.json");
+    let _ = std::fs::remove_file(&state_path);
+    tinyalign_data::write_atomic(&dir.join("projector.safetensors"), &weights)
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+    tinyalign_data::write_atomic(&dir.join("optimizer.safetensors"), &moments)
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(state).expect("state serialises");
+    tinyalign_data::write_atomic(&state_path, &json).map_err(|e| TrainError::Io(e.to_string()))
+}
+
+fn read_map(path: &Path) -> Result<TensorMap, TrainError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    read_safetensors(&bytes, &path.display().to_string()).map_err(|e| TrainError::Io(e.to_string()))
+}
+
+/// Trains a projector with EmbedLink targets; everything goes into `options.run_dir`.
+pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummary, TrainError> {
+    let say = |line: String| {
+        if options.verbose {
+            eprintln!("{line}");
+        }
+    };
+    let run = &options.run_dir;
+    std::fs::create_dir_all(run).map_err(io(run))?;
+    tinyalign_data::write_atomic(&run.join("config.toml"), config.to_toml().as_bytes())
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+
+    // Data.
+    let manifest_path = {
+        let p = PathBuf::from(&config.data.manifest);
+        if p.is_absolute() {
+            p
+        } else {
+            options.cache_dir.join(p)
+        }
+    };
+    if !manifest_path.exists() {
+        return Err(TrainError::Data(format!(
+            "no manifest at {} (build it with `cargo xtask data asterisk`)",
+            manifest_path.display()
+        )));
+    }
+    let manifest = Manifest::read(&manifest_path).map_err(|e| TrainError::Data(e.to_string()))?;
+    let train_utts = select(&manifest, &config.data.train_splits, config.data.max_train)?;
+    let valid_utts = select(&manifest, &config.data.valid_splits, config.data.max_valid)?;
+
+    // Frozen models.
+    let encoder_file = options.whisper_dir.join("model.safetensors");
+    let encoder_hash = sha256_hex(&std::fs::read(&encoder_file).map_err(io(&encoder_file))?);
+    let encoder = tinyalign_whisper::load_encoder_dir(&options.whisper_dir, tinyalign_nn::cpu())
+        .map_err(|e| TrainError::Model(e.to_string()))?;
+    let d_audio = encoder.config().d_model;
+    let llm_bytes = std::fs::read(&options.llm_path).map_err(io(&options.llm_path))?;
+    let llm_hash = sha256_hex(&llm_bytes);
+    drop(llm_bytes);
+    let llm = LlamaModel::load_gguf(&options.llm_path, Precision::Native)
+        .map_err(|e| TrainError::Model(e.to_string()))?;
+    let targets = TargetBuilder::new(&llm, &config.loss.pad_text, config.loss.pad_weight)?;
+
+    // Projector (its T rule decides the target lengths).
+    let p = &config.projector;
+    let projector_config = ProjectorConfig {
+        kind: p.kind,
+        d_audio,
+        d_llm: llm.config.hidden_size,
+        d_model: p.d_model,
+        layers: p.layers,
+        heads: p.heads,
+        ffn_dim: p.ffn_dim,
+        stack: p.stack,
+        tokens: p.tokens,
+        frames_per_second: 50.0,
+        output_rms: targets.embedding_rms,
+        norm_eps: 1e-5,
+    };
+    let mut projector = Projector::init(
+        projector_config.clone(),
+        config.optim.seed,
+        tinyalign_nn::cpu(),
+    )
+    .map_err(|e| TrainError::Config(e.to_string()))?;
+    let parameters = projector.parameter_count();
+    say(format!(
+        "projector: {:?}, {parameters} parameters, output RMS {:.4}",
+        p.kind, targets.embedding_rms
+    ));
+
+    // Features (cached) and targets.
+    let feature_started = Instant::now();
+    let mut cache = FeatureCache::new(&options.cache_dir.join("features"), encoder, &encoder_hash)?;
+    let mut build = |utts: &[&Utterance], what: &str| -> Result<Vec<Example>, TrainError> {
+        let mut out = Vec::with_capacity(utts.len());
+        for (i, u) in utts.iter().enumerate() {
+            let features = cache.get(&manifest, u)?;
+            let t = projector_config.tokens_for(features.frames);
+            out.push(Example {
+                target: targets.target(&u.text, t)?,
+                features,
+            });
+            if (i + 1) % 50 == 0 || i + 1 == utts.len() {
+                say(format!("  {what} features {}/{}", i + 1, utts.len()));
+            }
+        }
+        Ok(out)
+    };
+    let train_set = build(&train_utts, "train")?;
+    let valid_set = build(&valid_utts, "valid")?;
+    let feature_seconds = feature_started.elapsed().as_secs_f64();
+    let truncated = train_set.iter().filter(|e| e.target.truncated > 0).count();
+    say(format!(
+        "features: {} computed, {} reused from {} in {feature_seconds:.1} s; {truncated} training transcripts longer than T",
+        cache.computed,
+        cache.reused,
+        cache.dir().display()
+    ));
+
+    // Optimiser, and the checkpoint to continue from.
+    let mut opt = AdamW::new(config.optim.weight_decay, Some(config.optim.grad_clip));
+    let checkpoint_dir = run.join("checkpoint");
+    let mut state = CheckpointState {
+        step: 0,
+        best_valid: None,
+        best_step: None,
+        best_valid_cosine: None,
+        bad_validations: 0,
+        seconds: 0.0,
+    };
+    if options.resume && checkpoint_dir.join("state.json").exists() {
+        let text = std::fs::read_to_string(checkpoint_dir.join("state.json"))
+            .map_err(io(&checkpoint_dir))?;
+        state = serde_json::from_str(&text)
+            .map_err(|e| TrainError::Io(format!("checkpoint state: {e}")))?;
+        projector = Projector::load(
+            projector_config.clone(),
+            &read_map(&checkpoint_dir.join("projector.safetensors"))?,
+            tinyalign_nn::cpu(),
+        )
+        .map_err(|e| TrainError::Model(format!("checkpoint does not fit this config: {e}")))?;
+        opt.load_state(&read_map(&checkpoint_dir.join("optimizer.safetensors"))?)
+            .map_err(|e| TrainError::Model(e.to_string()))?;
+        say(format!("resuming at step {}", state.step));
+    }
+    // metrics.jsonl keeps exactly the lines up to the checkpoint's step.
+    let metrics_path = run.join("metrics.jsonl");
+    let kept: String = std::fs::read_to_string(&metrics_path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= state.step)
+                && state.step > 0
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&metrics_path, kept).map_err(io(&metrics_path))?;
+    let mut metrics = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&metrics_path)
+        .map_err(io(&metrics_path))?;
+
+    let mse_scale = 1.0 / (targets.embedding_rms * targets.embedding_rms);
+    let batches_per_epoch = train_set.len().div_ceil(config.optim.batch_size) as u64;
+    let started = Instant::now();
+    let seconds_before = state.seconds;
+    let first_step = state.step;
+    let mut recent_loss = Vec::new();
+    let stopped_because = loop {
+        if state.step >= config.optim.max_steps {
+            break "max_steps".to_string();
+        }
+        if options.stop.load(Ordering::SeqCst)
+            || options.interrupt_at_step.is_some_and(|s| state.step >= s)
+        {
+            break "interrupted".to_string();
+        }
+        let epoch = state.step / batches_per_epoch;
+        let order = epoch_batches(
+            &train_set,
+            config.optim.batch_size,
+            config.optim.seed,
+            epoch,
+        );
+        let members: Vec<&Example> = order[(state.step % batches_per_epoch) as usize]
+            .iter()
+            .map(|&i| &train_set[i])
+            .collect();
+        let batch = make_batch(&projector, &members)?;
+        let parts = loss(
+            &projector,
+            &batch,
+            tinyalign_nn::traced(&batch.x),
+            config,
+            mse_scale,
+        );
+        let value = tinyalign_nn::scalar_value(&parts.total);
+        if !value.is_finite() {
+            return Err(TrainError::Diverged(format!(
+                "loss is {value} at step {}; the last good checkpoint is in {}",
+                state.step,
+                checkpoint_dir.display()
+            )));
+        }
+        let mut grads = tinyalign_nn::backward(parts.total);
+        let lr = config.lr_at(state.step);
+        let report = opt.step(&mut projector, &mut grads, lr);
+        if !report.grad_norm.is_finite() {
+            return Err(TrainError::Diverged(format!(
+                "gradient norm is {} at step {}; the last good checkpoint is in {}",
+                report.grad_norm,
+                state.step,
+                checkpoint_dir.display()
+            )));
+        }
+        state.step += 1;
+        recent_loss.push(value);
+        let elapsed = seconds_before + started.elapsed().as_secs_f64();
+        let mut line = json!({"step": state.step, "epoch": epoch, "loss": value, "lr": lr, "grad_norm": report.grad_norm, "seconds": elapsed});
+        if state.step.is_multiple_of(config.optim.validate_every)
+            || state.step == config.optim.max_steps
+        {
+            let (valid_loss, valid_cos) = evaluate(&projector, &valid_set, config, mse_scale)?;
+            line["valid_loss"] = json!(valid_loss);
+            line["valid_cosine"] = json!(valid_cos);
+            let improved = state.best_valid.is_none_or(|b| valid_loss < b);
+            if improved {
+                state.best_valid = Some(valid_loss);
+                state.best_step = Some(state.step);
+                state.bad_validations = 0;
+                state.best_valid_cosine = Some(valid_cos);
+                save_projector(
+                    run,
+                    &mut projector,
+                    &projector_config,
+                    &encoder_hash,
+                    &llm_hash,
+                    &state,
+                    valid_cos,
+                    train_set.len(),
+                )?;
+            } else {
+                state.bad_validations += 1;
+            }
+            state.seconds = elapsed;
+            write_checkpoint(&checkpoint_dir, &mut projector, &opt, &state)?;
+            let train_mean = recent_loss.iter().sum::<f32>() / recent_loss.len().max(1) as f32;
+            recent_loss.clear();
+            let steps_this_session = (state.step - first_step).max(1) as f64;
+            let eta = (config.optim.max_steps - state.step) as f64
+                * started.elapsed().as_secs_f64()
+                / steps_this_session;
+            say(format!(
+                "step {:>5}/{}  train {train_mean:.4}  valid {valid_loss:.4}  cos {valid_cos:.3}{}  lr {lr:.2e}  {elapsed:.0} s  ETA {eta:.0} s",
+                state.step,
+                config.optim.max_steps,
+                if improved { " *" } else { "" }
+            ));
+            if config.optim.patience > 0 && state.bad_validations >= config.optim.patience {
+                writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
+                break "early_stopping".to_string();
+            }
+        }
+        writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
+    };
+    if stopped_because == "interrupted" {
+        state.seconds = seconds_before + started.elapsed().as_secs_f64();
+        write_checkpoint(&checkpoint_dir, &mut projector, &opt, &state)?;
+        say(format!(
+            "interrupted at step {}: checkpoint written; continue with --resume",
+            state.step
+        ));
+    }
+    crate::plot::write_loss_svg(&metrics_path, &run.join("loss.svg"))?;
+    let summary = TrainSummary {
+        steps: state.step,
+        stopped_because,
+        best_valid_loss: state.best_valid,
+        best_valid_cosine: state.best_valid_cosine,
+        best_step: state.best_step,
+        train_utterances: train_set.len(),
+        valid_utterances: valid_set.len(),
+        parameters,
+        features_computed: cache.computed,
+        features_reused: cache.reused,
+        feature_seconds,
+        training_seconds: seconds_before + started.elapsed().as_secs_f64(),
+        peak_rss_bytes: peak_rss_bytes(),
+        projector: run.join("projector.safetensors"),
+    };
+    let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
+    tinyalign_data::write_atomic(&run.join("summary.json"), &json)
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+    Ok(summary)
+}
+
+/// The best projector so far: weights plus the manifest that ties them to the models they were trained for.
+#[allow(clippy::too_many_arguments)]
+fn save_projector(
+    run: &Path,
+    projector: &mut Projector,
+    config: &ProjectorConfig,
+    encoder_hash: &str,
+    llm_hash: &str,
+    state: &CheckpointState,
+    valid_cosine: f32,
+    train_utterances: usize,
+) -> Result<(), TrainError> {
+    let weights = write_safetensors(&projector.state_dict(), StoreAs::F32, &[("format", "pt")])
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+    let manifest = json!({
+        "format": "tinyalign-projector/1",
+        "projector": config,
+        "encoder_sha256": encoder_hash,
+        "llm_sha256": llm_hash,
+        "frontend_version": crate::features::FRONTEND_VERSION,
+        "objective": "embedlink",
+        "step": state.step,
+        "valid_loss": state.best_valid,
+        "valid_cosine": valid_cosine,
+        "train_utterances": train_utterances,
+    });
+    tinyalign_data::write_atomic(&run.join("projector.safetensors"), &weights)
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+    tinyalign_data::write_atomic(
+        &run.join("projector.json"),
+        &serde_json::to_vec_pretty(&manifest).expect("json"),
+    )
+    .map_err(|e| TrainError::Io(e.to_string()))
+}
