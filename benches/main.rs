@@ -197,8 +197,8 @@ fn llm(c: &mut Criterion) {
     group.finish();
 }
 
-/// One BridgeFormer training step at the default sizes (Whisper tiny.en 384 → SmolLM2 576, d_model 256, two
-/// layers, T = 32) on a batch of 16 utterances of 5 s (250 frames): forward, masked-MSE backward, AdamW.
+/// One BridgeFormer training step at the default sizes (Whisper tiny.en 384 → SmolLM2 576, 4 frames stacked,
+/// d_model 256, two layers, T = 32) on a batch of 16 utterances of 5 s (250 frames): forward, masked-MSE backward, AdamW.
 /// Throughput is the step's matmul FLOPs (forward + 2× for backward), so `elem/s` reads as FLOP/s; compare
 /// with `whisper_tiny_en/gemm_peak_1024`.
 fn projector(c: &mut Criterion) {
@@ -210,11 +210,16 @@ fn projector(c: &mut Criterion) {
     let config = ProjectorConfig::bridgeformer(384, 576, 0.05);
     let mut projector = Projector::init(config.clone(), 0, dev.clone()).expect("config");
     let (b, n) = (16usize, 250usize);
-    let features: Vec<f32> = (0..b * n * 384)
-        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+    let utterances: Vec<Vec<f32>> = (0..b)
+        .map(|u| {
+            (0..n * 384)
+                .map(|i| (((i + u) * 7919) % 1000) as f32 / 1000.0 - 0.5)
+                .collect()
+        })
         .collect();
-    let layout = projector.layout(&vec![n; b]).expect("lengths");
-    let x = tinyalign_nn::from_vec2(&dev, features, b * n, 384);
+    let refs: Vec<&[f32]> = utterances.iter().map(Vec::as_slice).collect();
+    let (data, layout) = projector.pad_batch(&refs).expect("lengths");
+    let x = tinyalign_nn::from_vec2(&dev, data, b * layout.frames, 384);
     let rows = b * layout.max_tokens;
     let target = tinyalign_nn::from_vec2(&dev, vec![0.01; rows * 576], rows, 576);
     let mask = tinyalign_nn::from_vec2(&dev, vec![1.0; rows * 576], rows, 576);
@@ -232,7 +237,7 @@ fn projector(c: &mut Criterion) {
     group.finish();
 }
 
-/// Forward matmul FLOPs of BridgeFormer on b utterances of n frames.
+/// Forward matmul FLOPs of BridgeFormer on b utterances of n frames (k frames stacked first).
 fn bridgeformer_flops(c: &tinyalign_projector::ProjectorConfig, b: u64, n: u64) -> u64 {
     let (da, dm, ff, dl, t) = (
         c.d_audio as u64,
@@ -241,10 +246,12 @@ fn bridgeformer_flops(c: &tinyalign_projector::ProjectorConfig, b: u64, n: u64) 
         c.d_llm as u64,
         c.max_tokens() as u64,
     );
-    let rows = b * n;
-    let input = 2 * rows * (da * dm + dm * dm);
-    let per_layer = 2 * rows * (4 * dm * dm + 2 * dm * ff) + 2 * 2 * b * n * n * dm;
-    let pool = 2 * b * t * n * dm;
+    let k = c.stack as u64;
+    let m = n.div_ceil(k);
+    let rows = b * m;
+    let input = 2 * rows * (k * da * dm + dm * dm);
+    let per_layer = 2 * rows * (4 * dm * dm + 2 * dm * ff) + 2 * 2 * b * m * m * dm;
+    let pool = 2 * b * t * m * dm;
     let output = 2 * b * t * (dm * dm + dm * dl);
     input + c.layers as u64 * per_layer + pool + output
 }

@@ -43,7 +43,7 @@ pub struct ProjectorConfig {
     pub layers: usize,
     pub heads: usize,
     pub ffn_dim: usize,
-    /// Frames stacked by the baselines (SLAM-ASR uses 5).
+    /// Consecutive frames concatenated before anything else (SLAM-ASR's baselines use 5; BridgeFormer 4).
     pub stack: usize,
     pub tokens: TokenCount,
     /// Encoder output frames per second of audio (Whisper: 50).
@@ -70,7 +70,7 @@ impl ProjectorConfig {
             layers: 2,
             heads: 4,
             ffn_dim: 1024,
-            stack: 1,
+            stack: 4,
             tokens: TokenCount::Fixed { tokens: 32 },
             frames_per_second: 50.0,
             output_rms,
@@ -104,7 +104,8 @@ impl ProjectorConfig {
             if self.ffn_dim == 0 {
                 return bad("ffn_dim must be positive".into());
             }
-        } else if self.stack == 0 {
+        }
+        if self.stack == 0 {
             return bad("stack must be at least 1".into());
         }
         match self.tokens {

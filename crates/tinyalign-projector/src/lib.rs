@@ -250,6 +250,12 @@ impl Projector {
         layout: &BatchLayout,
     ) -> Taped2<T> {
         let (b, n, d) = (layout.batch(), layout.frames, self.config.d_audio);
+        // dfdx does not check runtime shapes in element-wise ops; a mismatch here is a caller bug.
+        assert_eq!(
+            tinyalign_nn::dims(&x),
+            (b * n, d),
+            "projector input must be (batch · frames, d_audio) as `pad_batch` lays it out"
+        );
         let frame_mask: Vec<f32> = (0..b * n)
             .flat_map(|r| {
                 let keep = if r % n < layout.lengths[r / n] {
