@@ -85,5 +85,48 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
         "the resumed run's metrics equal the uninterrupted run's"
     );
     assert_eq!(resumed.best_valid_loss, straight.best_valid_loss);
+
+    // The trained projector plugs into the speech assistant: audio → Whisper → projector → LLM.
+    let whisper = cache_dir().join("whisper-tiny.en/hf");
+    let llm = cache_dir().join(needed[1]);
+    let assistant =
+        tinyalign_eval::Assistant::load(&whisper, &llm, &root.join("straight")).unwrap();
+    let wav =
+        cache_dir().join("speech-asterisk/usr/share/asterisk/sounds/en_US_f_Allison/vm-nomore.wav");
+    let audio = tinyalign_mel::read_audio_file(&wav, tinyalign_mel::InputFormat::Wav).unwrap();
+    let options = tinyalign_llm::GenerateOptions {
+        max_tokens: 4,
+        ..Default::default()
+    };
+    for layout in [
+        tinyalign_eval::PromptLayout::Injected,
+        tinyalign_eval::PromptLayout::AudioOnly,
+    ] {
+        let answer = assistant
+            .answer(
+                &audio,
+                "vm-nomore",
+                tinyalign_eval::TRANSCRIBE_INSTRUCTION,
+                layout,
+                &options,
+                |_| true,
+            )
+            .unwrap();
+        assert_eq!(answer.audio_tokens, 16, "the smoke preset's fixed T");
+        assert!(answer.generation.tokens.len() <= 4);
+    }
+    // A projector trained for other models is refused, naming which one.
+    let manifest_path = root.join("straight/projector.json");
+    let text = std::fs::read_to_string(&manifest_path).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    manifest["llm_sha256"] = serde_json::json!("0".repeat(64));
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let err = tinyalign_eval::Assistant::load(&whisper, &llm, &root.join("straight"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("another LLM") && err.contains(&"0".repeat(64)),
+        "{err}"
+    );
     std::fs::remove_dir_all(root).ok();
 }

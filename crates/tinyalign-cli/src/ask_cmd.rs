@@ -1,20 +1,34 @@
-//! `tinyalign ask "PROMPT"`: the frozen LLM answers a text prompt (ChatML), streaming to stdout. Audio
-//! questions (`--audio`) arrive with the trained projector.
+//! `tinyalign ask "PROMPT"`: the frozen LLM answers a text prompt (ChatML), streaming to stdout.
+//! `tinyalign ask --audio FILE --projector RUN`: the aligned chain hears the audio and answers under an
+//! instruction (default: repeat what was said).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
+use tinyalign_eval::PromptLayout;
 use tinyalign_llm::{Activations, ChatMessage, GenerateOptions, LlamaModel, Precision};
 
 #[derive(Debug, Args)]
 pub struct AskArgs {
-    /// The question or instruction.
-    prompt: String,
+    /// The question (text mode). With --audio, use --instruction instead.
+    prompt: Option<String>,
+    /// Audio to answer (WAV; `.raw` = 16 kHz PCM16): runs Whisper → projector → LLM.
+    #[arg(long)]
+    audio: Option<PathBuf>,
+    /// A trained projector: a run folder with projector.safetensors + projector.json.
+    #[arg(long)]
+    projector: Option<PathBuf>,
+    /// The instruction injected before the audio tokens.
+    #[arg(long, default_value = tinyalign_eval::TRANSCRIBE_INSTRUCTION)]
+    instruction: String,
+    /// Put only the audio tokens in the user turn (the ablation without instruction injection).
+    #[arg(long)]
+    no_injection: bool,
     /// GGUF model file (default: SmolLM2-135M-Instruct from the cache).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -61,6 +75,79 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+fn options(args: &AskArgs) -> GenerateOptions {
+    GenerateOptions {
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        top_k: args.top_k,
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed,
+        ..Default::default()
+    }
+}
+
+fn run_audio(
+    args: &AskArgs,
+    audio_path: &std::path::Path,
+    llm_path: &std::path::Path,
+) -> Result<ExitCode> {
+    let projector = args
+        .projector
+        .as_ref()
+        .context("--audio needs --projector RUN_DIR (a trained projector)")?;
+    let whisper = crate::features_cmd::default_whisper_dir();
+    let assistant = tinyalign_eval::Assistant::load(&whisper, llm_path, projector)?;
+    let format = if audio_path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("raw"))
+    {
+        tinyalign_mel::InputFormat::RawPcm16 {
+            sample_rate: 16_000,
+        }
+    } else {
+        tinyalign_mel::InputFormat::Wav
+    };
+    let audio = tinyalign_mel::read_audio_file(audio_path, format)?;
+    let layout = if args.no_injection {
+        PromptLayout::AudioOnly
+    } else {
+        PromptLayout::Injected
+    };
+    let mut stdout = std::io::stdout().lock();
+    let name = audio_path.display().to_string();
+    let answer = assistant.answer(
+        &audio,
+        &name,
+        &args.instruction,
+        layout,
+        &options(args),
+        |piece| {
+            stdout
+                .write_all(piece.as_bytes())
+                .and_then(|_| stdout.flush())
+                .is_ok()
+        },
+    )?;
+    writeln!(stdout)?;
+    if args.stats {
+        let g = &answer.generation;
+        let stats = json!({
+            "audio_s": answer.audio_seconds,
+            "audio_tokens": answer.audio_tokens,
+            "encode_ms": answer.encode_ms,
+            "project_ms": answer.project_ms,
+            "prompt_tokens": g.prompt_tokens,
+            "generated_tokens": g.tokens.len(),
+            "prefill_tokens_per_s": g.prefill_tokens_per_second(),
+            "decode_tokens_per_s": g.decode_tokens_per_second(),
+            "peak_rss_bytes": peak_rss_bytes(),
+        });
+        writeln!(stdout, "{stats}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(args: &AskArgs) -> Result<ExitCode> {
     let path = args.model.clone().unwrap_or_else(default_llm_path);
     if !path.exists() {
@@ -69,8 +156,15 @@ pub fn run(args: &AskArgs) -> Result<ExitCode> {
             path.display()
         );
     }
-    if args.prompt.trim().is_empty() {
-        bail!("the prompt is empty");
+    if let Some(audio) = &args.audio {
+        if args.prompt.is_some() {
+            bail!("give either a text prompt or --audio (with --instruction), not both");
+        }
+        return run_audio(args, audio, &path);
+    }
+    let prompt = args.prompt.clone().unwrap_or_default();
+    if prompt.trim().is_empty() {
+        bail!("the prompt is empty (or pass --audio FILE --projector RUN)");
     }
     let load_started = Instant::now();
     let precision = if args.f32 {
@@ -88,19 +182,11 @@ pub fn run(args: &AskArgs) -> Result<ExitCode> {
         messages.push(ChatMessage::new("system", system));
     }
     // The prompt is user text: a literal `<|im_end|>` in it must not close the turn.
-    if model.tokenizer.encode(&args.prompt, true) != model.tokenizer.encode(&args.prompt, false) {
+    if model.tokenizer.encode(&prompt, true) != model.tokenizer.encode(&prompt, false) {
         bail!("the prompt contains a control token such as <|im_end|>; remove it");
     }
-    messages.push(ChatMessage::new("user", &args.prompt));
-    let options = GenerateOptions {
-        max_tokens: args.max_tokens,
-        temperature: args.temperature,
-        top_p: args.top_p,
-        top_k: args.top_k,
-        repetition_penalty: args.repetition_penalty,
-        seed: args.seed,
-        ..Default::default()
-    };
+    messages.push(ChatMessage::new("user", &prompt));
+    let options = options(args);
     let mut stdout = std::io::stdout().lock();
     let generation = model.chat(&messages, &options, |piece| {
         // A closed stdout (`| head`) ends generation instead of failing.

@@ -18,6 +18,10 @@ mod wav;
 use std::path::Path;
 
 pub use error::{AudioError, AudioErrorKind};
+
+/// Version of the frontend's numerical output; bump it when features change, so caches keyed by it are
+/// not reused.
+pub const FRONTEND_VERSION: u32 = 1;
 pub use filterbank::{MelBands, MelFilterbank, N_FREQS};
 pub use logmel::{LogMel, LogMelSpectrogram, frame_count, pad_or_trim};
 pub use resample::{Resampler, resample};

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use tinyalign_data::{Manifest, Utterance};
 use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
 use tinyalign_weights::st::{StoreAs, read_safetensors, write_safetensors};
@@ -13,15 +12,8 @@ use tinyalign_whisper::WhisperEncoder;
 
 use crate::TrainError;
 
-/// Bump when the frontend's output changes, so old features are not reused.
-pub const FRONTEND_VERSION: u32 = 1;
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use tinyalign_mel::FRONTEND_VERSION;
+pub use tinyalign_weights::sha256_hex;
 
 /// Encoder features of one utterance: `frames × width`, row-major.
 #[derive(Debug, Clone)]

@@ -22,3 +22,12 @@ pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>, WeightsError> {
     std::fs::read(path)
         .map_err(|e| WeightsError::new(path.display().to_string(), WeightsErrorKind::Io(e)))
 }
+
+/// Lower-case hex sha256 of `bytes`: how models are identified in projector manifests and caches.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,227 @@
+//! Audio → 16 kHz log-mel → frozen Whisper encoder → trained projector → frozen LLM, with instruction
+//! injection (Tiny-Align §3.3): the chat template, an instruction and the projected audio tokens are put
+//! together as the LLM's input embeddings.
+//!
+//! Layout (ChatML, the default system message of the model's template):
+//!
+//! ```text
+//! <|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{instruction}\n[T audio embeddings]<|im_end|>\n
+//! <|im_start|>assistant\n
+//! ```
+//!
+//! Without injection the user turn holds only the audio embeddings.
+
+use std::path::Path;
+
+use serde_json::Value;
+use tinyalign_llm::{DEFAULT_SYSTEM_PROMPT, GenerateOptions, Generation, KvCache, LlamaModel};
+use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
+use tinyalign_projector::{Projector, ProjectorConfig};
+use tinyalign_whisper::WhisperEncoder;
+
+/// The default instruction of the transcribe task.
+pub const TRANSCRIBE_INSTRUCTION: &str = "Repeat exactly what the speaker said.";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssistantError {
+    #[error("{0}")]
+    Io(String),
+    #[error("projector {path}: {message}")]
+    Projector { path: String, message: String },
+    #[error(
+        "the projector was trained for another {what}: it expects sha256 {expected}, the loaded one is {found}"
+    )]
+    Mismatch {
+        what: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error("audio: {0}")]
+    Audio(#[from] tinyalign_mel::AudioError),
+    #[error("model: {0}")]
+    Model(String),
+}
+
+/// Where the instruction goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptLayout {
+    /// Instruction text, then the audio tokens, in the user turn.
+    Injected,
+    /// Audio tokens alone in the user turn (the ablation).
+    AudioOnly,
+}
+
+#[derive(Debug)]
+pub struct Answer {
+    pub generation: Generation,
+    pub audio_seconds: f64,
+    pub audio_tokens: usize,
+    /// Milliseconds spent in the frontend + encoder, and in the projector.
+    pub encode_ms: f64,
+    pub project_ms: f64,
+}
+
+#[derive(Debug)]
+pub struct Assistant {
+    frontend: Frontend,
+    encoder: WhisperEncoder,
+    projector: Projector,
+    pub llm: LlamaModel,
+}
+
+fn hash_file(path: &Path) -> Result<String, AssistantError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| AssistantError::Io(format!("{}: {e}", path.display())))?;
+    Ok(tinyalign_weights::sha256_hex(&bytes))
+}
+
+impl Assistant {
+    /// Loads the chain. `projector_dir` holds `projector.safetensors` + `projector.json` (a training run
+    /// folder); the manifest's encoder and LLM hashes must match the files given, else it is refused.
+    pub fn load(
+        whisper_dir: &Path,
+        llm_path: &Path,
+        projector_dir: &Path,
+    ) -> Result<Self, AssistantError> {
+        let manifest_path = projector_dir.join("projector.json");
+        let bad = |message: String| AssistantError::Projector {
+            path: projector_dir.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+            bad(format!(
+                "{}: {e} (train one with `tinyalign train`)",
+                manifest_path.display()
+            ))
+        })?;
+        let manifest: Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("projector.json: {e}")))?;
+        let config: ProjectorConfig = serde_json::from_value(manifest["projector"].clone())
+            .map_err(|e| bad(format!("projector.json `projector`: {e}")))?;
+        let check = |what: &'static str, key: &str, found: String| -> Result<(), AssistantError> {
+            let expected = manifest[key].as_str().unwrap_or_default().to_string();
+            if expected != found {
+                return Err(AssistantError::Mismatch {
+                    what,
+                    expected,
+                    found,
+                });
+            }
+            Ok(())
+        };
+        check(
+            "Whisper encoder",
+            "encoder_sha256",
+            hash_file(&whisper_dir.join("model.safetensors"))?,
+        )?;
+        check("LLM", "llm_sha256", hash_file(llm_path)?)?;
+        if manifest["frontend_version"].as_u64() != Some(u64::from(tinyalign_mel::FRONTEND_VERSION))
+        {
+            return Err(bad(format!(
+                "made with frontend version {}, this build has {}",
+                manifest["frontend_version"],
+                tinyalign_mel::FRONTEND_VERSION
+            )));
+        }
+        let weights_path = projector_dir.join("projector.safetensors");
+        let bytes = std::fs::read(&weights_path)
+            .map_err(|e| bad(format!("{}: {e}", weights_path.display())))?;
+        let weights =
+            tinyalign_weights::st::read_safetensors(&bytes, &weights_path.display().to_string())
+                .map_err(|e| bad(e.to_string()))?;
+        let projector = Projector::load(config, &weights, tinyalign_nn::cpu())
+            .map_err(|e| bad(e.to_string()))?;
+        let encoder = tinyalign_whisper::load_encoder_dir(whisper_dir, tinyalign_nn::cpu())
+            .map_err(|e| AssistantError::Model(e.to_string()))?;
+        let bands = MelBands::from_count(encoder.config().num_mel_bins)
+            .ok_or_else(|| AssistantError::Model("unsupported mel band count".into()))?;
+        let llm = LlamaModel::load_gguf(llm_path, tinyalign_llm::Precision::Native)
+            .map_err(|e| AssistantError::Model(e.to_string()))?;
+        if projector.config().d_llm != llm.config.hidden_size
+            || projector.config().d_audio != encoder.config().d_model
+        {
+            return Err(bad(
+                "its widths do not match the loaded encoder and LLM".into()
+            ));
+        }
+        Ok(Self {
+            frontend: Frontend::new(FrontendConfig {
+                bands,
+                pad_to_30s: false,
+            }),
+            encoder,
+            projector,
+            llm,
+        })
+    }
+
+    /// Audio tokens of an utterance: `(T, d_llm)` row-major and T.
+    pub fn audio_tokens(
+        &self,
+        audio: &tinyalign_mel::Audio,
+        name: &str,
+    ) -> Result<(Vec<f32>, usize, f64, f64), AssistantError> {
+        if audio.duration_s() > 30.0 {
+            return Err(AssistantError::Io(format!(
+                "{name}: {:.1} s is over Whisper's 30 s window",
+                audio.duration_s()
+            )));
+        }
+        let started = std::time::Instant::now();
+        let mel = self.frontend.audio_to_log_mel(audio, name)?;
+        let features = self
+            .encoder
+            .forward(&mel)
+            .map_err(|e| AssistantError::Model(e.to_string()))?;
+        let encode_ms = started.elapsed().as_secs_f64() * 1e3;
+        let started = std::time::Instant::now();
+        let (tokens, t) = self
+            .projector
+            .project(&tinyalign_nn::to_vec2(&features))
+            .map_err(|e| AssistantError::Model(e.to_string()))?;
+        Ok((tokens, t, encode_ms, started.elapsed().as_secs_f64() * 1e3))
+    }
+
+    /// Answers `audio` under `instruction` (ignored with `PromptLayout::AudioOnly`), streaming text.
+    pub fn answer(
+        &self,
+        audio: &tinyalign_mel::Audio,
+        name: &str,
+        instruction: &str,
+        layout: PromptLayout,
+        options: &GenerateOptions,
+        on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Answer, AssistantError> {
+        let (audio_embeds, t, encode_ms, project_ms) = self.audio_tokens(audio, name)?;
+        let tokenizer = &self.llm.tokenizer;
+        let user_text = match layout {
+            PromptLayout::Injected => format!("{instruction}\n"),
+            PromptLayout::AudioOnly => String::new(),
+        };
+        // Special tokens only come from the template; the instruction is plain text.
+        let mut before = tokenizer.encode(
+            &format!("<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n"),
+            true,
+        );
+        before.extend(tokenizer.encode(&user_text, false));
+        let after = tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", true);
+        let model = |e: tinyalign_llm::LlmError| AssistantError::Model(e.to_string());
+        let mut embeds = self.llm.embed_tokens(&before).map_err(model)?;
+        embeds.extend_from_slice(&audio_embeds);
+        embeds.extend(self.llm.embed_tokens(&after).map_err(model)?);
+        let n = before.len() + t + after.len();
+        let mut cache = KvCache::new(&self.llm.config, n + options.max_tokens);
+        let history: Vec<u32> = before.iter().chain(&after).copied().collect();
+        let generation = self
+            .llm
+            .generate(&embeds, n, &mut cache, &history, options, on_text)
+            .map_err(model)?;
+        Ok(Answer {
+            generation,
+            audio_seconds: audio.duration_s(),
+            audio_tokens: t,
+            encode_ms,
+            project_ms,
+        })
+    }
+}
