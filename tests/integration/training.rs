@@ -115,6 +115,36 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
         assert_eq!(answer.audio_tokens, 16, "the smoke preset's fixed T");
         assert!(answer.generation.tokens.len() <= 4);
     }
+    // The evaluation rows on two held-out prompts: Whisper transcribes them (nearly) exactly.
+    let manifest = tinyalign_data::Manifest::read(&root.join("data/manifest.jsonl")).unwrap();
+    let whisper_model =
+        tinyalign_whisper::WhisperModel::load_dir(&whisper, tinyalign_nn::cpu()).unwrap();
+    let eval = tinyalign_eval::EvalOptions {
+        split: tinyalign_data::Split::Heldout,
+        limit: 2,
+        max_tokens: 8,
+        ablation: true,
+    };
+    let report =
+        tinyalign_eval::evaluate(&manifest, &assistant, &whisper_model, &eval, |_, _| {}).unwrap();
+    let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "whisper",
+            "text-oracle",
+            "projector",
+            "projector-no-injection"
+        ]
+    );
+    assert!(report.rows.iter().all(|r| r.utterances == 2));
+    assert!(
+        report.rows[0].wer < 0.2,
+        "whisper row WER {}",
+        report.rows[0].wer
+    );
+    assert!(report.to_markdown().contains("| whisper | 2 |"));
+
     // A projector trained for other models is refused, naming which one.
     let manifest_path = root.join("straight/projector.json");
     let text = std::fs::read_to_string(&manifest_path).unwrap();

@@ -14,8 +14,8 @@ usage: cargo xtask <command> [options]
 
 commands:
   train    the main job, end to end on the default models and data
-           (today: frontend, Whisper features and transcripts of the bundled real recordings, and the
-           frozen LLM answering a question; datasets and training arrive with their crates)
+           (fetch, manifests, Whisper on the bundled recordings, the LLM answering, EmbedLink training,
+           a quick evaluation; --preset smoke|default|full, --run DIR, --resume)
   fetch    download the pinned models and speech data into the cache (--with base adds Whisper base);
            cache: $TINYALIGN_CACHE, default .cache/tinyalign
   data     build a dataset's manifest into the cache: asterisk | pocketsphinx | all (fetches first;

@@ -145,13 +145,24 @@ pub fn run(args: &[String]) -> Result<()> {
     util::run(&mut train)?;
 
     println!(
-        "\n== stage 6/6 is not built yet: evaluation through the frozen LLM with instruction injection\n\
-         \ntrained projector, metrics.jsonl, loss.svg and summary.json: {}\n\
+        "\n== stage 6/6: quick evaluation on 30 held-out prompts (transcribe task through the frozen LLM)"
+    );
+    let manifest = fetch::cache_dir().join("datasets/asterisk/manifest.jsonl");
+    util::run(
+        Command::new(&cli)
+            .args(["eval", "--limit", "30", "--ablation", "--manifest"])
+            .arg(&manifest)
+            .arg("--projector")
+            .arg(&train_run),
+    )?;
+    println!(
+        "\ntrained projector, metrics.jsonl, loss.svg, summary.json and eval-heldout/report.md: {}\n\
          log-mel features, spectrograms and Whisper features of the bundled recordings: {}\n\
-         try: target/release/tinyalign transcribe YOUR.wav --model {}\n\
-         \x20    target/release/tinyalign ask \"...\"",
+         try: target/release/tinyalign ask --audio YOUR.wav --projector {}\n\
+         \x20    target/release/tinyalign transcribe YOUR.wav --model {}",
         train_run.display(),
         features.display(),
+        train_run.display(),
         whisper.display()
     );
     Ok(())

@@ -5,6 +5,7 @@
 mod ask_cmd;
 mod convert_cmd;
 mod data_cmd;
+mod eval_cmd;
 mod features_cmd;
 mod fsutil;
 mod input_args;
@@ -40,6 +41,8 @@ enum Command {
     Data(data_cmd::DataArgs),
     /// Train a projector with EmbedLink targets (configs/*.toml presets).
     Train(train_cmd::TrainArgs),
+    /// Evaluate a projector on a manifest split (WER/CER of whisper, text oracle and projector rows).
+    Eval(eval_cmd::EvalArgs),
     /// Ask the frozen LLM a text question (ChatML), streaming the answer.
     Ask(ask_cmd::AskArgs),
     /// Convert a CTranslate2 Whisper model.bin to canonical safetensors + config.json.
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Ask(args) => ask_cmd::run(&args),
         Command::Data(args) => data_cmd::run(&args),
         Command::Train(args) => train_cmd::run(&args),
+        Command::Eval(args) => eval_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

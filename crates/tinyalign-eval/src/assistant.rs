@@ -193,29 +193,8 @@ impl Assistant {
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<Answer, AssistantError> {
         let (audio_embeds, t, encode_ms, project_ms) = self.audio_tokens(audio, name)?;
-        let tokenizer = &self.llm.tokenizer;
-        let user_text = match layout {
-            PromptLayout::Injected => format!("{instruction}\n"),
-            PromptLayout::AudioOnly => String::new(),
-        };
-        // Special tokens only come from the template; the instruction is plain text.
-        let mut before = tokenizer.encode(
-            &format!("<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n"),
-            true,
-        );
-        before.extend(tokenizer.encode(&user_text, false));
-        let after = tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", true);
-        let model = |e: tinyalign_llm::LlmError| AssistantError::Model(e.to_string());
-        let mut embeds = self.llm.embed_tokens(&before).map_err(model)?;
-        embeds.extend_from_slice(&audio_embeds);
-        embeds.extend(self.llm.embed_tokens(&after).map_err(model)?);
-        let n = before.len() + t + after.len();
-        let mut cache = KvCache::new(&self.llm.config, n + options.max_tokens);
-        let history: Vec<u32> = before.iter().chain(&after).copied().collect();
-        let generation = self
-            .llm
-            .generate(&embeds, n, &mut cache, &history, options, on_text)
-            .map_err(model)?;
+        let generation =
+            self.answer_embeddings(&audio_embeds, t, instruction, layout, options, on_text)?;
         Ok(Answer {
             generation,
             audio_seconds: audio.duration_s(),
@@ -223,5 +202,39 @@ impl Assistant {
             encode_ms,
             project_ms,
         })
+    }
+
+    /// The same prompt with any `t` rows of embeddings in the audio slot (e.g. a transcript's own token
+    /// embeddings: the text oracle).
+    pub fn answer_embeddings(
+        &self,
+        slot: &[f32],
+        t: usize,
+        instruction: &str,
+        layout: PromptLayout,
+        options: &GenerateOptions,
+        on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Generation, AssistantError> {
+        let tokenizer = &self.llm.tokenizer;
+        let user_text = match layout {
+            PromptLayout::Injected => format!("{instruction}\n"),
+            PromptLayout::AudioOnly => String::new(),
+        };
+        // Special tokens only come from the template; the instruction is plain text.
+        let header =
+            format!("<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n");
+        let mut before = tokenizer.encode(&header, true);
+        before.extend(tokenizer.encode(&user_text, false));
+        let after = tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", true);
+        let model = |e: tinyalign_llm::LlmError| AssistantError::Model(e.to_string());
+        let mut embeds = self.llm.embed_tokens(&before).map_err(model)?;
+        embeds.extend_from_slice(slot);
+        embeds.extend(self.llm.embed_tokens(&after).map_err(model)?);
+        let n = before.len() + t + after.len();
+        let mut cache = KvCache::new(&self.llm.config, n + options.max_tokens);
+        let history: Vec<u32> = before.iter().chain(&after).copied().collect();
+        self.llm
+            .generate(&embeds, n, &mut cache, &history, options, on_text)
+            .map_err(model)
     }
 }

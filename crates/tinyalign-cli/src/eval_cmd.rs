@@ -1,0 +1,70 @@
+//! `tinyalign eval --manifest M --projector RUN`: the transcribe task on a manifest split (a packaged set or
+//! your own), rows whisper / text-oracle / projector; writes report.json and report.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tinyalign_data::{Manifest, Split};
+use tinyalign_eval::{Assistant, EvalOptions};
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The manifest to evaluate on.
+    #[arg(long)]
+    manifest: PathBuf,
+    /// train, valid, test, adapt or heldout.
+    #[arg(long, default_value = "heldout")]
+    split: String,
+    /// A trained projector (run folder with projector.safetensors + projector.json).
+    #[arg(long)]
+    projector: PathBuf,
+    /// Evaluate at most this many utterances (0 = all).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    #[arg(long, default_value_t = 48)]
+    max_tokens: usize,
+    /// Add the row without instruction injection.
+    #[arg(long)]
+    ablation: bool,
+    /// Where report.json and report.md go (default: <projector>/eval-<split>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(args: &EvalArgs) -> Result<ExitCode> {
+    let manifest = Manifest::read(&args.manifest)?;
+    let split: Split = args.split.parse()?;
+    let whisper_dir = crate::features_cmd::default_whisper_dir();
+    let assistant = Assistant::load(
+        &whisper_dir,
+        &crate::ask_cmd::default_llm_path(),
+        &args.projector,
+    )?;
+    let whisper = tinyalign_whisper::WhisperModel::load_dir(&whisper_dir, tinyalign_nn::cpu())?;
+    let options = EvalOptions {
+        split,
+        limit: args.limit,
+        max_tokens: args.max_tokens,
+        ablation: args.ablation,
+    };
+    let report =
+        tinyalign_eval::evaluate(&manifest, &assistant, &whisper, &options, |done, total| {
+            if done % 10 == 0 || done == total {
+                eprintln!("  {done}/{total}");
+            }
+        })?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.projector.join(format!("eval-{}", split.name())));
+    let json = serde_json::to_vec_pretty(&report)?;
+    tinyalign_data::write_atomic(&out.join("report.json"), &json).context("writing report.json")?;
+    let markdown = report.to_markdown();
+    tinyalign_data::write_atomic(&out.join("report.md"), markdown.as_bytes())
+        .context("writing report.md")?;
+    print!("{markdown}");
+    eprintln!("report: {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
