@@ -139,17 +139,8 @@ pub fn silu<T: Tape<f32, Device>>(x: Taped2<T>) -> Taped2<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_data::lcg;
     use tinyalign_weights::{Tensor as HostTensor, TensorMap};
-
-    fn lcg(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
 
     /// Plain-Rust causal GQA with adjacent-pair RoPE applied to q and k first: the reference for the ops.
     fn reference(

@@ -438,17 +438,8 @@ impl Embedding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_data::lcg;
     use tinyalign_weights::{Tensor as HostTensor, TensorMap};
-
-    fn lcg(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
 
     /// Plain-Rust reference of PyTorch's conv1d; `geometry` is `(c_in, c_out, kernel, stride, padding)`.
     fn conv1d_reference(

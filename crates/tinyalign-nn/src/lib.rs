@@ -7,6 +7,8 @@
 mod decoder;
 mod layers;
 mod params;
+#[cfg(test)]
+mod test_data;
 mod weights;
 
 pub use decoder::{RmsNorm, RotaryPairs, grouped_causal_attention, silu};

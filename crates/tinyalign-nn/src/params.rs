@@ -224,17 +224,8 @@ impl AdamW {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_data::lcg;
     use crate::{Initializer, Linear, MultiHeadAttention, Weights};
-
-    fn lcg(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
 
     #[test]
     fn initialisation_is_seeded_per_key_and_round_trips_through_a_state_dict() {
