@@ -61,18 +61,7 @@ pub struct AskArgs {
 }
 
 pub fn default_llm_path() -> PathBuf {
-    std::env::var_os("TINYALIGN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".cache/tinyalign"))
-        .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
-}
-
-/// Peak resident set size of this process in bytes (Linux `VmHWM`; None elsewhere).
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    crate::data_cmd::cache_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 fn options(args: &AskArgs) -> GenerateOptions {
@@ -141,7 +130,7 @@ fn run_audio(
             "generated_tokens": g.tokens.len(),
             "prefill_tokens_per_s": g.prefill_tokens_per_second(),
             "decode_tokens_per_s": g.decode_tokens_per_second(),
-            "peak_rss_bytes": peak_rss_bytes(),
+            "peak_rss_bytes": tinyalign_train::peak_rss_bytes(),
         });
         writeln!(stdout, "{stats}")?;
     }
@@ -207,7 +196,7 @@ pub fn run(args: &AskArgs) -> Result<ExitCode> {
             "weights": if args.f32 { "f32" } else { "native" },
             "activations": format!("{:?}", model.activations()),
             "weight_bytes": model.weight_bytes(),
-            "peak_rss_bytes": peak_rss_bytes(),
+            "peak_rss_bytes": tinyalign_train::peak_rss_bytes(),
         });
         writeln!(stdout, "{stats}")?;
     }

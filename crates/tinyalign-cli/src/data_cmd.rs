@@ -55,6 +55,7 @@ enum DataCommand {
     Stats { manifest: PathBuf },
 }
 
+/// The model and data cache: `$TINYALIGN_CACHE`, else `.cache/tinyalign` (what `cargo xtask fetch` fills).
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("TINYALIGN_CACHE")
         .map(PathBuf::from)

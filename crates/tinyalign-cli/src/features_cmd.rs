@@ -34,10 +34,7 @@ pub struct FeaturesArgs {
 
 /// The default Whisper folder: where `cargo xtask fetch` puts the converted tiny.en.
 pub fn default_whisper_dir() -> PathBuf {
-    std::env::var_os("TINYALIGN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".cache/tinyalign"))
-        .join("whisper-tiny.en/hf")
+    crate::data_cmd::cache_dir().join("whisper-tiny.en/hf")
 }
 
 pub fn run(args: &FeaturesArgs) -> Result<ExitCode> {

@@ -63,7 +63,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
     let cache = cache_dir();
     let options = TrainOptions {
         run_dir: run_dir.clone(),
-        whisper_dir: cache.join("whisper-tiny.en/hf"),
+        whisper_dir: crate::features_cmd::default_whisper_dir(),
         llm_path: crate::ask_cmd::default_llm_path(),
         cache_dir: cache,
         resume: args.resume,

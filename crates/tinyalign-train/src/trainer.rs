@@ -81,6 +81,7 @@ fn io<E: std::fmt::Display>(what: &Path) -> impl Fn(E) -> TrainError + '_ {
     move |e| TrainError::Io(format!("{}: {e}", what.display()))
 }
 
+/// Peak resident set size of this process in bytes (Linux `VmHWM`; None elsewhere).
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
