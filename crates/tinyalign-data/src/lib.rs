@@ -9,7 +9,9 @@ mod stats;
 
 pub use import::{import_common_voice, import_librispeech, import_wav_txt};
 pub use manifest::{Manifest, Split, Task, Utterance};
-pub use recipes::{ASTERISK_SPEAKER, RecipeReport, build_asterisk, build_pocketsphinx};
+pub use recipes::{
+    ASTERISK_SPEAKER, RecipeReport, build_asterisk, build_pocketsphinx, seeded_shuffle,
+};
 pub use stats::{ManifestStats, SplitStats};
 
 use std::path::{Component, Path, PathBuf};

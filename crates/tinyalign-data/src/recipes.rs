@@ -22,8 +22,8 @@ pub struct RecipeReport {
     pub skipped: Vec<(String, String)>,
 }
 
-/// splitmix64 Fisher–Yates: the same order for the same seed on every machine.
-fn shuffle<T>(items: &mut [T], seed: u64) {
+/// splitmix64 Fisher–Yates: the same order for the same seed on every machine (dataset splits, batch order).
+pub fn seeded_shuffle<T>(items: &mut [T], seed: u64) {
     let mut state = seed;
     for i in (1..items.len()).rev() {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -103,7 +103,7 @@ pub fn build_asterisk(
     }
     utterances.sort_by(|a, b| a.id.cmp(&b.id));
     let mut order: Vec<usize> = (0..utterances.len()).collect();
-    shuffle(&mut order, seed);
+    seeded_shuffle(&mut order, seed);
     let adapt = (utterances.len() as f64 * adapt_fraction).round() as usize;
     for &i in &order[..adapt] {
         utterances[i].split = Split::Adapt;
@@ -225,14 +225,14 @@ mod tests {
     fn shuffle_is_a_seeded_permutation() {
         let mut a: Vec<usize> = (0..50).collect();
         let mut b = a.clone();
-        shuffle(&mut a, 7);
-        shuffle(&mut b, 7);
+        seeded_shuffle(&mut a, 7);
+        seeded_shuffle(&mut b, 7);
         assert_eq!(a, b);
         let mut sorted = a.clone();
         sorted.sort();
         assert_eq!(sorted, (0..50).collect::<Vec<_>>());
         let mut c: Vec<usize> = (0..50).collect();
-        shuffle(&mut c, 8);
+        seeded_shuffle(&mut c, 8);
         assert_ne!(a, c);
     }
 }

@@ -128,14 +128,10 @@ fn epoch_batches(
         .chunks(batch_size)
         .map(<[usize]>::to_vec)
         .collect();
-    let mut state = seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    for i in (1..batches.len()).rev() {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        batches.swap(i, ((z ^ (z >> 31)) % (i as u64 + 1)) as usize);
-    }
+    tinyalign_data::seeded_shuffle(
+        &mut batches,
+        seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     batches
 }
 
@@ -181,27 +177,20 @@ fn make_batch(projector: &Projector, examples: &[&Example]) -> Result<Batch, Tra
     })
 }
 
-struct LossParts<T> {
-    total: tinyalign_nn::Scalar<T>,
-}
-
-fn loss<T: tinyalign_nn::Tape<f32, tinyalign_nn::Device> + tinyalign_nn::Merge<T>>(
-    projector: &Projector,
+/// EmbedLink's loss of projector outputs `out` against the batch's targets (see `LossConfig`).
+fn embedlink_loss<T: tinyalign_nn::Tape<f32, tinyalign_nn::Device> + tinyalign_nn::Merge<T>>(
+    out: tinyalign_nn::Taped2<T>,
     batch: &Batch,
-    x: tinyalign_nn::Taped2<T>,
     config: &TrainConfig,
     mse_scale: f32,
-) -> LossParts<T> {
-    let out = projector.forward(x, &batch.layout);
+) -> tinyalign_nn::Scalar<T> {
     let mse = tinyalign_nn::masked_mse(
         tinyalign_nn::fork(&out),
         &batch.target,
         &batch.element_weights,
     );
     let cos = tinyalign_nn::weighted_cosine_distance(out, &batch.target, &batch.row_weights);
-    LossParts {
-        total: mse * (config.loss.mse_weight * mse_scale) + cos * config.loss.cosine_weight,
-    }
+    mse * (config.loss.mse_weight * mse_scale) + cos * config.loss.cosine_weight
 }
 
 /// Mean loss and mean cosine similarity (transcript rows only) over a set, without gradients.
@@ -215,11 +204,11 @@ fn evaluate(
     for chunk in examples.chunks(config.optim.batch_size) {
         let refs: Vec<&Example> = chunk.iter().collect();
         let batch = make_batch(projector, &refs)?;
-        let value = tinyalign_nn::scalar_value(
-            &loss(projector, &batch, batch.x.clone(), config, mse_scale).total,
-        );
+        let projected = projector.forward(batch.x.clone(), &batch.layout);
+        let out = tinyalign_nn::to_vec2(&projected);
+        let value =
+            tinyalign_nn::scalar_value(&embedlink_loss(projected, &batch, config, mse_scale));
         loss_sum += f64::from(value) * chunk.len() as f64;
-        let out = tinyalign_nn::to_vec2(&projector.forward(batch.x.clone(), &batch.layout));
         let target = tinyalign_nn::to_vec2(&batch.target);
         let d = projector.config().d_llm;
         for (r, &w) in batch.row_weights.iter().enumerate() {
@@ -439,14 +428,9 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
             .map(|&i| &train_set[i])
             .collect();
         let batch = make_batch(&projector, &members)?;
-        let parts = loss(
-            &projector,
-            &batch,
-            tinyalign_nn::traced(&batch.x),
-            config,
-            mse_scale,
-        );
-        let value = tinyalign_nn::scalar_value(&parts.total);
+        let out = projector.forward(tinyalign_nn::traced(&batch.x), &batch.layout);
+        let total = embedlink_loss(out, &batch, config, mse_scale);
+        let value = tinyalign_nn::scalar_value(&total);
         if !value.is_finite() {
             return Err(TrainError::Diverged(format!(
                 "loss is {value} at step {}; the last good checkpoint is in {}",
@@ -454,7 +438,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
                 checkpoint_dir.display()
             )));
         }
-        let mut grads = tinyalign_nn::backward(parts.total);
+        let mut grads = tinyalign_nn::backward(total);
         let lr = config.lr_at(state.step);
         let report = opt.step(&mut projector, &mut grads, lr);
         if !report.grad_norm.is_finite() {
