@@ -114,7 +114,6 @@ impl Assistant {
             "encoder_sha256",
             hash_file(&whisper_dir.join("model.safetensors"))?,
         )?;
-        check("LLM", "llm_sha256", hash_file(llm_path)?)?;
         if manifest["frontend_version"].as_u64() != Some(u64::from(tinyalign_mel::FRONTEND_VERSION))
         {
             return Err(bad(format!(
@@ -135,8 +134,10 @@ impl Assistant {
             .map_err(|e| AssistantError::Model(e.to_string()))?;
         let bands = MelBands::from_count(encoder.config().num_mel_bins)
             .ok_or_else(|| AssistantError::Model("unsupported mel band count".into()))?;
-        let llm = LlamaModel::load_gguf(llm_path, tinyalign_llm::Precision::Native)
-            .map_err(|e| AssistantError::Model(e.to_string()))?;
+        let (llm, llm_sha256) =
+            LlamaModel::load_gguf_with_sha256(llm_path, tinyalign_llm::Precision::Native)
+                .map_err(|e| AssistantError::Model(e.to_string()))?;
+        check("LLM", "llm_sha256", llm_sha256)?;
         if projector.config().d_llm != llm.config.hidden_size
             || projector.config().d_audio != encoder.config().d_model
         {

@@ -164,9 +164,21 @@ fn expect_shape(
 
 impl LlamaModel {
     pub fn load_gguf(path: &Path, precision: Precision) -> Result<Self, LlmError> {
+        Ok(Self::load_gguf_with_sha256(path, precision)?.0)
+    }
+
+    /// Loads the model and returns the sha256 of its file too, reading the file once (projector
+    /// manifests identify the LLM by it).
+    pub fn load_gguf_with_sha256(
+        path: &Path,
+        precision: Precision,
+    ) -> Result<(Self, String), LlmError> {
         let bytes = tinyalign_weights::read_file(path)?;
         let file = GgufFile::parse(&bytes, &path.display().to_string())?;
-        Self::from_gguf(&file, precision)
+        Ok((
+            Self::from_gguf(&file, precision)?,
+            tinyalign_weights::sha256_hex(&bytes),
+        ))
     }
 
     pub fn from_gguf(file: &GgufFile, precision: Precision) -> Result<Self, LlmError> {

@@ -291,10 +291,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
     let encoder = tinyalign_whisper::load_encoder_dir(&options.whisper_dir, tinyalign_nn::cpu())
         .map_err(|e| TrainError::Model(e.to_string()))?;
     let d_audio = encoder.config().d_model;
-    let llm_bytes = std::fs::read(&options.llm_path).map_err(io(&options.llm_path))?;
-    let llm_hash = sha256_hex(&llm_bytes);
-    drop(llm_bytes);
-    let llm = LlamaModel::load_gguf(&options.llm_path, Precision::Native)
+    let (llm, llm_hash) = LlamaModel::load_gguf_with_sha256(&options.llm_path, Precision::Native)
         .map_err(|e| TrainError::Model(e.to_string()))?;
     let targets = TargetBuilder::new(&llm, &config.loss.pad_text, config.loss.pad_weight)?;
 
