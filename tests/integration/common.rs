@@ -83,3 +83,27 @@ pub fn cached_model(rel: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// Whether espeak-ng and flite run here. Missing: a test failure when `TINYALIGN_REQUIRE_MODELS=1` (CI
+/// installs them), else the test skips, saying so.
+pub fn synthesisers_present() -> bool {
+    let missing: Vec<&str> = [
+        tinyalign_data::Engine::EspeakNg,
+        tinyalign_data::Engine::Flite,
+    ]
+    .into_iter()
+    .filter(|&e| tinyalign_data::check_engine(e).is_err())
+    .map(|e| e.program())
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("TINYALIGN_REQUIRE_MODELS").is_ok_and(|v| v == "1") {
+        panic!(
+            "{} missing and TINYALIGN_REQUIRE_MODELS=1: apt-get install espeak-ng flite",
+            missing.join(", ")
+        );
+    }
+    eprintln!("SKIPPED: {} not installed", missing.join(", "));
+    false
+}

@@ -178,3 +178,152 @@ fn importers_read_common_layouts_and_name_what_they_cannot() {
     assert!(err.to_string().contains("`path` column"), "{err}");
     std::fs::remove_dir_all(root).ok();
 }
+
+#[test]
+fn synth_recipe_is_deterministic_speaker_and_text_disjoint_and_resumable() {
+    if !crate::common::synthesisers_present() {
+        return;
+    }
+    let options = tinyalign_data::SynthOptions {
+        seed: 5,
+        hours: 0.02,
+        speakers: 12,
+        valid_speakers: 2,
+        test_speakers: 2,
+    };
+    let (a_dir, b_dir) = (temp_dir("synth-a"), temp_dir("synth-b"));
+    let mut progress = Vec::new();
+    let (a, report) = tinyalign_data::build_synth(&a_dir, &options, &mut |done, total| {
+        progress.push((done, total))
+    })
+    .unwrap();
+    assert!(report.kept > 20, "{report:?}");
+    assert_eq!(progress.last().map(|p| p.0), Some(72.0));
+    let (b, _) = tinyalign_data::build_synth(&b_dir, &options, &mut |_, _| {}).unwrap();
+    // Same seed → byte-identical manifest (paths are relative to each folder).
+    let jsonl = |dir: &Path| std::fs::read_to_string(dir.join("manifest.jsonl")).unwrap();
+    assert_eq!(jsonl(&a_dir), jsonl(&b_dir));
+    assert_eq!(a.utterances, b.utterances);
+    assert!(Manifest::read(&a_dir.join("manifest.jsonl")).is_ok());
+    assert!(a.missing_audio().is_empty());
+    let stats = ManifestStats::of(&a);
+    assert_eq!(stats.splits[&Split::Test].speakers.len(), 2);
+    assert_eq!(stats.splits[&Split::Valid].speakers.len(), 2);
+    assert_eq!(stats.splits[&Split::Train].speakers.len(), 8);
+    assert!(a.utterances.iter().any(|u| u.tags[0] == "flite") || options.speakers < 20);
+    // No sentence of valid/test was trained on.
+    let train_texts: std::collections::HashSet<&str> =
+        a.split(Split::Train).map(|u| u.text.as_str()).collect();
+    assert!(
+        a.split(Split::Test)
+            .all(|u| !train_texts.contains(u.text.as_str()))
+    );
+    assert!(
+        a.split(Split::Valid)
+            .all(|u| !train_texts.contains(u.text.as_str()))
+    );
+
+    // Resume: finished files are kept (same modification time), a deleted one is made again, a leftover
+    // temporary file is never taken for a finished one.
+    let keep = a_dir.join(&a.utterances[0].audio);
+    let redo = a_dir.join(&a.utterances[1].audio);
+    let kept_time = std::fs::metadata(&keep).unwrap().modified().unwrap();
+    std::fs::remove_file(&redo).unwrap();
+    std::fs::write(redo.with_extension("tmp1.wav"), b"half a file").unwrap();
+    let (again, _) = tinyalign_data::build_synth(&a_dir, &options, &mut |_, _| {}).unwrap();
+    assert_eq!(again.utterances, a.utterances);
+    assert_eq!(
+        std::fs::metadata(&keep).unwrap().modified().unwrap(),
+        kept_time
+    );
+    assert!(redo.exists());
+    let _ = std::fs::remove_dir_all(&a_dir);
+    let _ = std::fs::remove_dir_all(&b_dir);
+
+    let bad = tinyalign_data::SynthOptions {
+        speakers: 4,
+        ..options.clone()
+    };
+    let err = tinyalign_data::build_synth(&b_dir, &bad, &mut |_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("need more speakers"), "{err}");
+}
+
+#[test]
+fn atypical_users_have_adapt_and_heldout_parts_with_their_effects() {
+    if !crate::common::synthesisers_present() {
+        return;
+    }
+    let dir = temp_dir("atypical");
+    let options = tinyalign_data::AtypicalOptions {
+        seed: 0,
+        adapt_seconds: 6.0,
+        heldout: 2,
+    };
+    let (m, _) = tinyalign_data::build_atypical(&dir, &options, &mut |_, _| {}).unwrap();
+    let users = tinyalign_data::atypical_voices();
+    for user in &users {
+        let mine: Vec<_> = m
+            .utterances
+            .iter()
+            .filter(|u| u.speaker == user.speaker)
+            .collect();
+        let adapt: Vec<_> = mine.iter().filter(|u| u.split == Split::Adapt).collect();
+        let heldout: Vec<_> = mine.iter().filter(|u| u.split == Split::Heldout).collect();
+        assert_eq!(heldout.len(), 2, "{}", user.speaker);
+        let adapt_s: f64 = adapt.iter().map(|u| u.duration_s).sum();
+        assert!(adapt_s >= 6.0, "{}: {adapt_s} s", user.speaker);
+        assert!(
+            heldout
+                .iter()
+                .all(|h| adapt.iter().all(|a| a.text != h.text))
+        );
+    }
+    // The slow user speaks slower than the fast one, per word.
+    let seconds_per_word = |speaker: &str| {
+        let (s, w) = m
+            .utterances
+            .iter()
+            .filter(|u| u.speaker == speaker)
+            .fold((0.0, 0usize), |(s, w), u| {
+                (s + u.duration_s, w + u.text.split_whitespace().count())
+            });
+        s / w as f64
+    };
+    assert!(
+        seconds_per_word("atypical-slow-croaky") > 2.0 * seconds_per_word("atypical-fast-high")
+    );
+    // The telephone user's audio has (almost) nothing under 300 Hz or over 3.4 kHz left: compare its
+    // spectrum's out-of-band energy with an unfiltered user's.
+    let out_of_band = |speaker: &str| {
+        let u = m.utterances.iter().find(|u| u.speaker == speaker).unwrap();
+        let audio =
+            tinyalign_mel::read_audio_file(&m.audio_path(u), tinyalign_mel::InputFormat::Wav)
+                .unwrap();
+        let x = tinyalign_mel::to_16k(&audio, "x").unwrap();
+        let n = 4096.min(x.len());
+        let (mut low_high, mut total) = (0.0f64, 0.0f64);
+        for k in 1..n / 2 {
+            let hz = k as f64 * 16_000.0 / n as f64;
+            let (re, im) = x[..n]
+                .iter()
+                .enumerate()
+                .fold((0.0f64, 0.0f64), |(re, im), (i, &s)| {
+                    let ph = std::f64::consts::TAU * (k * i) as f64 / n as f64;
+                    (re + f64::from(s) * ph.cos(), im - f64::from(s) * ph.sin())
+                });
+            let p = re * re + im * im;
+            total += p;
+            if !(250.0..=4000.0).contains(&hz) {
+                low_high += p;
+            }
+        }
+        low_high / total
+    };
+    assert!(
+        out_of_band("atypical-telephone") < 0.2 * out_of_band("atypical-fast-high"),
+        "{} vs {}",
+        out_of_band("atypical-telephone"),
+        out_of_band("atypical-fast-high")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -18,8 +18,9 @@ commands:
            a quick evaluation; --preset smoke|default|full, --run DIR, --resume)
   fetch    download the pinned models and speech data into the cache (--with base adds Whisper base);
            cache: $TINYALIGN_CACHE, default .cache/tinyalign
-  data     build a dataset's manifest into the cache: asterisk | pocketsphinx | all (fetches first;
-           extra options go to `tinyalign data build`, e.g. --seed 3 --adapt-fraction 0.5)
+  data     build a dataset's manifest into the cache: asterisk | pocketsphinx | synth | atypical | all
+           (fetches first, installs espeak-ng + flite for the synthetic sets; extra options go to
+           `tinyalign data build`, e.g. --seed 3 --adapt-fraction 0.5, --hours 2)
   ci       everything CI checks: fmt, clippy -D warnings, tests, dependency invariants, wasm32 build
   bench    criterion benchmarks: frontend (times real time), Whisper encoder (FLOP/s),
            SmolLM2 prefill/decode (tokens/s) against the measured memory bandwidth
@@ -49,14 +50,17 @@ fn main() -> Result<()> {
 /// `cargo xtask data NAME [options]`: fetch, then `tinyalign data build NAME` through the release CLI.
 fn data(args: &[String]) -> Result<()> {
     let Some((name, options)) = args.split_first() else {
-        bail!("cargo xtask data needs a dataset: asterisk, pocketsphinx or all");
+        bail!("cargo xtask data needs a dataset: asterisk, pocketsphinx, synth, atypical or all");
     };
     let names: Vec<&str> = match name.as_str() {
-        "all" => vec!["asterisk", "pocketsphinx"],
-        "asterisk" | "pocketsphinx" => vec![name.as_str()],
-        other => bail!("unknown dataset '{other}' (asterisk, pocketsphinx, all)"),
+        "all" => vec!["asterisk", "pocketsphinx", "synth", "atypical"],
+        "asterisk" | "pocketsphinx" | "synth" | "atypical" => vec![name.as_str()],
+        other => bail!("unknown dataset '{other}' (asterisk, pocketsphinx, synth, atypical, all)"),
     };
     fetch::run(&[])?;
+    if names.iter().any(|n| ["synth", "atypical"].contains(n)) {
+        util::ensure_synthesisers()?;
+    }
     util::cargo(&["build", "--release", "--quiet", "-p", "tinyalign-cli"])?;
     let cli = util::root().join("target/release/tinyalign");
     for name in names {

@@ -54,3 +54,46 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     }
     Ok(())
 }
+
+/// The offline synthesisers the `synth` and `atypical` datasets need (../shared/MODELS.md). Installed with
+/// apt-get when missing and this process may (root); otherwise an error says what to install.
+pub fn ensure_synthesisers() -> Result<()> {
+    let present = |program: &str, flag: &str| {
+        Command::new(program)
+            .arg(flag)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    // flite's --version exits 1; -lv (list voices) exits 0.
+    if present("espeak-ng", "--version") && present("flite", "-lv") {
+        return Ok(());
+    }
+    let packages = ["espeak-ng", "flite"];
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !is_root {
+        bail!(
+            "the synthetic datasets need espeak-ng and flite: run `sudo apt-get install -y {}`",
+            packages.join(" ")
+        );
+    }
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    eprintln!("installing {} with apt-get", packages.join(" "));
+    if !install() {
+        // A fresh machine may have no package lists yet.
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        if !install() {
+            bail!("apt-get install {} failed", packages.join(" "));
+        }
+    }
+    Ok(())
+}

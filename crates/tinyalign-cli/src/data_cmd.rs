@@ -16,8 +16,9 @@ pub struct DataArgs {
 
 #[derive(Debug, Subcommand)]
 enum DataCommand {
-    /// Build a packaged dataset's manifest from the cache: `asterisk` (one telephone speaker, adapt/heldout)
-    /// or `pocketsphinx` (test recordings).
+    /// Build a dataset's manifest: `asterisk` (one telephone speaker, adapt/heldout) or `pocketsphinx` (test
+    /// recordings) from the cache; `synth` (many synthetic speakers, train/valid/test) or `atypical`
+    /// (synthetic personal users, adapt/heldout) with espeak-ng and flite.
     Build {
         name: String,
         /// Output folder (manifest.jsonl goes there). Default: <cache>/datasets/<name>.
@@ -28,6 +29,18 @@ enum DataCommand {
         /// asterisk: fraction of the prompts used for adaptation; the rest are held out.
         #[arg(long, default_value_t = 0.7)]
         adapt_fraction: f64,
+        /// synth: hours of audio over all splits.
+        #[arg(long, default_value_t = 1.0)]
+        hours: f64,
+        /// synth: number of voices (speakers); 4 of them are valid and 4 test speakers.
+        #[arg(long, default_value_t = 48)]
+        speakers: usize,
+        /// atypical: seconds of adaptation audio per user.
+        #[arg(long, default_value_t = 300.0)]
+        adapt_seconds: f64,
+        /// atypical: held-out utterances per user.
+        #[arg(long, default_value_t = 40)]
+        heldout: usize,
     },
     /// Import recordings into a manifest: a folder of x.wav + x.txt (--wav-txt), a LibriSpeech tree
     /// (--librispeech) or a Common Voice TSV (--common-voice).
@@ -55,6 +68,26 @@ enum DataCommand {
     Stats { manifest: PathBuf },
 }
 
+/// A progress line to stderr at every further tenth of the work, with the elapsed time and an ETA.
+fn progress_printer(name: &'static str) -> impl FnMut(f64, f64) {
+    let start = std::time::Instant::now();
+    let mut shown = 0;
+    move |done, total| {
+        let tenth = (10.0 * done / total.max(1e-9)).floor() as u32;
+        if tenth > shown {
+            shown = tenth;
+            let elapsed = start.elapsed().as_secs_f64();
+            let eta = elapsed * (total - done).max(0.0) / done.max(1e-9);
+            eprintln!(
+                "  {name}: {:.0}/{:.0} s of audio ({}%), {elapsed:.0} s elapsed, ETA {eta:.0} s",
+                done,
+                total,
+                tenth * 10
+            );
+        }
+    }
+}
+
 /// The model and data cache: `$TINYALIGN_CACHE`, else `.cache/tinyalign` (what `cargo xtask fetch` fills).
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("TINYALIGN_CACHE")
@@ -69,6 +102,10 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
             out,
             seed,
             adapt_fraction,
+            hours,
+            speakers,
+            adapt_seconds,
+            heldout,
         } => {
             let cache = cache_dir();
             let out = out
@@ -82,7 +119,30 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
                     tinyalign_data::build_asterisk(&cache, &out, *seed, *adapt_fraction, 30.0)?
                 }
                 "pocketsphinx" => tinyalign_data::build_pocketsphinx(&cache, &out)?,
-                other => bail!("unknown dataset `{other}` (asterisk, pocketsphinx)"),
+                "synth" => {
+                    let options = tinyalign_data::SynthOptions {
+                        seed: *seed,
+                        hours: *hours,
+                        speakers: *speakers,
+                        ..Default::default()
+                    };
+                    tinyalign_data::build_synth(&out, &options, &mut progress_printer("synth"))?
+                }
+                "atypical" => {
+                    let options = tinyalign_data::AtypicalOptions {
+                        seed: *seed,
+                        adapt_seconds: *adapt_seconds,
+                        heldout: *heldout,
+                    };
+                    tinyalign_data::build_atypical(
+                        &out,
+                        &options,
+                        &mut progress_printer("atypical"),
+                    )?
+                }
+                other => {
+                    bail!("unknown dataset `{other}` (asterisk, pocketsphinx, synth, atypical)")
+                }
             };
             for (id, reason) in &report.skipped {
                 eprintln!("  left out {id}: {reason}");

@@ -6,13 +6,20 @@ mod import;
 mod manifest;
 mod recipes;
 mod stats;
+mod synth;
+mod texts;
 
 pub use import::{import_common_voice, import_librispeech, import_wav_txt};
 pub use manifest::{Manifest, Split, Task, Utterance};
 pub use recipes::{
-    ASTERISK_SPEAKER, RecipeReport, build_asterisk, build_pocketsphinx, seeded_shuffle,
+    ASTERISK_SPEAKER, RecipeReport, SplitMix, build_asterisk, build_pocketsphinx, seeded_shuffle,
 };
 pub use stats::{ManifestStats, SplitStats};
+pub use synth::{
+    AtypicalOptions, Effect, Engine, SynthOptions, Voice, apply_effect, atypical_voices,
+    build_atypical, build_synth, check_engine, synth_voices,
+};
+pub use texts::TextPool;
 
 use std::path::{Component, Path, PathBuf};
 

@@ -131,6 +131,28 @@ impl Utterance {
     }
 }
 
+/// Evaluation protocol: no speaker is in two of `train`, `valid`, `test` (a personal user's own audio goes
+/// to `adapt` / `heldout` instead).
+fn check_speaker_disjoint(utterances: &[Utterance]) -> Result<(), String> {
+    let mut first_split: std::collections::HashMap<&str, (Split, &str)> = Default::default();
+    for u in utterances {
+        if !matches!(u.split, Split::Train | Split::Valid | Split::Test) {
+            continue;
+        }
+        let (split, id) = *first_split.entry(&u.speaker).or_insert((u.split, &u.id));
+        if split != u.split {
+            return Err(format!(
+                "speaker `{}` is in both `{}` ({id}) and `{}` ({}): splits must be speaker-disjoint (use `adapt`/`heldout` for one speaker's own data)",
+                u.speaker,
+                split.name(),
+                u.split.name(),
+                u.id
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A manifest read from disk: its utterances and the folder their audio paths are relative to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Manifest {
@@ -176,6 +198,8 @@ impl Manifest {
         if utterances.is_empty() {
             return Err(DataError::Invalid(format!("{name}: no utterances")));
         }
+        check_speaker_disjoint(&utterances)
+            .map_err(|m| DataError::Invalid(format!("{name}: {m}")))?;
         Ok(Self {
             base_dir,
             utterances,
@@ -276,5 +300,21 @@ mod tests {
             );
         }
         assert!(Manifest::parse("\n", "/".into(), "empty").is_err());
+    }
+
+    #[test]
+    fn a_speaker_in_two_evaluation_splits_is_refused() {
+        let test_line = line("b", "y").replace("\"train\"", "\"test\"");
+        let err = Manifest::parse(&format!("{}\n{test_line}", line("a", "x")), "/".into(), "m")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("speaker `s1` is in both `train` (a) and `test` (b)"),
+            "{err}"
+        );
+        // One speaker's own adapt/heldout parts are the personalisation protocol, not a leak.
+        let adapt = line("a", "x").replace("\"train\"", "\"adapt\"");
+        let heldout = line("b", "y").replace("\"train\"", "\"heldout\"");
+        assert!(Manifest::parse(&format!("{adapt}\n{heldout}"), "/".into(), "m").is_ok());
     }
 }

@@ -22,20 +22,50 @@ pub struct RecipeReport {
     pub skipped: Vec<(String, String)>,
 }
 
-/// splitmix64 Fisher–Yates: the same order for the same seed on every machine (dataset splits, batch order).
-pub fn seeded_shuffle<T>(items: &mut [T], seed: u64) {
-    let mut state = seed;
-    for i in (1..items.len()).rev() {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
+/// splitmix64: a tiny seeded generator whose output is the same on every machine (dataset splits, batch
+/// order, synthetic voices).
+#[derive(Debug, Clone)]
+pub struct SplitMix {
+    state: u64,
+}
+
+impl SplitMix {
+    pub fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        items.swap(i, (z % (i as u64 + 1)) as usize);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (modulo bias is negligible for the small `n` used here). `n` must be > 0.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
-fn probe(path: &Path, format: tinyalign_mel::InputFormat) -> Result<(f64, u32), DataError> {
+/// Fisher–Yates over [`SplitMix`]: the same order for the same seed on every machine.
+pub fn seeded_shuffle<T>(items: &mut [T], seed: u64) {
+    let mut rng = SplitMix::new(seed);
+    for i in (1..items.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+pub(crate) fn probe(
+    path: &Path,
+    format: tinyalign_mel::InputFormat,
+) -> Result<(f64, u32), DataError> {
     let audio = tinyalign_mel::read_audio_file(path, format)?;
     Ok((audio.duration_s(), audio.sample_rate))
 }
@@ -207,7 +237,7 @@ fn pocketsphinx_utterance(
     }
 }
 
-fn finish(
+pub(crate) fn finish(
     out_dir: &Path,
     utterances: Vec<Utterance>,
     report: RecipeReport,
