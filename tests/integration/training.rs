@@ -52,6 +52,8 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
         stop: Arc::new(AtomicBool::new(false)),
         verbose: false,
         interrupt_at_step,
+        init_from: None,
+        feature_dir: None,
     };
 
     let straight = tinyalign_train::train(&config, &options("straight", false, None)).unwrap();
@@ -124,9 +126,17 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
         limit: 2,
         max_tokens: 8,
         ablation: true,
+        baselines: true,
+        speaker: None,
     };
-    let report =
-        tinyalign_eval::evaluate(&manifest, &assistant, &whisper_model, &eval, |_, _| {}).unwrap();
+    let report = tinyalign_eval::evaluate(
+        &manifest,
+        &assistant,
+        Some(&whisper_model),
+        &eval,
+        |_, _| {},
+    )
+    .unwrap();
     let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,

@@ -1,5 +1,7 @@
 //! `cargo xtask train [--preset smoke|default|full] [--run DIR] [--resume]`: the main job, end to end on the
-//! real models and speech. Every stage that exists runs for real; the job says plainly which do not yet.
+//! real models and speech: fetch, datasets, the frozen models on real recordings, EmbedLink training on the
+//! synthetic speakers, evaluation on unseen voices and on the real telephone speaker, and personalisation
+//! of the trained projector to that speaker. `runs/latest` points at the newest trained projector.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -55,7 +57,7 @@ fn parse(args: &[String]) -> Result<Options> {
 
 pub fn run(args: &[String]) -> Result<()> {
     let options = parse(args)?;
-    println!("== stage 1/6: fetch the pinned models and speech data");
+    println!("== stage 1/7: fetch the pinned models and speech data");
     fetch::run(&[])?;
     util::cargo(&["build", "--release", "--quiet", "-p", "tinyalign-cli"])?;
     let cli = root().join("target/release/tinyalign");
@@ -70,12 +72,16 @@ pub fn run(args: &[String]) -> Result<()> {
     let paths =
         |names: &[&str]| -> Vec<PathBuf> { names.iter().map(|n| fixtures.join(n)).collect() };
 
-    println!("\n== stage 2/6: dataset manifests (the asterisk speaker, the pocketsphinx test set)");
-    for name in ["asterisk", "pocketsphinx"] {
+    println!(
+        "\n== stage 2/7: datasets (synthetic speakers for training, the atypical users, the real asterisk \
+         speaker, the pocketsphinx test set)"
+    );
+    util::ensure_synthesisers()?;
+    for name in ["synth", "atypical", "asterisk", "pocketsphinx"] {
         util::run(Command::new(&cli).args(["data", "build", name]))?;
     }
 
-    println!("\n== stage 3/6: audio frontend and frozen Whisper on the bundled recordings");
+    println!("\n== stage 3/7: audio frontend and frozen Whisper on the bundled recordings");
     util::run(
         Command::new(&cli)
             .arg("mel")
@@ -118,7 +124,7 @@ pub fn run(args: &[String]) -> Result<()> {
             .arg(&whisper),
     )?;
 
-    println!("\n== stage 4/6: frozen SmolLM2-135M-Instruct (Q4_1 GGUF) answers a text question");
+    println!("\n== stage 4/7: frozen SmolLM2-135M-Instruct (Q4_1 GGUF) answers a text question");
     util::run(Command::new(&cli).args(["ask", "What is the capital of France?", "--stats"]))?;
 
     let train_run = options
@@ -126,7 +132,7 @@ pub fn run(args: &[String]) -> Result<()> {
         .clone()
         .unwrap_or_else(|| run_dir.with_file_name(format!("{}-{stamp}", options.preset)));
     println!(
-        "\n== stage 5/6: EmbedLink training of the projector (configs/{}.toml)",
+        "\n== stage 5/7: EmbedLink training of the projector (configs/{}.toml)",
         options.preset
     );
     let mut train = Command::new(&cli);
@@ -144,21 +150,53 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     util::run(&mut train)?;
 
+    let latest = root().join("runs/latest");
+    let _ = std::fs::remove_file(&latest);
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&train_run, &latest)
+        .with_context(|| format!("linking {}", latest.display()))?;
+
     println!(
-        "\n== stage 6/6: quick evaluation on 30 held-out prompts (transcribe task through the frozen LLM)"
+        "\n== stage 6/7: evaluation (transcribe task through the frozen LLM): 30 utterances of unseen synthetic \
+         voices, 30 held-out prompts of the real telephone speaker"
     );
-    let manifest = fetch::cache_dir().join("datasets/asterisk/manifest.jsonl");
+    let datasets = fetch::cache_dir().join("datasets");
+    for (manifest, split) in [("synth", "test"), ("asterisk", "heldout")] {
+        util::run(
+            Command::new(&cli)
+                .args([
+                    "eval",
+                    "--limit",
+                    "30",
+                    "--ablation",
+                    "--split",
+                    split,
+                    "--manifest",
+                ])
+                .arg(datasets.join(manifest).join("manifest.jsonl"))
+                .arg("--projector")
+                .arg(&train_run)
+                .arg("--out")
+                .arg(train_run.join(format!("eval-{manifest}-{split}"))),
+        )?;
+    }
+
+    println!(
+        "\n== stage 7/7: personalisation: adapt the projector to the asterisk speaker (their `adapt` prompts), \
+         WER on their held-out prompts before and after"
+    );
     util::run(
         Command::new(&cli)
-            .args(["eval", "--limit", "30", "--ablation", "--manifest"])
-            .arg(&manifest)
-            .arg("--projector")
+            .args(["personalize", "--user", "asterisk", "--data"])
+            .arg(datasets.join("asterisk/manifest.jsonl"))
+            .arg("--base")
             .arg(&train_run),
     )?;
     println!(
-        "\ntrained projector, metrics.jsonl, loss.svg, summary.json and eval-heldout/report.md: {}\n\
+        "\ntrained projector, metrics.jsonl, loss.svg, summary.json and eval-*/report.md: {}\n\
          log-mel features, spectrograms and Whisper features of the bundled recordings: {}\n\
-         try: target/release/tinyalign ask --audio YOUR.wav --projector {}\n\
+         the personalised asterisk user: target/release/tinyalign users list\n\
+         try: target/release/tinyalign ask --audio YOUR.wav --projector {}   (or --projector asterisk)\n\
          \x20    target/release/tinyalign transcribe YOUR.wav --model {}",
         train_run.display(),
         features.display(),

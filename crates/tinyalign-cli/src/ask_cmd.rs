@@ -20,7 +20,8 @@ pub struct AskArgs {
     /// Audio to answer (WAV; `.raw` = 16 kHz PCM16): runs Whisper → projector → LLM.
     #[arg(long)]
     audio: Option<PathBuf>,
-    /// A trained projector: a run folder with projector.safetensors + projector.json.
+    /// A trained projector: a run folder with projector.safetensors + projector.json, or a personalised
+    /// user's name.
     #[arg(long)]
     projector: Option<PathBuf>,
     /// The instruction injected before the audio tokens.
@@ -83,10 +84,11 @@ fn run_audio(
 ) -> Result<ExitCode> {
     let projector = args
         .projector
-        .as_ref()
-        .context("--audio needs --projector RUN_DIR (a trained projector)")?;
+        .as_deref()
+        .map(crate::personalize_cmd::resolve_projector)
+        .context("--audio needs --projector RUN_DIR_OR_USER (a trained projector)")?;
     let whisper = crate::features_cmd::default_whisper_dir();
-    let assistant = tinyalign_eval::Assistant::load(&whisper, llm_path, projector)?;
+    let assistant = tinyalign_eval::Assistant::load(&whisper, llm_path, &projector)?;
     let format = if audio_path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("raw"))

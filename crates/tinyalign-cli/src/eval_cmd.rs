@@ -17,7 +17,7 @@ pub struct EvalArgs {
     /// train, valid, test, adapt or heldout.
     #[arg(long, default_value = "heldout")]
     split: String,
-    /// A trained projector (run folder with projector.safetensors + projector.json).
+    /// A trained projector (run folder with projector.safetensors + projector.json) or a user's name.
     #[arg(long)]
     projector: PathBuf,
     /// Evaluate at most this many utterances (0 = all).
@@ -28,6 +28,12 @@ pub struct EvalArgs {
     /// Add the row without instruction injection.
     #[arg(long)]
     ablation: bool,
+    /// Only this speaker's utterances.
+    #[arg(long)]
+    speaker: Option<String>,
+    /// Leave out the whisper and text-oracle rows (faster).
+    #[arg(long)]
+    no_baselines: bool,
     /// Where report.json and report.md go (default: <projector>/eval-<split>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -37,28 +43,43 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     let manifest = Manifest::read(&args.manifest)?;
     let split: Split = args.split.parse()?;
     let whisper_dir = crate::features_cmd::default_whisper_dir();
+    let projector = crate::personalize_cmd::resolve_projector(&args.projector);
     let assistant = Assistant::load(
         &whisper_dir,
         &crate::ask_cmd::default_llm_path(),
-        &args.projector,
+        &projector,
     )?;
-    let whisper = tinyalign_whisper::WhisperModel::load_dir(&whisper_dir, tinyalign_nn::cpu())?;
+    let whisper = if args.no_baselines {
+        None
+    } else {
+        Some(tinyalign_whisper::WhisperModel::load_dir(
+            &whisper_dir,
+            tinyalign_nn::cpu(),
+        )?)
+    };
     let options = EvalOptions {
         split,
         limit: args.limit,
         max_tokens: args.max_tokens,
         ablation: args.ablation,
+        baselines: !args.no_baselines,
+        speaker: args.speaker.clone(),
     };
-    let report =
-        tinyalign_eval::evaluate(&manifest, &assistant, &whisper, &options, |done, total| {
+    let report = tinyalign_eval::evaluate(
+        &manifest,
+        &assistant,
+        whisper.as_ref(),
+        &options,
+        |done, total| {
             if done % 10 == 0 || done == total {
                 eprintln!("  {done}/{total}");
             }
-        })?;
+        },
+    )?;
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| args.projector.join(format!("eval-{}", split.name())));
+        .unwrap_or_else(|| projector.join(format!("eval-{}", split.name())));
     let json = serde_json::to_vec_pretty(&report)?;
     tinyalign_data::write_atomic(&out.join("report.json"), &json).context("writing report.json")?;
     let markdown = report.to_markdown();

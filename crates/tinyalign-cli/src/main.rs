@@ -10,6 +10,7 @@ mod features_cmd;
 mod fsutil;
 mod input_args;
 mod mel_cmd;
+mod personalize_cmd;
 mod spectrogram_png;
 mod train_cmd;
 mod transcribe_cmd;
@@ -43,6 +44,10 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Evaluate a projector on a manifest split (WER/CER of whisper, text oracle and projector rows).
     Eval(eval_cmd::EvalArgs),
+    /// Adapt a base projector to one user's voice; WER on their held-out speech before and after.
+    Personalize(personalize_cmd::PersonalizeArgs),
+    /// Personalised users: list them, or forget one (deletes their audio, features and projector).
+    Users(personalize_cmd::UsersArgs),
     /// Ask the frozen LLM a text question (ChatML), streaming the answer.
     Ask(ask_cmd::AskArgs),
     /// Convert a CTranslate2 Whisper model.bin to canonical safetensors + config.json.
@@ -60,6 +65,8 @@ fn main() -> ExitCode {
         Command::Data(args) => data_cmd::run(&args),
         Command::Train(args) => train_cmd::run(&args),
         Command::Eval(args) => eval_cmd::run(&args),
+        Command::Personalize(args) => personalize_cmd::run(&args),
+        Command::Users(args) => personalize_cmd::run_users(&args),
     };
     match result {
         Ok(code) => code,

@@ -70,6 +70,8 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         stop,
         verbose: true,
         interrupt_at_step: None,
+        init_from: None,
+        feature_dir: None,
     };
     let summary = tinyalign_train::train(&config, &options)?;
     println!("{}", serde_json::to_string_pretty(&summary)?);

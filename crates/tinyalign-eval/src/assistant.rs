@@ -40,6 +40,8 @@ pub enum AssistantError {
     Audio(#[from] tinyalign_mel::AudioError),
     #[error("model: {0}")]
     Model(String),
+    #[error("data: {0}")]
+    Data(String),
 }
 
 /// Where the instruction goes.

@@ -95,29 +95,61 @@ pub struct EvalOptions {
     pub max_tokens: usize,
     /// Add the `projector-no-injection` row.
     pub ablation: bool,
+    /// Add the `whisper` (needs the Whisper model) and `text-oracle` rows.
+    pub baselines: bool,
+    /// Only this speaker's utterances (a manifest with several users).
+    pub speaker: Option<String>,
 }
 
 /// Evaluates the manifest's split; `progress(done, total)` after each utterance.
 pub fn evaluate(
     manifest: &Manifest,
     assistant: &Assistant,
-    whisper: &WhisperModel,
+    whisper: Option<&WhisperModel>,
     eval: &EvalOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<EvalReport, AssistantError> {
     let (split, limit, max_tokens, ablation) =
         (eval.split, eval.limit, eval.max_tokens, eval.ablation);
-    let mut utts: Vec<_> = manifest.split(split).collect();
+    let mut utts: Vec<_> = manifest
+        .split(split)
+        .filter(|u| eval.speaker.as_ref().is_none_or(|s| *s == u.speaker))
+        .collect();
     utts.sort_by(|a, b| a.id.cmp(&b.id));
     if limit > 0 {
         utts.truncate(limit);
     }
-    let bands = MelBands::from_count(whisper.encoder.config().num_mel_bins)
-        .ok_or_else(|| AssistantError::Model("mel bands".into()))?;
-    let padded = Frontend::new(FrontendConfig {
-        bands,
-        pad_to_30s: true,
-    });
+    if utts.is_empty() {
+        return Err(AssistantError::Data(format!(
+            "no utterances in split `{}`{}",
+            split.name(),
+            eval.speaker
+                .as_ref()
+                .map(|s| format!(" of speaker `{s}`"))
+                .unwrap_or_default()
+        )));
+    }
+    let whisper = match (eval.baselines, whisper) {
+        (false, _) => None,
+        (true, Some(w)) => Some(w),
+        (true, None) => {
+            return Err(AssistantError::Model(
+                "the whisper baseline row needs the Whisper model".into(),
+            ));
+        }
+    };
+    let padded = whisper
+        .map(|w| {
+            MelBands::from_count(w.encoder.config().num_mel_bins)
+                .map(|bands| {
+                    Frontend::new(FrontendConfig {
+                        bands,
+                        pad_to_30s: true,
+                    })
+                })
+                .ok_or_else(|| AssistantError::Model("mel bands".into()))
+        })
+        .transpose()?;
     let options = GenerateOptions {
         max_tokens,
         ..Default::default()
@@ -129,28 +161,32 @@ pub fn evaluate(
         let audio = tinyalign_mel::read_audio_file(&manifest.audio_path(u), u.input_format())?;
         let mut hyps: Vec<(&str, String, f64)> = Vec::new();
 
-        let started = Instant::now();
-        let mel = padded.audio_to_log_mel(&audio, &name)?;
-        let text = whisper
-            .transcribe(&mel, 224)
-            .map_err(|e| AssistantError::Model(e.to_string()))?;
-        hyps.push(("whisper", text, started.elapsed().as_secs_f64() * 1e3));
+        if let (Some(whisper), Some(padded)) = (whisper, &padded) {
+            let started = Instant::now();
+            let mel = padded.audio_to_log_mel(&audio, &name)?;
+            let text = whisper
+                .transcribe(&mel, 224)
+                .map_err(|e| AssistantError::Model(e.to_string()))?;
+            hyps.push(("whisper", text, started.elapsed().as_secs_f64() * 1e3));
+        }
 
-        let started = Instant::now();
-        let ids = assistant.llm.tokenizer.encode(&u.text, false);
-        let embeds = assistant
-            .llm
-            .embed_tokens(&ids)
-            .map_err(|e| AssistantError::Model(e.to_string()))?;
-        let g = assistant.answer_embeddings(
-            &embeds,
-            ids.len(),
-            TRANSCRIBE_INSTRUCTION,
-            PromptLayout::Injected,
-            &options,
-            |_| true,
-        )?;
-        hyps.push(("text-oracle", g.text, started.elapsed().as_secs_f64() * 1e3));
+        if eval.baselines {
+            let started = Instant::now();
+            let ids = assistant.llm.tokenizer.encode(&u.text, false);
+            let embeds = assistant
+                .llm
+                .embed_tokens(&ids)
+                .map_err(|e| AssistantError::Model(e.to_string()))?;
+            let g = assistant.answer_embeddings(
+                &embeds,
+                ids.len(),
+                TRANSCRIBE_INSTRUCTION,
+                PromptLayout::Injected,
+                &options,
+                |_| true,
+            )?;
+            hyps.push(("text-oracle", g.text, started.elapsed().as_secs_f64() * 1e3));
+        }
 
         let mut layouts = vec![("projector", PromptLayout::Injected)];
         if ablation {

@@ -10,11 +10,13 @@ mod features;
 mod plot;
 mod targets;
 mod trainer;
+mod users;
 
 pub use config::{DataConfig, LossConfig, OptimConfig, ProjectorSizes, TrainConfig};
 pub use features::{FRONTEND_VERSION, FeatureCache, Features, sha256_hex};
 pub use targets::{Target, TargetBuilder};
 pub use trainer::{TrainOptions, TrainSummary, peak_rss_bytes, train};
+pub use users::{PersonalisationResult, UserInfo, UserStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {

@@ -38,6 +38,12 @@ pub struct TrainOptions {
     pub verbose: bool,
     /// Behave as if interrupted once this many steps are done (a deterministic Ctrl-C, for tests).
     pub interrupt_at_step: Option<u64>,
+    /// Start from this trained projector (a run folder: projector.safetensors + projector.json) instead of
+    /// a fresh initialisation: personalisation. Its projector config must equal the run's.
+    pub init_from: Option<PathBuf>,
+    /// Where encoder features are cached (default `<cache_dir>/features`); a user's own folder keeps their
+    /// features apart.
+    pub feature_dir: Option<PathBuf>,
 }
 
 /// One example: encoder features and the EmbedLink target.
@@ -254,6 +260,33 @@ fn read_map(path: &Path) -> Result<TensorMap, TrainError> {
     read_safetensors(&bytes, &path.display().to_string()).map_err(|e| TrainError::Io(e.to_string()))
 }
 
+/// A trained projector to start from; its config (from projector.json) must be the one this run builds.
+fn load_base(dir: &Path, expected: &ProjectorConfig) -> Result<Projector, TrainError> {
+    let manifest_path = dir.join("projector.json");
+    let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+        TrainError::Io(format!(
+            "{}: {e} (the base projector is a training run folder)",
+            manifest_path.display()
+        ))
+    })?;
+    let manifest: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Io(format!("{}: {e}", manifest_path.display())))?;
+    let found: ProjectorConfig = serde_json::from_value(manifest["projector"].clone())
+        .map_err(|e| TrainError::Io(format!("{} `projector`: {e}", manifest_path.display())))?;
+    if &found != expected {
+        return Err(TrainError::Config(format!(
+            "the base projector in {} has another shape than this run's config: {found:?} vs {expected:?}",
+            dir.display()
+        )));
+    }
+    Projector::load(
+        found,
+        &read_map(&dir.join("projector.safetensors"))?,
+        tinyalign_nn::cpu(),
+    )
+    .map_err(|e| TrainError::Model(format!("{}: {e}", dir.display())))
+}
+
 /// Trains a projector with EmbedLink targets; everything goes into `options.run_dir`.
 pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let say = |line: String| {
@@ -317,6 +350,10 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
         tinyalign_nn::cpu(),
     )
     .map_err(|e| TrainError::Config(e.to_string()))?;
+    if let Some(base) = &options.init_from {
+        projector = load_base(base, &projector_config)?;
+        say(format!("starting from {}", base.display()));
+    }
     let parameters = projector.parameter_count();
     say(format!(
         "projector: {:?}, {parameters} parameters, output RMS {:.4}",
@@ -325,7 +362,11 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
 
     // Features (cached) and targets.
     let feature_started = Instant::now();
-    let mut cache = FeatureCache::new(&options.cache_dir.join("features"), encoder, &encoder_hash)?;
+    let feature_dir = options
+        .feature_dir
+        .clone()
+        .unwrap_or_else(|| options.cache_dir.join("features"));
+    let mut cache = FeatureCache::new(&feature_dir, encoder, &encoder_hash)?;
     let mut build = |utts: &[&Utterance], what: &str| -> Result<Vec<Example>, TrainError> {
         let mut out = Vec::with_capacity(utts.len());
         for (i, u) in utts.iter().enumerate() {
