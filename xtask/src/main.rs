@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's workflow. It drives cargo and the `tinyalign` binary instead of
 //! linking the library crates, so it builds in seconds and never pins their features.
 
+mod bench_align;
 mod ci;
 mod fetch;
 mod invariants;
@@ -21,6 +22,10 @@ commands:
   data     build a dataset's manifest into the cache: asterisk | pocketsphinx | synth | atypical | all
            (fetches first, installs espeak-ng + flite for the synthetic sets; extra options go to
            `tinyalign data build`, e.g. --seed 3 --adapt-fraction 0.5, --hours 2)
+  bench-align
+           the headline comparisons under one time budget per run (--seconds 240, --limit 30):
+           EmbedLink vs LLM-in-the-loop training of BridgeFormer, BridgeFormer vs the MLP projector;
+           trains, evaluates on unseen synthetic voices, writes runs/bench-align-*/compare.md
   ci       everything CI checks: fmt, clippy -D warnings, tests, dependency invariants, wasm32 build
   bench    criterion benchmarks: frontend (times real time), Whisper encoder (FLOP/s),
            SmolLM2 prefill/decode (tokens/s) against the measured memory bandwidth
@@ -39,6 +44,7 @@ fn main() -> Result<()> {
         "fetch" => fetch::run(rest),
         "bench" => util::cargo(&["bench", "-p", "tinyalign-benches"]),
         "data" => data(rest),
+        "bench-align" => bench_align::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

@@ -3,6 +3,7 @@
 //! (the frozen LLM on a text prompt) and `convert-whisper` (CTranslate2 → safetensors).
 
 mod ask_cmd;
+mod compare_cmd;
 mod convert_cmd;
 mod data_cmd;
 mod eval_cmd;
@@ -44,6 +45,8 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Evaluate a projector on a manifest split (WER/CER of whisper, text oracle and projector rows).
     Eval(eval_cmd::EvalArgs),
+    /// Compare training runs: cost per utterance, validation cosine over time, WER (cargo xtask bench-align).
+    Compare(compare_cmd::CompareArgs),
     /// Adapt a base projector to one user's voice; WER on their held-out speech before and after.
     Personalize(personalize_cmd::PersonalizeArgs),
     /// Personalised users: list them, or forget one (deletes their audio, features and projector).
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train_cmd::run(&args),
         Command::Eval(args) => eval_cmd::run(&args),
         Command::Personalize(args) => personalize_cmd::run(&args),
+        Command::Compare(args) => compare_cmd::run(&args),
         Command::Users(args) => personalize_cmd::run_users(&args),
     };
     match result {

@@ -254,7 +254,8 @@ pub fn run(args: &PersonalizeArgs) -> Result<ExitCode> {
         );
     }
     let adapt_seconds: f64 = adapt.iter().map(|u| u.duration_s).sum();
-    let user_dir = store.create(&args.user)?;
+    // Absolute: the trainer resolves relative manifest paths against the cache folder.
+    let user_dir = store.create(&args.user)?.canonicalize()?;
     let manifest = copy_into(&user_dir, &source, &utts)?;
     eprintln!(
         "user `{}`: {} adapt utterances ({:.1} min), {heldout} held out → {}",

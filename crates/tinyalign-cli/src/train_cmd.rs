@@ -29,10 +29,19 @@ pub struct TrainArgs {
     /// Override the config's step budget.
     #[arg(long)]
     max_steps: Option<u64>,
+    /// Override any config field: `--set optim.batch_size=8 --set loss.objective=llm_in_the_loop`.
+    #[arg(long = "set", value_name = "SECTION.FIELD=VALUE")]
+    overrides: Vec<String>,
 }
 
 pub fn run(args: &TrainArgs) -> Result<ExitCode> {
-    let mut config = TrainConfig::read(&args.config)?;
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let mut config = TrainConfig::from_toml_with_overrides(
+        &text,
+        &args.config.display().to_string(),
+        &args.overrides,
+    )?;
     if let Some(m) = &args.manifest {
         config.data.manifest = std::fs::canonicalize(m)
             .with_context(|| format!("manifest {}", m.display()))?

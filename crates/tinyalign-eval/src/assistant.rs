@@ -14,13 +14,13 @@
 use std::path::Path;
 
 use serde_json::Value;
-use tinyalign_llm::{DEFAULT_SYSTEM_PROMPT, GenerateOptions, Generation, KvCache, LlamaModel};
+use tinyalign_llm::{GenerateOptions, Generation, KvCache, LlamaModel};
 use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
 use tinyalign_projector::{Projector, ProjectorConfig};
 use tinyalign_whisper::WhisperEncoder;
 
 /// The default instruction of the transcribe task.
-pub const TRANSCRIBE_INSTRUCTION: &str = "Repeat exactly what the speaker said.";
+pub use tinyalign_llm::TRANSCRIBE_INSTRUCTION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssistantError {
@@ -218,17 +218,11 @@ impl Assistant {
         options: &GenerateOptions,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<Generation, AssistantError> {
-        let tokenizer = &self.llm.tokenizer;
-        let user_text = match layout {
-            PromptLayout::Injected => format!("{instruction}\n"),
-            PromptLayout::AudioOnly => String::new(),
+        let instruction = match layout {
+            PromptLayout::Injected => Some(instruction),
+            PromptLayout::AudioOnly => None,
         };
-        // Special tokens only come from the template; the instruction is plain text.
-        let header =
-            format!("<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n");
-        let mut before = tokenizer.encode(&header, true);
-        before.extend(tokenizer.encode(&user_text, false));
-        let after = tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", true);
+        let (before, after) = tinyalign_llm::slot_prompt_ids(&self.llm.tokenizer, instruction);
         let model = |e: tinyalign_llm::LlmError| AssistantError::Model(e.to_string());
         let mut embeds = self.llm.embed_tokens(&before).map_err(model)?;
         embeds.extend_from_slice(slot);

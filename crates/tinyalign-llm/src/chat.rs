@@ -2,6 +2,9 @@
 //! `<|im_start|>{role}\n{content}<|im_end|>\n` per message, a default system message when the first one is
 //! not a system message, and `<|im_start|>assistant\n` to ask for the answer.
 
+/// The transcribe task's instruction (inference, evaluation and LLM-in-the-loop training).
+pub const TRANSCRIBE_INSTRUCTION: &str = "Repeat exactly what the speaker said.";
+
 /// The system message SmolLM2's template inserts when none is given.
 pub const DEFAULT_SYSTEM_PROMPT: &str =
     "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
@@ -38,4 +41,27 @@ pub fn chatml_prompt(messages: &[ChatMessage]) -> String {
     }
     out.push_str("<|im_start|>assistant\n");
     out
+}
+
+/// Token ids around an embedding slot (projected audio) in the user turn, with the default system message:
+///
+/// ```text
+/// <|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{instruction}\n  [slot]  <|im_end|>\n<|im_start|>assistant\n
+/// ```
+///
+/// Without an instruction the user turn holds only the slot. Special tokens come from the template only:
+/// the instruction is encoded as plain text. Inference (instruction injection) and LLM-in-the-loop training
+/// both build their inputs from this, so they see the same prompt.
+pub fn slot_prompt_ids(
+    tokenizer: &crate::Tokenizer,
+    instruction: Option<&str>,
+) -> (Vec<u32>, Vec<u32>) {
+    let header =
+        format!("<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n");
+    let mut before = tokenizer.encode(&header, true);
+    if let Some(instruction) = instruction {
+        before.extend(tokenizer.encode(&format!("{instruction}\n"), false));
+    }
+    let after = tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", true);
+    (before, after)
 }

@@ -12,7 +12,9 @@ mod graph;
 mod model;
 mod tokenizer;
 
-pub use chat::{ChatMessage, DEFAULT_SYSTEM_PROMPT, chatml_prompt};
+pub use chat::{
+    ChatMessage, DEFAULT_SYSTEM_PROMPT, TRANSCRIBE_INSTRUCTION, chatml_prompt, slot_prompt_ids,
+};
 pub use config::LlamaConfig;
 pub use generate::{GenerateOptions, Generation, Sampler, StopReason};
 pub use graph::LlamaGraph;

@@ -186,6 +186,40 @@ pub fn masked_mse<T: Tape<f32, Device>>(
     ((pred - target.clone()).square() * mask.clone()).sum() / kept.max(1.0)
 }
 
+/// `base + placed`: row `dst` of the result is `base[dst] + x[src]` for each `(dst, src)` in `placements`
+/// (`dst` distinct), other rows are `base`'s. `x` `(rows, d)`, `base` `(n, d)` constant → `(n, d)`,
+/// differentiable in `x`. Puts trained rows (projected audio) into a sequence of fixed embeddings.
+pub fn place_rows<T: Tape<f32, Device>>(
+    x: Taped2<T>,
+    placements: &[(usize, usize)],
+    base: &Tensor2,
+) -> Taped2<T> {
+    let rows = dims(&x).0;
+    let n = shape2(base).0;
+    let mut selection = vec![0.0; n * rows];
+    for &(dst, src) in placements {
+        selection[dst * rows + src] = 1.0;
+    }
+    let selection = from_vec3(x.device(), selection, (1, n, rows));
+    mix_frames(x, &selection, 1, rows) + base.clone()
+}
+
+/// Mean next-token cross-entropy `−(1/k) Σ log softmax(logits[pos])[token]` over the `k` `(pos, token)`
+/// pairs; `logits` `(n, vocab)`. Other positions do not count.
+pub fn token_cross_entropy<T: Tape<f32, Device>>(
+    logits: Taped2<T>,
+    targets: &[(usize, usize)],
+) -> Scalar<T> {
+    let (n, vocab) = dims(&logits);
+    let mut weights = vec![0.0; n * vocab];
+    let share = 1.0 / targets.len().max(1) as f32;
+    for &(pos, token) in targets {
+        weights[pos * vocab + token] -= share;
+    }
+    let weights = from_vec2(logits.device(), weights, n, vocab);
+    weighted_sum(logits.log_softmax::<dfdx::shapes::Axis<1>>(), &weights)
+}
+
 /// `Σᵢ wᵢ·(1 − cos(predᵢ, targetᵢ)) / Σᵢ wᵢ` over the rows of `pred` `(n, d)`, with row weights `w` `(n)`.
 pub fn weighted_cosine_distance<T: Tape<f32, Device> + Merge<T>>(
     pred: Taped2<T>,
@@ -208,4 +242,76 @@ pub fn weighted_cosine_distance<T: Tape<f32, Device> + Merge<T>>(
     let norms = (pred.square().sum::<(usize,), dfdx::shapes::Axis<1>>() + 1e-12).sqrt();
     let cosines = dots / (norms * target_norms);
     ((cosines.negate() + 1.0) * weights).sum() / total.max(1e-12)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_data::lcg;
+
+    #[test]
+    fn place_rows_puts_rows_where_asked_and_routes_gradients_back() {
+        let dev = cpu();
+        let x = from_vec2(&dev, lcg(6, 1), 3, 2);
+        let base = from_vec2(&dev, lcg(8, 2), 4, 2);
+        let placements = [(0, 2), (3, 0)];
+        let out = to_vec2(&place_rows(x.clone(), &placements, &base));
+        let (xs, bs) = (x.as_vec(), base.as_vec());
+        let mut expected = bs.clone();
+        for &(dst, src) in &placements {
+            for c in 0..2 {
+                expected[dst * 2 + c] += xs[src * 2 + c];
+            }
+        }
+        assert!(out.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-6));
+        // d/dx Σ w ⊙ out: row src gets w[dst]; an unplaced row gets nothing.
+        let w = from_vec2(&dev, lcg(8, 3), 4, 2);
+        let grad = gradient(
+            weighted_sum(place_rows(traced(&x), &placements, &base), &w),
+            &x,
+        );
+        let ws = w.as_vec();
+        let want = [ws[6], ws[7], 0.0, 0.0, ws[0], ws[1]];
+        assert!(
+            grad.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{grad:?}"
+        );
+    }
+
+    #[test]
+    fn token_cross_entropy_matches_a_plain_reference_and_its_gradient() {
+        let dev = cpu();
+        let (n, vocab) = (3, 5);
+        let raw: Vec<f32> = lcg(n * vocab, 4).iter().map(|v| v * 8.0).collect();
+        let logits = from_vec2(&dev, raw.clone(), n, vocab);
+        let targets = [(0, 1), (2, 4)];
+        let log_softmax = |row: &[f32]| {
+            let max = row.iter().cloned().fold(f32::MIN, f32::max);
+            let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+            row.iter().map(|v| v - lse).collect::<Vec<f32>>()
+        };
+        let expected: f32 = -targets
+            .iter()
+            .map(|&(p, t)| log_softmax(&raw[p * vocab..(p + 1) * vocab])[t])
+            .sum::<f32>()
+            / 2.0;
+        let value = scalar_value(&token_cross_entropy(logits.clone(), &targets));
+        assert!((value - expected).abs() < 1e-5, "{value} vs {expected}");
+        // Gradient: (softmax − one-hot) / k on target rows, zero on the others.
+        let grad = gradient(token_cross_entropy(traced(&logits), &targets), &logits);
+        for p in 0..n {
+            let probs: Vec<f32> = log_softmax(&raw[p * vocab..(p + 1) * vocab])
+                .iter()
+                .map(|l| l.exp())
+                .collect();
+            for t in 0..vocab {
+                let want = match targets.iter().find(|&&(tp, _)| tp == p) {
+                    Some(&(_, tt)) => (probs[t] - f32::from(u8::from(t == tt))) / 2.0,
+                    None => 0.0,
+                };
+                let got = grad[p * vocab + t];
+                assert!((got - want).abs() < 1e-5, "({p}, {t}): {got} vs {want}");
+            }
+        }
+    }
 }

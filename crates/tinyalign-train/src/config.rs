@@ -49,10 +49,27 @@ pub struct ProjectorSizes {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LossConfig {
+    /// What the projector learns from: EmbedLink targets (the default), or the conventional
+    /// LLM-in-the-loop objective (the baseline; see [`Objective`]).
+    #[serde(default)]
+    pub objective: Objective,
     pub mse_weight: f32,
     pub cosine_weight: f32,
     pub pad_weight: f32,
     pub pad_text: String,
+}
+
+/// The training objective.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    /// Tiny-Align's EmbedLink: match the LLM's input embeddings of the transcript; the LLM never runs.
+    #[default]
+    Embedlink,
+    /// The conventional objective (SLAM-ASR and most speech-LLM work): the projected audio goes through the
+    /// frozen LLM inside the transcribe prompt, and the loss is the next-token cross-entropy of the
+    /// transcript (then `<|im_end|>`), back-propagated through the LLM to the projector.
+    LlmInTheLoop,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -68,6 +85,10 @@ pub struct OptimConfig {
     /// Stop after this many validations without improvement (0 = never).
     pub patience: u64,
     pub seed: u64,
+    /// Stop (validating once more) when this much training time has passed, in seconds (0 = no budget):
+    /// runs of different objectives compared under the same time budget.
+    #[serde(default)]
+    pub max_seconds: f64,
 }
 
 impl TrainConfig {
@@ -86,6 +107,38 @@ impl TrainConfig {
         Self::from_toml(&text, &path.display().to_string())
     }
 
+    /// `text` with `section.key = value` overrides applied (`value` in TOML syntax; a bare word is taken as
+    /// a string), e.g. `optim.batch_size=8`, `loss.objective=llm_in_the_loop`. Unknown keys are errors.
+    pub fn from_toml_with_overrides(
+        text: &str,
+        name: &str,
+        overrides: &[String],
+    ) -> Result<Self, TrainError> {
+        let bad = |m: String| TrainError::Config(format!("{name}: {m}"));
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        for item in overrides {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| bad(format!("override `{item}` is not KEY=VALUE")))?;
+            let (section, field) = key
+                .trim()
+                .split_once('.')
+                .ok_or_else(|| bad(format!("override key `{key}` is not SECTION.FIELD")))?;
+            let value = value.trim();
+            let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.to_string()));
+            let table = doc
+                .get_mut(section)
+                .and_then(toml::Value::as_table_mut)
+                .ok_or_else(|| bad(format!("no section `[{section}]`")))?;
+            table.insert(field.to_string(), parsed);
+        }
+        let merged = toml::to_string(&doc).map_err(|e| bad(e.to_string()))?;
+        Self::from_toml(&merged, name)
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("configs serialise")
     }
@@ -94,6 +147,9 @@ impl TrainConfig {
         let o = &self.optim;
         if o.batch_size == 0 || o.max_steps == 0 || o.validate_every == 0 {
             return Err("batch_size, max_steps and validate_every must be at least 1".into());
+        }
+        if !(o.max_seconds.is_finite() && o.max_seconds >= 0.0) {
+            return Err("max_seconds must be ≥ 0".into());
         }
         if !(o.lr.is_finite() && o.lr > 0.0 && o.grad_clip.is_finite() && o.grad_clip > 0.0) {
             return Err("lr and grad_clip must be positive".into());
@@ -127,6 +183,36 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overrides_set_fields_and_refuse_unknown_ones() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/default.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let set = |items: &[&str]| {
+            let items: Vec<String> = items.iter().map(|s| s.to_string()).collect();
+            TrainConfig::from_toml_with_overrides(&text, "default", &items)
+        };
+        let c = set(&[
+            "optim.batch_size=8",
+            "loss.objective=llm_in_the_loop",
+            "projector.kind=\"mlp\"",
+        ])
+        .unwrap();
+        assert_eq!(c.optim.batch_size, 8);
+        assert_eq!(c.loss.objective, Objective::LlmInTheLoop);
+        assert_eq!(c.projector.kind, ProjectorKind::Mlp);
+        assert_eq!(set(&[]).unwrap(), TrainConfig::read(&path).unwrap());
+        for (bad, why) in [
+            ("optim.batch_sise=8", "unknown field"),
+            ("nosuch.x=1", "no section"),
+            ("optim", "not KEY=VALUE"),
+            ("batch_size=8", "not SECTION.FIELD"),
+            ("optim.batch_size=-3", "invalid value"),
+        ] {
+            let err = set(&[bad]).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn presets_parse_and_unknown_keys_are_refused() {

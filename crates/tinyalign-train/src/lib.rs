@@ -7,13 +7,15 @@
 
 mod config;
 mod features;
-mod plot;
+mod in_the_loop;
+pub mod plot;
 mod targets;
 mod trainer;
 mod users;
 
-pub use config::{DataConfig, LossConfig, OptimConfig, ProjectorSizes, TrainConfig};
+pub use config::{DataConfig, LossConfig, Objective, OptimConfig, ProjectorSizes, TrainConfig};
 pub use features::{FRONTEND_VERSION, FeatureCache, Features, sha256_hex};
+pub use in_the_loop::LoopContext;
 pub use targets::{Target, TargetBuilder};
 pub use trainer::{TrainOptions, TrainSummary, peak_rss_bytes, train};
 pub use users::{PersonalisationResult, UserInfo, UserStore};

@@ -19,8 +19,9 @@ use tinyalign_weights::TensorMap;
 use tinyalign_weights::st::{StoreAs, read_safetensors, write_safetensors};
 
 use crate::features::{FeatureCache, Features, sha256_hex};
+use crate::in_the_loop::LoopContext;
 use crate::targets::{Target, TargetBuilder};
-use crate::{TrainConfig, TrainError};
+use crate::{Objective, TrainConfig, TrainError};
 
 /// Where the models and data are, and how to run.
 #[derive(Debug, Clone)]
@@ -51,6 +52,9 @@ pub struct TrainOptions {
 struct Example {
     features: Features,
     target: Target,
+    /// LLM-in-the-loop only: the transcript's token ids then `<|im_end|>`, and their input embeddings.
+    answer_ids: Vec<u32>,
+    answer_embeds: Vec<f32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,12 +203,33 @@ fn embedlink_loss<T: tinyalign_nn::Tape<f32, tinyalign_nn::Device> + tinyalign_n
     mse * (config.loss.mse_weight * mse_scale) + cos * config.loss.cosine_weight
 }
 
-/// Mean loss and mean cosine similarity (transcript rows only) over a set, without gradients.
+/// The configured objective's loss of projector outputs `out` for the batch `members`.
+fn objective_loss<T: tinyalign_nn::Tape<f32, tinyalign_nn::Device> + tinyalign_nn::Merge<T>>(
+    out: tinyalign_nn::Taped2<T>,
+    batch: &Batch,
+    members: &[&Example],
+    config: &TrainConfig,
+    mse_scale: f32,
+    in_loop: Option<&LoopContext>,
+) -> tinyalign_nn::Scalar<T> {
+    match in_loop {
+        None => embedlink_loss(out, batch, config, mse_scale),
+        Some(context) => {
+            let answers: Vec<&[u32]> = members.iter().map(|e| e.answer_ids.as_slice()).collect();
+            let embeds: Vec<&[f32]> = members.iter().map(|e| e.answer_embeds.as_slice()).collect();
+            context.loss(out, &batch.layout, &answers, &embeds)
+        }
+    }
+}
+
+/// Mean loss (of the configured objective) and mean cosine similarity to the EmbedLink targets (transcript
+/// rows only, whatever the objective, so runs of both objectives compare on one scale), without gradients.
 fn evaluate(
     projector: &Projector,
     examples: &[Example],
     config: &TrainConfig,
     mse_scale: f32,
+    in_loop: Option<&LoopContext>,
 ) -> Result<(f32, f32), TrainError> {
     let (mut loss_sum, mut cos_sum, mut rows) = (0.0f64, 0.0f64, 0usize);
     for chunk in examples.chunks(config.optim.batch_size) {
@@ -212,8 +237,9 @@ fn evaluate(
         let batch = make_batch(projector, &refs)?;
         let projected = projector.forward(batch.x.clone(), &batch.layout);
         let out = tinyalign_nn::to_vec2(&projected);
-        let value =
-            tinyalign_nn::scalar_value(&embedlink_loss(projected, &batch, config, mse_scale));
+        let value = tinyalign_nn::scalar_value(&objective_loss(
+            projected, &batch, &refs, config, mse_scale, in_loop,
+        ));
         loss_sum += f64::from(value) * chunk.len() as f64;
         let target = tinyalign_nn::to_vec2(&batch.target);
         let d = projector.config().d_llm;
@@ -327,6 +353,21 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
     let (llm, llm_hash) = LlamaModel::load_gguf_with_sha256(&options.llm_path, Precision::Native)
         .map_err(|e| TrainError::Model(e.to_string()))?;
     let targets = TargetBuilder::new(&llm, &config.loss.pad_text, config.loss.pad_weight)?;
+    let in_loop = match config.loss.objective {
+        Objective::Embedlink => None,
+        Objective::LlmInTheLoop => {
+            say(
+                "LLM-in-the-loop: building the frozen LLM's differentiable graph (f32 weights)"
+                    .into(),
+            );
+            let bytes = std::fs::read(&options.llm_path).map_err(io(&options.llm_path))?;
+            Some(LoopContext::new(
+                &llm,
+                &bytes,
+                &options.llm_path.display().to_string(),
+            )?)
+        }
+    };
 
     // Projector (its T rule decides the target lengths).
     let p = &config.projector;
@@ -372,9 +413,21 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
         for (i, u) in utts.iter().enumerate() {
             let features = cache.get(&manifest, u)?;
             let t = projector_config.tokens_for(features.frames);
+            let (answer_ids, answer_embeds) = match &in_loop {
+                None => (Vec::new(), Vec::new()),
+                Some(context) => {
+                    let ids = context.answer_ids(&llm, &u.text);
+                    let embeds = llm
+                        .embed_tokens(&ids)
+                        .map_err(|e| TrainError::Model(e.to_string()))?;
+                    (ids, embeds)
+                }
+            };
             out.push(Example {
                 target: targets.target(&u.text, t)?,
                 features,
+                answer_ids,
+                answer_embeds,
             });
             if (i + 1) % 50 == 0 || i + 1 == utts.len() {
                 say(format!("  {what} features {}/{}", i + 1, utts.len()));
@@ -467,7 +520,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
             .collect();
         let batch = make_batch(&projector, &members)?;
         let out = projector.forward(tinyalign_nn::traced(&batch.x), &batch.layout);
-        let total = embedlink_loss(out, &batch, config, mse_scale);
+        let total = objective_loss(out, &batch, &members, config, mse_scale, in_loop.as_ref());
         let value = tinyalign_nn::scalar_value(&total);
         if !value.is_finite() {
             return Err(TrainError::Diverged(format!(
@@ -490,11 +543,14 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
         state.step += 1;
         recent_loss.push(value);
         let elapsed = seconds_before + started.elapsed().as_secs_f64();
+        let out_of_time = config.optim.max_seconds > 0.0 && elapsed >= config.optim.max_seconds;
         let mut line = json!({"step": state.step, "epoch": epoch, "loss": value, "lr": lr, "grad_norm": report.grad_norm, "seconds": elapsed});
         if state.step.is_multiple_of(config.optim.validate_every)
             || state.step == config.optim.max_steps
+            || out_of_time
         {
-            let (valid_loss, valid_cos) = evaluate(&projector, &valid_set, config, mse_scale)?;
+            let (valid_loss, valid_cos) =
+                evaluate(&projector, &valid_set, config, mse_scale, in_loop.as_ref())?;
             line["valid_loss"] = json!(valid_loss);
             line["valid_cosine"] = json!(valid_cos);
             let improved = state.best_valid.is_none_or(|b| valid_loss < b);
@@ -533,6 +589,10 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
             if config.optim.patience > 0 && state.bad_validations >= config.optim.patience {
                 writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
                 break "early_stopping".to_string();
+            }
+            if out_of_time {
+                writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
+                break "time_budget".to_string();
             }
         }
         writeln!(metrics, "{line}").map_err(io(&metrics_path))?;

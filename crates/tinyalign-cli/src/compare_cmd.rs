@@ -1,0 +1,230 @@
+//! `tinyalign compare RUN... --eval eval-test --out DIR`: the headline comparison of training runs (e.g.
+//! EmbedLink vs LLM-in-the-loop, BridgeFormer vs MLP, run by `cargo xtask bench-align` on the same data and
+//! time budget): training cost per utterance, validation cosine reached and when, and the WER of each
+//! run's evaluation report. Writes `compare.md`, `compare.json` and two SVG charts.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::{Value, json};
+use tinyalign_train::TrainConfig;
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Training run folders (config.toml, summary.json, metrics.jsonl; an evaluation report inside).
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// The evaluation sub-folder of each run to read `report.json` from.
+    #[arg(long, default_value = "eval-test")]
+    eval: String,
+    /// Where compare.md, compare.json and the charts go.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+struct Run {
+    name: String,
+    objective: String,
+    projector: String,
+    batch: usize,
+    summary: Value,
+    /// (training seconds, validation cosine) at each validation.
+    cosine_curve: Vec<(f64, f64)>,
+    /// The evaluation report's `projector` row, if the run was evaluated.
+    eval_row: Option<Value>,
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn load(dir: &Path, eval: &str) -> Result<Run> {
+    let config = TrainConfig::read(&dir.join("config.toml"))?;
+    let summary = read_json(&dir.join("summary.json"))?;
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .with_context(|| format!("reading {}/metrics.jsonl", dir.display()))?;
+    let cosine_curve = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| Some((v["seconds"].as_f64()?, v["valid_cosine"].as_f64()?)))
+        .collect();
+    let eval_path = dir.join(eval).join("report.json");
+    let eval_row = if eval_path.exists() {
+        read_json(&eval_path)?["rows"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["name"] == "projector").cloned())
+    } else {
+        None
+    };
+    Ok(Run {
+        name: dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string()),
+        objective: serde_json::to_value(config.loss.objective)?
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        projector: serde_json::to_value(config.projector.kind)?
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        batch: config.optim.batch_size,
+        summary,
+        cosine_curve,
+        eval_row,
+    })
+}
+
+/// Training seconds at the first validation reaching `cosine`, if any.
+fn time_to(curve: &[(f64, f64)], cosine: f64) -> Option<f64> {
+    curve.iter().find(|p| p.1 >= cosine).map(|p| p.0)
+}
+
+pub fn run(args: &CompareArgs) -> Result<ExitCode> {
+    let runs: Vec<Run> = args
+        .runs
+        .iter()
+        .map(|d| load(d, &args.eval))
+        .collect::<Result<_>>()?;
+    if runs.is_empty() {
+        bail!("name at least one run folder");
+    }
+    let mut md = String::from(
+        "| run | objective | projector | parameters | steps × batch | training s | ms per utterance | best valid cosine | WER | CER | loops |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut rows = Vec::new();
+    for r in &runs {
+        let steps = r.summary["steps"].as_f64().unwrap_or(0.0);
+        let seconds = r.summary["training_seconds"].as_f64().unwrap_or(0.0);
+        let utterances = steps * r.batch as f64;
+        let ms_per_utterance = 1e3 * seconds / utterances.max(1.0);
+        let cosine = r.summary["best_valid_cosine"].as_f64();
+        let pct = |key: &str| {
+            r.eval_row
+                .as_ref()
+                .and_then(|row| row[key].as_f64())
+                .map(|v| format!("{:.1}%", 100.0 * v))
+                .unwrap_or_else(|| "-".into())
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} × {} | {:.0} | {:.1} | {} | {} | {} | {} |\n",
+            r.name,
+            r.objective,
+            r.projector,
+            r.summary["parameters"],
+            steps,
+            r.batch,
+            seconds,
+            ms_per_utterance,
+            cosine.map_or("-".into(), |c| format!("{c:.3}")),
+            pct("wer"),
+            pct("cer"),
+            pct("loop_rate"),
+        ));
+        rows.push(json!({
+            "run": r.name, "objective": r.objective, "projector": r.projector, "steps": steps,
+            "batch": r.batch, "training_seconds": seconds, "ms_per_utterance": ms_per_utterance,
+            "best_valid_cosine": cosine, "eval": r.eval_row, "cosine_curve": r.cosine_curve,
+        }));
+    }
+
+    // Headline: per-utterance cost, and time for each run to reach the worst run's best cosine.
+    let per_utterance: Vec<(String, f64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["run"].as_str().unwrap_or_default().to_string(),
+                r["ms_per_utterance"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    if let (Some(fast), Some(slow)) = (
+        per_utterance.iter().min_by(|a, b| a.1.total_cmp(&b.1)),
+        per_utterance.iter().max_by(|a, b| a.1.total_cmp(&b.1)),
+    ) && fast.0 != slow.0
+    {
+        md.push_str(&format!(
+            "\nPer training utterance, `{}` costs {:.1}× less time than `{}` ({:.1} vs {:.1} ms).\n",
+            fast.0,
+            slow.1 / fast.1,
+            slow.0,
+            fast.1,
+            slow.1
+        ));
+    }
+    let floor = runs
+        .iter()
+        .filter_map(|r| r.summary["best_valid_cosine"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    if floor.is_finite() {
+        md.push_str(&format!(
+            "\nTraining time to reach a validation cosine of {floor:.3} (the lowest best among the runs):\n\n"
+        ));
+        for r in &runs {
+            md.push_str(&format!(
+                "- `{}`: {}\n",
+                r.name,
+                time_to(&r.cosine_curve, floor)
+                    .map_or("not reached".into(), |s| format!("{s:.0} s"))
+            ));
+        }
+    }
+
+    std::fs::create_dir_all(&args.out).with_context(|| args.out.display().to_string())?;
+    let series: Vec<tinyalign_train::plot::Series> = runs
+        .iter()
+        .map(|r| (r.name.as_str(), r.cosine_curve.clone(), 2.0))
+        .collect();
+    let write = |name: &str, bytes: &[u8]| -> Result<()> {
+        tinyalign_data::write_atomic(&args.out.join(name), bytes)?;
+        Ok(())
+    };
+    write(
+        "valid_cosine_vs_seconds.svg",
+        tinyalign_train::plot::line_chart_svg("training s", "valid cosine", &series).as_bytes(),
+    )?;
+    let wer_vs_time: Vec<tinyalign_train::plot::Series> = rows
+        .iter()
+        .zip(&runs)
+        .filter_map(|(row, r)| {
+            let wer = r.eval_row.as_ref()?["wer"].as_f64()?;
+            Some((
+                r.name.as_str(),
+                vec![(row["training_seconds"].as_f64()?, wer)],
+                1.0,
+            ))
+        })
+        .collect();
+    if !wer_vs_time.is_empty() {
+        write(
+            "wer_vs_training_seconds.svg",
+            tinyalign_train::plot::line_chart_svg("training s", "WER", &wer_vs_time).as_bytes(),
+        )?;
+    }
+    write("compare.md", md.as_bytes())?;
+    write(
+        "compare.json",
+        &serde_json::to_vec_pretty(&json!({ "runs": rows }))?,
+    )?;
+    print!("{md}");
+    eprintln!("comparison: {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_to_a_cosine_is_the_first_validation_reaching_it() {
+        let curve = [(10.0, 0.2), (20.0, 0.45), (30.0, 0.4), (40.0, 0.6)];
+        assert_eq!(time_to(&curve, 0.45), Some(20.0));
+        assert_eq!(time_to(&curve, 0.5), Some(40.0));
+        assert_eq!(time_to(&curve, 0.7), None);
+    }
+}

@@ -1,0 +1,114 @@
+//! `cargo xtask bench-align [--seconds S] [--limit N]`: the paper's headline comparisons on our models and
+//! data, under one training-time budget per run, on the same synthetic speakers:
+//! 1. EmbedLink vs LLM-in-the-loop training of the same BridgeFormer (cost per utterance, validation cosine
+//!    reached and when, WER on unseen voices);
+//! 2. BridgeFormer vs the SLAM-ASR MLP projector, both with EmbedLink and instruction injection.
+//!
+//! Every run goes into `runs/bench-align-<time>/`; `tinyalign compare` writes the table and charts there.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+
+use crate::fetch;
+use crate::util::{self, root};
+
+pub fn run(args: &[String]) -> Result<()> {
+    let (mut seconds, mut limit) = (240u64, 30usize);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().context("a value must follow").cloned();
+        match arg.as_str() {
+            "--seconds" => seconds = value()?.parse().context("--seconds N")?,
+            "--limit" => limit = value()?.parse().context("--limit N")?,
+            other => bail!("unknown option '{other}' (--seconds S, --limit N)"),
+        }
+    }
+    fetch::run(&[])?;
+    util::ensure_synthesisers()?;
+    util::cargo(&["build", "--release", "--quiet", "-p", "tinyalign-cli"])?;
+    let cli = root().join("target/release/tinyalign");
+    let manifest = fetch::cache_dir().join("datasets/synth/manifest.jsonl");
+    if !manifest.exists() {
+        util::run(Command::new(&cli).args(["data", "build", "synth"]))?;
+    }
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("system clock before 1970")?
+        .as_secs();
+    let out = root().join("runs").join(format!("bench-align-{stamp}"));
+    // The loop run validates on the same 16 utterances as the others (its validation runs the LLM), and its
+    // schedule is sized to the budget (about 8 s per batch of 8 here).
+    let budget = format!("optim.max_seconds={seconds}");
+    let loop_steps = format!("optim.max_steps={}", (seconds / 6).max(4));
+    let runs: [(&str, Vec<&str>); 3] = [
+        ("embedlink-bridgeformer", vec![]),
+        (
+            "in-the-loop-bridgeformer",
+            vec![
+                "loss.objective=llm_in_the_loop",
+                "optim.batch_size=8",
+                "optim.validate_every=5",
+                "optim.warmup_steps=3",
+                &loop_steps,
+            ],
+        ),
+        (
+            "embedlink-mlp",
+            vec!["projector.kind=mlp", "projector.stack=5"],
+        ),
+    ];
+    for (i, (name, overrides)) in runs.iter().enumerate() {
+        let dir = out.join(name);
+        println!("\n== {}/{}: {name} ({seconds} s budget)", i + 1, runs.len());
+        let mut train = Command::new(&cli);
+        train
+            .args(["train", "--config"])
+            .arg(root().join("configs/default.toml"))
+            .arg("--run")
+            .arg(&dir)
+            .args(["--set", &budget, "--set", "data.max_valid=16"]);
+        for o in overrides {
+            train.args(["--set", o]);
+        }
+        util::run(&mut train)?;
+        evaluate(&cli, &manifest, &dir, limit, i == 0)?;
+    }
+    let mut compare = Command::new(&cli);
+    compare.arg("compare");
+    for (name, _) in &runs {
+        compare.arg(out.join(name));
+    }
+    compare.args(["--eval", "eval-test", "--out"]).arg(&out);
+    util::run(&mut compare)?;
+    println!(
+        "\ncomparison: {}/compare.md (+ compare.json, valid_cosine_vs_seconds.svg, wer_vs_training_seconds.svg)\n\
+         the whisper and text-oracle rows for the same utterances: {}/embedlink-bridgeformer/eval-test/report.md",
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn evaluate(cli: &Path, manifest: &Path, run: &Path, limit: usize, baselines: bool) -> Result<()> {
+    let mut eval = Command::new(cli);
+    eval.args([
+        "eval",
+        "--split",
+        "test",
+        "--limit",
+        &limit.to_string(),
+        "--manifest",
+    ])
+    .arg(manifest)
+    .arg("--projector")
+    .arg(run)
+    .arg("--out")
+    .arg(run.join("eval-test"));
+    if !baselines {
+        eval.arg("--no-baselines");
+    }
+    util::run(&mut eval)
+}
