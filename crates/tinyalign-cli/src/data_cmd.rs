@@ -66,6 +66,8 @@ enum DataCommand {
     },
     /// Hours, utterances, speakers and words per split, and a duration histogram.
     Stats { manifest: PathBuf },
+    /// Whisper round-trip quality filter: tag (or drop) utterances Whisper hears far from their text.
+    Check(crate::check_cmd::CheckArgs),
 }
 
 /// A progress line to stderr at every further tenth of the work, with the elapsed time and an ETA.
@@ -187,6 +189,7 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
             );
             print!("{}", ManifestStats::of(&manifest));
         }
+        DataCommand::Check(check) => crate::check_cmd::run(check)?,
         DataCommand::Stats { manifest } => {
             let m = Manifest::read(manifest)?;
             print!("{}", ManifestStats::of(&m));

@@ -3,6 +3,7 @@
 //! (the frozen LLM on a text prompt) and `convert-whisper` (CTranslate2 → safetensors).
 
 mod ask_cmd;
+mod check_cmd;
 mod compare_cmd;
 mod convert_cmd;
 mod data_cmd;

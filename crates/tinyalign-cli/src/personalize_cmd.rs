@@ -82,10 +82,12 @@ pub fn run_users(args: &UsersArgs) -> Result<ExitCode> {
                     .result
                     .map(|r| {
                         format!(
-                            "WER {:.1}% → {:.1}% on {} held-out utterances, adapted in {:.0} s",
+                            "WER {:.1}% → {:.1}% on {} held-out utterances, cosine {:.3} → {:.3}, adapted in {:.0} s",
                             100.0 * r.wer_before,
                             100.0 * r.wer_after,
                             r.heldout_utterances,
+                            r.heldout_cosine_before,
+                            r.heldout_cosine_after,
                             r.adaptation_seconds
                         )
                     })
@@ -285,27 +287,41 @@ pub fn run(args: &PersonalizeArgs) -> Result<ExitCode> {
     config.optim.warmup_steps = (args.steps / 10).max(1);
     config.optim.validate_every = (args.steps / 6).max(1);
     config.optim.patience = 0;
+    config.optim.max_seconds = 0.0;
+    // On the device: EmbedLink, whatever objective trained the base.
+    config.loss.objective = tinyalign_train::Objective::Embedlink;
     config.optim.seed = args.seed;
     config.optim.batch_size = config.optim.batch_size.min(adapt.len());
     let projector_dir = user_dir.join("projector");
     let _ = std::fs::remove_dir_all(&projector_dir);
+    let options = TrainOptions {
+        run_dir: projector_dir.clone(),
+        cache_dir: crate::data_cmd::cache_dir(),
+        whisper_dir: crate::features_cmd::default_whisper_dir(),
+        llm_path: crate::ask_cmd::default_llm_path(),
+        resume: false,
+        stop: Arc::new(AtomicBool::new(false)),
+        verbose: true,
+        interrupt_at_step: None,
+        init_from: Some(base.clone()),
+        feature_dir: Some(user_dir.join("features")),
+    };
+    let manifest_path = user_dir.join("manifest.jsonl");
+    let cosine = |projector: &Path| {
+        tinyalign_train::projector_cosine(
+            projector,
+            &manifest_path,
+            "heldout",
+            0,
+            &config,
+            &options,
+        )
+    };
+    let cosine_before = cosine(&base)?;
     let started = Instant::now();
-    let summary = tinyalign_train::train(
-        &config,
-        &TrainOptions {
-            run_dir: projector_dir.clone(),
-            cache_dir: crate::data_cmd::cache_dir(),
-            whisper_dir: crate::features_cmd::default_whisper_dir(),
-            llm_path: crate::ask_cmd::default_llm_path(),
-            resume: false,
-            stop: Arc::new(AtomicBool::new(false)),
-            verbose: true,
-            interrupt_at_step: None,
-            init_from: Some(base.clone()),
-            feature_dir: Some(user_dir.join("features")),
-        },
-    )?;
+    let summary = tinyalign_train::train(&config, &options)?;
     let adaptation_seconds = started.elapsed().as_secs_f64();
+    let cosine_after = cosine(&projector_dir)?;
 
     let after = evaluate(
         &manifest,
@@ -322,6 +338,16 @@ pub fn run(args: &PersonalizeArgs) -> Result<ExitCode> {
             .unwrap_or_default()
     };
     let ((wer_before, cer_before, n), (wer_after, cer_after, _)) = (row(&before), row(&after));
+    let empty = |r: &EvalReport| {
+        r.utterances
+            .iter()
+            .filter(|u| {
+                u.rows
+                    .get("projector")
+                    .is_some_and(|h| h.text.trim().is_empty())
+            })
+            .count()
+    };
     let result = PersonalisationResult {
         user: args.user.clone(),
         base_projector: base.display().to_string(),
@@ -332,6 +358,10 @@ pub fn run(args: &PersonalizeArgs) -> Result<ExitCode> {
         wer_after,
         cer_before,
         cer_after,
+        heldout_cosine_before: cosine_before,
+        heldout_cosine_after: cosine_after,
+        empty_answers_before: empty(&before),
+        empty_answers_after: empty(&after),
         adaptation_seconds,
         steps: summary.steps,
         peak_rss_bytes: tinyalign_train::peak_rss_bytes(),
@@ -341,12 +371,16 @@ pub fn run(args: &PersonalizeArgs) -> Result<ExitCode> {
         &serde_json::to_vec_pretty(&result)?,
     )?;
     println!(
-        "user `{}`: WER {:.1}% → {:.1}% (CER {:.1}% → {:.1}%) on {n} held-out utterances; adapted on {:.1} min of audio in {:.0} s ({} steps), peak RSS {}",
+        "user `{}`: WER {:.1}% → {:.1}% (CER {:.1}% → {:.1}%, empty answers {} → {}) on {n} held-out utterances; held-out cosine to the transcript embeddings {:.3} → {:.3} ({heldout} utterances); adapted on {:.1} min of audio in {:.0} s ({} steps), peak RSS {}",
         args.user,
         100.0 * wer_before,
         100.0 * wer_after,
         100.0 * cer_before,
         100.0 * cer_after,
+        result.empty_answers_before,
+        result.empty_answers_after,
+        cosine_before,
+        cosine_after,
         adapt_seconds / 60.0,
         adaptation_seconds,
         summary.steps,

@@ -83,20 +83,21 @@ fn personalise_ask_and_forget_a_user() {
         ],
     ));
 
-    let refused = tinyalign(
-        &users,
-        &[
-            "personalize",
-            "--user",
-            "pat",
-            "--data",
-            &path(&small),
-            "--base",
-            &path(&base),
-            "--speaker",
-            "nobody",
-        ],
-    );
+    let personalize = |extra: &[&str]| {
+        let mut args = vec![
+            "personalize".to_string(),
+            "--user".into(),
+            "pat".into(),
+            "--data".into(),
+            path(&small),
+            "--base".into(),
+            path(&base),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        tinyalign(&users, &args)
+    };
+    let refused = personalize(&["--speaker", "nobody"]);
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr)
@@ -105,22 +106,7 @@ fn personalise_ask_and_forget_a_user() {
         String::from_utf8_lossy(&refused.stderr)
     );
 
-    let report = ok(tinyalign(
-        &users,
-        &[
-            "personalize",
-            "--user",
-            "pat",
-            "--data",
-            &path(&small),
-            "--base",
-            &path(&base),
-            "--steps",
-            "4",
-            "--eval-limit",
-            "2",
-        ],
-    ));
+    let report = ok(personalize(&["--steps", "4", "--eval-limit", "2"]));
     assert!(
         report.contains("user `pat`: WER") && report.contains("on 2 held-out utterances"),
         "{report}"

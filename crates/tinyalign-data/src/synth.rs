@@ -309,8 +309,11 @@ pub fn build_synth(
     let held = (texts.len() / 10).max(1);
     let (held_texts, train_texts) = texts.split_at(held);
     let mut next_text = [0usize; 2];
-    let mut report = RecipeReport::default();
-    let mut utterances = Vec::new();
+    let mut sink = Sink {
+        out_dir,
+        utterances: Vec::new(),
+        report: RecipeReport::default(),
+    };
     let mut made_s = 0.0;
     let mut turn = 0usize;
     while made_s < target_s {
@@ -325,34 +328,16 @@ pub fn build_synth(
         };
         let (task, text) = &pool[*cursor % pool.len()];
         *cursor += 1;
-        let id = format!("synth/{}/{index:05}", voice.speaker);
-        match synthesise(out_dir, voice, text, index)? {
-            Ok((wav, duration_s, sample_rate)) => {
-                made_s += duration_s;
-                utterances.push(utterance(
-                    id,
-                    &wav,
-                    out_dir,
-                    voice,
-                    text,
-                    *task,
-                    split,
-                    duration_s,
-                    sample_rate,
-                ));
-            }
-            Err(reason) => report.skipped.push((id, reason)),
-        }
+        made_s += sink.add("synth", voice, index, *task, text, split)?;
         progress(made_s.min(target_s), target_s);
-        if turn > 40 && report.skipped.len() * 2 > turn {
+        if turn > 40 && sink.report.skipped.len() * 2 > turn {
             return Err(DataError::Invalid(format!(
                 "most utterances fail to synthesise; the last: {:?}",
-                report.skipped.last()
+                sink.report.skipped.last()
             )));
         }
     }
-    report.kept = utterances.len();
-    finish(out_dir, utterances, report)
+    sink.finish()
 }
 
 #[derive(Debug, Clone)]
@@ -390,8 +375,11 @@ pub fn build_atypical(
     let voices = atypical_voices();
     let per_user_texts = (options.adapt_seconds / 1.5) as usize + options.heldout + 10;
     let target_s = voices.len() as f64 * (options.adapt_seconds + options.heldout as f64 * 3.0);
-    let mut report = RecipeReport::default();
-    let mut utterances = Vec::new();
+    let mut sink = Sink {
+        out_dir,
+        utterances: Vec::new(),
+        report: RecipeReport::default(),
+    };
     let mut made_s = 0.0;
     for (v, voice) in voices.iter().enumerate() {
         let texts = TextPool::builtin().expand(options.seed.wrapping_add(v as u64), per_user_texts);
@@ -410,59 +398,67 @@ pub fn build_atypical(
             let Some((split, (task, text))) = next else {
                 break;
             };
-            let id = format!("atypical/{}/{index:05}", voice.speaker);
-            match synthesise(out_dir, voice, text, index)? {
-                Ok((wav, duration_s, sample_rate)) => {
-                    made_s += duration_s;
-                    if split == Split::Adapt {
-                        adapt_s += duration_s;
-                    }
-                    utterances.push(utterance(
-                        id,
-                        &wav,
-                        out_dir,
-                        voice,
-                        text,
-                        *task,
-                        split,
-                        duration_s,
-                        sample_rate,
-                    ));
-                }
-                Err(reason) => report.skipped.push((id, reason)),
+            let seconds = sink.add("atypical", voice, index, *task, text, split)?;
+            made_s += seconds;
+            if split == Split::Adapt {
+                adapt_s += seconds;
             }
             index += 1;
             progress(made_s.min(target_s), target_s);
         }
     }
-    report.kept = utterances.len();
-    finish(out_dir, utterances, report)
+    sink.finish()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn utterance(
-    id: String,
-    wav: &Path,
-    out_dir: &Path,
-    voice: &Voice,
-    text: &str,
-    task: Task,
-    split: Split,
-    duration_s: f64,
-    sample_rate: u32,
-) -> Utterance {
-    Utterance {
-        id,
-        audio: relative_path(wav, out_dir).to_string_lossy().into_owned(),
-        text: text.to_string(),
-        speaker: voice.speaker.clone(),
-        duration_s,
-        sample_rate,
-        split,
-        source: SOURCE.into(),
-        licence: LICENCE.into(),
-        task: Some(task),
-        tags: voice.tags(),
+/// Collects a build's utterances and what it skipped.
+struct Sink<'a> {
+    out_dir: &'a Path,
+    utterances: Vec<Utterance>,
+    report: RecipeReport,
+}
+
+impl Sink<'_> {
+    /// Synthesises (or finds) utterance `index` of `voice` and records it, or why it was skipped. Returns
+    /// the seconds of audio it added.
+    fn add(
+        &mut self,
+        set: &str,
+        voice: &Voice,
+        index: usize,
+        task: Task,
+        text: &str,
+        split: Split,
+    ) -> Result<f64, DataError> {
+        let id = format!("{set}/{}/{index:05}", voice.speaker);
+        match synthesise(self.out_dir, voice, text, index)? {
+            Ok((wav, duration_s, sample_rate)) => {
+                self.utterances.push(Utterance {
+                    id,
+                    audio: relative_path(&wav, self.out_dir)
+                        .to_string_lossy()
+                        .into_owned(),
+                    text: text.to_string(),
+                    speaker: voice.speaker.clone(),
+                    duration_s,
+                    sample_rate,
+                    split,
+                    source: SOURCE.into(),
+                    licence: LICENCE.into(),
+                    task: Some(task),
+                    tags: voice.tags(),
+                });
+                Ok(duration_s)
+            }
+            Err(reason) => {
+                self.report.skipped.push((id, reason));
+                Ok(0.0)
+            }
+        }
+    }
+
+    fn finish(mut self) -> Result<(Manifest, RecipeReport), DataError> {
+        self.report.kept = self.utterances.len();
+        finish(self.out_dir, self.utterances, self.report)
     }
 }
 

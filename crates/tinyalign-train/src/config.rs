@@ -170,12 +170,26 @@ impl TrainConfig {
 
     /// Learning rate at `step` (0-based): linear warm-up, then cosine decay to 10% of the peak.
     pub fn lr_at(&self, step: u64) -> f32 {
+        self.lr_at_time(step, 0.0)
+    }
+
+    /// [`Self::lr_at`] under a time budget: the decay follows whichever of steps and `elapsed` seconds is
+    /// further along, so a run that stops at `max_seconds` has decayed fully whatever its speed (runs of
+    /// different cost compared on one budget each get a whole schedule). This makes the schedule depend
+    /// on wall time, so only runs without `max_seconds` resume step for step.
+    pub fn lr_at_time(&self, step: u64, elapsed: f64) -> f32 {
         let o = &self.optim;
         if step < o.warmup_steps {
             return o.lr * (step + 1) as f32 / o.warmup_steps as f32;
         }
         let span = o.max_steps.saturating_sub(o.warmup_steps).max(1);
-        let progress = ((step - o.warmup_steps) as f32 / span as f32).min(1.0);
+        let by_steps = (step - o.warmup_steps) as f64 / span as f64;
+        let by_time = if o.max_seconds > 0.0 {
+            elapsed / o.max_seconds
+        } else {
+            0.0
+        };
+        let progress = by_steps.max(by_time).min(1.0) as f32;
         o.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f32::consts::PI * progress).cos()))
     }
 }
@@ -244,5 +258,11 @@ mod tests {
         c.optim.lr = 1.0;
         assert!((c.lr_at(0) - 0.1).abs() < 1e-6 && (c.lr_at(9) - 1.0).abs() < 1e-6);
         assert!((c.lr_at(60) - 0.55).abs() < 1e-3 && (c.lr_at(110) - 0.1).abs() < 1e-6);
+        // Under a time budget, half the time gone is half the decay even after few steps.
+        let mut timed = c.clone();
+        timed.optim.max_seconds = 100.0;
+        assert!((timed.lr_at_time(10, 50.0) - 0.55).abs() < 1e-3);
+        assert!((timed.lr_at_time(60, 10.0) - 0.55).abs() < 1e-3);
+        assert!((c.lr_at_time(10, 50.0) - c.lr_at(10)).abs() < 1e-6);
     }
 }

@@ -288,6 +288,19 @@ fn read_map(path: &Path) -> Result<TensorMap, TrainError> {
 
 /// A trained projector to start from; its config (from projector.json) must be the one this run builds.
 fn load_base(dir: &Path, expected: &ProjectorConfig) -> Result<Projector, TrainError> {
+    let projector = load_run_projector(dir)?;
+    if projector.config() != expected {
+        return Err(TrainError::Config(format!(
+            "the base projector in {} has another shape than this run's config: {:?} vs {expected:?}",
+            dir.display(),
+            projector.config()
+        )));
+    }
+    Ok(projector)
+}
+
+/// The projector of a run folder (projector.json + projector.safetensors).
+fn load_run_projector(dir: &Path) -> Result<Projector, TrainError> {
     let manifest_path = dir.join("projector.json");
     let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
         TrainError::Io(format!(
@@ -299,18 +312,54 @@ fn load_base(dir: &Path, expected: &ProjectorConfig) -> Result<Projector, TrainE
         .map_err(|e| TrainError::Io(format!("{}: {e}", manifest_path.display())))?;
     let found: ProjectorConfig = serde_json::from_value(manifest["projector"].clone())
         .map_err(|e| TrainError::Io(format!("{} `projector`: {e}", manifest_path.display())))?;
-    if &found != expected {
-        return Err(TrainError::Config(format!(
-            "the base projector in {} has another shape than this run's config: {found:?} vs {expected:?}",
-            dir.display()
-        )));
-    }
     Projector::load(
         found,
         &read_map(&dir.join("projector.safetensors"))?,
         tinyalign_nn::cpu(),
     )
     .map_err(|e| TrainError::Model(format!("{}: {e}", dir.display())))
+}
+
+/// Mean cosine between the tokens of the projector in run folder `projector_dir` and the EmbedLink targets
+/// of the manifest's `split` utterances (transcript rows; at most `limit`, 0 = all): how well it aligns,
+/// measured without running the LLM. Features come from (and go to) `options.feature_dir`; `config` gives
+/// the target padding.
+pub fn projector_cosine(
+    projector_dir: &Path,
+    manifest_path: &Path,
+    split: &str,
+    limit: usize,
+    config: &TrainConfig,
+    options: &TrainOptions,
+) -> Result<f32, TrainError> {
+    let projector = load_run_projector(projector_dir)?;
+    let manifest = Manifest::read(manifest_path).map_err(|e| TrainError::Data(e.to_string()))?;
+    let utts = select(&manifest, &[split.to_string()], limit)?;
+    let encoder_file = options.whisper_dir.join("model.safetensors");
+    let encoder_hash = sha256_hex(&std::fs::read(&encoder_file).map_err(io(&encoder_file))?);
+    let encoder = tinyalign_whisper::load_encoder_dir(&options.whisper_dir, tinyalign_nn::cpu())
+        .map_err(|e| TrainError::Model(e.to_string()))?;
+    let llm = LlamaModel::load_gguf(&options.llm_path, Precision::Native)
+        .map_err(|e| TrainError::Model(e.to_string()))?;
+    let targets = TargetBuilder::new(&llm, &config.loss.pad_text, config.loss.pad_weight)?;
+    let feature_dir = options
+        .feature_dir
+        .clone()
+        .unwrap_or_else(|| options.cache_dir.join("features"));
+    let mut cache = FeatureCache::new(&feature_dir, encoder, &encoder_hash)?;
+    let mut examples = Vec::with_capacity(utts.len());
+    for u in utts {
+        let features = cache.get(&manifest, u)?;
+        let t = projector.config().tokens_for(features.frames);
+        examples.push(Example {
+            target: targets.target(&u.text, t)?,
+            features,
+            answer_ids: Vec::new(),
+            answer_embeds: Vec::new(),
+        });
+    }
+    let mse_scale = 1.0 / (targets.embedding_rms * targets.embedding_rms);
+    Ok(evaluate(&projector, &examples, config, mse_scale, None)?.1)
 }
 
 /// Trains a projector with EmbedLink targets; everything goes into `options.run_dir`.
@@ -530,7 +579,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
             )));
         }
         let mut grads = tinyalign_nn::backward(total);
-        let lr = config.lr_at(state.step);
+        let lr = config.lr_at_time(state.step, seconds_before + started.elapsed().as_secs_f64());
         let report = opt.step(&mut projector, &mut grads, lr);
         if !report.grad_norm.is_finite() {
             return Err(TrainError::Diverged(format!(
@@ -568,6 +617,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
                     &state,
                     valid_cos,
                     train_set.len(),
+                    config.loss.objective,
                 )?;
             } else {
                 state.bad_validations += 1;
@@ -577,9 +627,12 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
             let train_mean = recent_loss.iter().sum::<f32>() / recent_loss.len().max(1) as f32;
             recent_loss.clear();
             let steps_this_session = (state.step - first_step).max(1) as f64;
-            let eta = (config.optim.max_steps - state.step) as f64
+            let mut eta = (config.optim.max_steps - state.step) as f64
                 * started.elapsed().as_secs_f64()
                 / steps_this_session;
+            if config.optim.max_seconds > 0.0 {
+                eta = eta.min((config.optim.max_seconds - elapsed).max(0.0));
+            }
             say(format!(
                 "step {:>5}/{}  train {train_mean:.4}  valid {valid_loss:.4}  cos {valid_cos:.3}{}  lr {lr:.2e}  {elapsed:.0} s  ETA {eta:.0} s",
                 state.step,
@@ -639,6 +692,7 @@ fn save_projector(
     state: &CheckpointState,
     valid_cosine: f32,
     train_utterances: usize,
+    objective: Objective,
 ) -> Result<(), TrainError> {
     let weights = write_safetensors(&projector.state_dict(), StoreAs::F32, &[("format", "pt")])
         .map_err(|e| TrainError::Io(e.to_string()))?;
@@ -648,7 +702,7 @@ fn save_projector(
         "encoder_sha256": encoder_hash,
         "llm_sha256": llm_hash,
         "frontend_version": crate::features::FRONTEND_VERSION,
-        "objective": "embedlink",
+        "objective": objective,
         "step": state.step,
         "valid_loss": state.best_valid,
         "valid_cosine": valid_cosine,

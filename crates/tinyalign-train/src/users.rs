@@ -20,6 +20,17 @@ pub struct PersonalisationResult {
     pub wer_after: f64,
     pub cer_before: f64,
     pub cer_after: f64,
+    /// Mean cosine between projected tokens and the transcript's LLM embeddings on all held-out
+    /// utterances: alignment measured without the LLM's generation in the way.
+    #[serde(default)]
+    pub heldout_cosine_before: f32,
+    #[serde(default)]
+    pub heldout_cosine_after: f32,
+    /// Held-out answers that were empty (an empty answer scores exactly 100% WER).
+    #[serde(default)]
+    pub empty_answers_before: usize,
+    #[serde(default)]
+    pub empty_answers_after: usize,
     /// Features + training: the cost of adapting, without the two evaluations.
     pub adaptation_seconds: f64,
     pub steps: u64,
