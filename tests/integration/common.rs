@@ -84,12 +84,13 @@ pub fn cached_model(rel: &str) -> Option<PathBuf> {
     None
 }
 
-/// Whether espeak-ng and flite run here. Missing: a test failure when `TINYALIGN_REQUIRE_MODELS=1` (CI
+/// Whether espeak-ng, flite and festival run here. Missing: a test failure when `TINYALIGN_REQUIRE_MODELS=1` (CI
 /// installs them), else the test skips, saying so.
 pub fn synthesisers_present() -> bool {
     let missing: Vec<&str> = [
         tinyalign_data::Engine::EspeakNg,
         tinyalign_data::Engine::Flite,
+        tinyalign_data::Engine::Festival,
     ]
     .into_iter()
     .filter(|&e| tinyalign_data::check_engine(e).is_err())
@@ -100,7 +101,7 @@ pub fn synthesisers_present() -> bool {
     }
     if std::env::var("TINYALIGN_REQUIRE_MODELS").is_ok_and(|v| v == "1") {
         panic!(
-            "{} missing and TINYALIGN_REQUIRE_MODELS=1: apt-get install espeak-ng flite",
+            "{} missing and TINYALIGN_REQUIRE_MODELS=1: apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
             missing.join(", ")
         );
     }

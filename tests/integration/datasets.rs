@@ -190,6 +190,7 @@ fn synth_recipe_is_deterministic_speaker_and_text_disjoint_and_resumable() {
         speakers: 12,
         valid_speakers: 2,
         test_speakers: 2,
+        festival: false,
     };
     let (a_dir, b_dir) = (temp_dir("synth-a"), temp_dir("synth-b"));
     let mut progress = Vec::new();
@@ -324,6 +325,44 @@ fn atypical_users_have_adapt_and_heldout_parts_with_their_effects() {
         "{} vs {}",
         out_of_band("atypical-telephone"),
         out_of_band("atypical-fast-high")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_synth_voice_speaks_festival_included() {
+    if !crate::common::synthesisers_present() {
+        return;
+    }
+    let dir = temp_dir("synth-all");
+    let options = tinyalign_data::SynthOptions {
+        seed: 0,
+        hours: 0.08,
+        speakers: 104,
+        valid_speakers: 4,
+        test_speakers: 4,
+        festival: true,
+    };
+    let (m, report) = tinyalign_data::build_synth(&dir, &options, &mut |_, _| {}).unwrap();
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    let mut speakers: Vec<&str> = m.utterances.iter().map(|u| u.speaker.as_str()).collect();
+    speakers.sort();
+    speakers.dedup();
+    assert_eq!(
+        speakers.len(),
+        104,
+        "every voice made at least one utterance"
+    );
+    let festival: Vec<_> = m
+        .utterances
+        .iter()
+        .filter(|u| u.tags[0] == "text2wave")
+        .collect();
+    assert!(festival.len() >= 3);
+    assert!(
+        festival
+            .iter()
+            .all(|u| u.duration_s > 0.5 && u.sample_rate >= 16_000)
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -142,6 +142,7 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
         names,
         [
             "whisper",
+            "cascade",
             "text-oracle",
             "projector",
             "projector-no-injection"

@@ -35,6 +35,9 @@ enum DataCommand {
         /// synth: number of voices (speakers); 4 of them are valid and 4 test speakers.
         #[arg(long, default_value_t = 48)]
         speakers: usize,
+        /// synth: add festival's three voices to the pool (slower; changes the seeded voice selection).
+        #[arg(long)]
+        festival: bool,
         /// atypical: seconds of adaptation audio per user.
         #[arg(long, default_value_t = 300.0)]
         adapt_seconds: f64,
@@ -106,6 +109,7 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
             adapt_fraction,
             hours,
             speakers,
+            festival,
             adapt_seconds,
             heldout,
         } => {
@@ -126,6 +130,7 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
                         seed: *seed,
                         hours: *hours,
                         speakers: *speakers,
+                        festival: *festival,
                         ..Default::default()
                     };
                     tinyalign_data::build_synth(&out, &options, &mut progress_printer("synth"))?

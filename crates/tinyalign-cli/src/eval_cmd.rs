@@ -1,5 +1,5 @@
 //! `tinyalign eval --manifest M --projector RUN`: the transcribe task on a manifest split (a packaged set or
-//! your own), rows whisper / text-oracle / projector; writes report.json and report.md.
+//! your own), rows whisper / cascade / text-oracle / projector; writes report.json and report.md.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +31,7 @@ pub struct EvalArgs {
     /// Only this speaker's utterances.
     #[arg(long)]
     speaker: Option<String>,
-    /// Leave out the whisper and text-oracle rows (faster).
+    /// Leave out the whisper, cascade and text-oracle rows (faster).
     #[arg(long)]
     no_baselines: bool,
     /// Where report.json and report.md go (default: <projector>/eval-<split>).

@@ -44,7 +44,7 @@ enum Command {
     Data(data_cmd::DataArgs),
     /// Train a projector with EmbedLink targets (configs/*.toml presets).
     Train(train_cmd::TrainArgs),
-    /// Evaluate a projector on a manifest split (WER/CER of whisper, text oracle and projector rows).
+    /// Evaluate a projector on a manifest split (WER/CER of whisper, cascade, text oracle and projector rows).
     Eval(eval_cmd::EvalArgs),
     /// Compare training runs: cost per utterance, validation cosine over time, WER (cargo xtask bench-align).
     Compare(compare_cmd::CompareArgs),

@@ -36,11 +36,15 @@ const ESPEAK_VARIANTS: [&str; 12] = [
     "f1", "f2", "f3", "f4", "f5", "m1", "m2", "m3", "m4", "m5", "m6", "m7",
 ];
 const FLITE_VOICES: [&str; 5] = ["kal", "kal16", "awb", "rms", "slt"];
+/// Festival voices (Debian `festvox-kallpc16k`, `festvox-kdlpc16k`, `festvox-us-slt-hts`); opt-in, because
+/// festival is 20× slower than the others and adding voices reshuffles the seeded selection.
+const FESTIVAL_VOICES: [&str; 3] = ["kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
     EspeakNg,
     Flite,
+    Festival,
 }
 
 impl Engine {
@@ -48,6 +52,16 @@ impl Engine {
         match self {
             Engine::EspeakNg => "espeak-ng",
             Engine::Flite => "flite",
+            Engine::Festival => "text2wave",
+        }
+    }
+
+    /// The Debian packages that provide it.
+    pub fn packages(self) -> &'static str {
+        match self {
+            Engine::EspeakNg => "espeak-ng",
+            Engine::Flite => "flite",
+            Engine::Festival => "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
         }
     }
 }
@@ -95,6 +109,33 @@ pub struct Voice {
 }
 
 impl Voice {
+    /// Runs the synthesiser, writing `wav`. Festival reads the text from stdin; the others take it as an
+    /// argument (no shell is involved either way).
+    fn run(&self, text: &str, wav: &Path) -> std::io::Result<std::process::Output> {
+        let mut cmd = self.command(text, wav);
+        if self.engine != Engine::Festival {
+            return cmd.output();
+        }
+        use std::io::Write;
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(text.as_bytes())?;
+        let output = child.wait_with_output()?;
+        // text2wave exits 0 on Scheme errors (an unknown voice): without its file the utterance counts as
+        // failed, with the error as the reason.
+        if String::from_utf8_lossy(&output.stderr).contains("SIOD ERROR") {
+            let _ = std::fs::remove_file(wav);
+        }
+        Ok(output)
+    }
+
     fn command(&self, text: &str, wav: &Path) -> Command {
         let mut cmd = Command::new(self.engine.program());
         match self.engine {
@@ -112,6 +153,17 @@ impl Voice {
                     .arg(text)
                     .arg("-o")
                     .arg(wav);
+            }
+            Engine::Festival => {
+                cmd.arg("-o")
+                    .arg(wav)
+                    .arg("-eval")
+                    .arg(format!("(voice_{})", self.name))
+                    .arg("-eval")
+                    .arg(format!(
+                        "(Parameter.set 'Duration_Stretch {:.3})",
+                        1.0 / self.rate
+                    ));
             }
         }
         cmd
@@ -140,29 +192,29 @@ impl Voice {
 
 /// Fails early, with the install command, when a synthesiser is missing.
 pub fn check_engine(engine: Engine) -> Result<(), DataError> {
-    let flag = match engine {
-        Engine::EspeakNg => "--version",
+    let (program, flag) = match engine {
+        Engine::EspeakNg => ("espeak-ng", "--version"),
         // flite's --version exits 1; listing its voices exits 0.
-        Engine::Flite => "-lv",
+        Engine::Flite => ("flite", "-lv"),
+        Engine::Festival => ("festival", "--version"),
     };
-    match Command::new(engine.program()).arg(flag).output() {
+    match Command::new(program).arg(flag).output() {
         Ok(out) if out.status.success() => Ok(()),
         Ok(out) => Err(DataError::Io(format!(
-            "`{} {flag}` failed: {}",
-            engine.program(),
+            "`{program} {flag}` failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ))),
         Err(e) => Err(DataError::Io(format!(
-            "{} is not available ({e}): install it with `apt-get install {}` (`cargo xtask data` does this when it can)",
-            engine.program(),
-            engine.program()
+            "{program} is not available ({e}): install it with `apt-get install {}` (`cargo xtask data` does this when it can)",
+            engine.packages()
         ))),
     }
 }
 
-/// The `synth` speakers: every accent × variant of espeak-ng and the flite voices, shuffled by `seed`, the
-/// first `count` kept, each with a seeded rate (0.8–1.25×) and pitch (25–75).
-pub fn synth_voices(seed: u64, count: usize) -> Vec<Voice> {
+/// The `synth` speakers: every accent × variant of espeak-ng, the flite voices and, with `festival`, the
+/// festival voices, shuffled by `seed`, the first `count` kept, each with a seeded rate (0.8–1.25×) and
+/// pitch (25–75; espeak-ng only).
+pub fn synth_voices(seed: u64, count: usize, festival: bool) -> Vec<Voice> {
     let mut pool: Vec<(Engine, String)> = ESPEAK_ACCENTS
         .iter()
         .flat_map(|a| {
@@ -171,6 +223,12 @@ pub fn synth_voices(seed: u64, count: usize) -> Vec<Voice> {
                 .map(move |v| (Engine::EspeakNg, format!("{a}+{v}")))
         })
         .chain(FLITE_VOICES.iter().map(|v| (Engine::Flite, v.to_string())))
+        .chain(
+            FESTIVAL_VOICES
+                .iter()
+                .filter(|_| festival)
+                .map(|v| (Engine::Festival, v.to_string())),
+        )
         .collect();
     seeded_shuffle(&mut pool, seed);
     let mut rng = SplitMix::new(seed ^ 0x5EED_5EED);
@@ -182,6 +240,7 @@ pub fn synth_voices(seed: u64, count: usize) -> Vec<Voice> {
             let slug = match engine {
                 Engine::EspeakNg => name.replace('+', "-"),
                 Engine::Flite => format!("flite-{name}"),
+                Engine::Festival => format!("festival-{}", name.replace('_', "-")),
             };
             Voice {
                 speaker: format!("synth-{slug}"),
@@ -244,6 +303,8 @@ pub struct SynthOptions {
     pub speakers: usize,
     pub valid_speakers: usize,
     pub test_speakers: usize,
+    /// Add festival's voices to the pool.
+    pub festival: bool,
 }
 
 impl Default for SynthOptions {
@@ -254,6 +315,7 @@ impl Default for SynthOptions {
             speakers: 48,
             valid_speakers: 4,
             test_speakers: 4,
+            festival: false,
         }
     }
 }
@@ -274,20 +336,23 @@ pub fn build_synth(
         speakers,
         valid_speakers,
         test_speakers,
+        festival,
     } = options.clone();
     if !(hours > 0.0 && hours <= 1000.0) {
         return Err(DataError::Invalid(format!(
             "--hours {hours}: give a positive number of hours"
         )));
     }
-    let max_speakers = ESPEAK_ACCENTS.len() * ESPEAK_VARIANTS.len() + FLITE_VOICES.len();
+    let max_speakers = ESPEAK_ACCENTS.len() * ESPEAK_VARIANTS.len()
+        + FLITE_VOICES.len()
+        + if festival { FESTIVAL_VOICES.len() } else { 0 };
     if speakers > max_speakers || valid_speakers + test_speakers >= speakers {
         return Err(DataError::Invalid(format!(
             "{speakers} speakers ({valid_speakers} valid, {test_speakers} test): need more speakers than valid + test, at most {max_speakers}"
         )));
     }
-    let voices = synth_voices(seed, speakers);
-    for engine in [Engine::EspeakNg, Engine::Flite] {
+    let voices = synth_voices(seed, speakers, festival);
+    for engine in [Engine::EspeakNg, Engine::Flite, Engine::Festival] {
         if voices.iter().any(|v| v.engine == engine) {
             check_engine(engine)?;
         }
@@ -491,11 +556,11 @@ fn synthesise(
         std::fs::create_dir_all(&dir)
             .map_err(|e| DataError::Io(format!("{}: {e}", dir.display())))?;
         let tmp = wav.with_extension(format!("tmp{}.wav", std::process::id()));
-        let output = voice.command(text, &tmp).output().map_err(|e| {
+        let output = voice.run(text, &tmp).map_err(|e| {
             DataError::Io(format!(
                 "{}: {e} (install it: apt-get install {})",
                 voice.engine.program(),
-                voice.engine.program()
+                voice.engine.packages()
             ))
         })?;
         if !output.status.success() || !tmp.exists() {
@@ -686,9 +751,9 @@ mod tests {
 
     #[test]
     fn voices_are_seeded_and_distinct() {
-        let a = synth_voices(1, 48);
-        assert_eq!(a, synth_voices(1, 48));
-        assert_ne!(a, synth_voices(2, 48));
+        let a = synth_voices(1, 48, false);
+        assert_eq!(a, synth_voices(1, 48, false));
+        assert_ne!(a, synth_voices(2, 48, false));
         let mut names: Vec<_> = a.iter().map(|v| v.speaker.clone()).collect();
         names.sort();
         names.dedup();
@@ -698,7 +763,9 @@ mod tests {
                 .all(|v| (0.8..=1.25).contains(&v.rate) && (25..=75).contains(&v.pitch))
         );
         // The personal users are voices the synth set never uses.
-        let every = synth_voices(0, 101);
+        let every = synth_voices(0, 104, true);
+        assert_eq!(every.len(), 104);
+        assert!(every.iter().any(|v| v.engine == Engine::Festival));
         for user in atypical_voices() {
             assert!(every.iter().all(|v| v.name != user.name), "{}", user.name);
         }

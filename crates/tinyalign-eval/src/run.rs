@@ -95,7 +95,8 @@ pub struct EvalOptions {
     pub max_tokens: usize,
     /// Add the `projector-no-injection` row.
     pub ablation: bool,
-    /// Add the `whisper` (needs the Whisper model) and `text-oracle` rows.
+    /// Add the `whisper` and `cascade` (Whisper's transcript → LLM; both need the Whisper model) and
+    /// `text-oracle` rows.
     pub baselines: bool,
     /// Only this speaker's utterances (a manifest with several users).
     pub speaker: Option<String>,
@@ -161,18 +162,9 @@ pub fn evaluate(
         let audio = tinyalign_mel::read_audio_file(&manifest.audio_path(u), u.input_format())?;
         let mut hyps: Vec<(&str, String, f64)> = Vec::new();
 
-        if let (Some(whisper), Some(padded)) = (whisper, &padded) {
-            let started = Instant::now();
-            let mel = padded.audio_to_log_mel(&audio, &name)?;
-            let text = whisper
-                .transcribe(&mel, 224)
-                .map_err(|e| AssistantError::Model(e.to_string()))?;
-            hyps.push(("whisper", text, started.elapsed().as_secs_f64() * 1e3));
-        }
-
-        if eval.baselines {
-            let started = Instant::now();
-            let ids = assistant.llm.tokenizer.encode(&u.text, false);
+        // The LLM answering a text in the audio slot (its token embeddings), as at inference.
+        let answer_text = |text: &str| -> Result<String, AssistantError> {
+            let ids = assistant.llm.tokenizer.encode(text, false);
             let embeds = assistant
                 .llm
                 .embed_tokens(&ids)
@@ -185,7 +177,27 @@ pub fn evaluate(
                 &options,
                 |_| true,
             )?;
-            hyps.push(("text-oracle", g.text, started.elapsed().as_secs_f64() * 1e3));
+            Ok(g.text)
+        };
+        if let (Some(whisper), Some(padded)) = (whisper, &padded) {
+            let started = Instant::now();
+            let mel = padded.audio_to_log_mel(&audio, &name)?;
+            let text = whisper
+                .transcribe(&mel, 224)
+                .map_err(|e| AssistantError::Model(e.to_string()))?;
+            let whisper_ms = started.elapsed().as_secs_f64() * 1e3;
+            // The cascade: Whisper's own transcript handed to the LLM in place of the audio tokens.
+            let started = Instant::now();
+            let cascade = answer_text(&text)?;
+            let cascade_ms = whisper_ms + started.elapsed().as_secs_f64() * 1e3;
+            hyps.push(("whisper", text, whisper_ms));
+            hyps.push(("cascade", cascade, cascade_ms));
+        }
+
+        if eval.baselines {
+            let started = Instant::now();
+            let text = answer_text(&u.text)?;
+            hyps.push(("text-oracle", text, started.elapsed().as_secs_f64() * 1e3));
         }
 
         let mut layouts = vec![("projector", PromptLayout::Injected)];
@@ -237,6 +249,7 @@ pub fn evaluate(
     }
     let order = [
         "whisper",
+        "cascade",
         "text-oracle",
         "projector",
         "projector-no-injection",
