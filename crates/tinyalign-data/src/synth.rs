@@ -448,6 +448,13 @@ pub fn build_atypical(
     let mut made_s = 0.0;
     for (v, voice) in voices.iter().enumerate() {
         let texts = TextPool::builtin().expand(options.seed.wrapping_add(v as u64), per_user_texts);
+        if texts.len() <= options.heldout {
+            return Err(DataError::Invalid(format!(
+                "atypical: the templates give {} distinct texts, not enough for {} held-out utterances",
+                texts.len(),
+                options.heldout
+            )));
+        }
         let (held, adapt_pool) = texts.split_at(options.heldout);
         // Adaptation texts until their audio reaches `adapt_seconds`, then the held-out texts.
         let mut adapt_s = 0.0;
