@@ -204,6 +204,12 @@ pub fn place_rows<T: Tape<f32, Device>>(
     mix_frames(x, &selection, 1, rows) + base.clone()
 }
 
+/// `x · w` with a constant `w` `(d, k)`: `(n, d)` → `(n, k)`, differentiable in `x`.
+pub fn matmul_const<T: Tape<f32, Device>>(x: Taped2<T>, w: &Tensor2) -> Taped2<T> {
+    use dfdx::tensor_ops::TryMatMul;
+    x.matmul(w.clone())
+}
+
 /// Mean next-token cross-entropy `−(1/k) Σ log softmax(logits[pos])[token]` over the `k` `(pos, token)`
 /// pairs; `logits` `(n, vocab)`. Other positions do not count.
 pub fn token_cross_entropy<T: Tape<f32, Device>>(

@@ -57,6 +57,10 @@ pub struct LossConfig {
     pub cosine_weight: f32,
     pub pad_weight: f32,
     pub pad_text: String,
+    /// Weight of the token-identity term: cross-entropy of each transcript row's dot products with the
+    /// batch's distinct target embeddings, its own being the label (0 = off, the paper's loss).
+    #[serde(default)]
+    pub token_weight: f32,
 }
 
 /// The training objective.

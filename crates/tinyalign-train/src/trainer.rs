@@ -152,6 +152,10 @@ struct Batch {
     target: tinyalign_nn::Tensor2,
     row_weights: Vec<f32>,
     element_weights: tinyalign_nn::Tensor2,
+    /// The distinct target embeddings of the batch, transposed `(d, k)`, and for each transcript row the
+    /// index of its own: the token-identity term's candidates and labels.
+    candidates: tinyalign_nn::Tensor2,
+    labels: Vec<(usize, usize)>,
 }
 
 fn make_batch(projector: &Projector, examples: &[&Example]) -> Result<Batch, TrainError> {
@@ -178,7 +182,34 @@ fn make_batch(projector: &Projector, examples: &[&Example]) -> Result<Batch, Tra
         .flat_map(|&w| std::iter::repeat_n(w, d_llm))
         .collect();
     let rows = examples.len() * t_max;
+    let mut index: std::collections::HashMap<Vec<u32>, usize> = Default::default();
+    let mut candidates: Vec<&[f32]> = Vec::new();
+    let mut labels = Vec::new();
+    for (r, &w) in row_weights.iter().enumerate() {
+        if w <= 0.0 {
+            continue;
+        }
+        let row = &target[r * d_llm..(r + 1) * d_llm];
+        let key: Vec<u32> = row.iter().map(|v| v.to_bits()).collect();
+        let next = index.len();
+        let k = *index.entry(key).or_insert(next);
+        if k == next {
+            candidates.push(row);
+        }
+        if w == 1.0 {
+            labels.push((r, k));
+        }
+    }
+    let k = candidates.len().max(1);
+    let mut candidates_t = vec![0.0; d_llm * k];
+    for (j, row) in candidates.iter().enumerate() {
+        for (i, v) in row.iter().enumerate() {
+            candidates_t[i * k + j] = *v;
+        }
+    }
     Ok(Batch {
+        candidates: tinyalign_nn::from_vec2(dev, candidates_t, d_llm, k),
+        labels,
         x: tinyalign_nn::from_vec2(dev, data, layout.batch() * layout.frames, d_audio),
         layout,
         target: tinyalign_nn::from_vec2(dev, target, rows, d_llm),
@@ -199,6 +230,16 @@ fn embedlink_loss<T: tinyalign_nn::Tape<f32, tinyalign_nn::Device> + tinyalign_n
         &batch.target,
         &batch.element_weights,
     );
+    if config.loss.token_weight > 0.0 && !batch.labels.is_empty() {
+        // Token identity: each transcript row should be nearer its own token's embedding than any other
+        // token of the batch (softmax over dot products), so outputs settle on real token embeddings.
+        let logits = tinyalign_nn::matmul_const(tinyalign_nn::fork(&out), &batch.candidates);
+        let identity = tinyalign_nn::token_cross_entropy(logits, &batch.labels);
+        let cos = tinyalign_nn::weighted_cosine_distance(out, &batch.target, &batch.row_weights);
+        return mse * (config.loss.mse_weight * mse_scale)
+            + cos * config.loss.cosine_weight
+            + identity * config.loss.token_weight;
+    }
     let cos = tinyalign_nn::weighted_cosine_distance(out, &batch.target, &batch.row_weights);
     mse * (config.loss.mse_weight * mse_scale) + cos * config.loss.cosine_weight
 }
@@ -715,4 +756,61 @@ fn save_projector(
         &serde_json::to_vec_pretty(&manifest).expect("json"),
     )
     .map_err(|e| TrainError::Io(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The token-identity term's candidates are the batch's distinct target rows (padding included) and
+    /// each transcript row's label points at its own embedding.
+    #[test]
+    fn token_identity_candidates_are_the_distinct_target_rows() {
+        let (d_audio, d_llm) = (8, 4);
+        let config = ProjectorConfig {
+            tokens: tinyalign_projector::TokenCount::Fixed { tokens: 3 },
+            d_model: 8,
+            ffn_dim: 16,
+            heads: 2,
+            layers: 1,
+            ..ProjectorConfig::bridgeformer(d_audio, d_llm, 1.0)
+        };
+        let projector = Projector::init(config, 0, tinyalign_nn::cpu()).unwrap();
+        let (a, b, pad) = (
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 0.5, 0.5],
+        );
+        let example = |rows: &[[f32; 4]], weights: &[f32]| Example {
+            features: Features {
+                frames: 12,
+                width: d_audio,
+                data: vec![0.1; 12 * d_audio],
+            },
+            target: Target {
+                rows: rows.len(),
+                data: rows.concat(),
+                weights: weights.to_vec(),
+                truncated: 0,
+            },
+            answer_ids: Vec::new(),
+            answer_embeds: Vec::new(),
+        };
+        // Utterance 0 says "a b", utterance 1 "b" then padding.
+        let first = example(&[a, b, pad], &[1.0, 1.0, 0.1]);
+        let second = example(&[b, pad, pad], &[1.0, 0.1, 0.1]);
+        let batch = make_batch(&projector, &[&first, &second]).unwrap();
+        assert_eq!(
+            tinyalign_nn::shape2(&batch.candidates),
+            (4, 3),
+            "a, b and the pad row"
+        );
+        assert_eq!(batch.labels, [(0, 0), (1, 1), (3, 1)]);
+        let columns = tinyalign_nn::to_vec2(&batch.candidates);
+        let column = |j: usize| (0..4).map(|i| columns[i * 3 + j]).collect::<Vec<f32>>();
+        assert_eq!(
+            (column(0), column(1), column(2)),
+            (a.to_vec(), b.to_vec(), pad.to_vec())
+        );
+    }
 }
