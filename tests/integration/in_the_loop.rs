@@ -44,7 +44,7 @@ fn llm_in_the_loop_loss_matches_the_inference_model_and_its_gradient() {
     let file = tinyalign_weights::gguf::GgufFile::parse(&bytes, "SmolLM2").unwrap();
     let mut llm = LlamaModel::from_gguf(&file, Precision::Native).unwrap();
     llm.set_activations(Activations::F32);
-    let context = LoopContext::new(&llm, &bytes, "SmolLM2").unwrap();
+    let context = LoopContext::new(&llm, &file).unwrap();
     let d = llm.config.hidden_size;
 
     // Two utterances of 3 and 2 audio tokens (a batch padded to 3), at the embedding table's scale.

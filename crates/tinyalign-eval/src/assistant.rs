@@ -71,12 +71,6 @@ pub struct Assistant {
     pub llm: LlamaModel,
 }
 
-fn hash_file(path: &Path) -> Result<String, AssistantError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| AssistantError::Io(format!("{}: {e}", path.display())))?;
-    Ok(tinyalign_weights::sha256_hex(&bytes))
-}
-
 impl Assistant {
     /// Loads the chain. `projector_dir` holds `projector.safetensors` + `projector.json` (a training run
     /// folder); the manifest's encoder and LLM hashes must match the files given, else it is refused.
@@ -111,11 +105,10 @@ impl Assistant {
             }
             Ok(())
         };
-        check(
-            "Whisper encoder",
-            "encoder_sha256",
-            hash_file(&whisper_dir.join("model.safetensors"))?,
-        )?;
+        let (encoder, encoder_sha256) =
+            tinyalign_whisper::load_encoder_dir_with_sha256(whisper_dir, tinyalign_nn::cpu())
+                .map_err(|e| AssistantError::Model(e.to_string()))?;
+        check("Whisper encoder", "encoder_sha256", encoder_sha256)?;
         if manifest["frontend_version"].as_u64() != Some(u64::from(tinyalign_mel::FRONTEND_VERSION))
         {
             return Err(bad(format!(
@@ -132,8 +125,6 @@ impl Assistant {
                 .map_err(|e| bad(e.to_string()))?;
         let projector = Projector::load(config, &weights, tinyalign_nn::cpu())
             .map_err(|e| bad(e.to_string()))?;
-        let encoder = tinyalign_whisper::load_encoder_dir(whisper_dir, tinyalign_nn::cpu())
-            .map_err(|e| AssistantError::Model(e.to_string()))?;
         let bands = MelBands::from_count(encoder.config().num_mel_bins)
             .ok_or_else(|| AssistantError::Model("unsupported mel band count".into()))?;
         let (llm, llm_sha256) =

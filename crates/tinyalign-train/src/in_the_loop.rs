@@ -10,6 +10,7 @@
 use tinyalign_llm::{LlamaGraph, LlamaModel, TRANSCRIBE_INSTRUCTION, slot_prompt_ids};
 use tinyalign_nn::{Device, Merge, Scalar, Tape, Taped2};
 use tinyalign_projector::BatchLayout;
+use tinyalign_weights::gguf::GgufFile;
 
 use crate::TrainError;
 
@@ -26,12 +27,10 @@ pub struct LoopContext {
 }
 
 impl LoopContext {
-    /// `gguf` is the LLM's file (the same one `llm` was loaded from).
-    pub fn new(llm: &LlamaModel, gguf: &[u8], name: &str) -> Result<Self, TrainError> {
+    /// `file` is the parsed GGUF that `llm` was loaded from.
+    pub fn new(llm: &LlamaModel, file: &GgufFile) -> Result<Self, TrainError> {
         let model = |e: tinyalign_llm::LlmError| TrainError::Model(e.to_string());
-        let file = tinyalign_weights::gguf::GgufFile::parse(gguf, name)
-            .map_err(|e| TrainError::Model(e.to_string()))?;
-        let graph = LlamaGraph::from_gguf(&file, tinyalign_nn::cpu()).map_err(model)?;
+        let graph = LlamaGraph::from_gguf(file, tinyalign_nn::cpu()).map_err(model)?;
         let (before_ids, after_ids) = slot_prompt_ids(&llm.tokenizer, Some(TRANSCRIBE_INSTRUCTION));
         let im_end = match llm.tokenizer.encode("<|im_end|>", true)[..] {
             [id] => id,

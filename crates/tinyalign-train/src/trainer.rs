@@ -47,6 +47,63 @@ pub struct TrainOptions {
     pub feature_dir: Option<PathBuf>,
 }
 
+impl TrainOptions {
+    /// Where encoder features are cached: `feature_dir`, else `<cache_dir>/features`.
+    fn features_dir(&self) -> PathBuf {
+        self.feature_dir
+            .clone()
+            .unwrap_or_else(|| self.cache_dir.join("features"))
+    }
+}
+
+/// The frozen LLM read once from its GGUF: the inference model, the file's sha256 and, for LLM-in-the-loop,
+/// the differentiable graph built from the same parsed file.
+fn load_llm(
+    path: &Path,
+    objective: Objective,
+) -> Result<(LlamaModel, String, Option<LoopContext>), TrainError> {
+    let model = |e: tinyalign_llm::LlmError| TrainError::Model(e.to_string());
+    let bytes = tinyalign_weights::read_file(path).map_err(|e| TrainError::Io(e.to_string()))?;
+    let file = tinyalign_weights::gguf::GgufFile::parse(&bytes, &path.display().to_string())
+        .map_err(|e| TrainError::Model(e.to_string()))?;
+    let llm = LlamaModel::from_gguf(&file, Precision::Native).map_err(model)?;
+    let in_loop = match objective {
+        Objective::Embedlink => None,
+        Objective::LlmInTheLoop => Some(LoopContext::new(&llm, &file)?),
+    };
+    Ok((llm, sha256_hex(&bytes), in_loop))
+}
+
+/// The example of utterance `u`: its (cached) encoder features, its EmbedLink target with the projector's
+/// T, and with `answers` (LLM-in-the-loop) the answer the LLM must give.
+fn make_example(
+    cache: &mut FeatureCache,
+    manifest: &Manifest,
+    u: &Utterance,
+    projector: &ProjectorConfig,
+    targets: &TargetBuilder<'_>,
+    answers: Option<(&LoopContext, &LlamaModel)>,
+) -> Result<Example, TrainError> {
+    let features = cache.get(manifest, u)?;
+    let t = projector.tokens_for(features.frames);
+    let (answer_ids, answer_embeds) = match answers {
+        None => (Vec::new(), Vec::new()),
+        Some((context, llm)) => {
+            let ids = context.answer_ids(llm, &u.text);
+            let embeds = llm
+                .embed_tokens(&ids)
+                .map_err(|e| TrainError::Model(e.to_string()))?;
+            (ids, embeds)
+        }
+    };
+    Ok(Example {
+        target: targets.target(&u.text, t)?,
+        features,
+        answer_ids,
+        answer_embeds,
+    })
+}
+
 /// One example: encoder features and the EmbedLink target.
 #[derive(Debug, Clone)]
 struct Example {
@@ -108,12 +165,7 @@ fn select<'m>(
         .map(|s| s.parse())
         .collect::<Result<_, _>>()
         .map_err(|e| TrainError::Config(format!("{e}")))?;
-    let mut picked: Vec<&Utterance> = manifest
-        .utterances
-        .iter()
-        .filter(|u| wanted.contains(&u.split))
-        .collect();
-    picked.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut picked = manifest.in_splits(&wanted);
     if max > 0 {
         picked.truncate(max);
     }
@@ -376,29 +428,17 @@ pub fn projector_cosine(
     let projector = load_run_projector(projector_dir)?;
     let manifest = Manifest::read(manifest_path).map_err(|e| TrainError::Data(e.to_string()))?;
     let utts = select(&manifest, &[split.to_string()], limit)?;
-    let encoder_file = options.whisper_dir.join("model.safetensors");
-    let encoder_hash = sha256_hex(&std::fs::read(&encoder_file).map_err(io(&encoder_file))?);
-    let encoder = tinyalign_whisper::load_encoder_dir(&options.whisper_dir, tinyalign_nn::cpu())
-        .map_err(|e| TrainError::Model(e.to_string()))?;
+    let (encoder, encoder_hash) =
+        tinyalign_whisper::load_encoder_dir_with_sha256(&options.whisper_dir, tinyalign_nn::cpu())
+            .map_err(|e| TrainError::Model(e.to_string()))?;
     let llm = LlamaModel::load_gguf(&options.llm_path, Precision::Native)
         .map_err(|e| TrainError::Model(e.to_string()))?;
     let targets = TargetBuilder::new(&llm, &config.loss.pad_text, config.loss.pad_weight)?;
-    let feature_dir = options
-        .feature_dir
-        .clone()
-        .unwrap_or_else(|| options.cache_dir.join("features"));
-    let mut cache = FeatureCache::new(&feature_dir, encoder, &encoder_hash)?;
-    let mut examples = Vec::with_capacity(utts.len());
-    for u in utts {
-        let features = cache.get(&manifest, u)?;
-        let t = projector.config().tokens_for(features.frames);
-        examples.push(Example {
-            target: targets.target(&u.text, t)?,
-            features,
-            answer_ids: Vec::new(),
-            answer_embeds: Vec::new(),
-        });
-    }
+    let mut cache = FeatureCache::new(&options.features_dir(), encoder, &encoder_hash)?;
+    let examples = utts
+        .iter()
+        .map(|u| make_example(&mut cache, &manifest, u, projector.config(), &targets, None))
+        .collect::<Result<Vec<_>, _>>()?;
     let mse_scale = 1.0 / (targets.embedding_rms * targets.embedding_rms);
     Ok(evaluate(&projector, &examples, config, mse_scale, None)?.1)
 }
@@ -435,29 +475,15 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
     let valid_utts = select(&manifest, &config.data.valid_splits, config.data.max_valid)?;
 
     // Frozen models.
-    let encoder_file = options.whisper_dir.join("model.safetensors");
-    let encoder_hash = sha256_hex(&std::fs::read(&encoder_file).map_err(io(&encoder_file))?);
-    let encoder = tinyalign_whisper::load_encoder_dir(&options.whisper_dir, tinyalign_nn::cpu())
-        .map_err(|e| TrainError::Model(e.to_string()))?;
+    let (encoder, encoder_hash) =
+        tinyalign_whisper::load_encoder_dir_with_sha256(&options.whisper_dir, tinyalign_nn::cpu())
+            .map_err(|e| TrainError::Model(e.to_string()))?;
     let d_audio = encoder.config().d_model;
-    let (llm, llm_hash) = LlamaModel::load_gguf_with_sha256(&options.llm_path, Precision::Native)
-        .map_err(|e| TrainError::Model(e.to_string()))?;
+    if config.loss.objective == Objective::LlmInTheLoop {
+        say("LLM-in-the-loop: building the frozen LLM's differentiable graph (f32 weights)".into());
+    }
+    let (llm, llm_hash, in_loop) = load_llm(&options.llm_path, config.loss.objective)?;
     let targets = TargetBuilder::new(&llm, &config.loss.pad_text, config.loss.pad_weight)?;
-    let in_loop = match config.loss.objective {
-        Objective::Embedlink => None,
-        Objective::LlmInTheLoop => {
-            say(
-                "LLM-in-the-loop: building the frozen LLM's differentiable graph (f32 weights)"
-                    .into(),
-            );
-            let bytes = std::fs::read(&options.llm_path).map_err(io(&options.llm_path))?;
-            Some(LoopContext::new(
-                &llm,
-                &bytes,
-                &options.llm_path.display().to_string(),
-            )?)
-        }
-    };
 
     // Projector (its T rule decides the target lengths).
     let p = &config.projector;
@@ -493,32 +519,19 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
 
     // Features (cached) and targets.
     let feature_started = Instant::now();
-    let feature_dir = options
-        .feature_dir
-        .clone()
-        .unwrap_or_else(|| options.cache_dir.join("features"));
-    let mut cache = FeatureCache::new(&feature_dir, encoder, &encoder_hash)?;
+    let mut cache = FeatureCache::new(&options.features_dir(), encoder, &encoder_hash)?;
+    let answers = in_loop.as_ref().map(|context| (context, &llm));
     let mut build = |utts: &[&Utterance], what: &str| -> Result<Vec<Example>, TrainError> {
         let mut out = Vec::with_capacity(utts.len());
         for (i, u) in utts.iter().enumerate() {
-            let features = cache.get(&manifest, u)?;
-            let t = projector_config.tokens_for(features.frames);
-            let (answer_ids, answer_embeds) = match &in_loop {
-                None => (Vec::new(), Vec::new()),
-                Some(context) => {
-                    let ids = context.answer_ids(&llm, &u.text);
-                    let embeds = llm
-                        .embed_tokens(&ids)
-                        .map_err(|e| TrainError::Model(e.to_string()))?;
-                    (ids, embeds)
-                }
-            };
-            out.push(Example {
-                target: targets.target(&u.text, t)?,
-                features,
-                answer_ids,
-                answer_embeds,
-            });
+            out.push(make_example(
+                &mut cache,
+                &manifest,
+                u,
+                &projector_config,
+                &targets,
+                answers,
+            )?);
             if (i + 1) % 50 == 0 || i + 1 == utts.len() {
                 say(format!("  {what} features {}/{}", i + 1, utts.len()));
             }

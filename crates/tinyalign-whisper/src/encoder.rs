@@ -46,16 +46,43 @@ pub struct WhisperEncoder {
 
 /// Reads `dir/config.json` and `dir/model.safetensors` (Hugging Face layout, as `cargo xtask fetch` writes).
 pub(crate) fn read_model_dir(dir: &Path) -> Result<(WhisperConfig, TensorMap), WhisperError> {
+    let (config, map, _) = read_model_dir_hashed(dir, false)?;
+    Ok((config, map))
+}
+
+/// [`read_model_dir`], and with `hash` the sha256 of `model.safetensors` from the same read.
+fn read_model_dir_hashed(
+    dir: &Path,
+    hash: bool,
+) -> Result<(WhisperConfig, TensorMap, Option<String>), WhisperError> {
     let config = WhisperConfig::from_file(&dir.join("config.json"))?;
     let path = dir.join("model.safetensors");
-    let map = read_safetensors(&read_file(&path)?, &path.display().to_string())?;
-    Ok((config, map))
+    let bytes = read_file(&path)?;
+    let map = read_safetensors(&bytes, &path.display().to_string())?;
+    Ok((
+        config,
+        map,
+        hash.then(|| tinyalign_weights::sha256_hex(&bytes)),
+    ))
 }
 
 /// Loads only the encoder of a model folder (see [`read_model_dir`]).
 pub fn load_encoder_dir(dir: &Path, dev: Device) -> Result<WhisperEncoder, WhisperError> {
     let (config, map) = read_model_dir(dir)?;
     WhisperEncoder::load(config, &map, dev)
+}
+
+/// [`load_encoder_dir`] and the sha256 of `model.safetensors` (what trained projectors record), from one
+/// read of the file.
+pub fn load_encoder_dir_with_sha256(
+    dir: &Path,
+    dev: Device,
+) -> Result<(WhisperEncoder, String), WhisperError> {
+    let (config, map, sha256) = read_model_dir_hashed(dir, true)?;
+    Ok((
+        WhisperEncoder::load(config, &map, dev)?,
+        sha256.expect("asked for the hash"),
+    ))
 }
 
 impl WhisperEncoder {

@@ -18,7 +18,7 @@ mod transcribe;
 
 pub use config::WhisperConfig;
 pub use decoder::{AudioContext, WhisperDecoder};
-pub use encoder::{WhisperEncoder, load_encoder_dir};
+pub use encoder::{WhisperEncoder, load_encoder_dir, load_encoder_dir_with_sha256};
 pub use tokenizer::{SpecialTokens, WhisperTokenizer};
 pub use transcribe::WhisperModel;
 
