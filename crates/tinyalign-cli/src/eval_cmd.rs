@@ -80,12 +80,8 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
         .out
         .clone()
         .unwrap_or_else(|| projector.join(format!("eval-{}", split.name())));
-    let json = serde_json::to_vec_pretty(&report)?;
-    tinyalign_data::write_atomic(&out.join("report.json"), &json).context("writing report.json")?;
-    let markdown = report.to_markdown();
-    tinyalign_data::write_atomic(&out.join("report.md"), markdown.as_bytes())
-        .context("writing report.md")?;
-    print!("{markdown}");
+    report.write(&out).context("writing the report")?;
+    print!("{}", report.to_markdown());
     eprintln!("report: {}", out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -223,11 +223,7 @@ fn evaluate(
             eprintln!("  {what}: {done}/{total} held-out utterances");
         }
     })?;
-    tinyalign_data::write_atomic(
-        &out.join("report.json"),
-        &serde_json::to_vec_pretty(&report)?,
-    )?;
-    tinyalign_data::write_atomic(&out.join("report.md"), report.to_markdown().as_bytes())?;
+    report.write(out)?;
     Ok(report)
 }
 

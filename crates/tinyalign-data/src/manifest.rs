@@ -229,6 +229,18 @@ impl Manifest {
         self.utterances.iter().filter(move |u| u.split == split)
     }
 
+    /// The utterances of any of `splits`, in id order: the one order every tool takes a "first N" from, so
+    /// training, evaluation and checks pick the same utterances whatever the file's line order.
+    pub fn in_splits(&self, splits: &[Split]) -> Vec<&Utterance> {
+        let mut picked: Vec<&Utterance> = self
+            .utterances
+            .iter()
+            .filter(|u| splits.contains(&u.split))
+            .collect();
+        picked.sort_by(|a, b| a.id.cmp(&b.id));
+        picked
+    }
+
     /// Utterances whose audio file is missing, as (id, path).
     pub fn missing_audio(&self) -> Vec<(String, PathBuf)> {
         self.utterances

@@ -52,6 +52,19 @@ pub struct EvalReport {
 }
 
 impl EvalReport {
+    /// Writes `report.json` (per-row and per-utterance results) and `report.md` into `dir`, atomically.
+    pub fn write(&self, dir: &std::path::Path) -> Result<(), AssistantError> {
+        let json = serde_json::to_vec_pretty(self).expect("reports serialise");
+        for (name, bytes) in [
+            ("report.json", json),
+            ("report.md", self.to_markdown().into_bytes()),
+        ] {
+            tinyalign_data::write_atomic(&dir.join(name), &bytes)
+                .map_err(|e| AssistantError::Io(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     pub fn to_markdown(&self) -> String {
         let mut out = format!(
             "# Transcribe task, split `{}`\n\n| row | utterances | WER | CER | S / I / D | refusals | loops | ms / utt |\n|---|---|---|---|---|---|---|---|\n",
@@ -112,11 +125,8 @@ pub fn evaluate(
 ) -> Result<EvalReport, AssistantError> {
     let (split, limit, max_tokens, ablation) =
         (eval.split, eval.limit, eval.max_tokens, eval.ablation);
-    let mut utts: Vec<_> = manifest
-        .split(split)
-        .filter(|u| eval.speaker.as_ref().is_none_or(|s| *s == u.speaker))
-        .collect();
-    utts.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut utts = manifest.in_splits(&[split]);
+    utts.retain(|u| eval.speaker.as_ref().is_none_or(|s| *s == u.speaker));
     if limit > 0 {
         utts.truncate(limit);
     }
