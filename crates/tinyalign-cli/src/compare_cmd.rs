@@ -36,6 +36,21 @@ struct Run {
     eval_row: Option<Value>,
 }
 
+impl Run {
+    fn steps(&self) -> f64 {
+        self.summary["steps"].as_f64().unwrap_or(0.0)
+    }
+
+    fn training_seconds(&self) -> f64 {
+        self.summary["training_seconds"].as_f64().unwrap_or(0.0)
+    }
+
+    /// Training time per utterance seen (steps × batch).
+    fn ms_per_utterance(&self) -> f64 {
+        1e3 * self.training_seconds() / (self.steps() * self.batch as f64).max(1.0)
+    }
+}
+
 fn read_json(path: &Path) -> Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -99,10 +114,8 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
     );
     let mut rows = Vec::new();
     for r in &runs {
-        let steps = r.summary["steps"].as_f64().unwrap_or(0.0);
-        let seconds = r.summary["training_seconds"].as_f64().unwrap_or(0.0);
-        let utterances = steps * r.batch as f64;
-        let ms_per_utterance = 1e3 * seconds / utterances.max(1.0);
+        let (steps, seconds, ms_per_utterance) =
+            (r.steps(), r.training_seconds(), r.ms_per_utterance());
         let cosine = r.summary["best_valid_cosine"].as_f64();
         let pct = |key: &str| {
             r.eval_row
@@ -134,23 +147,18 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
     }
 
     // Headline: per-utterance cost of EmbedLink against LLM-in-the-loop for the same projector.
-    for loop_run in rows.iter().filter(|r| r["objective"] == "llm_in_the_loop") {
-        for embed_run in rows
+    for loop_run in runs.iter().filter(|r| r.objective == "llm_in_the_loop") {
+        for embed_run in runs
             .iter()
-            .filter(|r| r["objective"] == "embedlink" && r["projector"] == loop_run["projector"])
+            .filter(|r| r.objective == "embedlink" && r.projector == loop_run.projector)
         {
-            let (fast, slow) = (
-                embed_run["ms_per_utterance"].as_f64().unwrap_or(f64::NAN),
-                loop_run["ms_per_utterance"].as_f64().unwrap_or(f64::NAN),
-            );
+            let (fast, slow) = (embed_run.ms_per_utterance(), loop_run.ms_per_utterance());
             md.push_str(&format!(
-                "\nPer training utterance, EmbedLink (`{}`) takes {:.1} ms and LLM-in-the-loop (`{}`) {:.1} ms: {:.0}× less time for the same {} projector.\n",
-                embed_run["run"].as_str().unwrap_or_default(),
-                fast,
-                loop_run["run"].as_str().unwrap_or_default(),
-                slow,
+                "\nPer training utterance, EmbedLink (`{}`) takes {fast:.1} ms and LLM-in-the-loop (`{}`) {slow:.1} ms: {:.0}× less time for the same {} projector.\n",
+                embed_run.name,
+                loop_run.name,
                 slow / fast,
-                embed_run["projector"].as_str().unwrap_or_default(),
+                embed_run.projector,
             ));
         }
     }
@@ -185,16 +193,11 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
         "valid_cosine_vs_seconds.svg",
         tinyalign_train::plot::line_chart_svg("training s", "valid cosine", &series).as_bytes(),
     )?;
-    let wer_vs_time: Vec<tinyalign_train::plot::Series> = rows
+    let wer_vs_time: Vec<tinyalign_train::plot::Series> = runs
         .iter()
-        .zip(&runs)
-        .filter_map(|(row, r)| {
+        .filter_map(|r| {
             let wer = r.eval_row.as_ref()?["wer"].as_f64()?;
-            Some((
-                r.name.as_str(),
-                vec![(row["training_seconds"].as_f64()?, wer)],
-                1.0,
-            ))
+            Some((r.name.as_str(), vec![(r.training_seconds(), wer)], 1.0))
         })
         .collect();
     if !wer_vs_time.is_empty() {

@@ -1,16 +1,13 @@
 //! `tinyalign data check`: the Whisper round-trip filter tags what Whisper hears right and flags (or drops)
 //! an utterance whose text does not match its audio, on real pocketsphinx recordings.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Command, Output};
 
-use tinyalign_data::Manifest;
+use common::{cache, models_present};
 
-fn cache() -> PathBuf {
-    std::env::var_os("TINYALIGN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/tinyalign"))
-}
+use tinyalign_data::Manifest;
 
 fn tinyalign(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tinyalign"))
@@ -26,11 +23,7 @@ fn round_trip_flags_a_mismatched_transcript() {
         "whisper-tiny.en/hf/model.safetensors",
         "speech-pocketsphinx/usr/share/pocketsphinx/test/data/goforward.raw",
     ];
-    if let Some(missing) = needed.iter().find(|p| !cache().join(p).exists()) {
-        if std::env::var("TINYALIGN_REQUIRE_MODELS").is_ok_and(|v| v == "1") {
-            panic!("{missing} is missing and TINYALIGN_REQUIRE_MODELS=1: run `cargo xtask fetch`");
-        }
-        eprintln!("SKIPPED: {missing} is not in the cache (run `cargo xtask fetch`)");
+    if !models_present(&needed) {
         return;
     }
     let root = std::env::temp_dir().join(format!("tinyalign-cli-check-{}", std::process::id()));

@@ -2,14 +2,12 @@
 //! the cached real models and the asterisk speaker (a handful of utterances and steps: this checks the
 //! plumbing and the privacy promises, not the quality).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn cache() -> PathBuf {
-    std::env::var_os("TINYALIGN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/tinyalign"))
-}
+use common::{cache, models_present};
 
 fn tinyalign(users: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tinyalign"))
@@ -38,11 +36,7 @@ fn personalise_ask_and_forget_a_user() {
         "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
         "speech-asterisk/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz",
     ];
-    if let Some(missing) = needed.iter().find(|p| !cache().join(p).exists()) {
-        if std::env::var("TINYALIGN_REQUIRE_MODELS").is_ok_and(|v| v == "1") {
-            panic!("{missing} is missing and TINYALIGN_REQUIRE_MODELS=1: run `cargo xtask fetch`");
-        }
-        eprintln!("SKIPPED: {missing} is not in the cache (run `cargo xtask fetch`)");
+    if !models_present(&needed) {
         return;
     }
     let root = std::env::temp_dir().join(format!("tinyalign-cli-personal-{}", std::process::id()));
