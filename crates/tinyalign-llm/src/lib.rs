@@ -8,6 +8,7 @@
 mod chat;
 mod config;
 mod generate;
+#[cfg(feature = "dfdx")]
 mod graph;
 mod model;
 mod tokenizer;
@@ -17,6 +18,7 @@ pub use chat::{
 };
 pub use config::LlamaConfig;
 pub use generate::{GenerateOptions, Generation, Sampler, StopReason};
+#[cfg(feature = "dfdx")]
 pub use graph::LlamaGraph;
 pub use model::{KvCache, LlamaModel, Precision};
 pub use tinyalign_quant::Activations;

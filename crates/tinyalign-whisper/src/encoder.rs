@@ -4,9 +4,9 @@ use std::path::Path;
 
 use tinyalign_mel::LogMel;
 use tinyalign_nn::{Conv1d, Device, LayerNorm, Linear, MultiHeadAttention, Tensor2, Weights, gelu};
-use tinyalign_weights::st::read_safetensors;
-use tinyalign_weights::{TensorMap, read_file};
+use tinyalign_weights::TensorMap;
 
+use crate::files::{read_model_dir, read_model_dir_hashed};
 use crate::{WhisperConfig, WhisperError};
 
 /// PyTorch's default LayerNorm epsilon, which Whisper keeps.
@@ -42,28 +42,6 @@ pub struct WhisperEncoder {
     positions: Vec<f32>,
     layers: Vec<EncoderLayer>,
     final_norm: LayerNorm,
-}
-
-/// Reads `dir/config.json` and `dir/model.safetensors` (Hugging Face layout, as `cargo xtask fetch` writes).
-pub(crate) fn read_model_dir(dir: &Path) -> Result<(WhisperConfig, TensorMap), WhisperError> {
-    let (config, map, _) = read_model_dir_hashed(dir, false)?;
-    Ok((config, map))
-}
-
-/// [`read_model_dir`], and with `hash` the sha256 of `model.safetensors` from the same read.
-fn read_model_dir_hashed(
-    dir: &Path,
-    hash: bool,
-) -> Result<(WhisperConfig, TensorMap, Option<String>), WhisperError> {
-    let config = WhisperConfig::from_file(&dir.join("config.json"))?;
-    let path = dir.join("model.safetensors");
-    let bytes = read_file(&path)?;
-    let map = read_safetensors(&bytes, &path.display().to_string())?;
-    Ok((
-        config,
-        map,
-        hash.then(|| tinyalign_weights::sha256_hex(&bytes)),
-    ))
 }
 
 /// Loads only the encoder of a model folder (see [`read_model_dir`]).

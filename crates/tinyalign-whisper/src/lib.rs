@@ -9,22 +9,34 @@
 //!
 //! It runs on any number of frames up to 3000 (30 s): Whisper always pads to 30 s, tinyalign only where exact
 //! parity with Whisper's own pipeline is wanted, since attention cost grows with the square of the length.
+//!
+//! Without the default `dfdx` feature only the configuration, the model-folder reader and the tokenizer
+//! remain (what `tinyalign-wgpu` and the browser build need).
 
 mod config;
+#[cfg(feature = "dfdx")]
 mod decoder;
+#[cfg(feature = "dfdx")]
 mod encoder;
+mod files;
 mod tokenizer;
+#[cfg(feature = "dfdx")]
 mod transcribe;
 
 pub use config::WhisperConfig;
+#[cfg(feature = "dfdx")]
 pub use decoder::{AudioContext, WhisperDecoder};
+#[cfg(feature = "dfdx")]
 pub use encoder::{WhisperEncoder, load_encoder_dir, load_encoder_dir_with_sha256};
+pub use files::read_model_dir;
 pub use tokenizer::{SpecialTokens, WhisperTokenizer};
+#[cfg(feature = "dfdx")]
 pub use transcribe::WhisperModel;
 
 /// Errors of the Whisper model crate.
 #[derive(Debug, thiserror::Error)]
 pub enum WhisperError {
+    #[cfg(feature = "dfdx")]
     #[error(transparent)]
     Nn(#[from] tinyalign_nn::NnError),
     #[error(transparent)]

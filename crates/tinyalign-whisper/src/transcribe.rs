@@ -6,7 +6,7 @@ use tinyalign_mel::LogMel;
 use tinyalign_nn::Device;
 
 use crate::decoder::{WhisperDecoder, find_vocabulary};
-use crate::encoder::read_model_dir;
+use crate::files::read_model_dir;
 use crate::tokenizer::WhisperTokenizer;
 use crate::{WhisperEncoder, WhisperError};
 

@@ -1,0 +1,590 @@
+//! The projector on dfdx (training and CPU inference).
+
+use tinyalign_nn::{
+    Device, Initializer, LayerNorm, Linear, Merge, MultiHeadAttention, ParamTensor, Parameters,
+    RmsNorm, Tape, Taped2, Tensor2, Weights, fork, gelu,
+};
+use tinyalign_weights::TensorMap;
+
+use crate::{
+    BatchLayout, ProjectorConfig, ProjectorError, ProjectorKind, adaptive_pool_weights,
+};
+
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    attn_norm: LayerNorm,
+    attn: MultiHeadAttention,
+    ffn_norm: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+#[derive(Debug, Clone)]
+enum Body {
+    BridgeFormer {
+        input_fc1: Linear,
+        input_fc2: Linear,
+        layers: Vec<EncoderLayer>,
+        encoder_norm: LayerNorm,
+    },
+    Stacked {
+        fc1: Linear,
+        fc2: Option<Linear>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Projector {
+    config: ProjectorConfig,
+    dev: Device,
+    body: Body,
+    output_fc1: Option<Linear>,
+    output_fc2: Option<Linear>,
+    output_norm: RmsNorm,
+}
+
+impl Projector {
+    /// Builds the projector from `w`: loading every tensor (a checkpoint) or initialising it
+    /// (`Weights::init`), through the same code.
+    pub fn new(config: ProjectorConfig, w: &Weights<'_>) -> Result<Self, ProjectorError> {
+        config.validate()?;
+        let c = &config;
+        let eps = f64::from(c.norm_eps);
+        let (body, output_fc1, output_fc2) = match c.kind {
+            ProjectorKind::BridgeFormer => {
+                let mut layers = Vec::with_capacity(c.layers);
+                for i in 0..c.layers {
+                    let l = w.pp(format!("layers.{i}"));
+                    layers.push(EncoderLayer {
+                        attn_norm: LayerNorm::load(&l.pp("self_attn_layer_norm"), c.d_model, eps)?,
+                        attn: MultiHeadAttention::load(
+                            &l.pp("self_attn"),
+                            c.d_model,
+                            c.heads,
+                            true,
+                        )?,
+                        ffn_norm: LayerNorm::load(&l.pp("final_layer_norm"), c.d_model, eps)?,
+                        fc1: Linear::load(&l.pp("fc1"), c.d_model, c.ffn_dim, true)?,
+                        fc2: Linear::load(&l.pp("fc2"), c.ffn_dim, c.d_model, true)?,
+                    });
+                }
+                let body = Body::BridgeFormer {
+                    input_fc1: Linear::load(
+                        &w.pp("input_proj.fc1"),
+                        c.stack * c.d_audio,
+                        c.d_model,
+                        true,
+                    )?,
+                    input_fc2: Linear::load(&w.pp("input_proj.fc2"), c.d_model, c.d_model, true)?,
+                    layers,
+                    encoder_norm: LayerNorm::load(&w.pp("encoder_layer_norm"), c.d_model, eps)?,
+                };
+                let fc1 = Linear::load(&w.pp("output_proj.fc1"), c.d_model, c.d_model, true)?;
+                let fc2 = Linear::load(&w.pp("output_proj.fc2"), c.d_model, c.d_llm, true)?;
+                (body, Some(fc1), Some(fc2))
+            }
+            ProjectorKind::Mlp => {
+                let fc1 = Linear::load(&w.pp("proj.fc1"), c.stack * c.d_audio, c.d_model, true)?;
+                let fc2 = Linear::load(&w.pp("proj.fc2"), c.d_model, c.d_llm, true)?;
+                (
+                    Body::Stacked {
+                        fc1,
+                        fc2: Some(fc2),
+                    },
+                    None,
+                    None,
+                )
+            }
+            ProjectorKind::Linear => {
+                let fc1 = Linear::load(&w.pp("proj.fc1"), c.stack * c.d_audio, c.d_llm, true)?;
+                (Body::Stacked { fc1, fc2: None }, None, None)
+            }
+        };
+        Ok(Self {
+            output_norm: RmsNorm::load(&w.pp("output_norm"), c.d_llm, eps)?,
+            dev: w.device().clone(),
+            config,
+            body,
+            output_fc1,
+            output_fc2,
+        })
+    }
+
+    /// A freshly initialised projector (seeded).
+    pub fn init(config: ProjectorConfig, seed: u64, dev: Device) -> Result<Self, ProjectorError> {
+        let initializer = Initializer::new(seed);
+        Self::new(config, &Weights::init(&initializer, dev))
+    }
+
+    /// A projector from a state dict (PyTorch keys, as [`Self::state_dict`] writes them).
+    pub fn load(
+        config: ProjectorConfig,
+        weights: &TensorMap,
+        dev: Device,
+    ) -> Result<Self, ProjectorError> {
+        Self::new(config, &Weights::new(weights, dev))
+    }
+
+    pub fn config(&self) -> &ProjectorConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.dev
+    }
+
+    pub fn parameter_count(&mut self) -> usize {
+        tinyalign_nn::parameter_count(self)
+    }
+
+    /// Every parameter in PyTorch layout under its key.
+    pub fn state_dict(&mut self) -> TensorMap {
+        tinyalign_nn::state_dict(self, "projector")
+    }
+
+    /// The layout of a batch of utterances with these frame counts (each ≥ 1).
+    pub fn layout(&self, lengths: &[usize]) -> Result<BatchLayout, ProjectorError> {
+        if lengths.is_empty() {
+            return Err(ProjectorError::Input("an empty batch".into()));
+        }
+        if let Some(i) = lengths.iter().position(|&l| l == 0) {
+            return Err(ProjectorError::Input(format!(
+                "utterance {i} has no frames"
+            )));
+        }
+        let stack = self.stack();
+        let longest = lengths.iter().copied().max().unwrap_or(1);
+        let tokens: Vec<usize> = lengths.iter().map(|&l| self.config.tokens_for(l)).collect();
+        Ok(BatchLayout {
+            lengths: lengths.to_vec(),
+            frames: longest.div_ceil(stack) * stack,
+            max_tokens: tokens.iter().copied().max().unwrap_or(1),
+            tokens,
+        })
+    }
+
+    fn stack(&self) -> usize {
+        self.config.stack
+    }
+
+    /// Pads utterances (`frames_i × d_audio` each, row-major) into one `(b·n, d_audio)` host buffer with
+    /// zeros, returning it with its layout.
+    pub fn pad_batch(
+        &self,
+        utterances: &[&[f32]],
+    ) -> Result<(Vec<f32>, BatchLayout), ProjectorError> {
+        let d = self.config.d_audio;
+        let mut lengths = Vec::with_capacity(utterances.len());
+        for (i, u) in utterances.iter().enumerate() {
+            if !u.len().is_multiple_of(d) {
+                return Err(ProjectorError::Input(format!(
+                    "utterance {i} has {} values, not a whole number of {d}-wide frames",
+                    u.len()
+                )));
+            }
+            if u.iter().any(|v| !v.is_finite()) {
+                return Err(ProjectorError::Input(format!(
+                    "utterance {i} has NaN or infinite features"
+                )));
+            }
+            lengths.push(u.len() / d);
+        }
+        let layout = self.layout(&lengths)?;
+        let mut data = vec![0.0; layout.batch() * layout.frames * d];
+        for (i, u) in utterances.iter().enumerate() {
+            data[i * layout.frames * d..i * layout.frames * d + u.len()].copy_from_slice(u);
+        }
+        Ok((data, layout))
+    }
+
+    /// Audio tokens for a padded batch `x` `(b·n, d_audio)` → `(b·t_max, d_llm)`; rows past an item's own
+    /// token count are padding (see `layout.tokens`). Differentiable when `x` is traced.
+    pub fn forward<T: Tape<f32, Device> + Merge<T>>(
+        &self,
+        x: Taped2<T>,
+        layout: &BatchLayout,
+    ) -> Taped2<T> {
+        let (b, n, d) = (layout.batch(), layout.frames, self.config.d_audio);
+        // dfdx does not check runtime shapes in element-wise ops; a mismatch here is a caller bug.
+        assert_eq!(
+            tinyalign_nn::dims(&x),
+            (b * n, d),
+            "projector input must be (batch · frames, d_audio) as `pad_batch` lays it out"
+        );
+        let frame_mask: Vec<f32> = (0..b * n)
+            .flat_map(|r| {
+                let keep = if r % n < layout.lengths[r / n] {
+                    1.0
+                } else {
+                    0.0
+                };
+                std::iter::repeat_n(keep, d)
+            })
+            .collect();
+        let x =
+            tinyalign_nn::mul_const(x, &tinyalign_nn::from_vec2(&self.dev, frame_mask, b * n, d));
+        // Every kind first concatenates `stack` consecutive frames: (b·n, d) → (b·n/k, k·d). For BridgeFormer
+        // this also cuts attention's cost k² times (Whisper gives 50 frames/s; 30 s would be 1500).
+        let k = self.config.stack;
+        let stacked = tinyalign_nn::reshape_rows(x, b * n / k, k * d);
+        let stacked_layout = BatchLayout {
+            lengths: layout.lengths.iter().map(|l| l.div_ceil(k)).collect(),
+            frames: n / k,
+            ..layout.clone()
+        };
+        let pooled = match &self.body {
+            Body::BridgeFormer { .. } => {
+                let hidden = self.encode_frames(stacked, &stacked_layout);
+                self.pool(hidden, &stacked_layout, n / k)
+            }
+            Body::Stacked { fc1, fc2 } => {
+                let mut h = fc1.forward(stacked);
+                if let Some(fc2) = fc2 {
+                    h = fc2.forward(tinyalign_nn::relu(h));
+                }
+                self.pool(h, &stacked_layout, n / k)
+            }
+        };
+        let projected = match (&self.output_fc1, &self.output_fc2) {
+            (Some(fc1), Some(fc2)) => fc2.forward(gelu(fc1.forward(pooled))),
+            _ => pooled,
+        };
+        self.output_norm.forward(projected) * self.config.output_rms
+    }
+
+    /// BridgeFormer's hidden states before pooling, `(b·m, d_model)` for `m` stacked frames per item (input
+    /// `(b·m, stack·d_audio)`, `layout` counted in stacked frames): no positional encoding, so permuting an
+    /// utterance's stacked frames permutes these rows the same way.
+    pub fn encode_frames<T: Tape<f32, Device> + Merge<T>>(
+        &self,
+        x: Taped2<T>,
+        layout: &BatchLayout,
+    ) -> Taped2<T> {
+        let Body::BridgeFormer {
+            input_fc1,
+            input_fc2,
+            layers,
+            encoder_norm,
+        } = &self.body
+        else {
+            return x;
+        };
+        let (b, n) = (layout.batch(), layout.frames);
+        let key_bias: Vec<f32> = (0..b * n)
+            .map(|r| {
+                if r % n < layout.lengths[r / n] {
+                    0.0
+                } else {
+                    -1e9
+                }
+            })
+            .collect();
+        let key_bias = tinyalign_nn::from_vec2(&self.dev, key_bias, b, n);
+        let mut h = input_fc2.forward(gelu(input_fc1.forward(x)));
+        for layer in layers {
+            let attended =
+                layer
+                    .attn
+                    .forward_batch(layer.attn_norm.forward(fork(&h)), b, n, &key_bias);
+            h = h + attended;
+            let ffn = layer
+                .fc2
+                .forward(gelu(layer.fc1.forward(layer.ffn_norm.forward(fork(&h)))));
+            h = h + ffn;
+        }
+        encoder_norm.forward(h)
+    }
+
+    fn pool<T: Tape<f32, Device>>(
+        &self,
+        h: Taped2<T>,
+        layout: &BatchLayout,
+        n: usize,
+    ) -> Taped2<T> {
+        let b = layout.batch();
+        let weights = adaptive_pool_weights(&layout.lengths, &layout.tokens, n, layout.max_tokens);
+        let weights = tinyalign_nn::from_vec3(&self.dev, weights, (b, layout.max_tokens, n));
+        tinyalign_nn::mix_frames(h, &weights, b, n)
+    }
+
+    /// Host convenience: the audio tokens of one utterance `(frames × d_audio)` → `(T, d_llm)` row-major.
+    pub fn project(&self, features: &[f32]) -> Result<(Vec<f32>, usize), ProjectorError> {
+        let (data, layout) = self.pad_batch(&[features])?;
+        let x: Tensor2 =
+            tinyalign_nn::from_vec2(&self.dev, data, layout.frames, self.config.d_audio);
+        let out = tinyalign_nn::to_vec2(&self.forward(x, &layout));
+        Ok((out, layout.tokens[0]))
+    }
+}
+
+impl Parameters for Projector {
+    fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_>)) {
+        match &mut self.body {
+            Body::BridgeFormer {
+                input_fc1,
+                input_fc2,
+                layers,
+                encoder_norm,
+            } => {
+                input_fc1.visit(f);
+                input_fc2.visit(f);
+                for layer in layers {
+                    layer.attn_norm.visit(f);
+                    layer.attn.visit(f);
+                    layer.ffn_norm.visit(f);
+                    layer.fc1.visit(f);
+                    layer.fc2.visit(f);
+                }
+                encoder_norm.visit(f);
+            }
+            Body::Stacked { fc1, fc2 } => {
+                fc1.visit(f);
+                if let Some(fc2) = fc2 {
+                    fc2.visit(f);
+                }
+            }
+        }
+        for fc in [&mut self.output_fc1, &mut self.output_fc2]
+            .into_iter()
+            .flatten()
+        {
+            fc.visit(f);
+        }
+        self.output_norm.visit(f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TokenCount;
+    use proptest::prelude::*;
+
+    fn lcg(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Small sizes so the properties run quickly; the structure is the real one.
+    fn small(kind: ProjectorKind, tokens: TokenCount) -> ProjectorConfig {
+        let base = match kind {
+            ProjectorKind::BridgeFormer => ProjectorConfig::bridgeformer(12, 10, 0.05),
+            other => ProjectorConfig::stacked(other, 12, 10, 0.05),
+        };
+        ProjectorConfig {
+            d_model: 16,
+            heads: 2,
+            ffn_dim: 24,
+            stack: if kind == ProjectorKind::BridgeFormer {
+                2
+            } else {
+                3
+            },
+            tokens,
+            ..base
+        }
+    }
+
+    const KINDS: [ProjectorKind; 3] = [
+        ProjectorKind::BridgeFormer,
+        ProjectorKind::Mlp,
+        ProjectorKind::Linear,
+    ];
+
+    fn run(p: &Projector, data: Vec<f32>, layout: &BatchLayout) -> Vec<f32> {
+        let x = tinyalign_nn::from_vec2(
+            p.device(),
+            data,
+            layout.batch() * layout.frames,
+            p.config().d_audio,
+        );
+        tinyalign_nn::to_vec2(&p.forward(x, layout))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// An utterance's tokens are the same alone and in a batch whose padding holds garbage.
+        #[test]
+        fn padding_never_changes_the_output(kind in 0usize..3, len in 1usize..40, other in 1usize..60, per_second: bool, seed: u64) {
+            let tokens = if per_second { TokenCount::PerSecond { per_second: 20.0, min: 2, max: 12 } } else { TokenCount::Fixed { tokens: 6 } };
+            let p = Projector::init(small(KINDS[kind], tokens), seed, tinyalign_nn::cpu()).unwrap();
+            let d = p.config().d_audio;
+            let (a, b) = (lcg(len * d, seed ^ 1), lcg(other * d, seed ^ 2));
+            let (alone, alone_layout) = p.pad_batch(&[&a]).unwrap();
+            let alone_out = run(&p, alone, &alone_layout);
+            let (mut both, layout) = p.pad_batch(&[&a, &b]).unwrap();
+            for r in 0..layout.batch() * layout.frames {
+                if r % layout.frames >= layout.lengths[r / layout.frames] {
+                    both[r * d..(r + 1) * d].iter_mut().for_each(|v| *v = 1e4);
+                }
+            }
+            let both_out = run(&p, both, &layout);
+            let (t, d_llm) = (layout.tokens[0], p.config().d_llm);
+            prop_assert_eq!(t, alone_layout.tokens[0]);
+            for (x, y) in alone_out[..t * d_llm].iter().zip(&both_out[..t * d_llm]) {
+                prop_assert!((x - y).abs() < 1e-5, "{:?} len {} with {}: {} vs {}", KINDS[kind], len, other, x, y);
+            }
+        }
+
+        /// Without positional encoding, permuting an utterance's frames permutes BridgeFormer's hidden rows.
+        #[test]
+        fn bridgeformer_is_permutation_equivariant_before_pooling(len in 2usize..30, seed: u64) {
+            // Stacking off, so "frames" here are Whisper frames.
+            let config = ProjectorConfig { stack: 1, ..small(ProjectorKind::BridgeFormer, TokenCount::Fixed { tokens: 4 }) };
+            let p = Projector::init(config, seed, tinyalign_nn::cpu()).unwrap();
+            let d = p.config().d_audio;
+            let frames = lcg(len * d, seed);
+            let perm: Vec<usize> = (0..len).map(|i| (i * 7 + 3) % len).collect();
+            prop_assume!(perm.iter().collect::<std::collections::HashSet<_>>().len() == len);
+            let permuted: Vec<f32> = perm.iter().flat_map(|&i| frames[i * d..(i + 1) * d].to_vec()).collect();
+            let layout = p.layout(&[len]).unwrap();
+            let hidden = |data: Vec<f32>| tinyalign_nn::to_vec2(&p.encode_frames(tinyalign_nn::from_vec2(p.device(), data, len, d), &layout));
+            let (h, hp) = (hidden(frames), hidden(permuted));
+            let m = p.config().d_model;
+            for (row, &src) in perm.iter().enumerate() {
+                for c in 0..m {
+                    prop_assert!((hp[row * m + c] - h[src * m + c]).abs() < 1e-4);
+                }
+            }
+        }
+
+        /// Any length ≥ 1 gives T finite tokens at the LLM's embedding scale.
+        #[test]
+        fn any_length_gives_t_tokens(kind in 0usize..3, len in 1usize..300) {
+            let tokens = TokenCount::PerSecond { per_second: 10.0, min: 1, max: 20 };
+            let p = Projector::init(small(KINDS[kind], tokens), 7, tinyalign_nn::cpu()).unwrap();
+            let (out, t) = p.project(&lcg(len * 12, len as u64)).unwrap();
+            prop_assert_eq!(t, ((len as f32 / 50.0 * 10.0).round() as usize).clamp(1, 20));
+            prop_assert_eq!(out.len(), t * 10);
+            for row in out.chunks_exact(10) {
+                let rms = (row.iter().map(|v| v * v).sum::<f32>() / 10.0).sqrt();
+                prop_assert!((rms - 0.05).abs() < 1e-3, "row RMS {} (target 0.05)", rms);
+            }
+        }
+    }
+
+    #[test]
+    fn state_dict_round_trips_and_names_pytorch_keys() {
+        for kind in KINDS {
+            let mut p = Projector::init(
+                small(kind, TokenCount::Fixed { tokens: 5 }),
+                3,
+                tinyalign_nn::cpu(),
+            )
+            .unwrap();
+            let state = p.state_dict();
+            let count = p.parameter_count();
+            assert_eq!(count, state.iter().map(|(_, t)| t.numel()).sum::<usize>());
+            let mut loaded =
+                Projector::load(p.config().clone(), &state, tinyalign_nn::cpu()).unwrap();
+            let x = lcg(17 * 12, 5);
+            assert_eq!(p.project(&x).unwrap(), loaded.project(&x).unwrap());
+            assert_eq!(loaded.parameter_count(), count);
+            if kind == ProjectorKind::BridgeFormer {
+                let fc1 = state.get("layers.1.self_attn.q_proj.weight").unwrap();
+                assert_eq!(fc1.shape, [16, 16]);
+                assert_eq!(
+                    state.get("input_proj.fc1.weight").unwrap().shape,
+                    [16, 24],
+                    "(out, in) as PyTorch, in = 2 stacked frames"
+                );
+            }
+            // A checkpoint of another size is refused, naming the tensor.
+            let other = ProjectorConfig {
+                d_llm: 11,
+                ..p.config().clone()
+            };
+            let err = Projector::load(other, &state, tinyalign_nn::cpu())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("weight"), "{err}");
+        }
+    }
+
+    #[test]
+    fn default_sizes_and_bad_input() {
+        let mut p = Projector::init(
+            ProjectorConfig::bridgeformer(384, 576, 0.1),
+            0,
+            tinyalign_nn::cpu(),
+        )
+        .unwrap();
+        let params = p.parameter_count();
+        assert!(
+            (1_000_000..5_000_000).contains(&params),
+            "{params} parameters"
+        );
+        assert!(p.project(&[]).is_err());
+        assert!(p.project(&[0.0; 385]).is_err());
+        assert!(p.project(&[f32::NAN; 384]).is_err());
+        let bad = ProjectorConfig {
+            heads: 3,
+            ..ProjectorConfig::bridgeformer(384, 576, 0.1)
+        };
+        assert!(Projector::init(bad, 0, tinyalign_nn::cpu()).is_err());
+    }
+
+    /// One AdamW step on an MSE to a target moves the output towards it, and every parameter gets a gradient.
+    #[test]
+    fn training_step_reduces_the_loss_and_reaches_every_parameter() {
+        for kind in KINDS {
+            let mut p = Projector::init(
+                small(kind, TokenCount::Fixed { tokens: 4 }),
+                11,
+                tinyalign_nn::cpu(),
+            )
+            .unwrap();
+            let utterances = [lcg(20 * 12, 1), lcg(9 * 12, 2)];
+            let refs: Vec<&[f32]> = utterances.iter().map(Vec::as_slice).collect();
+            let (data, layout) = p.pad_batch(&refs).unwrap();
+            let x = tinyalign_nn::from_vec2(p.device(), data, layout.batch() * layout.frames, 12);
+            let target = tinyalign_nn::from_vec2(
+                p.device(),
+                lcg(layout.batch() * layout.max_tokens * 10, 3)
+                    .iter()
+                    .map(|v| v * 0.05)
+                    .collect(),
+                layout.batch() * layout.max_tokens,
+                10,
+            );
+            let rows = layout.batch() * layout.max_tokens;
+            let mask = tinyalign_nn::from_vec2(p.device(), vec![1.0; rows * 10], rows, 10);
+            let loss = |p: &Projector| {
+                tinyalign_nn::masked_mse(
+                    p.forward(tinyalign_nn::traced(&x), &layout),
+                    &target,
+                    &mask,
+                )
+            };
+            let mut opt = tinyalign_nn::AdamW::new(0.0, Some(1.0));
+            let before = loss(&p);
+            let value_before = tinyalign_nn::scalar_value(&before);
+            let mut grads = tinyalign_nn::backward(before);
+            let mut missing = Vec::new();
+            p.visit(&mut |key, t| {
+                if !tinyalign_nn::has_nonzero_grad(&t, &mut grads) {
+                    missing.push(key.to_string());
+                }
+            });
+            assert!(missing.is_empty(), "{kind:?}: no gradient for {missing:?}");
+            for _ in 0..5 {
+                let l = loss(&p);
+                let mut g = tinyalign_nn::backward(l);
+                opt.step(&mut p, &mut g, 1e-2);
+            }
+            let after = tinyalign_nn::scalar_value(&loss(&p));
+            assert!(
+                after < value_before,
+                "{kind:?}: loss {value_before} → {after}"
+            );
+        }
+    }
+}

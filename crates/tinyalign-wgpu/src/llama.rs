@@ -1,0 +1,313 @@
+//! The frozen Llama-family LLM (SmolLM2) on the GPU: weights kept in their GGUF blocks, prefill and
+//! KV-cached decoding from any mix of token and projected-audio embeddings.
+
+use tinyalign_llm::{GenerateOptions, LlamaConfig, Sampler, StopReason, StreamDecoder, Tokenizer};
+use tinyalign_weights::gguf::GgufFile;
+
+use crate::ops::{self, Activation, AttentionShape};
+use crate::{Gpu, GpuError, GpuMatrix, GpuTensor};
+
+#[derive(Debug)]
+struct LlamaLayer {
+    attn_norm: GpuTensor,
+    q: GpuMatrix,
+    k: GpuMatrix,
+    v: GpuMatrix,
+    o: GpuMatrix,
+    ffn_norm: GpuTensor,
+    gate: GpuMatrix,
+    up: GpuMatrix,
+    down: GpuMatrix,
+}
+
+#[derive(Debug)]
+pub struct GpuLlama {
+    pub config: LlamaConfig,
+    pub tokenizer: Tokenizer,
+    /// `vocab × d`; also the output head when tied (SmolLM2).
+    embed: GpuMatrix,
+    output: Option<GpuMatrix>,
+    output_norm: GpuTensor,
+    layers: Vec<LlamaLayer>,
+    /// [`ops::rope_table`] for every position the context holds.
+    rope: GpuTensor,
+    context: usize,
+}
+
+/// Keys and values of every layer, `capacity × kv_dim` each; rows `0..len` are filled.
+#[derive(Debug)]
+pub struct GpuKvCache {
+    keys: Vec<GpuTensor>,
+    values: Vec<GpuTensor>,
+    len: usize,
+}
+
+impl GpuKvCache {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.keys.first().map_or(0, GpuTensor::rows)
+    }
+
+    /// Forgets positions from `len` on (keeps a shared prefix).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+fn vector(gpu: &Gpu, file: &GgufFile, name: &str, len: usize) -> Result<GpuTensor, GpuError> {
+    let t = file.tensor(name)?;
+    if t.data.len() != len {
+        return Err(GpuError::Model(format!(
+            "{}: `{name}` has {} values, expected {len}",
+            file.source_name,
+            t.data.len()
+        )));
+    }
+    gpu.upload(&t.data, 1, len)
+}
+
+impl GpuLlama {
+    pub fn from_gguf(gpu: &Gpu, file: &GgufFile) -> Result<Self, GpuError> {
+        let model = |e: tinyalign_llm::LlmError| GpuError::Model(e.to_string());
+        let config = LlamaConfig::from_gguf(file).map_err(model)?;
+        let tokenizer = Tokenizer::from_gguf(file).map_err(model)?;
+        let (d, kv, ff) = (
+            config.hidden_size,
+            config.kv_dim(),
+            config.intermediate_size,
+        );
+        let load = |name: &str, rows: usize, cols: usize| -> Result<GpuMatrix, GpuError> {
+            let m = GpuMatrix::from_gguf(gpu, file, name)?;
+            if (m.rows(), m.cols()) != (rows, cols) {
+                return Err(GpuError::Model(format!(
+                    "{}: `{name}` is {}×{}, the config implies {rows}×{cols}",
+                    file.source_name,
+                    m.rows(),
+                    m.cols()
+                )));
+            }
+            Ok(m)
+        };
+        let embed = load("token_embd.weight", config.vocab_size, d)?;
+        let output = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(load("output.weight", config.vocab_size, d)?)
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let name = |part: &str| format!("blk.{i}.{part}.weight");
+            layers.push(LlamaLayer {
+                attn_norm: vector(gpu, file, &name("attn_norm"), d)?,
+                q: load(&name("attn_q"), d, d)?,
+                k: load(&name("attn_k"), kv, d)?,
+                v: load(&name("attn_v"), kv, d)?,
+                o: load(&name("attn_output"), d, d)?,
+                ffn_norm: vector(gpu, file, &name("ffn_norm"), d)?,
+                gate: load(&name("ffn_gate"), ff, d)?,
+                up: load(&name("ffn_up"), ff, d)?,
+                down: load(&name("ffn_down"), d, ff)?,
+            });
+        }
+        let context = config.max_position_embeddings.min(ops::MAX_KEYS);
+        let rope = gpu.upload(
+            &ops::rope_table(context, config.head_dim, config.rope_theta),
+            context,
+            config.head_dim,
+        )?;
+        Ok(Self {
+            output_norm: vector(gpu, file, "output_norm.weight", d)?,
+            config,
+            tokenizer,
+            embed,
+            output,
+            layers,
+            rope,
+            context,
+        })
+    }
+
+    /// Positions a cache can hold here: the model's context, capped by the attention kernel.
+    pub fn max_context(&self) -> usize {
+        self.context
+    }
+
+    pub fn new_cache(&self, gpu: &Gpu, capacity: usize) -> GpuKvCache {
+        let capacity = capacity.clamp(1, self.context);
+        let kvd = self.config.kv_dim();
+        GpuKvCache {
+            keys: (0..self.layers.len())
+                .map(|_| gpu.zeros(capacity, kvd))
+                .collect(),
+            values: (0..self.layers.len())
+                .map(|_| gpu.zeros(capacity, kvd))
+                .collect(),
+            len: 0,
+        }
+    }
+
+    /// Input embeddings of `ids` (`ids.len() × hidden_size`), dequantised from the table on the GPU.
+    pub fn embed_tokens(&self, gpu: &Gpu, ids: &[u32]) -> Result<GpuTensor, GpuError> {
+        ops::gather(gpu, &self.embed, ids)
+    }
+
+    /// Runs `embeds` (`n × hidden_size`) after what `cache` holds, appends their keys and values, and
+    /// returns the last position's logits (`1 × vocab`), on the GPU.
+    pub fn forward(
+        &self,
+        gpu: &Gpu,
+        embeds: &GpuTensor,
+        cache: &mut GpuKvCache,
+    ) -> Result<GpuTensor, GpuError> {
+        let c = &self.config;
+        let (d, n) = (c.hidden_size, embeds.rows());
+        if embeds.cols() != d || n == 0 {
+            return Err(GpuError::Shape(format!(
+                "LLM input is {n}×{}; it takes n × {d} with n ≥ 1",
+                embeds.cols()
+            )));
+        }
+        if cache.keys.len() != self.layers.len() || cache.keys[0].cols() != c.kv_dim() {
+            return Err(GpuError::Shape(
+                "the KV cache was made for another model".into(),
+            ));
+        }
+        let start = cache.len;
+        if start + n > cache.capacity() {
+            return Err(GpuError::Shape(format!(
+                "the prompt needs {} positions but the cache holds {}",
+                start + n,
+                cache.capacity()
+            )));
+        }
+        let eps = c.rms_norm_eps;
+        let shape = AttentionShape {
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            valid_keys: start + n,
+            causal_start: Some(start),
+        };
+        let mut hidden = None;
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = hidden.as_ref().unwrap_or(embeds);
+            let x = ops::rms_norm(gpu, h, &layer.attn_norm, eps, 1.0)?;
+            let q = ops::linear(gpu, &x, &layer.q, None, Activation::None)?;
+            let k = ops::linear(gpu, &x, &layer.k, None, Activation::None)?;
+            let v = ops::linear(gpu, &x, &layer.v, None, Activation::None)?;
+            ops::rope(gpu, &q, &self.rope, c.head_dim, start)?;
+            ops::rope(gpu, &k, &self.rope, c.head_dim, start)?;
+            gpu.copy_rows(&k, 0, &cache.keys[li], start, n)?;
+            gpu.copy_rows(&v, 0, &cache.values[li], start, n)?;
+            let attended = ops::attention(gpu, &q, &cache.keys[li], &cache.values[li], shape)?;
+            let o = ops::linear(gpu, &attended, &layer.o, None, Activation::None)?;
+            let h = ops::add(gpu, h, &o)?;
+            let x = ops::rms_norm(gpu, &h, &layer.ffn_norm, eps, 1.0)?;
+            let gate = ops::linear(gpu, &x, &layer.gate, None, Activation::None)?;
+            let up = ops::linear(gpu, &x, &layer.up, None, Activation::None)?;
+            let mixed = ops::silu_mul(gpu, &gate, &up)?;
+            let down = ops::linear(gpu, &mixed, &layer.down, None, Activation::None)?;
+            hidden = Some(ops::add(gpu, &h, &down)?);
+        }
+        cache.len += n;
+        let hidden = hidden.expect("a model has at least one layer");
+        let last = gpu.output(1, d);
+        gpu.copy_rows(&hidden, n - 1, &last, 0, 1)?;
+        let normed = ops::rms_norm(gpu, &last, &self.output_norm, eps, 1.0)?;
+        ops::linear(
+            gpu,
+            &normed,
+            self.output.as_ref().unwrap_or(&self.embed),
+            None,
+            Activation::None,
+        )
+    }
+
+    /// The chat prompt with `slot` (`t × hidden_size`: projected audio) in the user turn, after
+    /// `instruction` when given: the same layout as the CPU assistant (`tinyalign_llm::slot_prompt_ids`).
+    /// Returns the embeddings and the prompt's token ids (for the repetition penalty).
+    pub fn slot_prompt(
+        &self,
+        gpu: &Gpu,
+        slot: &GpuTensor,
+        instruction: Option<&str>,
+    ) -> Result<(GpuTensor, Vec<u32>), GpuError> {
+        let (before, after) = tinyalign_llm::slot_prompt_ids(&self.tokenizer, instruction);
+        let t = slot.rows();
+        let before_embeds = self.embed_tokens(gpu, &before)?;
+        let after_embeds = self.embed_tokens(gpu, &after)?;
+        let prompt = gpu.output(before.len() + t + after.len(), self.config.hidden_size);
+        gpu.copy_rows(&before_embeds, 0, &prompt, 0, before.len())?;
+        gpu.copy_rows(slot, 0, &prompt, before.len(), t)?;
+        gpu.copy_rows(&after_embeds, 0, &prompt, before.len() + t, after.len())?;
+        Ok((prompt, before.into_iter().chain(after).collect()))
+    }
+
+    /// Generates after `prompt` as `LlamaModel::generate` does (same sampler, stop tokens and streaming):
+    /// `on_text` gets each completed piece of text and returns false to stop.
+    pub async fn generate(
+        &self,
+        gpu: &Gpu,
+        prompt: &GpuTensor,
+        history: &[u32],
+        options: &GenerateOptions,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<(Vec<u32>, String, StopReason), GpuError> {
+        let stops: Vec<u32> = if options.stop_tokens.is_empty() {
+            self.tokenizer.eos_id.into_iter().collect()
+        } else {
+            options.stop_tokens.clone()
+        };
+        let mut cache = self.new_cache(gpu, prompt.rows() + options.max_tokens);
+        if prompt.rows() >= cache.capacity() && options.max_tokens > 0 {
+            return Err(GpuError::Shape(format!(
+                "the prompt has {} positions; this GPU path holds {}",
+                prompt.rows(),
+                self.context
+            )));
+        }
+        let mut sampler = Sampler::new(options);
+        let mut recent = history.to_vec();
+        let mut decoder = StreamDecoder::default();
+        let mut tokens = Vec::new();
+        let mut text = String::new();
+        let mut logits = gpu.read(&self.forward(gpu, prompt, &mut cache)?).await?;
+        let reason = loop {
+            if tokens.len() >= options.max_tokens {
+                break StopReason::MaxTokens;
+            }
+            let next = sampler.sample(&mut logits, &recent);
+            if stops.contains(&next) {
+                break StopReason::StopToken;
+            }
+            tokens.push(next);
+            recent.push(next);
+            let piece = decoder.push(&self.tokenizer, next);
+            text.push_str(&piece);
+            if !piece.is_empty() && !on_text(&piece) {
+                break StopReason::Cancelled;
+            }
+            if tokens.len() >= options.max_tokens {
+                break StopReason::MaxTokens;
+            }
+            if cache.len() >= cache.capacity() {
+                break StopReason::ContextFull;
+            }
+            let embed = self.embed_tokens(gpu, &[next])?;
+            logits = gpu.read(&self.forward(gpu, &embed, &mut cache)?).await?;
+        };
+        let rest = decoder.finish();
+        if !rest.is_empty() {
+            on_text(&rest);
+            text.push_str(&rest);
+        }
+        Ok((tokens, text, reason))
+    }
+}
