@@ -256,5 +256,65 @@ fn bridgeformer_flops(c: &tinyalign_projector::ProjectorConfig, b: u64, n: u64) 
     input + c.layers as u64 * per_layer + pool + output
 }
 
-criterion_group!(benches, frontend, encoder, llm, projector);
+/// The wgpu kernels on whatever adapter wgpu finds (llvmpipe here: a regression guard, not a speed claim),
+/// next to dfdx's CPU matmul of the same shape in the same process. Each iteration dispatches and reads the
+/// result back, so the readback is included. Throughput in FLOPs.
+fn wgpu_kernels(c: &mut Criterion) {
+    use tinyalign_weights::gguf::GgmlType;
+    use tinyalign_wgpu::ops::{self, Activation};
+    let gpu = match tinyalign_wgpu::Gpu::new_blocking() {
+        Ok(gpu) => gpu,
+        Err(e) => {
+            eprintln!("SKIPPED wgpu benches: {e}");
+            return;
+        }
+    };
+    let mut group = c.benchmark_group(format!("wgpu ({})", gpu.adapter_description()));
+    group.measurement_time(Duration::from_secs(6));
+    group.sample_size(10);
+    // Whisper tiny.en's FFN on 5 s: 250 frames × 384 → 1536.
+    let (m, k, n) = (250, 384, 1536);
+    let x: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+    let w: Vec<f32> = (0..n * k).map(|i| (i % 5) as f32 * 0.01).collect();
+    group.throughput(Throughput::Elements(2 * (m * k * n) as u64));
+    let dev = tinyalign_nn::cpu();
+    let (xa, wa) = (
+        tinyalign_nn::from_vec2(&dev, x.clone(), m, k),
+        tinyalign_nn::from_vec2(&dev, w.clone(), k, n),
+    );
+    group.bench_function("cpu_dfdx_matmul_250x384x1536", |b| {
+        b.iter(|| tinyalign_nn::matmul(black_box(&xa), &wa))
+    });
+    let xg = gpu.upload(&x, m, k).expect("upload");
+    let wg = tinyalign_wgpu::GpuMatrix::from_f32(&gpu, n, k, &w).expect("upload");
+    group.bench_function("gpu_gemm_f32_250x384x1536", |b| {
+        b.iter(|| {
+            let out = ops::linear(&gpu, &xg, &wg, None, Activation::None).expect("runs");
+            gpu.read_blocking(&out).expect("reads")
+        })
+    });
+    // A decoding step's matrix-vector product on SmolLM2's FFN width, weights in Q4_1 blocks.
+    let (k, n) = (576, 1536);
+    let raw: Vec<u8> = (0..n * k / 32)
+        .flat_map(|i| {
+            let mut block = half::f16::from_f32(0.01).to_le_bytes().to_vec();
+            block.extend(half::f16::from_f32(-0.05).to_le_bytes());
+            block.extend((0..16).map(|j| ((i + j) % 256) as u8));
+            block
+        })
+        .collect();
+    let wq =
+        tinyalign_wgpu::GpuMatrix::from_blocks(&gpu, GgmlType::Q4_1, n, k, &raw).expect("upload");
+    let xv = gpu.upload(&vec![0.5; k], 1, k).expect("upload");
+    group.throughput(Throughput::Elements(2 * (k * n) as u64));
+    group.bench_function("gpu_gemv_q4_1_1x576x1536", |b| {
+        b.iter(|| {
+            let out = ops::linear(&gpu, &xv, &wq, None, Activation::None).expect("runs");
+            gpu.read_blocking(&out).expect("reads")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, frontend, encoder, llm, projector, wgpu_kernels);
 criterion_main!(benches);

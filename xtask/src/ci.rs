@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use crate::{fetch, invariants, util};
 
 /// Crates that must build for the browser (wasm32-unknown-unknown).
-const WASM_CRATES: &[&str] = &["tinyalign-mel", "tinyalign-weights"];
+const WASM_CRATES: &[&str] = &["tinyalign-mel", "tinyalign-weights", "tinyalign-wgpu"];
 
 pub fn run(args: &[String]) -> Result<()> {
     if let Some(extra) = args.first() {

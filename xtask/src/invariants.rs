@@ -17,12 +17,14 @@ const LAYERS: &[(&str, u8)] = &[
     ("tinyalign-quant", 0),
     ("tinyalign-nn", 1),
     ("tinyalign-data", 1),
-    ("tinyalign-wgpu", 1),
     ("tinyalign-whisper", 2),
     ("tinyalign-projector", 2),
     ("tinyalign-llm", 2),
     ("tinyalign-train", 3),
     ("tinyalign-eval", 3),
+    // The GPU forward passes reuse the model crates' configs, readers and tokenizers (their dfdx parts
+    // behind the default `dfdx` feature, which it turns off).
+    ("tinyalign-wgpu", 3),
     ("tinyalign-cli", 4),
     ("tinyalign-wasm", 4),
 ];

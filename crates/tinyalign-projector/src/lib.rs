@@ -21,7 +21,6 @@ pub use config::{ProjectorConfig, ProjectorKind, TokenCount};
 pub use model::Projector;
 pub use pooling::adaptive_pool_weights;
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
     #[error("projector config: {0}")]

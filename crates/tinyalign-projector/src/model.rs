@@ -6,9 +6,7 @@ use tinyalign_nn::{
 };
 use tinyalign_weights::TensorMap;
 
-use crate::{
-    BatchLayout, ProjectorConfig, ProjectorError, ProjectorKind, adaptive_pool_weights,
-};
+use crate::{BatchLayout, ProjectorConfig, ProjectorError, ProjectorKind, adaptive_pool_weights};
 
 #[derive(Debug, Clone)]
 struct EncoderLayer {

@@ -92,8 +92,11 @@ impl Gpu {
     /// The first high-performance adapter wgpu finds (on Linux without a GPU: Mesa's llvmpipe), with the
     /// adapter's own limits (the defaults cap storage bindings at 128 MiB).
     pub async fn new() -> Result<Self, GpuError> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        // Vulkan / Metal / DX12 / WebGPU unless WGPU_BACKEND says otherwise: the GL backend adds nothing for
+        // compute and probes for a display server first.
+        descriptor.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+        let instance = wgpu::Instance::new(descriptor);
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,
@@ -147,7 +150,7 @@ impl Gpu {
     }
 
     pub(crate) fn max_binding_bytes(&self) -> u64 {
-        u64::from(self.device.limits().max_storage_buffer_binding_size)
+        self.device.limits().max_storage_buffer_binding_size
     }
 
     pub(crate) fn dummy(&self) -> &wgpu::Buffer {
@@ -384,9 +387,11 @@ impl Gpu {
             self.queue.submit([encoder.finish()]);
         }
         let (sender, receiver) = futures_channel::oneshot::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
-            let _ = sender.send(result);
-        });
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |result| {
+                let _ = sender.send(result);
+            });
         #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::wait_indefinitely())

@@ -43,7 +43,12 @@ impl Linear {
         })
     }
 
-    pub fn forward(&self, gpu: &Gpu, x: &GpuTensor, act: Activation) -> Result<GpuTensor, GpuError> {
+    pub fn forward(
+        &self,
+        gpu: &Gpu,
+        x: &GpuTensor,
+        act: Activation,
+    ) -> Result<GpuTensor, GpuError> {
         ops::linear(gpu, x, &self.w, self.b.as_ref(), act)
     }
 }

@@ -26,6 +26,12 @@ pub use matrix::{GpuMatrix, WeightFormat};
 pub use projector::GpuProjector;
 pub use whisper::GpuWhisperEncoder;
 
+/// Runs one of this crate's async calls to completion (native only; the browser awaits them).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    pollster::block_on(future)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
     #[error(

@@ -258,6 +258,30 @@ impl GpuLlama {
         prompt: &GpuTensor,
         history: &[u32],
         options: &GenerateOptions,
+        on_text: impl FnMut(&str) -> bool,
+    ) -> Result<(Vec<u32>, String, StopReason), GpuError> {
+        if prompt.rows() + options.max_tokens.min(1) > self.context {
+            return Err(GpuError::Shape(format!(
+                "the prompt has {} positions; this GPU path holds {}",
+                prompt.rows(),
+                self.context
+            )));
+        }
+        let mut cache = self.new_cache(gpu, prompt.rows() + options.max_tokens);
+        let logits = gpu.read(&self.forward(gpu, prompt, &mut cache)?).await?;
+        self.generate_from(gpu, logits, &mut cache, history, options, on_text)
+            .await
+    }
+
+    /// [`GpuLlama::generate`] continuing from a prompt already run into `cache`, whose last position gave
+    /// `logits`.
+    pub async fn generate_from(
+        &self,
+        gpu: &Gpu,
+        mut logits: Vec<f32>,
+        cache: &mut GpuKvCache,
+        history: &[u32],
+        options: &GenerateOptions,
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<(Vec<u32>, String, StopReason), GpuError> {
         let stops: Vec<u32> = if options.stop_tokens.is_empty() {
@@ -265,20 +289,11 @@ impl GpuLlama {
         } else {
             options.stop_tokens.clone()
         };
-        let mut cache = self.new_cache(gpu, prompt.rows() + options.max_tokens);
-        if prompt.rows() >= cache.capacity() && options.max_tokens > 0 {
-            return Err(GpuError::Shape(format!(
-                "the prompt has {} positions; this GPU path holds {}",
-                prompt.rows(),
-                self.context
-            )));
-        }
         let mut sampler = Sampler::new(options);
         let mut recent = history.to_vec();
         let mut decoder = StreamDecoder::default();
         let mut tokens = Vec::new();
         let mut text = String::new();
-        let mut logits = gpu.read(&self.forward(gpu, prompt, &mut cache)?).await?;
         let reason = loop {
             if tokens.len() >= options.max_tokens {
                 break StopReason::MaxTokens;
@@ -301,7 +316,7 @@ impl GpuLlama {
                 break StopReason::ContextFull;
             }
             let embed = self.embed_tokens(gpu, &[next])?;
-            logits = gpu.read(&self.forward(gpu, &embed, &mut cache)?).await?;
+            logits = gpu.read(&self.forward(gpu, &embed, cache)?).await?;
         };
         let rest = decoder.finish();
         if !rest.is_empty() {

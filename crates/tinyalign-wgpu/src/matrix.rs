@@ -149,9 +149,8 @@ impl GpuMatrix {
                 (WeightFormat::Q4_1, q, dm)
             }
             other => {
-                let values = tinyalign_weights::gguf::dequantize(other, raw).ok_or_else(|| {
-                    GpuError::Model(format!("{} has no GPU path", other.name()))
-                })?;
+                let values = tinyalign_weights::gguf::dequantize(other, raw)
+                    .ok_or_else(|| GpuError::Model(format!("{} has no GPU path", other.name())))?;
                 return Self::from_f32(gpu, rows, cols, &values);
             }
         };

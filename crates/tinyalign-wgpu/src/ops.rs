@@ -61,7 +61,13 @@ pub fn linear(
         bias_row(b, n, "linear bias")?;
     }
     let out = gpu.output(m, n);
-    let params = [m as u32, n as u32, k as u32, bias.is_some() as u32, act as u32];
+    let params = [
+        m as u32,
+        n as u32,
+        k as u32,
+        bias.is_some() as u32,
+        act as u32,
+    ];
     let format = w.format();
     let key = format!("matmul_{}", format.loader());
     let buffers = [
@@ -399,7 +405,8 @@ pub fn rope(
     head_dim: usize,
     start: usize,
 ) -> Result<(), GpuError> {
-    if head_dim % 2 != 0 || !x.cols().is_multiple_of(head_dim) || table.cols() != head_dim {
+    if !head_dim.is_multiple_of(2) || !x.cols().is_multiple_of(head_dim) || table.cols() != head_dim
+    {
         return Err(shape_error(format!(
             "rope: rows of {} in heads of {head_dim}, table rows of {}",
             x.cols(),

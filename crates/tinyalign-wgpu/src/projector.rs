@@ -7,6 +7,8 @@ use crate::layers::{EncoderLayer, LayerNorm, Linear, vector};
 use crate::ops::{self, Activation};
 use crate::{Gpu, GpuError, GpuTensor};
 
+// One value per loaded projector: the size difference between the kinds costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Body {
     BridgeFormer {
@@ -63,7 +65,9 @@ impl GpuProjector {
             },
             ProjectorKind::Mlp => Body::Stacked {
                 fc1: Linear::load(gpu, map, "proj.fc1", kd, c.d_model, true)?,
-                fc2: Some(Linear::load(gpu, map, "proj.fc2", c.d_model, c.d_llm, true)?),
+                fc2: Some(Linear::load(
+                    gpu, map, "proj.fc2", c.d_model, c.d_llm, true,
+                )?),
             },
             ProjectorKind::Linear => Body::Stacked {
                 fc1: Linear::load(gpu, map, "proj.fc1", kd, c.d_llm, true)?,

@@ -27,7 +27,14 @@ pub fn silu(x: f32) -> f32 {
 }
 
 /// `x (m × k) · w (n × k)ᵀ + bias`.
-pub fn linear(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n: usize) -> Vec<f32> {
+pub fn linear(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f32> {
     let mut out = vec![0.0; m * n];
     for i in 0..m {
         for j in 0..n {
@@ -77,7 +84,9 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, scale: f32) -> Vec<f32> {
 pub fn softmax(x: &[f32], cols: usize) -> Vec<f32> {
     x.chunks_exact(cols)
         .flat_map(|row| {
-            let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+            let max = row
+                .iter()
+                .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
             let exps: Vec<f64> = row.iter().map(|&v| (f64::from(v) - max).exp()).collect();
             let total: f64 = exps.iter().sum();
             exps.into_iter().map(move |e| (e / total) as f32)
@@ -184,7 +193,11 @@ pub fn rope(x: &[f32], width: usize, head_dim: usize, start: usize, theta: f32) 
 /// Rows `ids` of a `? × k` table.
 pub fn gather(table: &[f32], k: usize, ids: &[u32]) -> Vec<f32> {
     ids.iter()
-        .flat_map(|&id| table[id as usize * k..(id as usize + 1) * k].iter().copied())
+        .flat_map(|&id| {
+            table[id as usize * k..(id as usize + 1) * k]
+                .iter()
+                .copied()
+        })
         .collect()
 }
 

@@ -255,13 +255,20 @@ fn shape_mismatches_are_errors_not_gpu_faults() {
         valid_keys: 3,
         causal_start: None,
     };
-    assert!(ops::attention(g, &q, &q, &q, shape).is_err(), "3 valid keys in 1 row");
+    assert!(
+        ops::attention(g, &q, &q, &q, shape).is_err(),
+        "3 valid keys in 1 row"
+    );
 }
 
 #[test]
 fn erf_reference_is_right() {
     // Known values (Abramowitz & Stegun table 7.1).
-    for (x, want) in [(0.5, 0.520_499_877_8), (1.0, 0.842_700_792_9), (2.0, 0.995_322_265_0)] {
+    for (x, want) in [
+        (0.5, 0.520_499_877_8),
+        (1.0, 0.842_700_792_9),
+        (2.0, 0.995_322_265_0),
+    ] {
         assert!((reference::erf(x) - want).abs() < 1e-9, "erf({x})");
         assert!((reference::erf(-x) + want).abs() < 1e-9, "erf(-{x})");
     }

@@ -1,0 +1,188 @@
+//! The wgpu forward passes on the real models against references: the Whisper encoder against the numpy
+//! port's fixture (the same tolerance as the CPU encoder), the projector and SmolLM2 against the CPU
+//! implementations, and the whole audio → answer pipeline against the CPU assistant's greedy answer.
+//! Runs on whatever adapter wgpu finds (Mesa's llvmpipe in CI); no adapter is a failure.
+
+use std::sync::OnceLock;
+
+use tinyalign_llm::{Activations, GenerateOptions, KvCache, LlamaModel, Precision};
+use tinyalign_mel::LogMel;
+use tinyalign_projector::{Projector, ProjectorConfig, ProjectorKind, TokenCount};
+use tinyalign_weights::gguf::GgufFile;
+use tinyalign_wgpu::{Gpu, GpuLlama, GpuProjector, GpuWhisperEncoder};
+
+use crate::common::{cached_model, load_npy, max_abs_diff};
+
+const GGUF: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let gpu = Gpu::new_blocking().expect("a wgpu adapter (install mesa-vulkan-drivers)");
+        eprintln!("adapter: {}", gpu.adapter_description());
+        gpu
+    })
+}
+
+fn weasels_mel() -> LogMel {
+    let a = load_npy("mel/tt-weasels.logmel.npy");
+    LogMel {
+        n_mels: a.shape[0],
+        n_frames: a.shape[1],
+        data: a.data,
+    }
+}
+
+#[test]
+fn gpu_encoder_matches_the_numpy_reference() {
+    let Some(path) = cached_model("whisper-tiny.en/hf/model.safetensors") else {
+        return;
+    };
+    let (config, map) = tinyalign_whisper::read_model_dir(path.parent().unwrap()).unwrap();
+    let g = gpu();
+    let encoder = GpuWhisperEncoder::load(g, config, &map).unwrap();
+    let out = encoder.forward(g, &weasels_mel()).unwrap();
+    assert_eq!((out.rows(), out.cols()), (148, 384));
+    let reference = load_npy("whisper/tt-weasels.encoder.npy");
+    let (err, at) = max_abs_diff(&g.read_blocking(&out).unwrap(), &reference.data);
+    eprintln!("GPU encoder: max abs error {err:e} against numpy (tolerance 2e-3)");
+    assert!(err <= 2e-3, "max abs error {err} at row {}", at / 384);
+    let err = encoder
+        .forward(
+            g,
+            &LogMel {
+                n_mels: 128,
+                n_frames: 10,
+                data: vec![0.0; 1280],
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("128 mel bands"), "{err}");
+}
+
+#[test]
+fn gpu_projector_matches_the_cpu_projector_for_every_kind() {
+    // Real encoder features (the numpy fixture) through seeded projectors of the real sizes.
+    let features = load_npy("whisper/tt-weasels.encoder.npy").data;
+    let g = gpu();
+    for kind in [
+        ProjectorKind::BridgeFormer,
+        ProjectorKind::Mlp,
+        ProjectorKind::Linear,
+    ] {
+        let mut config = ProjectorConfig::bridgeformer(384, 576, 0.1356);
+        config.kind = kind;
+        config.tokens = TokenCount::PerSecond {
+            per_second: 5.0,
+            min: 4,
+            max: 48,
+        };
+        if kind != ProjectorKind::BridgeFormer {
+            config.stack = 5;
+        }
+        let mut cpu = Projector::init(config.clone(), 7, tinyalign_nn::cpu()).unwrap();
+        let (want, t) = cpu.project(&features).unwrap();
+        let gpu_projector = GpuProjector::load(g, config, &cpu.state_dict()).unwrap();
+        let input = g.upload(&features, 148, 384).unwrap();
+        let out = gpu_projector.forward(g, &input).unwrap();
+        assert_eq!((out.rows(), out.cols()), (t, 576), "{kind:?}");
+        let (err, at) = max_abs_diff(&g.read_blocking(&out).unwrap(), &want);
+        eprintln!("GPU projector {kind:?}: max abs error {err:e} (outputs' RMS 0.136)");
+        assert!(err <= 1e-4, "{kind:?}: max abs error {err} at {at}");
+    }
+}
+
+#[test]
+fn gpu_llm_matches_the_cpu_model_and_answers_the_same() {
+    let Some(path) = cached_model(GGUF) else {
+        return;
+    };
+    let bytes = std::fs::read(&path).unwrap();
+    let file = GgufFile::parse(&bytes, "SmolLM2").unwrap();
+    // The CPU model with f32 activations: the same arithmetic as the GPU's up to summation order.
+    let mut cpu = LlamaModel::from_gguf(&file, Precision::Native).unwrap();
+    cpu.set_activations(Activations::F32);
+    let g = gpu();
+    let llm = GpuLlama::from_gguf(g, &file).unwrap();
+
+    // Projected audio in the slot: a seeded BridgeFormer over real encoder features.
+    let features = load_npy("whisper/tt-weasels.encoder.npy").data;
+    let projector = Projector::init(
+        ProjectorConfig::bridgeformer(384, 576, 0.1356),
+        3,
+        tinyalign_nn::cpu(),
+    )
+    .unwrap();
+    let (slot, t) = projector.project(&features).unwrap();
+    let instruction = Some("What is the capital of France? Answer in one sentence.");
+    let (prompt, history) = llm
+        .slot_prompt(g, &g.upload(&slot, t, 576).unwrap(), instruction)
+        .unwrap();
+
+    let (before, after) = tinyalign_llm::slot_prompt_ids(&cpu.tokenizer, instruction);
+    let mut embeds = cpu.embed_tokens(&before).unwrap();
+    embeds.extend_from_slice(&slot);
+    embeds.extend(cpu.embed_tokens(&after).unwrap());
+    let n = before.len() + t + after.len();
+    let gpu_prompt = g.read_blocking(&prompt).unwrap();
+    let (err, _) = max_abs_diff(&gpu_prompt, &embeds);
+    assert!(err <= 1e-6, "prompt embeddings differ by {err}");
+
+    let options = GenerateOptions {
+        max_tokens: 10,
+        ..GenerateOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let mut cache = KvCache::new(&cpu.config, n + options.max_tokens);
+    let want = cpu.forward_embeds(&embeds, n, &mut cache, false).unwrap();
+    let cpu_seconds = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    let mut gpu_cache = llm.new_cache(g, n + options.max_tokens);
+    let got = g
+        .read_blocking(&llm.forward(g, &prompt, &mut gpu_cache).unwrap())
+        .unwrap();
+    eprintln!(
+        "prefill of {n} positions: CPU {cpu_seconds:.2} s, GPU ({}) {:.2} s",
+        g.adapter_description(),
+        started.elapsed().as_secs_f64()
+    );
+    let (err, at) = max_abs_diff(&got, &want);
+    eprintln!("GPU LLM: last-position logits max abs error {err:e} over {n} positions");
+    assert!(
+        err <= 2e-3,
+        "logit {at}: GPU {} vs CPU {}",
+        got[at],
+        want[at]
+    );
+
+    // Greedy answers from there on, through each side's own generation loop.
+    let mut cache = KvCache::new(&cpu.config, n + options.max_tokens);
+    let cpu_answer = cpu
+        .generate(&embeds, n, &mut cache, &history, &options, |_| true)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut streamed = String::new();
+    let (tokens, text, _) = tinyalign_wgpu::block_on(llm.generate_from(
+        g,
+        got,
+        &mut gpu_cache,
+        &history,
+        &options,
+        |piece| {
+            streamed.push_str(piece);
+            true
+        },
+    ))
+    .unwrap();
+    eprintln!(
+        "GPU answer {text:?}: {} tokens in {:.2} s",
+        tokens.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        tokens, cpu_answer.tokens,
+        "GPU {text:?} vs CPU {:?}",
+        cpu_answer.text
+    );
+    assert_eq!(streamed, text);
+}
