@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use crate::{fetch, invariants, util};
 
 /// Crates that must build for the browser (wasm32-unknown-unknown).
-const WASM_CRATES: &[&str] = &["tinyalign-mel", "tinyalign-weights", "tinyalign-wgpu"];
+const WASM_CRATES: &[&str] = &["tinyalign-mel", "tinyalign-weights", "tinyalign-wasm"];
 
 pub fn run(args: &[String]) -> Result<()> {
     if let Some(extra) = args.first() {
@@ -26,10 +26,12 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut totals = TestTotals::default();
     step("tests", || run_tests(&mut totals))?;
     step("wasm32 build", || {
-        let mut args = vec!["build", "--target", "wasm32-unknown-unknown"];
+        // Type-checks and lints the browser crates for wasm32 (the release build comes with wasm-test).
+        let mut args = vec!["clippy", "--target", "wasm32-unknown-unknown"];
         for krate in WASM_CRATES {
             args.extend(["-p", krate]);
         }
+        args.extend(["--", "-D", "warnings"]);
         util::cargo(&args)?;
         // The kernels' wasm32 build is their portable path without rayon (no threads in the browser here).
         util::cargo(&[
@@ -41,6 +43,9 @@ pub fn run(args: &[String]) -> Result<()> {
             "--no-default-features",
         ])
     })?;
+    // The demo's release wasm32 build (tinyalign-wgpu included), then the page in headless Chromium on
+    // WebGPU must answer a real WAV exactly as the native CLI does.
+    step("browser demo (wasm-test)", || crate::wasm::test(&[]))?;
     eprintln!(
         "xtask ci: all checks passed in {:.0} s",
         started.elapsed().as_secs_f64()

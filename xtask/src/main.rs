@@ -7,6 +7,7 @@ mod fetch;
 mod invariants;
 mod train;
 mod util;
+mod wasm;
 
 use anyhow::{Result, bail};
 
@@ -26,7 +27,13 @@ commands:
            the headline comparisons under one time budget per run (--seconds 240, --limit 30):
            EmbedLink vs LLM-in-the-loop training of BridgeFormer, BridgeFormer vs the MLP projector;
            trains, evaluates on unseen synthetic voices, writes runs/bench-align-*/compare.md
-  ci       everything CI checks: fmt, clippy -D warnings, tests, dependency invariants, wasm32 build
+  wasm     build the browser demo into target/wasm-demo (wasm32 + the pinned wasm-bindgen CLI);
+           --serve [--port 8080] [--projector RUN_DIR] serves it with the model files on 127.0.0.1
+  wasm-test
+           headless Chromium answers a real WAV on WebGPU and must equal the native CLI's answer
+           (--wav FILE, --projector RUN_DIR, --max-tokens 2); saves target/wasm-demo/wasm-test.png
+  ci       everything CI checks: fmt, clippy -D warnings, tests, dependency invariants, wasm32 build,
+           the browser test
   bench    criterion benchmarks: frontend (times real time), Whisper encoder (FLOP/s),
            SmolLM2 prefill/decode (tokens/s) against the measured memory bandwidth
   help     this text
@@ -45,6 +52,8 @@ fn main() -> Result<()> {
         "bench" => util::cargo(&["bench", "-p", "tinyalign-benches"]),
         "data" => data(rest),
         "bench-align" => bench_align::run(rest),
+        "wasm" => wasm::run(rest),
+        "wasm-test" => wasm::test(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

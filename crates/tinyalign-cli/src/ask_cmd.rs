@@ -59,6 +59,10 @@ pub struct AskArgs {
     /// End with one JSON line: prompt and generated tokens, prefill and decode tokens/s, peak RSS.
     #[arg(long)]
     stats: bool,
+    /// With --audio: run the chain on the GPU through wgpu (f32 activations, weights in their GGUF blocks),
+    /// as the browser demo does. Its greedy answer equals the CPU's with --exact-activations.
+    #[arg(long)]
+    gpu: bool,
 }
 
 pub fn default_llm_path() -> PathBuf {
@@ -88,7 +92,6 @@ fn run_audio(
         .map(crate::personalize_cmd::resolve_projector)
         .context("--audio needs --projector RUN_DIR_OR_USER (a trained projector)")?;
     let whisper = crate::features_cmd::default_whisper_dir();
-    let assistant = tinyalign_eval::Assistant::load(&whisper, llm_path, &projector)?;
     let format = if audio_path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("raw"))
@@ -100,6 +103,13 @@ fn run_audio(
         tinyalign_mel::InputFormat::Wav
     };
     let audio = tinyalign_mel::read_audio_file(audio_path, format)?;
+    if args.gpu {
+        return run_audio_gpu(args, &audio, &whisper, llm_path, &projector);
+    }
+    let mut assistant = tinyalign_eval::Assistant::load(&whisper, llm_path, &projector)?;
+    if args.exact_activations {
+        assistant.llm.set_activations(Activations::F32);
+    }
     let layout = if args.no_injection {
         PromptLayout::AudioOnly
     } else {
@@ -137,6 +147,89 @@ fn run_audio(
         writeln!(stdout, "{stats}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "gpu")]
+fn run_audio_gpu(
+    args: &AskArgs,
+    audio: &tinyalign_mel::Audio,
+    whisper_dir: &std::path::Path,
+    llm_path: &std::path::Path,
+    projector_dir: &std::path::Path,
+) -> Result<ExitCode> {
+    let read = |path: std::path::PathBuf| {
+        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let read_text = |path: std::path::PathBuf| {
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let load_started = Instant::now();
+    let gpu = tinyalign_wgpu::Gpu::new_blocking()?;
+    let (whisper_config, whisper_weights) = (
+        read_text(whisper_dir.join("config.json"))?,
+        read(whisper_dir.join("model.safetensors"))?,
+    );
+    let (manifest, projector_weights) = (
+        read_text(projector_dir.join("projector.json"))?,
+        read(projector_dir.join("projector.safetensors"))?,
+    );
+    let gguf = read(llm_path.to_path_buf())?;
+    let assistant = tinyalign_wgpu::GpuAssistant::load(
+        &gpu,
+        tinyalign_wgpu::ModelFiles {
+            whisper_config: &whisper_config,
+            whisper_weights: &whisper_weights,
+            projector_manifest: &manifest,
+            projector_weights: &projector_weights,
+            llm_gguf: &gguf,
+        },
+    )
+    .with_context(|| format!("loading the chain on {}", gpu.adapter_description()))?;
+    let load_s = load_started.elapsed().as_secs_f64();
+    let instruction = (!args.no_injection).then_some(args.instruction.as_str());
+    let clock = Instant::now();
+    let now = || clock.elapsed().as_secs_f64() * 1e3;
+    let mut stdout = std::io::stdout().lock();
+    let answer = tinyalign_wgpu::block_on(assistant.answer(
+        &gpu,
+        audio,
+        instruction,
+        &options(args),
+        &now,
+        |piece| {
+            stdout
+                .write_all(piece.as_bytes())
+                .and_then(|_| stdout.flush())
+                .is_ok()
+        },
+    ))?;
+    writeln!(stdout)?;
+    if args.stats {
+        let stats = json!({
+            "adapter": gpu.adapter_description(),
+            "load_s": load_s,
+            "audio_s": answer.audio_seconds,
+            "audio_tokens": answer.audio_tokens,
+            "prompt_tokens": answer.prompt_tokens,
+            "generated_tokens": answer.tokens.len(),
+            "stop_reason": answer.stop_reason,
+            "times_ms": answer.times,
+            "peak_rss_bytes": tinyalign_train::peak_rss_bytes(),
+        });
+        writeln!(stdout, "{stats}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "gpu"))]
+fn run_audio_gpu(
+    _: &AskArgs,
+    _: &tinyalign_mel::Audio,
+    _: &std::path::Path,
+    _: &std::path::Path,
+    _: &std::path::Path,
+) -> Result<ExitCode> {
+    bail!("this build has no GPU path: rebuild with the `gpu` feature")
 }
 
 pub fn run(args: &AskArgs) -> Result<ExitCode> {

@@ -91,6 +91,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Gpu {
     /// The first high-performance adapter wgpu finds (on Linux without a GPU: Mesa's llvmpipe), with the
     /// adapter's own limits (the defaults cap storage bindings at 128 MiB).
+    // On wasm32 wgpu's handles are not Send (one thread there); natively the pool's Arc is shared.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub async fn new() -> Result<Self, GpuError> {
         let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         // Vulkan / Metal / DX12 / WebGPU unless WGPU_BACKEND says otherwise: the GL backend adds nothing for
@@ -138,9 +140,15 @@ impl Gpu {
 
     /// Adapter name, backend and device type, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
     pub fn adapter_description(&self) -> String {
+        // Browsers may hide the adapter's name.
+        let name = if self.info.name.is_empty() {
+            "unnamed adapter"
+        } else {
+            &self.info.name
+        };
         format!(
-            "{} ({:?}, {:?})",
-            self.info.name, self.info.backend, self.info.device_type
+            "{name} ({:?}, {:?})",
+            self.info.backend, self.info.device_type
         )
     }
 

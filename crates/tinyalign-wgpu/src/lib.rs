@@ -6,11 +6,13 @@
 //!   that every op records into; nothing is submitted until a result is read back.
 //! - [`ops`]: the WGSL kernels (`src/kernels/*.wgsl`), one launcher per op; [`reference`] holds their
 //!   plain-Rust counterparts, which the tests compare against.
-//! - [`GpuWhisperEncoder`], [`GpuProjector`], [`GpuLlama`]: the forward passes.
+//! - [`GpuWhisperEncoder`], [`GpuProjector`], [`GpuLlama`]: the forward passes; [`GpuAssistant`] chains
+//!   them from the model files' bytes (the browser demo and `tinyalign ask --gpu`).
 //!
 //! Shapes are checked on the host before anything is dispatched; a mismatch is a [`GpuError`], never a
 //! GPU validation failure.
 
+mod assistant;
 mod context;
 mod layers;
 mod llama;
@@ -20,6 +22,7 @@ mod projector;
 pub mod reference;
 mod whisper;
 
+pub use assistant::{GpuAnswer, GpuAssistant, ModelFiles, StageTimes};
 pub use context::{Gpu, GpuTensor};
 pub use llama::{GpuKvCache, GpuLlama};
 pub use matrix::{GpuMatrix, WeightFormat};

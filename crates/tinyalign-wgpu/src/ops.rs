@@ -21,9 +21,11 @@ fn source(body: &str) -> String {
 }
 
 fn with_loader(body: &str, format: WeightFormat) -> String {
+    let scalar = format.loader();
+    let four = scalar.replace("load_", "load4_");
     format!(
-        "{COMMON}\n{body}\n{LOAD_B}\nfn load_b(idx: u32) -> f32 {{ return {}(idx); }}\n",
-        format.loader()
+        "{COMMON}\n{body}\n{LOAD_B}\nfn load_b(idx: u32) -> f32 {{ return {scalar}(idx); }}\n\
+         fn load_b4(idx: u32) -> vec4<f32> {{ return {four}(idx); }}\n"
     )
 }
 
@@ -41,14 +43,50 @@ fn bias_row(bias: &GpuTensor, n: usize, what: &str) -> Result<(), GpuError> {
     Ok(())
 }
 
-/// `act(x · wᵀ + bias)`: x `m × k`, w `n × k` → `m × n`. Up to 4 rows (decoding) take a matrix-vector
-/// kernel that reads every weight once; more take 64×64 tiles.
+/// The matmul kernels of `matmul.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulKernel {
+    /// 64×64 output tiles through workgroup memory (many rows on a GPU).
+    Tiled,
+    /// A 64-thread workgroup per output column splitting k, for up to 4 rows (decoding on a GPU).
+    Vector,
+    /// One thread per output column and 8 rows, no workgroup memory (CPU adapters).
+    Rows8,
+    /// [`MatmulKernel::Rows8`] four k at a time (k a multiple of 4): the CPU adapters' default.
+    Rows8x4,
+}
+
+/// `act(x · wᵀ + bias)`: x `m × k`, w `n × k` → `m × n`, with the kernel that suits the adapter and m.
 pub fn linear(
     gpu: &Gpu,
     x: &GpuTensor,
     w: &GpuMatrix,
     bias: Option<&GpuTensor>,
     act: Activation,
+) -> Result<GpuTensor, GpuError> {
+    let kernel = if gpu.is_software() {
+        // Barriers and workgroup memory are emulated slowly there: several times faster than the tiles.
+        if x.cols().is_multiple_of(4) {
+            MatmulKernel::Rows8x4
+        } else {
+            MatmulKernel::Rows8
+        }
+    } else if x.rows() <= 4 {
+        MatmulKernel::Vector
+    } else {
+        MatmulKernel::Tiled
+    };
+    linear_with(gpu, x, w, bias, act, kernel)
+}
+
+/// [`linear`] with a chosen kernel (the tests run every kernel on whatever adapter they have).
+pub fn linear_with(
+    gpu: &Gpu,
+    x: &GpuTensor,
+    w: &GpuMatrix,
+    bias: Option<&GpuTensor>,
+    act: Activation,
+    kernel: MatmulKernel,
 ) -> Result<GpuTensor, GpuError> {
     let (m, k, n) = (x.rows(), x.cols(), w.rows());
     if k != w.cols() {
@@ -59,6 +97,16 @@ pub fn linear(
     }
     if let Some(b) = bias {
         bias_row(b, n, "linear bias")?;
+    }
+    if kernel == MatmulKernel::Vector && m > 4 {
+        return Err(shape_error(format!(
+            "the vector matmul kernel takes at most 4 rows, not {m}"
+        )));
+    }
+    if kernel == MatmulKernel::Rows8x4 && !k.is_multiple_of(4) {
+        return Err(shape_error(format!(
+            "the four-wide matmul kernel needs k a multiple of 4, not {k}"
+        )));
     }
     let out = gpu.output(m, n);
     let params = [
@@ -77,25 +125,26 @@ pub fn linear(
         bias.map_or(gpu.dummy(), GpuTensor::buffer),
         out.buffer(),
     ];
-    if m <= 4 {
+    let source = || with_loader(include_str!("kernels/matmul.wgsl"), format);
+    if kernel == MatmulKernel::Rows8x4 {
         gpu.dispatch(
-            &key,
-            "gemv",
-            || with_loader(include_str!("kernels/matmul.wgsl"), format),
+            &format!("matmul_cpu_{}", format.loader()),
+            "rows8x4",
+            || with_loader(include_str!("kernels/matmul_cpu.wgsl"), format),
             &params,
             &buffers,
-            grid(n, 1),
+            [n.div_ceil(64) as u32, m.div_ceil(8) as u32, 1],
         );
-    } else {
-        gpu.dispatch(
-            &key,
-            "gemm",
-            || with_loader(include_str!("kernels/matmul.wgsl"), format),
-            &params,
-            &buffers,
-            [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
-        );
+        return Ok(out);
     }
+    let (entry, groups) = match kernel {
+        MatmulKernel::Tiled => ("gemm", [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1]),
+        MatmulKernel::Vector => ("gemv", grid(n, 1)),
+        MatmulKernel::Rows8 | MatmulKernel::Rows8x4 => {
+            ("rows8", [n.div_ceil(64) as u32, m.div_ceil(8) as u32, 1])
+        }
+    };
+    gpu.dispatch(&key, entry, source, &params, &buffers, groups);
     Ok(out)
 }
 

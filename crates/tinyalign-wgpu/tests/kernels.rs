@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use tinyalign_weights::gguf::{GgmlType, dequantize};
-use tinyalign_wgpu::ops::{self, Activation, AttentionShape};
+use tinyalign_wgpu::ops::{self, Activation, AttentionShape, MatmulKernel};
 use tinyalign_wgpu::{Gpu, GpuMatrix, reference};
 
 fn gpu() -> &'static Gpu {
@@ -96,19 +96,20 @@ proptest! {
         let g = gpu();
         let (x, w, b) = (values(m * k, seed), values(n * k, seed + 1), values(n, seed + 2));
         let act = act_of(act);
-        let out = ops::linear(
-            g,
-            &g.upload(&x, m, k).unwrap(),
-            &GpuMatrix::from_f32(g, n, k, &w).unwrap(),
-            bias.then(|| g.upload(&b, 1, n).unwrap()).as_ref(),
-            act,
-        )
-        .unwrap();
         let want: Vec<f32> = reference::linear(&x, &w, bias.then_some(&b[..]), m, k, n)
             .into_iter()
             .map(|v| apply(act, v))
             .collect();
-        assert_close(&read(&out), &want, 1e-4, &format!("linear {m}×{k}·({n}×{k})ᵀ {act:?}"));
+        let (xt, wt) = (g.upload(&x, m, k).unwrap(), GpuMatrix::from_f32(g, n, k, &w).unwrap());
+        let bt = bias.then(|| g.upload(&b, 1, n).unwrap());
+        for kernel in [MatmulKernel::Tiled, MatmulKernel::Vector, MatmulKernel::Rows8, MatmulKernel::Rows8x4] {
+            if (kernel == MatmulKernel::Vector && m > 4) || (kernel == MatmulKernel::Rows8x4 && k % 4 != 0) {
+                prop_assert!(ops::linear_with(g, &xt, &wt, bt.as_ref(), act, kernel).is_err());
+                continue;
+            }
+            let out = ops::linear_with(g, &xt, &wt, bt.as_ref(), act, kernel).unwrap();
+            assert_close(&read(&out), &want, 1e-4, &format!("{kernel:?} linear {m}×{k}·({n}×{k})ᵀ {act:?}"));
+        }
     }
 
     #[test]
@@ -123,8 +124,15 @@ proptest! {
         let w = dequantize(ty, &raw).unwrap();
         let matrix = GpuMatrix::from_blocks(g, ty, n, k, &raw).unwrap();
         let x = values(m * k, seed + 1);
-        let out = ops::linear(g, &g.upload(&x, m, k).unwrap(), &matrix, None, Activation::None).unwrap();
-        assert_close(&read(&out), &reference::linear(&x, &w, None, m, k, n), 1e-4, &format!("{ty:?} linear m={m}"));
+        let xt = g.upload(&x, m, k).unwrap();
+        let want = reference::linear(&x, &w, None, m, k, n);
+        for kernel in [MatmulKernel::Tiled, MatmulKernel::Vector, MatmulKernel::Rows8, MatmulKernel::Rows8x4] {
+            if kernel == MatmulKernel::Vector && m > 4 {
+                continue;
+            }
+            let out = ops::linear_with(g, &xt, &matrix, None, Activation::None, kernel).unwrap();
+            assert_close(&read(&out), &want, 1e-4, &format!("{kernel:?} {ty:?} linear m={m}"));
+        }
         let ids: Vec<u32> = (0..m).map(|i| ((seed as usize + i * 7) % n) as u32).collect();
         let rows = ops::gather(g, &matrix, &ids).unwrap();
         assert_close(&read(&rows), &reference::gather(&w, k, &ids), 1e-6, &format!("{ty:?} gather"));

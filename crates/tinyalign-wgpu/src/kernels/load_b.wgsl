@@ -25,3 +25,24 @@ fn load_q4_1(idx: u32) -> f32 {
     let q = select(byte & 0xfu, byte >> 4u, e >= 16u);
     return w1[2u * block] * f32(q) + w1[2u * block + 1u];
 }
+
+// Four consecutive elements idx .. idx + 3 (idx a multiple of 4), with one word read for the block formats.
+fn load4_f32(idx: u32) -> vec4<f32> {
+    return vec4<f32>(bitcast<f32>(w0[idx]), bitcast<f32>(w0[idx + 1u]), bitcast<f32>(w0[idx + 2u]), bitcast<f32>(w0[idx + 3u]));
+}
+
+fn load4_q8_0(idx: u32) -> vec4<f32> {
+    let word = bitcast<i32>(w0[idx >> 2u]);
+    let q = vec4<f32>(f32(extractBits(word, 0u, 8u)), f32(extractBits(word, 8u, 8u)), f32(extractBits(word, 16u, 8u)), f32(extractBits(word, 24u, 8u)));
+    return w1[idx >> 5u] * q;
+}
+
+fn load4_q4_1(idx: u32) -> vec4<f32> {
+    let block = idx >> 5u;
+    let e = idx & 31u;
+    let word = w0[block * 4u + ((e & 15u) >> 2u)];
+    // Elements 0..15 are the bytes' low nibbles, 16..31 their high nibbles.
+    let shifted = select(word, word >> 4u, e >= 16u);
+    let q = vec4<f32>(f32(shifted & 0xfu), f32((shifted >> 8u) & 0xfu), f32((shifted >> 16u) & 0xfu), f32((shifted >> 24u) & 0xfu));
+    return w1[2u * block] * q + vec4<f32>(w1[2u * block + 1u]);
+}

@@ -123,3 +123,30 @@ fn gemv(
         out[t * p.n + col] = epilogue(partial[t * 64u], col);
     }
 }
+
+// CPU adapters (llvmpipe, SwiftShader): one thread per output column and up to 8 rows, no workgroup memory
+// and no barriers, which those emulate slowly; each weight is dequantised once per 8 rows.
+@compute @workgroup_size(64)
+fn rows8(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+) {
+    _ = w1[0];
+    _ = bias[0];
+    let col = wg.x * 64u + t;
+    let row0 = wg.y * 8u;
+    if (col >= p.n) {
+        return;
+    }
+    var acc: array<f32, 8>;
+    let rows = min(8u, p.m - row0);
+    for (var kk = 0u; kk < p.k; kk = kk + 1u) {
+        let b = load_b(col * p.k + kk);
+        for (var r = 0u; r < rows; r = r + 1u) {
+            acc[r] = acc[r] + a[(row0 + r) * p.k + kk] * b;
+        }
+    }
+    for (var r = 0u; r < rows; r = r + 1u) {
+        out[(row0 + r) * p.n + col] = epilogue(acc[r], col);
+    }
+}

@@ -1,0 +1,196 @@
+//! The whole aligned chain on the GPU, built from the model files' bytes (so the browser, which has no
+//! file system, and the native CLI share it): audio → log-mel (CPU) → Whisper encoder → projector → LLM.
+//! The prompt layout is the CPU assistant's (`tinyalign_llm::slot_prompt_ids`).
+
+use serde_json::Value;
+use tinyalign_llm::GenerateOptions;
+use tinyalign_mel::{Audio, Frontend, FrontendConfig, MelBands};
+use tinyalign_projector::ProjectorConfig;
+use tinyalign_weights::gguf::GgufFile;
+use tinyalign_whisper::WhisperConfig;
+
+use crate::{Gpu, GpuError, GpuLlama, GpuProjector, GpuWhisperEncoder};
+
+/// The model files, as bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelFiles<'a> {
+    /// Whisper's Hugging Face `config.json` and `model.safetensors`.
+    pub whisper_config: &'a str,
+    pub whisper_weights: &'a [u8],
+    /// A training run's `projector.json` manifest and `projector.safetensors`.
+    pub projector_manifest: &'a str,
+    pub projector_weights: &'a [u8],
+    /// The LLM's GGUF file.
+    pub llm_gguf: &'a [u8],
+}
+
+#[derive(Debug)]
+pub struct GpuAssistant {
+    frontend: Frontend,
+    encoder: GpuWhisperEncoder,
+    projector: GpuProjector,
+    pub llm: GpuLlama,
+}
+
+/// What one answer took, stage by stage (milliseconds by the caller's clock).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct StageTimes {
+    pub log_mel_ms: f64,
+    pub encoder_ms: f64,
+    pub projector_ms: f64,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GpuAnswer {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub stop_reason: String,
+    pub audio_seconds: f64,
+    pub audio_tokens: usize,
+    pub prompt_tokens: usize,
+    pub times: StageTimes,
+}
+
+fn model_error(what: &str, e: impl std::fmt::Display) -> GpuError {
+    GpuError::Model(format!("{what}: {e}"))
+}
+
+impl GpuAssistant {
+    /// Loads the chain. The projector manifest's encoder and LLM hashes must match the files given, else it
+    /// is refused with both hashes named (as the CPU assistant does).
+    pub fn load(gpu: &Gpu, files: ModelFiles<'_>) -> Result<Self, GpuError> {
+        let whisper_config: WhisperConfig = serde_json::from_str(files.whisper_config)
+            .map_err(|e| model_error("Whisper config.json", e))?;
+        let manifest: Value = serde_json::from_str(files.projector_manifest)
+            .map_err(|e| model_error("projector.json", e))?;
+        let config: ProjectorConfig = serde_json::from_value(manifest["projector"].clone())
+            .map_err(|e| model_error("projector.json `projector`", e))?;
+        let check = |what: &str, key: &str, bytes: &[u8]| -> Result<(), GpuError> {
+            let expected = manifest[key].as_str().unwrap_or_default();
+            let found = tinyalign_weights::sha256_hex(bytes);
+            if expected != found {
+                return Err(GpuError::Model(format!(
+                    "the projector was trained against another {what} (sha256 {expected}), not this one \
+                     ({found})"
+                )));
+            }
+            Ok(())
+        };
+        check("Whisper encoder", "encoder_sha256", files.whisper_weights)?;
+        check("LLM", "llm_sha256", files.llm_gguf)?;
+        if manifest["frontend_version"].as_u64() != Some(u64::from(tinyalign_mel::FRONTEND_VERSION))
+        {
+            return Err(GpuError::Model(format!(
+                "the projector was made with frontend version {}, this build has {}",
+                manifest["frontend_version"],
+                tinyalign_mel::FRONTEND_VERSION
+            )));
+        }
+        let whisper_map =
+            tinyalign_weights::st::read_safetensors(files.whisper_weights, "model.safetensors")?;
+        let bands = MelBands::from_count(whisper_config.num_mel_bins).ok_or_else(|| {
+            GpuError::Model(format!(
+                "{} mel bands are not supported",
+                whisper_config.num_mel_bins
+            ))
+        })?;
+        let encoder = GpuWhisperEncoder::load(gpu, whisper_config, &whisper_map)?;
+        drop(whisper_map);
+        let projector_map = tinyalign_weights::st::read_safetensors(
+            files.projector_weights,
+            "projector.safetensors",
+        )?;
+        let projector = GpuProjector::load(gpu, config, &projector_map)?;
+        let gguf = GgufFile::parse(files.llm_gguf, "LLM")?;
+        let llm = GpuLlama::from_gguf(gpu, &gguf)?;
+        let c = projector.config();
+        if c.d_llm != llm.config.hidden_size || c.d_audio != encoder.config().d_model {
+            return Err(GpuError::Model(format!(
+                "the projector maps {} → {} but the encoder gives {} and the LLM takes {}",
+                c.d_audio,
+                c.d_llm,
+                encoder.config().d_model,
+                llm.config.hidden_size
+            )));
+        }
+        Ok(Self {
+            frontend: Frontend::new(FrontendConfig {
+                bands,
+                pad_to_30s: false,
+            }),
+            encoder,
+            projector,
+            llm,
+        })
+    }
+
+    /// The log-mel the encoder will see: `(n_mels, frames)` row-major.
+    pub fn log_mel(&self, audio: &Audio) -> Result<tinyalign_mel::LogMel, GpuError> {
+        if audio.duration_s() > 30.0 {
+            return Err(GpuError::Shape(format!(
+                "{:.1} s of audio is over Whisper's 30 s window",
+                audio.duration_s()
+            )));
+        }
+        self.frontend
+            .audio_to_log_mel(audio, "audio")
+            .map_err(|e| GpuError::Shape(e.to_string()))
+    }
+
+    /// Answers `audio` under `instruction` (None: the audio alone in the user turn), streaming text to
+    /// `on_text`. `now` is the caller's clock in milliseconds (the browser has no `Instant`).
+    pub async fn answer(
+        &self,
+        gpu: &Gpu,
+        audio: &Audio,
+        instruction: Option<&str>,
+        options: &GenerateOptions,
+        now: &dyn Fn() -> f64,
+        on_text: impl FnMut(&str) -> bool,
+    ) -> Result<GpuAnswer, GpuError> {
+        let mut times = StageTimes::default();
+        let t0 = now();
+        let mel = self.log_mel(audio)?;
+        let t1 = now();
+        times.log_mel_ms = t1 - t0;
+        let features = self.encoder.forward(gpu, &mel)?;
+        // Reading one value back waits for the stage to finish, so each stage's time is its own.
+        gpu.read_rows(&features, 0, 1).await?;
+        let t2 = now();
+        times.encoder_ms = t2 - t1;
+        let slot = self.projector.forward(gpu, &features)?;
+        gpu.read_rows(&slot, 0, 1).await?;
+        let t3 = now();
+        times.projector_ms = t3 - t2;
+        let (prompt, history) = self.llm.slot_prompt(gpu, &slot, instruction)?;
+        let mut cache = self.llm.new_cache(gpu, prompt.rows() + options.max_tokens);
+        if prompt.rows() + 1 > cache.capacity() {
+            return Err(GpuError::Shape(format!(
+                "the prompt has {} positions; the GPU path holds {}",
+                prompt.rows(),
+                self.llm.max_context()
+            )));
+        }
+        let logits = gpu
+            .read(&self.llm.forward(gpu, &prompt, &mut cache)?)
+            .await?;
+        let t4 = now();
+        times.prefill_ms = t4 - t3;
+        let (tokens, text, reason) = self
+            .llm
+            .generate_from(gpu, logits, &mut cache, &history, options, on_text)
+            .await?;
+        times.decode_ms = now() - t4;
+        Ok(GpuAnswer {
+            text,
+            tokens,
+            stop_reason: format!("{reason:?}"),
+            audio_seconds: audio.duration_s(),
+            audio_tokens: slot.rows(),
+            prompt_tokens: prompt.rows(),
+            times,
+        })
+    }
+}

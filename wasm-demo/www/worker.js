@@ -1,0 +1,65 @@
+// Owns the model: fetches the files once (kept in the Cache API), builds the wasm Assistant, answers.
+
+import init, { Assistant } from "./pkg/tinyalign_wasm.js";
+
+const CACHE = "tinyalign-models";
+let assistant = null;
+
+const post = (msg, transfer) => self.postMessage(msg, transfer || []);
+
+// The server lists the files with their sha256; a file is fetched once per content, then read from the cache.
+async function fetchModelFile(file) {
+  const url = `models/${file.path}?sha256=${file.sha256}`;
+  const cache = "caches" in self ? await caches.open(CACHE) : null;
+  let response = cache ? await cache.match(url) : undefined;
+  if (!response) {
+    post({ type: "status", text: `Downloading ${file.path} (${(file.bytes / 1e6).toFixed(1)} MB)…` });
+    response = await fetch(url);
+    if (!response.ok) throw new Error(`${file.path}: HTTP ${response.status}`);
+    if (cache) await cache.put(url, response.clone());
+  }
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+async function load() {
+  if (!navigator.gpu) {
+    throw new Error("This browser has no WebGPU (navigator.gpu is missing): use a recent Chrome/Chromium or Edge, or enable WebGPU.");
+  }
+  post({ type: "status", text: "Loading the wasm module…" });
+  await init();
+  const manifest = await (await fetch("models/manifest.json")).json();
+  const files = {};
+  for (const file of manifest.files) files[file.role] = await fetchModelFile(file);
+  const text = (bytes) => new TextDecoder().decode(bytes);
+  post({ type: "status", text: "Building the model on the GPU…" });
+  assistant = await Assistant.create(
+    text(files.whisper_config),
+    files.whisper_weights,
+    text(files.projector_manifest),
+    files.projector_weights,
+    files.llm_gguf,
+  );
+  post({ type: "ready", adapter: assistant.adapter() });
+}
+
+async function ask({ audio, instruction, maxTokens }) {
+  const onText = (piece) => post({ type: "text", piece });
+  const wav = audio.kind === "wav";
+  const mel = wav ? assistant.log_mel_wav(audio.bytes) : assistant.log_mel_pcm(audio.pcm, audio.sampleRate);
+  post({ type: "mel", data: mel, frames: mel.length / 80 }, [mel.buffer]);
+  const answer = wav
+    ? await assistant.ask_wav(audio.bytes, instruction, maxTokens, onText)
+    : await assistant.ask_pcm(audio.pcm, audio.sampleRate, instruction, maxTokens, onText);
+  post({ type: "done", answer: JSON.parse(answer) });
+}
+
+const message = (e) => (e instanceof Error ? e.message : String(e));
+
+self.onmessage = async ({ data: msg }) => {
+  try {
+    if (msg.type === "load") await load();
+    else if (msg.type === "ask") await ask(msg);
+  } catch (e) {
+    post({ type: "error", message: message(e) });
+  }
+};
