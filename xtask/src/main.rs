@@ -28,10 +28,11 @@ commands:
            EmbedLink vs LLM-in-the-loop training of BridgeFormer, BridgeFormer vs the MLP projector;
            trains, evaluates on unseen synthetic voices, writes runs/bench-align-*/compare.md
   wasm     build the browser demo into target/wasm-demo (wasm32 + the pinned wasm-bindgen CLI);
-           --serve [--port 8080] [--projector RUN_DIR] serves it with the model files on 127.0.0.1
+           --serve [--port 8080] [--projector RUN_DIR_OR_USER] serves it with the model files on
+           127.0.0.1 (a personalised user's projector by their name)
   wasm-test
            headless Chromium answers a real WAV on WebGPU and must equal the native CLI's answer
-           (--wav FILE, --projector RUN_DIR, --max-tokens 2); saves target/wasm-demo/wasm-test.png
+           (--wav FILE, --projector RUN_DIR_OR_USER, --max-tokens 2); saves target/wasm-demo/wasm-test.png
   ci       everything CI checks: fmt, clippy -D warnings, tests, dependency invariants, wasm32 build,
            the browser test
   bench    criterion benchmarks: frontend (times real time), Whisper encoder (FLOP/s),

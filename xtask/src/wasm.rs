@@ -333,21 +333,30 @@ fn check_options(args: &[String], known_flags: &[&str], known_values: &[&str]) -
     Ok(())
 }
 
-/// The projector the page serves: `--projector DIR`, else runs/latest.
+/// The projector the page serves: `--projector RUN_DIR`, or the name of a user personalised with
+/// `tinyalign personalize` (their folder under `$TINYALIGN_USERS`, default the cache's `users/`), else
+/// runs/latest.
 fn projector_dir(args: &[String]) -> Result<PathBuf> {
-    let dir = option(args, "--projector")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| util::root().join("runs/latest"));
+    let dir = match option(args, "--projector") {
+        Some(arg) if Path::new(arg).is_dir() => PathBuf::from(arg),
+        Some(name) => std::env::var_os("TINYALIGN_USERS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| fetch::cache_dir().join("users"))
+            .join(name)
+            .join("projector"),
+        None => util::root().join("runs/latest"),
+    };
     if !dir.join("projector.json").exists() {
         bail!(
-            "no trained projector in {} (train one with `cargo xtask train`, or pass --projector RUN_DIR)",
+            "no trained projector in {} (train one with `cargo xtask train` or personalise one with \
+             `tinyalign personalize`; pass --projector RUN_DIR_OR_USER)",
             dir.display()
         );
     }
     Ok(dir)
 }
 
-/// `cargo xtask wasm [--serve] [--port 8080] [--projector RUN_DIR]`.
+/// `cargo xtask wasm [--serve] [--port 8080] [--projector RUN_DIR_OR_USER]`.
 pub fn run(args: &[String]) -> Result<()> {
     check_options(args, &["--serve"], &["--port", "--projector"])?;
     build()?;
@@ -367,7 +376,7 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask wasm-test [--projector RUN_DIR] [--wav FILE] [--max-tokens 2] [--timeout 900]`.
+/// `cargo xtask wasm-test [--projector RUN_DIR_OR_USER] [--wav FILE] [--max-tokens 2] [--timeout 900]`.
 pub fn test(args: &[String]) -> Result<()> {
     check_options(
         args,
