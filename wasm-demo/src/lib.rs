@@ -59,6 +59,17 @@ impl Assistant {
         })
     }
 
+    /// Swaps in another projector (e.g. a personalised user's), trained against the same encoder and LLM.
+    /// Refused while an answer is being generated; on any error the current projector stays.
+    pub fn set_projector(&mut self, manifest: String, weights: Vec<u8>) -> Result<(), JsError> {
+        let inner = Rc::get_mut(&mut self.inner)
+            .ok_or_else(|| JsError::new("busy answering: switch the projector afterwards"))?;
+        inner
+            .assistant
+            .set_projector(&inner.gpu, &manifest, &weights)
+            .map_err(js_error)
+    }
+
     /// The WebGPU adapter, e.g. "SwiftShader Device (Subzero) (BrowserWebGpu, Cpu)".
     pub fn adapter(&self) -> String {
         self.inner.gpu.adapter_description()

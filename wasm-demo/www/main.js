@@ -75,8 +75,14 @@ worker.onmessage = ({ data: msg }) => {
       break;
     case "ready":
       ready = true;
+      busy = false;
       $("adapter").textContent = msg.adapter;
-      setStatus("Ready: pick a WAV file or record, then Ask.");
+      $("projector").innerHTML = msg.projectors
+        .map((name) => `<option value="${name}">${name === "base" ? "base (trained)" : `user: ${name}`}</option>`)
+        .join("");
+      $("projector").value = msg.projector;
+      $("projector").disabled = msg.projectors.length < 2;
+      setStatus(`Ready with the ${msg.projector} projector: pick a WAV file or record, then Ask.`);
       document.body.dataset.ready = "true";
       break;
     case "mel":
@@ -104,6 +110,12 @@ worker.onmessage = ({ data: msg }) => {
 };
 
 $("task").onchange = syncInstruction;
+$("projector").onchange = () => {
+  busy = true;
+  updateButtons();
+  setStatus(`Loading the ${$("projector").value} projector…`);
+  worker.postMessage({ type: "projector", name: $("projector").value });
+};
 $("wav").onchange = async () => {
   const file = $("wav").files[0];
   if (!file) return;

@@ -4,6 +4,7 @@ import init, { Assistant } from "./pkg/tinyalign_wasm.js";
 
 const CACHE = "tinyalign-models";
 let assistant = null;
+let projectors = new Map(); // name → { manifest, weights } file entries of models/manifest.json
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
 
@@ -29,17 +30,36 @@ async function load() {
   await init();
   const manifest = await (await fetch("models/manifest.json")).json();
   const files = {};
-  for (const file of manifest.files) files[file.role] = await fetchModelFile(file);
+  for (const file of manifest.files) {
+    if (file.projector) {
+      const entry = projectors.get(file.projector) || {};
+      entry[file.role] = file;
+      projectors.set(file.projector, entry);
+    } else {
+      files[file.role] = await fetchModelFile(file);
+    }
+  }
+  const [name, first] = projectors.entries().next().value;
   const text = (bytes) => new TextDecoder().decode(bytes);
+  const projectorManifest = text(await fetchModelFile(first.projector_manifest));
+  const projectorWeights = await fetchModelFile(first.projector_weights);
   post({ type: "status", text: "Building the model on the GPU…" });
   assistant = await Assistant.create(
     text(files.whisper_config),
     files.whisper_weights,
-    text(files.projector_manifest),
-    files.projector_weights,
+    projectorManifest,
+    projectorWeights,
     files.llm_gguf,
   );
-  post({ type: "ready", adapter: assistant.adapter() });
+  post({ type: "ready", adapter: assistant.adapter(), projectors: [...projectors.keys()], projector: name });
+}
+
+async function setProjector(name) {
+  const entry = projectors.get(name);
+  if (!entry) throw new Error(`no projector named ${name}`);
+  const manifest = new TextDecoder().decode(await fetchModelFile(entry.projector_manifest));
+  assistant.set_projector(manifest, await fetchModelFile(entry.projector_weights));
+  post({ type: "ready", adapter: assistant.adapter(), projectors: [...projectors.keys()], projector: name });
 }
 
 async function ask({ audio, instruction, maxTokens }) {
@@ -55,11 +75,16 @@ async function ask({ audio, instruction, maxTokens }) {
 
 const message = (e) => (e instanceof Error ? e.message : String(e));
 
-self.onmessage = async ({ data: msg }) => {
-  try {
-    if (msg.type === "load") await load();
-    else if (msg.type === "ask") await ask(msg);
-  } catch (e) {
-    post({ type: "error", message: message(e) });
-  }
+// One message at a time: a projector switch never overlaps an answer.
+let queue = Promise.resolve();
+self.onmessage = ({ data: msg }) => {
+  queue = queue.then(async () => {
+    try {
+      if (msg.type === "load") await load();
+      else if (msg.type === "ask") await ask(msg);
+      else if (msg.type === "projector") await setProjector(msg.name);
+    } catch (e) {
+      post({ type: "error", message: message(e) });
+    }
+  });
 };

@@ -112,80 +112,125 @@ pub fn build() -> Result<()> {
     Ok(())
 }
 
-/// What the page downloads: role, URL path under /models/, file.
+/// What the page downloads: role, URL path under /models/, file; projector files name their projector.
 #[derive(Debug, Clone)]
 struct ModelFile {
     role: &'static str,
-    path: &'static str,
+    path: String,
+    projector: Option<String>,
     file: PathBuf,
     sha256: String,
     bytes: u64,
 }
 
+fn model_file(
+    role: &'static str,
+    path: String,
+    projector: Option<String>,
+    file: PathBuf,
+) -> Result<ModelFile> {
+    let bytes = std::fs::metadata(&file)
+        .with_context(|| {
+            format!(
+                "{} is missing (run `cargo xtask fetch`; a projector comes from `cargo xtask train`)",
+                file.display()
+            )
+        })?
+        .len();
+    let sha256 = String::from_utf8(Command::new("sha256sum").arg(&file).output()?.stdout)?
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    Ok(ModelFile {
+        role,
+        path,
+        projector,
+        file,
+        sha256,
+        bytes,
+    })
+}
+
+fn users_dir() -> PathBuf {
+    std::env::var_os("TINYALIGN_USERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| fetch::cache_dir().join("users"))
+}
+
+/// Whisper, the LLM, and the projectors the page can choose from: `projector` first (the default, named
+/// "base"), then every personalised user's.
 fn model_files(projector: &Path) -> Result<Vec<ModelFile>> {
     let cache = fetch::cache_dir();
     let whisper = cache.join("whisper-tiny.en/hf");
-    let list = [
-        (
+    let mut files = vec![
+        model_file(
             "whisper_config",
-            "whisper/config.json",
+            "whisper/config.json".into(),
+            None,
             whisper.join("config.json"),
-        ),
-        (
+        )?,
+        model_file(
             "whisper_weights",
-            "whisper/model.safetensors",
+            "whisper/model.safetensors".into(),
+            None,
             whisper.join("model.safetensors"),
-        ),
-        (
-            "projector_manifest",
-            "projector/projector.json",
-            projector.join("projector.json"),
-        ),
-        (
-            "projector_weights",
-            "projector/projector.safetensors",
-            projector.join("projector.safetensors"),
-        ),
-        (
+        )?,
+        model_file(
             "llm_gguf",
-            "llm/model.gguf",
+            "llm/model.gguf".into(),
+            None,
             cache.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
-        ),
+        )?,
     ];
-    list.into_iter()
-        .map(|(role, path, file)| {
-            let bytes = std::fs::metadata(&file)
-                .with_context(|| {
-                    format!(
-                        "{} is missing (run `cargo xtask fetch`; a projector comes from `cargo xtask train`)",
-                        file.display()
-                    )
-                })?
-                .len();
-            let sha256 = String::from_utf8(
-                Command::new("sha256sum").arg(&file).output()?.stdout,
-            )?
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_string();
-            Ok(ModelFile {
-                role,
-                path,
-                file,
-                sha256,
-                bytes,
+    let mut projectors = vec![("base".to_string(), projector.to_path_buf())];
+    if let Ok(entries) = std::fs::read_dir(users_dir()) {
+        let mut users: Vec<(String, PathBuf)> = entries
+            .flatten()
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.path().join("projector"),
+                )
             })
-        })
-        .collect()
+            .filter(|(name, dir)| {
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    && dir.join("projector.json").exists()
+                    && dir.join("projector.safetensors").exists()
+            })
+            .collect();
+        users.sort();
+        projectors.extend(users);
+    }
+    for (name, dir) in projectors {
+        files.push(model_file(
+            "projector_manifest",
+            format!("projectors/{name}/projector.json"),
+            Some(name.clone()),
+            dir.join("projector.json"),
+        )?);
+        files.push(model_file(
+            "projector_weights",
+            format!("projectors/{name}/projector.safetensors"),
+            Some(name),
+            dir.join("projector.safetensors"),
+        )?);
+    }
+    Ok(files)
 }
 
 fn manifest_json(files: &[ModelFile]) -> String {
     let entries: Vec<String> = files
         .iter()
         .map(|f| {
+            let projector = f
+                .projector
+                .as_ref()
+                .map(|p| format!(r#","projector":"{p}""#))
+                .unwrap_or_default();
             format!(
-                r#"{{"role":"{}","path":"{}","sha256":"{}","bytes":{}}}"#,
+                r#"{{"role":"{}","path":"{}","sha256":"{}","bytes":{}{projector}}}"#,
                 f.role, f.path, f.sha256, f.bytes
             )
         })
@@ -339,11 +384,7 @@ fn check_options(args: &[String], known_flags: &[&str], known_values: &[&str]) -
 fn projector_dir(args: &[String]) -> Result<PathBuf> {
     let dir = match option(args, "--projector") {
         Some(arg) if Path::new(arg).is_dir() => PathBuf::from(arg),
-        Some(name) => std::env::var_os("TINYALIGN_USERS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| fetch::cache_dir().join("users"))
-            .join(name)
-            .join("projector"),
+        Some(name) => users_dir().join(name).join("projector"),
         None => util::root().join("runs/latest"),
     };
     if !dir.join("projector.json").exists() {

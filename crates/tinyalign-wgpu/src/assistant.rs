@@ -30,6 +30,7 @@ pub struct GpuAssistant {
     encoder: GpuWhisperEncoder,
     projector: GpuProjector,
     pub llm: GpuLlama,
+    identity: Identity,
 }
 
 /// What one answer took, stage by stage (milliseconds by the caller's clock).
@@ -57,64 +58,93 @@ fn model_error(what: &str, e: impl std::fmt::Display) -> GpuError {
     GpuError::Model(format!("{what}: {e}"))
 }
 
+/// The sha256 of the files a projector must have been trained against.
+#[derive(Debug, Clone)]
+struct Identity {
+    encoder_sha256: String,
+    llm_sha256: String,
+    d_audio: usize,
+    d_llm: usize,
+}
+
+/// A projector from its manifest and weights, refused unless it was trained against `identity`'s files
+/// (naming both hashes, as the CPU assistant does) with this frontend version and these widths.
+fn load_projector(
+    gpu: &Gpu,
+    identity: &Identity,
+    manifest: &str,
+    weights: &[u8],
+) -> Result<GpuProjector, GpuError> {
+    let manifest: Value =
+        serde_json::from_str(manifest).map_err(|e| model_error("projector.json", e))?;
+    let config: ProjectorConfig = serde_json::from_value(manifest["projector"].clone())
+        .map_err(|e| model_error("projector.json `projector`", e))?;
+    for (what, key, found) in [
+        (
+            "Whisper encoder",
+            "encoder_sha256",
+            &identity.encoder_sha256,
+        ),
+        ("LLM", "llm_sha256", &identity.llm_sha256),
+    ] {
+        let expected = manifest[key].as_str().unwrap_or_default();
+        if expected != found {
+            return Err(GpuError::Model(format!(
+                "the projector was trained against another {what} (sha256 {expected}), not this one \
+                 ({found})"
+            )));
+        }
+    }
+    if manifest["frontend_version"].as_u64() != Some(u64::from(tinyalign_mel::FRONTEND_VERSION)) {
+        return Err(GpuError::Model(format!(
+            "the projector was made with frontend version {}, this build has {}",
+            manifest["frontend_version"],
+            tinyalign_mel::FRONTEND_VERSION
+        )));
+    }
+    if config.d_llm != identity.d_llm || config.d_audio != identity.d_audio {
+        return Err(GpuError::Model(format!(
+            "the projector maps {} → {} but the encoder gives {} and the LLM takes {}",
+            config.d_audio, config.d_llm, identity.d_audio, identity.d_llm
+        )));
+    }
+    let map = tinyalign_weights::st::read_safetensors(weights, "projector.safetensors")?;
+    GpuProjector::load(gpu, config, &map)
+}
+
 impl GpuAssistant {
     /// Loads the chain. The projector manifest's encoder and LLM hashes must match the files given, else it
     /// is refused with both hashes named (as the CPU assistant does).
     pub fn load(gpu: &Gpu, files: ModelFiles<'_>) -> Result<Self, GpuError> {
         let whisper_config: WhisperConfig = serde_json::from_str(files.whisper_config)
             .map_err(|e| model_error("Whisper config.json", e))?;
-        let manifest: Value = serde_json::from_str(files.projector_manifest)
-            .map_err(|e| model_error("projector.json", e))?;
-        let config: ProjectorConfig = serde_json::from_value(manifest["projector"].clone())
-            .map_err(|e| model_error("projector.json `projector`", e))?;
-        let check = |what: &str, key: &str, bytes: &[u8]| -> Result<(), GpuError> {
-            let expected = manifest[key].as_str().unwrap_or_default();
-            let found = tinyalign_weights::sha256_hex(bytes);
-            if expected != found {
-                return Err(GpuError::Model(format!(
-                    "the projector was trained against another {what} (sha256 {expected}), not this one \
-                     ({found})"
-                )));
-            }
-            Ok(())
-        };
-        check("Whisper encoder", "encoder_sha256", files.whisper_weights)?;
-        check("LLM", "llm_sha256", files.llm_gguf)?;
-        if manifest["frontend_version"].as_u64() != Some(u64::from(tinyalign_mel::FRONTEND_VERSION))
-        {
-            return Err(GpuError::Model(format!(
-                "the projector was made with frontend version {}, this build has {}",
-                manifest["frontend_version"],
-                tinyalign_mel::FRONTEND_VERSION
-            )));
-        }
-        let whisper_map =
-            tinyalign_weights::st::read_safetensors(files.whisper_weights, "model.safetensors")?;
         let bands = MelBands::from_count(whisper_config.num_mel_bins).ok_or_else(|| {
             GpuError::Model(format!(
                 "{} mel bands are not supported",
                 whisper_config.num_mel_bins
             ))
         })?;
+        let gguf = GgufFile::parse(files.llm_gguf, "LLM")?;
+        let identity = Identity {
+            encoder_sha256: tinyalign_weights::sha256_hex(files.whisper_weights),
+            llm_sha256: tinyalign_weights::sha256_hex(files.llm_gguf),
+            d_audio: whisper_config.d_model,
+            d_llm: tinyalign_llm::LlamaConfig::from_gguf(&gguf)
+                .map_err(|e| model_error("LLM", e))?
+                .hidden_size,
+        };
+        // The projector first: a mismatched one is refused before the big uploads.
+        let projector = load_projector(
+            gpu,
+            &identity,
+            files.projector_manifest,
+            files.projector_weights,
+        )?;
+        let whisper_map =
+            tinyalign_weights::st::read_safetensors(files.whisper_weights, "model.safetensors")?;
         let encoder = GpuWhisperEncoder::load(gpu, whisper_config, &whisper_map)?;
         drop(whisper_map);
-        let projector_map = tinyalign_weights::st::read_safetensors(
-            files.projector_weights,
-            "projector.safetensors",
-        )?;
-        let projector = GpuProjector::load(gpu, config, &projector_map)?;
-        let gguf = GgufFile::parse(files.llm_gguf, "LLM")?;
         let llm = GpuLlama::from_gguf(gpu, &gguf)?;
-        let c = projector.config();
-        if c.d_llm != llm.config.hidden_size || c.d_audio != encoder.config().d_model {
-            return Err(GpuError::Model(format!(
-                "the projector maps {} → {} but the encoder gives {} and the LLM takes {}",
-                c.d_audio,
-                c.d_llm,
-                encoder.config().d_model,
-                llm.config.hidden_size
-            )));
-        }
         Ok(Self {
             frontend: Frontend::new(FrontendConfig {
                 bands,
@@ -123,7 +153,20 @@ impl GpuAssistant {
             encoder,
             projector,
             llm,
+            identity,
         })
+    }
+
+    /// Swaps in another projector (a personalised user's) trained against the same encoder and LLM; on
+    /// any error the current one stays.
+    pub fn set_projector(
+        &mut self,
+        gpu: &Gpu,
+        manifest: &str,
+        weights: &[u8],
+    ) -> Result<(), GpuError> {
+        self.projector = load_projector(gpu, &self.identity, manifest, weights)?;
+        Ok(())
     }
 
     /// The log-mel the encoder will see: `(n_mels, frames)` row-major.
