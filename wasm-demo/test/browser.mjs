@@ -8,7 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const [url, wav, expectedFile, screenshot, timeoutArg] = process.argv.slice(2);
-const expected = readFileSync(expectedFile, "utf8").trim();
+// Compared exactly, whitespace included: two different all-whitespace answers must not pass.
+const expected = readFileSync(expectedFile, "utf8");
 const timeout = Number(timeoutArg || 900) * 1000;
 const profile = mkdtempSync(join(tmpdir(), "tinyalign-chromium-"));
 
@@ -47,7 +48,7 @@ try {
   );
   const askError = await page.evaluate(() => document.body.dataset.error);
   if (askError) throw new Error(`the page failed to answer: ${askError}`);
-  const answer = (await page.textContent("#answer")).trim();
+  const answer = await page.textContent("#answer");
   const timings = await page.$$eval("#timings tr", (rows) => rows.map((r) => r.innerText.replace("\t", ": ")));
   console.log(`browser stage timings:\n  ${timings.join("\n  ")}`);
   console.log(`answered in ${((Date.now() - loaded) / 1000).toFixed(1)} s`);

@@ -468,7 +468,9 @@ pub fn test(args: &[String]) -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let expected = String::from_utf8(out.stdout)?.trim().to_string();
+    // The answer exactly as generated (whitespace included): the CLI ends it with one newline.
+    let stdout = String::from_utf8(out.stdout)?;
+    let expected = stdout.strip_suffix('\n').unwrap_or(&stdout).to_string();
     eprintln!("native CLI answer: {expected:?}");
     let expected_file = dist().join("expected-answer.txt");
     std::fs::write(&expected_file, &expected)?;
