@@ -302,7 +302,7 @@ fn find_download(downloads: &Path, name: &str, version: &str) -> Result<Option<P
     Ok(None)
 }
 
-fn sha256_of(path: &Path) -> Result<String> {
+pub fn sha256_of(path: &Path) -> Result<String> {
     let out = Command::new("sha256sum")
         .arg(path)
         .output()

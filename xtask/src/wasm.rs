@@ -137,11 +137,7 @@ fn model_file(
             )
         })?
         .len();
-    let sha256 = String::from_utf8(Command::new("sha256sum").arg(&file).output()?.stdout)?
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let sha256 = fetch::sha256_of(&file)?;
     Ok(ModelFile {
         role,
         path,

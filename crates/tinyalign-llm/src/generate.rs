@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::{KvCache, LlamaModel, LlmError, StreamDecoder};
+use crate::{KvCache, LlamaModel, LlmError, StreamDecoder, Tokenizer};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct GenerateOptions {
@@ -167,6 +167,80 @@ impl Sampler {
     }
 }
 
+/// The per-token bookkeeping of generation (sampling, stop tokens, the token budget, streaming text),
+/// shared by every backend's loop: the CPU model's here and the GPU's in `tinyalign-wgpu`.
+#[derive(Debug)]
+pub struct Decoding {
+    stops: Vec<u32>,
+    max_tokens: usize,
+    sampler: Sampler,
+    recent: Vec<u32>,
+    decoder: StreamDecoder,
+    pub tokens: Vec<u32>,
+    pub text: String,
+}
+
+impl Decoding {
+    /// `history`: the prompt's token ids, for the repetition penalty.
+    pub fn new(tokenizer: &Tokenizer, history: &[u32], options: &GenerateOptions) -> Self {
+        Self {
+            stops: if options.stop_tokens.is_empty() {
+                tokenizer.eos_id.into_iter().collect()
+            } else {
+                options.stop_tokens.clone()
+            },
+            max_tokens: options.max_tokens,
+            sampler: Sampler::new(options),
+            recent: history.to_vec(),
+            decoder: StreamDecoder::default(),
+            tokens: Vec::new(),
+            text: String::new(),
+        }
+    }
+
+    /// Picks the next token from the last position's `logits` and streams its text: `Ok(token)` to run
+    /// through the model next, or why generation stops. `cache_full`: the KV cache has no room left.
+    pub fn step(
+        &mut self,
+        tokenizer: &Tokenizer,
+        logits: &mut [f32],
+        cache_full: bool,
+        on_text: &mut impl FnMut(&str) -> bool,
+    ) -> Result<u32, StopReason> {
+        if self.tokens.len() >= self.max_tokens {
+            return Err(StopReason::MaxTokens);
+        }
+        let next = self.sampler.sample(logits, &self.recent);
+        if self.stops.contains(&next) {
+            return Err(StopReason::StopToken);
+        }
+        self.tokens.push(next);
+        self.recent.push(next);
+        let piece = self.decoder.push(tokenizer, next);
+        self.text.push_str(&piece);
+        if !piece.is_empty() && !on_text(&piece) {
+            return Err(StopReason::Cancelled);
+        }
+        if self.tokens.len() >= self.max_tokens {
+            return Err(StopReason::MaxTokens);
+        }
+        if cache_full {
+            return Err(StopReason::ContextFull);
+        }
+        Ok(next)
+    }
+
+    /// Streams what the decoder still holds; returns the tokens and the whole text.
+    pub fn finish(mut self, on_text: &mut impl FnMut(&str) -> bool) -> (Vec<u32>, String) {
+        let rest = self.decoder.finish();
+        if !rest.is_empty() {
+            on_text(&rest);
+            self.text.push_str(&rest);
+        }
+        (self.tokens, self.text)
+    }
+}
+
 impl LlamaModel {
     /// Generates after `prefix` (`n × hidden_size` input embeddings, e.g. a chat prompt's token embeddings
     /// with projected audio spliced in), continuing `cache`. `history` holds the prompt's token ids for the
@@ -180,50 +254,22 @@ impl LlamaModel {
         options: &GenerateOptions,
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<Generation, LlmError> {
-        let stops: Vec<u32> = if options.stop_tokens.is_empty() {
-            self.tokenizer.eos_id.into_iter().collect()
-        } else {
-            options.stop_tokens.clone()
-        };
-        let mut sampler = Sampler::new(options);
-        let mut recent = history.to_vec();
-        let mut decoder = StreamDecoder::default();
-        let mut tokens = Vec::new();
-        let mut text = String::new();
-
+        let mut decoding = Decoding::new(&self.tokenizer, history, options);
         let started = Instant::now();
         let mut logits = self.forward_embeds(prefix, n, cache, false)?;
         let prefill_seconds = started.elapsed().as_secs_f64();
         let decode_started = Instant::now();
         let stop_reason = loop {
-            if tokens.len() >= options.max_tokens {
-                break StopReason::MaxTokens;
+            let cache_full = cache.len() >= cache.capacity();
+            match decoding.step(&self.tokenizer, &mut logits, cache_full, &mut on_text) {
+                Ok(next) => {
+                    let embed = self.embed_tokens(&[next])?;
+                    logits = self.forward_embeds(&embed, 1, cache, false)?;
+                }
+                Err(reason) => break reason,
             }
-            let next = sampler.sample(&mut logits, &recent);
-            if stops.contains(&next) {
-                break StopReason::StopToken;
-            }
-            tokens.push(next);
-            recent.push(next);
-            let piece = decoder.push(&self.tokenizer, next);
-            text.push_str(&piece);
-            if !piece.is_empty() && !on_text(&piece) {
-                break StopReason::Cancelled;
-            }
-            if tokens.len() >= options.max_tokens {
-                break StopReason::MaxTokens;
-            }
-            if cache.len() >= cache.capacity() {
-                break StopReason::ContextFull;
-            }
-            let embed = self.embed_tokens(&[next])?;
-            logits = self.forward_embeds(&embed, 1, cache, false)?;
         };
-        let rest = decoder.finish();
-        if !rest.is_empty() {
-            on_text(&rest);
-            text.push_str(&rest);
-        }
+        let (tokens, text) = decoding.finish(&mut on_text);
         Ok(Generation {
             tokens,
             text,

@@ -17,7 +17,7 @@ pub use chat::{
     ChatMessage, DEFAULT_SYSTEM_PROMPT, TRANSCRIBE_INSTRUCTION, chatml_prompt, slot_prompt_ids,
 };
 pub use config::LlamaConfig;
-pub use generate::{GenerateOptions, Generation, Sampler, StopReason};
+pub use generate::{Decoding, GenerateOptions, Generation, Sampler, StopReason};
 #[cfg(feature = "dfdx")]
 pub use graph::LlamaGraph;
 pub use model::{KvCache, LlamaModel, Precision};

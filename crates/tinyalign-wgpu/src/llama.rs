@@ -1,7 +1,7 @@
 //! The frozen Llama-family LLM (SmolLM2) on the GPU: weights kept in their GGUF blocks, prefill and
 //! KV-cached decoding from any mix of token and projected-audio embeddings.
 
-use tinyalign_llm::{GenerateOptions, LlamaConfig, Sampler, StopReason, StreamDecoder, Tokenizer};
+use tinyalign_llm::{Decoding, GenerateOptions, LlamaConfig, StopReason, Tokenizer};
 use tinyalign_weights::gguf::GgufFile;
 
 use crate::ops::{self, Activation, AttentionShape};
@@ -284,45 +284,18 @@ impl GpuLlama {
         options: &GenerateOptions,
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<(Vec<u32>, String, StopReason), GpuError> {
-        let stops: Vec<u32> = if options.stop_tokens.is_empty() {
-            self.tokenizer.eos_id.into_iter().collect()
-        } else {
-            options.stop_tokens.clone()
-        };
-        let mut sampler = Sampler::new(options);
-        let mut recent = history.to_vec();
-        let mut decoder = StreamDecoder::default();
-        let mut tokens = Vec::new();
-        let mut text = String::new();
+        let mut decoding = Decoding::new(&self.tokenizer, history, options);
         let reason = loop {
-            if tokens.len() >= options.max_tokens {
-                break StopReason::MaxTokens;
+            let cache_full = cache.len() >= cache.capacity();
+            match decoding.step(&self.tokenizer, &mut logits, cache_full, &mut on_text) {
+                Ok(next) => {
+                    let embed = self.embed_tokens(gpu, &[next])?;
+                    logits = gpu.read(&self.forward(gpu, &embed, cache)?).await?;
+                }
+                Err(reason) => break reason,
             }
-            let next = sampler.sample(&mut logits, &recent);
-            if stops.contains(&next) {
-                break StopReason::StopToken;
-            }
-            tokens.push(next);
-            recent.push(next);
-            let piece = decoder.push(&self.tokenizer, next);
-            text.push_str(&piece);
-            if !piece.is_empty() && !on_text(&piece) {
-                break StopReason::Cancelled;
-            }
-            if tokens.len() >= options.max_tokens {
-                break StopReason::MaxTokens;
-            }
-            if cache.len() >= cache.capacity() {
-                break StopReason::ContextFull;
-            }
-            let embed = self.embed_tokens(gpu, &[next])?;
-            logits = gpu.read(&self.forward(gpu, &embed, cache)?).await?;
         };
-        let rest = decoder.finish();
-        if !rest.is_empty() {
-            on_text(&rest);
-            text.push_str(&rest);
-        }
+        let (tokens, text) = decoding.finish(&mut on_text);
         Ok((tokens, text, reason))
     }
 }
