@@ -122,6 +122,7 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
     let whisper_model =
         tinyalign_whisper::WhisperModel::load_dir(&whisper, tinyalign_nn::cpu()).unwrap();
     let eval = tinyalign_eval::EvalOptions {
+        task: tinyalign_eval::Task::Transcribe,
         split: tinyalign_data::Split::Heldout,
         limit: 2,
         max_tokens: 8,
@@ -155,6 +156,63 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
         report.rows[0].wer
     );
     assert!(report.to_markdown().contains("| whisper | 2 |"));
+    for r in &report.rows {
+        let [lo, hi] = r.wer_ci95.expect("an interval per row");
+        assert!(
+            lo <= r.wer + 1e-12 && r.wer <= hi + 1e-12,
+            "{}: {lo} {} {hi}",
+            r.name,
+            r.wer
+        );
+    }
+
+    // The respond task skips utterances labelled transcribe (all of these prompts)...
+    let respond = tinyalign_eval::EvalOptions {
+        task: tinyalign_eval::Task::Respond,
+        ..eval.clone()
+    };
+    let err = tinyalign_eval::evaluate(
+        &manifest,
+        &assistant,
+        Some(&whisper_model),
+        &respond,
+        |_, _| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no utterances for the respond task"), "{err}");
+    // ...and answers unlabelled ones, scored against the LLM's own answer to the typed transcript. The text
+    // oracle puts that same text in the slot, only with the instruction injected.
+    let mut unlabelled = manifest.clone();
+    for u in &mut unlabelled.utterances {
+        u.task = None;
+    }
+    let report = tinyalign_eval::evaluate(
+        &unlabelled,
+        &assistant,
+        Some(&whisper_model),
+        &respond,
+        |_, _| {},
+    )
+    .unwrap();
+    let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "cascade",
+            "text-oracle",
+            "projector",
+            "projector-no-injection"
+        ]
+    );
+    for u in &report.utterances {
+        let reference = u.reference_answer.as_deref().expect("a reference answer");
+        assert!(!reference.is_empty(), "{}", u.id);
+        for (row, h) in &u.rows {
+            assert_eq!(h.f1, tinyalign_eval::token_f1(reference, &h.text), "{row}");
+        }
+    }
+    assert!(report.to_markdown().starts_with("# Respond task"));
 
     // A projector trained for other models is refused, naming which one.
     let manifest_path = root.join("straight/projector.json");

@@ -3,6 +3,7 @@
 
 mod bench_align;
 mod ci;
+mod eval;
 mod fetch;
 mod invariants;
 mod train;
@@ -17,12 +18,15 @@ usage: cargo xtask <command> [options]
 commands:
   train    the main job, end to end on the default models and data
            (fetch, manifests, Whisper on the bundled recordings, the LLM answering, EmbedLink training,
-           a quick evaluation; --preset smoke|default|full, --run DIR, --resume)
+           the evaluation of `eval`, personalisation; --preset smoke|default|full, --run DIR, --resume)
   fetch    download the pinned models and speech data into the cache (--with base adds Whisper base);
            cache: $TINYALIGN_CACHE, default .cache/tinyalign
   data     build a dataset's manifest into the cache: asterisk | pocketsphinx | synth | atypical | all
            (fetches first, installs espeak-ng + flite for the synthetic sets; extra options go to
            `tinyalign data build`, e.g. --seed 3 --adapt-fraction 0.5, --hours 2)
+  eval     (re)evaluate a trained projector (--run DIR, default runs/latest; --limit 30): transcribe and
+           respond tasks on unseen synthetic voices, transcribe on the real telephone speaker, every row
+           with 95% intervals; writes RUN/report.md + report.json (tinyalign report)
   bench-align
            the headline comparisons under one time budget per run (--seconds 240, --limit 30):
            EmbedLink vs LLM-in-the-loop training of BridgeFormer, BridgeFormer vs the MLP projector;
@@ -52,6 +56,7 @@ fn main() -> Result<()> {
         "fetch" => fetch::run(rest),
         "bench" => util::cargo(&["bench", "-p", "tinyalign-benches"]),
         "data" => data(rest),
+        "eval" => eval::run(rest),
         "bench-align" => bench_align::run(rest),
         "wasm" => wasm::run(rest),
         "wasm-test" => wasm::test(rest),

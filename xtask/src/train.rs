@@ -157,29 +157,10 @@ pub fn run(args: &[String]) -> Result<()> {
         .with_context(|| format!("linking {}", latest.display()))?;
 
     println!(
-        "\n== stage 6/7: evaluation (transcribe task through the frozen LLM): 30 utterances of unseen synthetic \
-         voices, 30 held-out prompts of the real telephone speaker"
+        "\n== stage 6/7: evaluation through the frozen LLM: the transcribe and respond tasks on 30 utterances of \
+         unseen synthetic voices, the transcribe task on 30 held-out prompts of the real telephone speaker"
     );
-    let datasets = fetch::cache_dir().join("datasets");
-    for (manifest, split) in [("synth", "test"), ("asterisk", "heldout")] {
-        util::run(
-            Command::new(&cli)
-                .args([
-                    "eval",
-                    "--limit",
-                    "30",
-                    "--ablation",
-                    "--split",
-                    split,
-                    "--manifest",
-                ])
-                .arg(datasets.join(manifest).join("manifest.jsonl"))
-                .arg("--projector")
-                .arg(&train_run)
-                .arg("--out")
-                .arg(train_run.join(format!("eval-{manifest}-{split}"))),
-        )?;
-    }
+    crate::eval::evaluate_run(&cli, &train_run, 30)?;
 
     println!(
         "\n== stage 7/7: personalisation: adapt the projector to the asterisk speaker (their `adapt` prompts), \
@@ -188,12 +169,12 @@ pub fn run(args: &[String]) -> Result<()> {
     util::run(
         Command::new(&cli)
             .args(["personalize", "--user", "asterisk", "--data"])
-            .arg(datasets.join("asterisk/manifest.jsonl"))
+            .arg(fetch::cache_dir().join("datasets/asterisk/manifest.jsonl"))
             .arg("--base")
             .arg(&train_run),
     )?;
     println!(
-        "\ntrained projector, metrics.jsonl, loss.svg, summary.json and eval-*/report.md: {}\n\
+        "\ntrained projector, metrics.jsonl, loss.svg, summary.json, eval-*/ and the run's report.md: {}\n\
          log-mel features, spectrograms and Whisper features of the bundled recordings: {}\n\
          the personalised asterisk user: target/release/tinyalign users list\n\
          try: target/release/tinyalign ask --audio YOUR.wav --projector {}   (or --projector asterisk)\n\

@@ -1,6 +1,7 @@
 //! `tinyalign ask "PROMPT"`: the frozen LLM answers a text prompt (ChatML), streaming to stdout.
 //! `tinyalign ask --audio FILE --projector RUN`: the aligned chain hears the audio and answers under an
-//! instruction (default: repeat what was said).
+//! instruction (`--task transcribe`, the default: repeat what was said; `--task respond`: answer the spoken
+//! request; or any `--instruction`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,9 +25,13 @@ pub struct AskArgs {
     /// user's name.
     #[arg(long)]
     projector: Option<PathBuf>,
-    /// The instruction injected before the audio tokens.
-    #[arg(long, default_value = tinyalign_eval::TRANSCRIBE_INSTRUCTION)]
-    instruction: String,
+    /// With --audio: transcribe ("Repeat exactly what the speaker said.") or respond ("Answer the
+    /// speaker's request or question."), the instruction injected before the audio tokens.
+    #[arg(long, default_value = "transcribe")]
+    task: String,
+    /// Inject this instruction instead of the task's.
+    #[arg(long)]
+    instruction: Option<String>,
     /// Put only the audio tokens in the user turn (the ablation without instruction injection).
     #[arg(long)]
     no_injection: bool,
@@ -67,6 +72,15 @@ pub struct AskArgs {
 
 pub fn default_llm_path() -> PathBuf {
     crate::data_cmd::cache_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// The injected instruction: `--instruction`, else the task's.
+fn instruction(args: &AskArgs) -> Result<String> {
+    let task: tinyalign_eval::Task = args.task.parse()?;
+    Ok(args
+        .instruction
+        .clone()
+        .unwrap_or_else(|| tinyalign_eval::task_instruction(task).to_string()))
 }
 
 fn options(args: &AskArgs) -> GenerateOptions {
@@ -120,7 +134,7 @@ fn run_audio(
     let answer = assistant.answer(
         &audio,
         &name,
-        &args.instruction,
+        &instruction(args)?,
         layout,
         &options(args),
         |piece| {
@@ -186,7 +200,8 @@ fn run_audio_gpu(
     )
     .with_context(|| format!("loading the chain on {}", gpu.adapter_description()))?;
     let load_s = load_started.elapsed().as_secs_f64();
-    let instruction = (!args.no_injection).then_some(args.instruction.as_str());
+    let instruction_text = instruction(args)?;
+    let instruction = (!args.no_injection).then_some(instruction_text.as_str());
     let clock = Instant::now();
     let now = || clock.elapsed().as_secs_f64() * 1e3;
     let mut stdout = std::io::stdout().lock();

@@ -1,5 +1,6 @@
-//! `tinyalign eval --manifest M --projector RUN`: the transcribe task on a manifest split (a packaged set or
-//! your own), rows whisper / cascade / text-oracle / projector; writes report.json and report.md.
+//! `tinyalign eval --manifest M --projector RUN [--task transcribe|respond]`: one task on a manifest split (a
+//! packaged set or your own), rows whisper / cascade / text-oracle / projector; writes report.json,
+//! report.md and a chart of the main score per row with its 95% interval.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use tinyalign_data::{Manifest, Split};
-use tinyalign_eval::{Assistant, EvalOptions};
+use tinyalign_eval::{Assistant, EvalOptions, Task};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -17,6 +18,10 @@ pub struct EvalArgs {
     /// train, valid, test, adapt or heldout.
     #[arg(long, default_value = "heldout")]
     split: String,
+    /// transcribe (WER against the transcript) or respond (word F1 and exact match against the LLM's answer
+    /// to the transcript as text; utterances labelled transcribe are skipped).
+    #[arg(long, default_value = "transcribe")]
+    task: String,
     /// A trained projector (run folder with projector.safetensors + projector.json) or a user's name.
     #[arg(long)]
     projector: PathBuf,
@@ -34,7 +39,7 @@ pub struct EvalArgs {
     /// Leave out the whisper, cascade and text-oracle rows (faster).
     #[arg(long)]
     no_baselines: bool,
-    /// Where report.json and report.md go (default: <projector>/eval-<split>).
+    /// Where report.json and report.md go (default: <projector>/eval-<split>, eval-<split>-respond).
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -42,6 +47,7 @@ pub struct EvalArgs {
 pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     let manifest = Manifest::read(&args.manifest)?;
     let split: Split = args.split.parse()?;
+    let task: Task = args.task.parse()?;
     let whisper_dir = crate::features_cmd::default_whisper_dir();
     let projector = crate::personalize_cmd::resolve_projector(&args.projector);
     let assistant = Assistant::load(
@@ -58,6 +64,7 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
         )?)
     };
     let options = EvalOptions {
+        task,
         split,
         limit: args.limit,
         max_tokens: args.max_tokens,
@@ -79,9 +86,34 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| projector.join(format!("eval-{}", split.name())));
+        .unwrap_or_else(|| projector.join(default_folder(task, split)));
     report.write(&out).context("writing the report")?;
+    let bars: Vec<tinyalign_train::plot::Bar> = report
+        .rows
+        .iter()
+        .map(|r| match task {
+            Task::Transcribe => (r.name.as_str(), r.wer, r.wer_ci95),
+            Task::Respond => (r.name.as_str(), r.f1, r.f1_ci95),
+        })
+        .collect();
+    let (chart, label) = match task {
+        Task::Transcribe => ("wer_per_row.svg", "WER"),
+        Task::Respond => ("f1_per_row.svg", "word F1"),
+    };
+    tinyalign_data::write_atomic(
+        &out.join(chart),
+        tinyalign_train::plot::bar_chart_svg(label, &bars).as_bytes(),
+    )?;
     print!("{}", report.to_markdown());
     eprintln!("report: {}", out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The report folder inside a projector's run folder: `eval-<split>` for transcribe (what `tinyalign
+/// compare` reads), `eval-<split>-respond` for respond.
+fn default_folder(task: Task, split: Split) -> String {
+    match task {
+        Task::Transcribe => format!("eval-{}", split.name()),
+        Task::Respond => format!("eval-{}-respond", split.name()),
+    }
 }

@@ -13,6 +13,7 @@ mod fsutil;
 mod input_args;
 mod mel_cmd;
 mod personalize_cmd;
+mod report_cmd;
 mod spectrogram_png;
 mod train_cmd;
 mod transcribe_cmd;
@@ -44,8 +45,11 @@ enum Command {
     Data(data_cmd::DataArgs),
     /// Train a projector with EmbedLink targets (configs/*.toml presets).
     Train(train_cmd::TrainArgs),
-    /// Evaluate a projector on a manifest split (WER/CER of whisper, cascade, text oracle and projector rows).
+    /// Evaluate a projector on a manifest split: transcribe (WER/CER) or respond (F1 against the LLM's answer
+    /// to the text); whisper, cascade, text oracle and projector rows.
     Eval(eval_cmd::EvalArgs),
+    /// One report of a training run from its summary and evaluations (report.md, report.json).
+    Report(report_cmd::ReportArgs),
     /// Compare training runs: cost per utterance, validation cosine over time, WER (cargo xtask bench-align).
     Compare(compare_cmd::CompareArgs),
     /// Adapt a base projector to one user's voice; WER on their held-out speech before and after.
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Command::Data(args) => data_cmd::run(&args),
         Command::Train(args) => train_cmd::run(&args),
         Command::Eval(args) => eval_cmd::run(&args),
+        Command::Report(args) => report_cmd::run(&args),
         Command::Personalize(args) => personalize_cmd::run(&args),
         Command::Compare(args) => compare_cmd::run(&args),
         Command::Users(args) => personalize_cmd::run_users(&args),

@@ -211,6 +211,7 @@ fn evaluate(
         projector,
     )?;
     let options = EvalOptions {
+        task: tinyalign_eval::Task::Transcribe,
         split: Split::Heldout,
         limit,
         max_tokens: 48,

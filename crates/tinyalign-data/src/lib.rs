@@ -39,6 +39,13 @@ pub enum DataError {
     Audio(#[from] tinyalign_mel::AudioError),
 }
 
+/// Peak resident set size of this process in bytes (Linux `VmHWM`; None elsewhere).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same folder, so readers never see half a file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
     let io = |e: std::io::Error| DataError::Io(format!("{}: {e}", path.display()));

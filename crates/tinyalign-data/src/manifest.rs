@@ -70,6 +70,29 @@ pub enum Task {
     Respond,
 }
 
+impl Task {
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Transcribe => "transcribe",
+            Task::Respond => "respond",
+        }
+    }
+}
+
+impl std::str::FromStr for Task {
+    type Err = DataError;
+
+    fn from_str(s: &str) -> Result<Self, DataError> {
+        match s {
+            "transcribe" => Ok(Task::Transcribe),
+            "respond" => Ok(Task::Respond),
+            _ => Err(DataError::Invalid(format!(
+                "unknown task `{s}` (transcribe, respond)"
+            ))),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Utterance {

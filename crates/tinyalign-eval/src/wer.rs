@@ -163,6 +163,37 @@ pub fn char_errors(reference: &str, hypothesis: &str) -> EditCounts {
     edit_counts(&chars(reference), &chars(hypothesis))
 }
 
+/// Bag-of-words F1 of the normalised words (SQuAD's answer metric): precision and recall of the words the
+/// two texts share, counted with multiplicity. Two empty texts agree (1.0); one empty text scores 0.
+pub fn token_f1(reference: &str, hypothesis: &str) -> f64 {
+    let (reference, hypothesis) = (normalise(reference), normalise(hypothesis));
+    if reference.is_empty() || hypothesis.is_empty() {
+        return f64::from(u8::from(reference.is_empty() && hypothesis.is_empty()));
+    }
+    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for w in &reference {
+        *counts.entry(w).or_default() += 1;
+    }
+    let mut shared = 0usize;
+    for w in &hypothesis {
+        if let Some(c) = counts.get_mut(w.as_str()).filter(|c| **c > 0) {
+            *c -= 1;
+            shared += 1;
+        }
+    }
+    if shared == 0 {
+        return 0.0;
+    }
+    let precision = shared as f64 / hypothesis.len() as f64;
+    let recall = shared as f64 / reference.len() as f64;
+    2.0 * precision * recall / (precision + recall)
+}
+
+/// The same normalised words in the same order.
+pub fn exact_match(reference: &str, hypothesis: &str) -> bool {
+    normalise(reference) == normalise(hypothesis)
+}
+
 /// An answer that declines instead of doing the task.
 pub fn is_refusal(answer: &str) -> bool {
     let a = answer.to_lowercase();
@@ -236,10 +267,85 @@ mod tests {
     }
 
     #[test]
+    fn f1_and_exact_match_match_hand_counts() {
+        // Shared words {the, capital, lisbon}: precision 3/4, recall 3/6, F1 = 2·0.75·0.5/1.25 = 0.6.
+        let f1 = token_f1(
+            "The capital of Portugal is Lisbon.",
+            "the capital city, Lisbon!",
+        );
+        assert!((f1 - 0.6).abs() < 1e-12, "{f1}");
+        // Multiplicity: "eggs eggs" shares one "eggs" with the reference.
+        let f1 = token_f1("eggs and rice", "eggs eggs");
+        assert!((f1 - 2.0 * 0.5 * (1.0 / 3.0) / (0.5 + 1.0 / 3.0)).abs() < 1e-12);
+        assert_eq!(token_f1("", ""), 1.0);
+        assert_eq!(token_f1("something", ""), 0.0);
+        assert_eq!(token_f1("a b", "c d"), 0.0);
+        assert_eq!(
+            token_f1("Set a timer for 5 seconds.", "set a timer for five seconds"),
+            1.0
+        );
+        assert!(exact_match("It's 5 o'clock.", "it's five o'clock"));
+        assert!(!exact_match("a b", "b a"));
+        assert_eq!(token_f1("a b", "b a"), 1.0);
+    }
+
+    #[test]
     fn refusals_and_loops() {
         assert!(is_refusal("I'm sorry, but I can't help with that."));
         assert!(!is_refusal("Please enter your password."));
         assert!(is_looping("press one press one press one press one"));
         assert!(!is_looping("press one for sales press two for support"));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn sentence() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    "the", "a", "cat", "Sat", "on", "mat,", "42", "don't", "-", "!"
+                ],
+                0..12,
+            )
+            .prop_map(|w| w.join(" "))
+        }
+
+        proptest! {
+            #[test]
+            fn a_text_against_itself_has_no_errors(x in sentence()) {
+                prop_assert_eq!(word_errors(&x, &x).errors(), 0);
+                prop_assert_eq!(char_errors(&x, &x).errors(), 0);
+                prop_assert!(exact_match(&x, &x));
+                prop_assert_eq!(token_f1(&x, &x), 1.0);
+            }
+
+            #[test]
+            fn swapping_texts_swaps_insertions_and_deletions(a in sentence(), b in sentence()) {
+                let (ab, ba) = (word_errors(&a, &b), word_errors(&b, &a));
+                prop_assert_eq!(ab.errors(), ba.errors());
+                // Equal-cost alignments may trade S for I + D, but the length difference is fixed.
+                prop_assert_eq!(
+                    ab.insertions as i64 - ab.deletions as i64,
+                    ba.deletions as i64 - ba.insertions as i64
+                );
+                prop_assert_eq!(ab.insertions as i64 - ab.deletions as i64,
+                    normalise(&b).len() as i64 - normalise(&a).len() as i64);
+                let (f_ab, f_ba) = (token_f1(&a, &b), token_f1(&b, &a));
+                prop_assert!((f_ab - f_ba).abs() < 1e-12 && (0.0..=1.0).contains(&f_ab));
+            }
+
+            #[test]
+            fn errors_are_bounded_by_the_longer_text(a in sentence(), b in sentence()) {
+                let c = word_errors(&a, &b);
+                let (n, m) = (normalise(&a).len(), normalise(&b).len());
+                prop_assert!(c.errors() <= n.max(m));
+                prop_assert!(c.errors() >= n.abs_diff(m));
+                // Every reference word is matched, substituted or deleted; every hypothesis word matched,
+                // substituted or inserted.
+                prop_assert!(c.substitutions + c.deletions <= n && c.substitutions + c.insertions <= m);
+                prop_assert_eq!(c.reference_length, n);
+            }
+        }
     }
 }

@@ -5,6 +5,9 @@
 /// The transcribe task's instruction (inference, evaluation and LLM-in-the-loop training).
 pub const TRANSCRIBE_INSTRUCTION: &str = "Repeat exactly what the speaker said.";
 
+/// The respond task's instruction: answer what the speaker asked (the browser demo offers the same).
+pub const RESPOND_INSTRUCTION: &str = "Answer the speaker's request or question.";
+
 /// The system message SmolLM2's template inserts when none is given.
 pub const DEFAULT_SYSTEM_PROMPT: &str =
     "You are a helpful AI assistant named SmolLM, trained by Hugging Face";

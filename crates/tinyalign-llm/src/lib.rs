@@ -14,7 +14,8 @@ mod model;
 mod tokenizer;
 
 pub use chat::{
-    ChatMessage, DEFAULT_SYSTEM_PROMPT, TRANSCRIBE_INSTRUCTION, chatml_prompt, slot_prompt_ids,
+    ChatMessage, DEFAULT_SYSTEM_PROMPT, RESPOND_INSTRUCTION, TRANSCRIBE_INSTRUCTION, chatml_prompt,
+    slot_prompt_ids,
 };
 pub use config::LlamaConfig;
 pub use generate::{Decoding, GenerateOptions, Generation, Sampler, StopReason};

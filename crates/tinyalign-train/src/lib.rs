@@ -17,7 +17,8 @@ pub use config::{DataConfig, LossConfig, Objective, OptimConfig, ProjectorSizes,
 pub use features::{FRONTEND_VERSION, FeatureCache, Features, sha256_hex};
 pub use in_the_loop::LoopContext;
 pub use targets::{Target, TargetBuilder};
-pub use trainer::{TrainOptions, TrainSummary, peak_rss_bytes, projector_cosine, train};
+pub use tinyalign_data::peak_rss_bytes;
+pub use trainer::{TrainOptions, TrainSummary, projector_cosine, train};
 pub use users::{PersonalisationResult, UserInfo, UserStore};
 
 #[derive(Debug, thiserror::Error)]

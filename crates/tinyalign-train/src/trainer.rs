@@ -148,13 +148,6 @@ fn io<E: std::fmt::Display>(what: &Path) -> impl Fn(E) -> TrainError + '_ {
     move |e| TrainError::Io(format!("{}: {e}", what.display()))
 }
 
-/// Peak resident set size of this process in bytes (Linux `VmHWM`; None elsewhere).
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
-}
-
 fn select<'m>(
     manifest: &'m Manifest,
     splits: &[String],
@@ -726,7 +719,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
         features_reused: cache.reused,
         feature_seconds,
         training_seconds: seconds_before + started.elapsed().as_secs_f64(),
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes: tinyalign_data::peak_rss_bytes(),
         projector: run.join("projector.safetensors"),
     };
     let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");

@@ -1,0 +1,101 @@
+//! `tinyalign report RUN`: one report of a training run, `RUN/report.md` and `RUN/report.json`, from what is
+//! in the folder: the training summary (time, steps, validation cosine, peak memory), the projector's
+//! manifest and every evaluation (`eval-*/report.json`, written by `tinyalign eval`) with its chart.
+//! `cargo xtask eval` runs the evaluations and then this.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::{Value, json};
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A training run folder (summary.json, projector.json, eval-*/report.json).
+    run: PathBuf,
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// The run's evaluation folders holding a report, sorted by name.
+fn evaluations(run: &Path) -> Result<Vec<(String, Value, String)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(run).with_context(|| run.display().to_string())? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !name.starts_with("eval-") || !path.join("report.json").is_file() {
+            continue;
+        }
+        let markdown = std::fs::read_to_string(path.join("report.md")).unwrap_or_default();
+        found.push((name, read_json(&path.join("report.json"))?, markdown));
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
+}
+
+pub fn run(args: &ReportArgs) -> Result<ExitCode> {
+    let run = &args.run;
+    let summary = read_json(&run.join("summary.json"))
+        .context("not a finished training run (train one with `tinyalign train`)")?;
+    let manifest = read_json(&run.join("projector.json"))?;
+    let evals = evaluations(run)?;
+    if evals.is_empty() {
+        bail!(
+            "{} holds no evaluation (eval-*/report.json); run `tinyalign eval --projector {} ...` or `cargo xtask eval --run {}`",
+            run.display(),
+            run.display(),
+            run.display()
+        );
+    }
+    let gb = |v: &Value| {
+        v.as_f64()
+            .map_or("-".into(), |b| format!("{:.2} GB", b / 1e9))
+    };
+    let mut md = format!(
+        "# Run report: {}\n\n## Training\n\n| objective | projector | parameters | steps | training s | best valid cosine (step) | train utterances | peak RSS |\n|---|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {:.0} | {:.3} ({}) | {} | {} |\n",
+        run.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        manifest["objective"].as_str().unwrap_or("embedlink"),
+        manifest["projector"]["kind"].as_str().unwrap_or("-"),
+        summary["parameters"],
+        summary["steps"],
+        summary["training_seconds"].as_f64().unwrap_or(0.0),
+        summary["best_valid_cosine"].as_f64().unwrap_or(f64::NAN),
+        summary["best_step"],
+        summary["train_utterances"],
+        gb(&summary["peak_rss_bytes"]),
+    );
+    md.push_str("\nLoss curve: [loss.svg](loss.svg).\n");
+    let mut reports = serde_json::Map::new();
+    for (name, report, markdown) in &evals {
+        // The evaluation's own report, its headings one level down.
+        md.push_str(&format!("\n## {name}\n\n"));
+        for line in markdown.lines() {
+            match line.strip_prefix("# ") {
+                Some(title) => md.push_str(&format!("### {title}\n")),
+                None => md.push_str(&format!("{line}\n")),
+            }
+        }
+        for chart in ["wer_per_row.svg", "f1_per_row.svg"] {
+            if run.join(name).join(chart).is_file() {
+                md.push_str(&format!("\nChart: [{name}/{chart}]({name}/{chart}).\n"));
+            }
+        }
+        reports.insert(name.clone(), report.clone());
+    }
+    let json = json!({ "training": summary, "projector": manifest, "evaluations": reports });
+    tinyalign_data::write_atomic(&run.join("report.md"), md.as_bytes())?;
+    tinyalign_data::write_atomic(&run.join("report.json"), &serde_json::to_vec_pretty(&json)?)?;
+    print!("{md}");
+    eprintln!("report: {}", run.join("report.md").display());
+    Ok(ExitCode::SUCCESS)
+}
