@@ -1,10 +1,13 @@
-//! `cargo xtask bench-align [--seconds S] [--limit N]`: the paper's headline comparisons on our models and
-//! data, under one training-time budget per run, on the same synthetic speakers:
+//! `cargo xtask bench-align [--seconds S] [--limit N] [--seeds K]`: the paper's headline comparisons on our
+//! models and data, under one training-time budget per run, on the same synthetic speakers:
 //! 1. EmbedLink vs LLM-in-the-loop training of the same BridgeFormer (cost per utterance, validation cosine
 //!    reached and when, WER on unseen voices);
 //! 2. BridgeFormer vs the SLAM-ASR MLP projector, both with EmbedLink and instruction injection.
 //!
-//! Every run goes into `runs/bench-align-<time>/`; `tinyalign compare` writes the table and charts there.
+//! With `--seeds K` the two EmbedLink runs repeat with training seeds 0..K (initialisation and batch order),
+//! so their spread shows how much of a difference is noise; the LLM-in-the-loop run, 80× slower per
+//! utterance, runs once. Every run goes into `runs/bench-align-<time>/`; `tinyalign compare` writes the
+//! table, the spread across seeds and the charts there.
 
 use std::path::Path;
 use std::process::Command;
@@ -16,14 +19,15 @@ use crate::fetch;
 use crate::util::{self, root};
 
 pub fn run(args: &[String]) -> Result<()> {
-    let (mut seconds, mut limit) = (240u64, 30usize);
+    let (mut seconds, mut limit, mut seeds) = (240u64, 30usize, 1u64);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = || it.next().context("a value must follow").cloned();
         match arg.as_str() {
             "--seconds" => seconds = value()?.parse().context("--seconds N")?,
             "--limit" => limit = value()?.parse().context("--limit N")?,
-            other => bail!("unknown option '{other}' (--seconds S, --limit N)"),
+            "--seeds" => seeds = value()?.parse().context("--seeds K")?,
+            other => bail!("unknown option '{other}' (--seconds S, --limit N, --seeds K)"),
         }
     }
     fetch::run(&[])?;
@@ -59,9 +63,24 @@ pub fn run(args: &[String]) -> Result<()> {
             vec!["projector.kind=mlp", "projector.stack=5"],
         ),
     ];
-    for (i, (name, overrides)) in runs.iter().enumerate() {
+    // (folder name, seed, overrides): every configuration at seed 0, then the EmbedLink ones again.
+    let mut plan: Vec<(String, u64, &Vec<&str>)> = Vec::new();
+    for seed in 0..seeds.max(1) {
+        for (name, overrides) in &runs {
+            if seed > 0 && name.starts_with("in-the-loop") {
+                continue;
+            }
+            let folder = if seeds > 1 {
+                format!("{name}-seed{seed}")
+            } else {
+                name.to_string()
+            };
+            plan.push((folder, seed, overrides));
+        }
+    }
+    for (i, (name, seed, overrides)) in plan.iter().enumerate() {
         let dir = out.join(name);
-        println!("\n== {}/{}: {name} ({seconds} s budget)", i + 1, runs.len());
+        println!("\n== {}/{}: {name} ({seconds} s budget)", i + 1, plan.len());
         let mut train = Command::new(&cli);
         train
             .args(["train", "--config"])
@@ -69,8 +88,9 @@ pub fn run(args: &[String]) -> Result<()> {
             .arg("--run")
             .arg(&dir)
             .args(["--set", &budget, "--set", "optim.max_steps=1000000"])
-            .args(["--set", "data.max_valid=16", "--set", "optim.patience=0"]);
-        for o in overrides {
+            .args(["--set", "data.max_valid=16", "--set", "optim.patience=0"])
+            .args(["--set", &format!("optim.seed={seed}")]);
+        for o in overrides.iter() {
             train.args(["--set", o]);
         }
         util::run(&mut train)?;
@@ -78,16 +98,17 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let mut compare = Command::new(&cli);
     compare.arg("compare");
-    for (name, _) in &runs {
+    for (name, _, _) in &plan {
         compare.arg(out.join(name));
     }
     compare.args(["--eval", "eval-test", "--out"]).arg(&out);
     util::run(&mut compare)?;
     println!(
         "\ncomparison: {}/compare.md (+ compare.json, valid_cosine_vs_seconds.svg, wer_vs_training_seconds.svg)\n\
-         the whisper and text-oracle rows for the same utterances: {}/embedlink-bridgeformer/eval-test/report.md",
+         the whisper and text-oracle rows for the same utterances: {}/{}/eval-test/report.md",
         out.display(),
-        out.display()
+        out.display(),
+        plan[0].0
     );
     Ok(())
 }

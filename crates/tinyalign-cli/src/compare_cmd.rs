@@ -95,6 +95,36 @@ fn load(dir: &Path, eval: &str) -> Result<Run> {
     })
 }
 
+/// A run's name without its `-seedK` suffix.
+fn configuration_name(run: &str) -> &str {
+    match run.rsplit_once("-seed") {
+        Some((base, seed)) if !seed.is_empty() && seed.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => run,
+    }
+}
+
+/// `mean (min–max)` of `values` times `scale`, or `-` for none.
+fn mean_range(values: &[f64], scale: f64, decimals: usize, unit: &str) -> String {
+    if values.is_empty() {
+        return "-".into();
+    }
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    if values.len() == 1 {
+        return format!("{:.decimals$}{unit}", scale * mean);
+    }
+    format!(
+        "{:.decimals$}{unit} ({:.decimals$}–{:.decimals$})",
+        scale * mean,
+        scale * lo,
+        scale * hi
+    )
+}
+
 /// Training seconds at the first validation reaching `cosine`, if any.
 fn time_to(curve: &[(f64, f64)], cosine: f64) -> Option<f64> {
     curve.iter().find(|p| p.1 >= cosine).map(|p| p.0)
@@ -180,6 +210,46 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
         }
     }
 
+    // Repeats of one configuration with other seeds (`NAME-seedK`, from `cargo xtask bench-align --seeds`).
+    let mut groups: Vec<(&str, Vec<&Run>)> = Vec::new();
+    for r in &runs {
+        let base = configuration_name(&r.name);
+        match groups.iter_mut().find(|g| g.0 == base) {
+            Some(g) => g.1.push(r),
+            None => groups.push((base, vec![r])),
+        }
+    }
+    let mut spread = Vec::new();
+    if groups.iter().any(|g| g.1.len() > 1) {
+        md.push_str(
+            "\nAcross training seeds (mean, min–max; one seed where only one run):\n\n| configuration | seeds | best valid cosine | WER | CER |\n|---|---|---|---|---|\n",
+        );
+        for (base, members) in &groups {
+            let cosine: Vec<f64> = members
+                .iter()
+                .filter_map(|r| r.summary["best_valid_cosine"].as_f64())
+                .collect();
+            let of = |key: &str| -> Vec<f64> {
+                members
+                    .iter()
+                    .filter_map(|r| r.eval_row.as_ref()?[key].as_f64())
+                    .collect()
+            };
+            let (wer, cer) = (of("wer"), of("cer"));
+            md.push_str(&format!(
+                "| {base} | {} | {} | {} | {} |\n",
+                members.len(),
+                mean_range(&cosine, 1.0, 3, ""),
+                mean_range(&wer, 100.0, 1, "%"),
+                mean_range(&cer, 100.0, 1, "%"),
+            ));
+            spread.push(json!({
+                "configuration": base, "runs": members.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+                "best_valid_cosine": cosine, "wer": wer, "cer": cer,
+            }));
+        }
+    }
+
     std::fs::create_dir_all(&args.out).with_context(|| args.out.display().to_string())?;
     let series: Vec<tinyalign_train::plot::Series> = runs
         .iter()
@@ -209,7 +279,7 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
     write("compare.md", md.as_bytes())?;
     write(
         "compare.json",
-        &serde_json::to_vec_pretty(&json!({ "runs": rows }))?,
+        &serde_json::to_vec_pretty(&json!({ "runs": rows, "across_seeds": spread }))?,
     )?;
     print!("{md}");
     eprintln!("comparison: {}", args.out.display());
@@ -219,6 +289,19 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seeds_group_by_configuration() {
+        assert_eq!(configuration_name("embedlink-mlp-seed2"), "embedlink-mlp");
+        assert_eq!(configuration_name("embedlink-mlp"), "embedlink-mlp");
+        assert_eq!(configuration_name("a-seedling"), "a-seedling");
+        assert_eq!(
+            mean_range(&[1.0, 1.5], 100.0, 1, "%"),
+            "125.0% (100.0–150.0)"
+        );
+        assert_eq!(mean_range(&[0.5], 1.0, 3, ""), "0.500");
+        assert_eq!(mean_range(&[], 1.0, 3, ""), "-");
+    }
 
     #[test]
     fn time_to_a_cosine_is_the_first_validation_reaching_it() {

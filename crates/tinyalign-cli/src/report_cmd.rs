@@ -99,3 +99,59 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
     eprintln!("report: {}", run.join("report.md").display());
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathers_summary_and_every_evaluation() {
+        let dir =
+            std::env::temp_dir().join(format!("tinyalign-report-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let write = |rel: &str, text: &str| {
+            let path = dir.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        let args = ReportArgs { run: dir.clone() };
+        write(
+            "summary.json",
+            r#"{"steps": 600, "training_seconds": 199.2, "best_valid_cosine": 0.684, "best_step": 550, "parameters": 2253696, "train_utterances": 1247, "peak_rss_bytes": 727175168}"#,
+        );
+        write(
+            "projector.json",
+            r#"{"objective": "embedlink", "projector": {"kind": "bridgeformer"}}"#,
+        );
+        let err = run(&args).unwrap_err().to_string();
+        assert!(err.contains("holds no evaluation"), "{err}");
+        write("eval-b/report.json", r#"{"task": "respond", "rows": []}"#);
+        write(
+            "eval-b/report.md",
+            "# Respond task, split `test`\n\n| row |\n",
+        );
+        write("eval-b/f1_per_row.svg", "<svg/>");
+        write(
+            "eval-a/report.json",
+            r#"{"task": "transcribe", "rows": []}"#,
+        );
+        write("eval-a/report.md", "# Transcribe task, split `test`\n");
+        write("eval-c/notes.txt", "not an evaluation");
+        run(&args).unwrap();
+        let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        assert!(
+            md.contains(
+                "| embedlink | bridgeformer | 2253696 | 600 | 199 | 0.684 (550) | 1247 | 0.73 GB |"
+            ),
+            "{md}"
+        );
+        let (a, b) = (md.find("## eval-a").unwrap(), md.find("## eval-b").unwrap());
+        assert!(a < b && !md.contains("eval-c"));
+        assert!(md.contains("### Respond task") && md.contains("(eval-b/f1_per_row.svg)"));
+        let json: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+        assert_eq!(json["evaluations"]["eval-b"]["task"], "respond");
+        assert_eq!(json["training"]["steps"], 600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
