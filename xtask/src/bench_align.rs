@@ -1,7 +1,8 @@
 //! `cargo xtask bench-align [--seconds S] [--limit N] [--seeds K]`: the paper's headline comparisons on our
 //! models and data, under one training-time budget per run, on the same synthetic speakers:
 //! 1. EmbedLink vs LLM-in-the-loop training of the same BridgeFormer (cost per utterance, validation cosine
-//!    reached and when, WER on unseen voices);
+//!    reached and when, WER on unseen voices; and time to the same quality, bounded by one more EmbedLink run
+//!    on a quarter of the budget);
 //! 2. BridgeFormer vs the SLAM-ASR MLP projector, both with EmbedLink and instruction injection.
 //!
 //! With `--seeds K` the two EmbedLink runs repeat with training seeds 0..K (initialisation and batch order),
@@ -78,16 +79,27 @@ pub fn run(args: &[String]) -> Result<()> {
             plan.push((folder, seed, overrides));
         }
     }
+    // Time to the same quality, bounded from one end: EmbedLink on a quarter of the budget against the loop
+    // run on the whole budget (a sixteenth, 15 s, trained too little to answer at all).
+    let quick = (seconds / 4).max(5);
+    let quick_budget = format!("optim.max_seconds={quick}");
+    let no_overrides = Vec::new();
+    plan.push(("embedlink-bridgeformer-quick".to_string(), 0, &no_overrides));
     for (i, (name, seed, overrides)) in plan.iter().enumerate() {
+        let budget = if name.ends_with("-quick") {
+            &quick_budget
+        } else {
+            &budget
+        };
         let dir = out.join(name);
-        println!("\n== {}/{}: {name} ({seconds} s budget)", i + 1, plan.len());
+        println!("\n== {}/{}: {name} ({budget})", i + 1, plan.len());
         let mut train = Command::new(&cli);
         train
             .args(["train", "--config"])
             .arg(root().join("configs/default.toml"))
             .arg("--run")
             .arg(&dir)
-            .args(["--set", &budget, "--set", "optim.max_steps=1000000"])
+            .args(["--set", budget, "--set", "optim.max_steps=1000000"])
             .args(["--set", "data.max_valid=16", "--set", "optim.patience=0"])
             .args(["--set", &format!("optim.seed={seed}")]);
         for o in overrides.iter() {

@@ -45,6 +45,11 @@ impl Run {
         self.summary["training_seconds"].as_f64().unwrap_or(0.0)
     }
 
+    /// A score (`wer`, `f1`, ...) of the run's evaluation (its `projector` row).
+    fn score(&self, key: &str) -> Option<f64> {
+        self.eval_row.as_ref()?[key].as_f64()
+    }
+
     /// Training time per utterance seen (steps × batch).
     fn ms_per_utterance(&self) -> f64 {
         1e3 * self.training_seconds() / (self.steps() * self.batch as f64).max(1.0)
@@ -140,7 +145,7 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
         bail!("name at least one run folder");
     }
     let mut md = String::from(
-        "| run | objective | projector | parameters | steps × batch | training s | ms per utterance | best valid cosine | WER | CER | loops |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| run | objective | projector | parameters | steps × batch | training s | ms per utterance | best valid cosine | WER | CER | word F1 | loops |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut rows = Vec::new();
     for r in &runs {
@@ -155,7 +160,7 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
                 .unwrap_or_else(|| "-".into())
         };
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} × {} | {:.0} | {:.1} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} × {} | {:.0} | {:.1} | {} | {} | {} | {} | {} |\n",
             r.name,
             r.objective,
             r.projector,
@@ -167,6 +172,7 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
             cosine.map_or("-".into(), |c| format!("{c:.3}")),
             pct("wer"),
             pct("cer"),
+            r.score("f1").map_or("-".into(), |f| format!("{f:.2}")),
             pct("loop_rate"),
         ));
         rows.push(json!({
@@ -191,6 +197,42 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
                 embed_run.projector,
             ));
         }
+    }
+    // Time to the same quality, as a bound: each run is evaluated once, at its end. Same quality means a WER
+    // at most the loop run's *and* a word F1 at least its own: an empty answer scores exactly 100% WER, so a
+    // barely trained projector that answers nothing would otherwise "beat" a loop run whose answers ramble.
+    for loop_run in runs.iter().filter(|r| r.objective == "llm_in_the_loop") {
+        let (Some(loop_wer), Some(loop_f1)) = (loop_run.score("wer"), loop_run.score("f1")) else {
+            continue;
+        };
+        let fastest = runs
+            .iter()
+            .filter(|r| r.objective == "embedlink" && r.projector == loop_run.projector)
+            .filter(|r| {
+                r.score("wer").is_some_and(|w| w <= loop_wer)
+                    && r.score("f1").is_some_and(|f| f >= loop_f1)
+            })
+            .min_by(|a, b| a.training_seconds().total_cmp(&b.training_seconds()));
+        md.push_str(&match fastest {
+            Some(r) => format!(
+                "\nTime to the same quality: `{}` reached {:.1}% WER and word F1 {:.2} (the loop run: {:.1}%, {:.2}) after {:.0} s of training; `{}` trained {:.0} s. At least {:.1}× less training time (each run is evaluated only at its end).\n",
+                r.name,
+                100.0 * r.score("wer").unwrap_or_default(),
+                r.score("f1").unwrap_or_default(),
+                100.0 * loop_wer,
+                loop_f1,
+                r.training_seconds(),
+                loop_run.name,
+                loop_run.training_seconds(),
+                loop_run.training_seconds() / r.training_seconds().max(1e-9),
+            ),
+            None => format!(
+                "\nTime to the same quality: no EmbedLink run of the {} projector reached both the loop run's WER ({:.1}% or less) and its word F1 ({:.2} or more).\n",
+                loop_run.projector,
+                100.0 * loop_wer,
+                loop_f1
+            ),
+        });
     }
     let floor = runs
         .iter()

@@ -109,11 +109,11 @@ impl EvalReport {
     pub fn to_markdown(&self) -> String {
         let mut out = match self.task {
             Task::Transcribe => format!(
-                "# Transcribe task, split `{}`\n\nInstruction: \"{}\". Scored against the transcript; 95% bootstrap intervals over utterances in brackets.\n\n| row | utterances | WER | CER | S / I / D | word F1 | refusals | loops | ms / utt |\n|---|---|---|---|---|---|---|---|---|\n",
+                "# Transcribe task, split `{}`\n\nInstruction \"{}\", scored against the transcript; 95% bootstrap intervals over utterances in brackets.\n\n| row | utterances | WER | CER | S / I / D | word F1 | refusals | loops | ms / utt |\n|---|---|---|---|---|---|---|---|---|\n",
                 self.split, self.instruction
             ),
             Task::Respond => format!(
-                "# Respond task, split `{}`\n\nInstruction: \"{}\". Scored against the LLM's own answer to the transcript typed as a user message; 95% bootstrap intervals over utterances in brackets.\n\n| row | utterances | word F1 | exact match | WER vs that answer | refusals | loops | ms / utt |\n|---|---|---|---|---|---|---|---|\n",
+                "# Respond task, split `{}`\n\nInstruction \"{}\", scored against the LLM's own answer to the transcript typed as a user message; 95% bootstrap intervals over utterances in brackets.\n\n| row | utterances | word F1 | exact match | WER vs that answer | refusals | loops | ms / utt |\n|---|---|---|---|---|---|---|---|\n",
                 self.split, self.instruction
             ),
         };
