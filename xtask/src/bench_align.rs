@@ -47,7 +47,6 @@ pub fn run(args: &[String]) -> Result<()> {
     // Every run trains for the whole budget, its learning-rate schedule stretched over that time (the step
     // cap is out of reach, no early stopping), and validates on the same 16 utterances (the loop run's
     // validation runs the LLM).
-    let budget = format!("optim.max_seconds={seconds}");
     let runs: [(&str, Vec<&str>); 3] = [
         ("embedlink-bridgeformer", vec![]),
         (
@@ -64,8 +63,8 @@ pub fn run(args: &[String]) -> Result<()> {
             vec!["projector.kind=mlp", "projector.stack=5"],
         ),
     ];
-    // (folder name, seed, overrides): every configuration at seed 0, then the EmbedLink ones again.
-    let mut plan: Vec<(String, u64, &Vec<&str>)> = Vec::new();
+    // (folder name, seed, seconds, overrides): every configuration at seed 0, then the EmbedLink ones again.
+    let mut plan: Vec<(String, u64, u64, &Vec<&str>)> = Vec::new();
     for seed in 0..seeds.max(1) {
         for (name, overrides) in &runs {
             if seed > 0 && name.starts_with("in-the-loop") {
@@ -76,21 +75,20 @@ pub fn run(args: &[String]) -> Result<()> {
             } else {
                 name.to_string()
             };
-            plan.push((folder, seed, overrides));
+            plan.push((folder, seed, seconds, overrides));
         }
     }
     // Time to the same quality, bounded from one end: EmbedLink on a quarter of the budget against the loop
     // run on the whole budget (a sixteenth, 15 s, trained too little to answer at all).
-    let quick = (seconds / 4).max(5);
-    let quick_budget = format!("optim.max_seconds={quick}");
     let no_overrides = Vec::new();
-    plan.push(("embedlink-bridgeformer-quick".to_string(), 0, &no_overrides));
-    for (i, (name, seed, overrides)) in plan.iter().enumerate() {
-        let budget = if name.ends_with("-quick") {
-            &quick_budget
-        } else {
-            &budget
-        };
+    plan.push((
+        "embedlink-bridgeformer-quick".to_string(),
+        0,
+        (seconds / 4).max(5),
+        &no_overrides,
+    ));
+    for (i, (name, seed, seconds, overrides)) in plan.iter().enumerate() {
+        let budget = format!("optim.max_seconds={seconds}");
         let dir = out.join(name);
         println!("\n== {}/{}: {name} ({budget})", i + 1, plan.len());
         let mut train = Command::new(&cli);
@@ -99,7 +97,7 @@ pub fn run(args: &[String]) -> Result<()> {
             .arg(root().join("configs/default.toml"))
             .arg("--run")
             .arg(&dir)
-            .args(["--set", budget, "--set", "optim.max_steps=1000000"])
+            .args(["--set", &budget, "--set", "optim.max_steps=1000000"])
             .args(["--set", "data.max_valid=16", "--set", "optim.patience=0"])
             .args(["--set", &format!("optim.seed={seed}")]);
         for o in overrides.iter() {
@@ -110,7 +108,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let mut compare = Command::new(&cli);
     compare.arg("compare");
-    for (name, _, _) in &plan {
+    for (name, _, _, _) in &plan {
         compare.arg(out.join(name));
     }
     compare.args(["--eval", "eval-test", "--out"]).arg(&out);

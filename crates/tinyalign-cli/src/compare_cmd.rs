@@ -153,9 +153,7 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
             (r.steps(), r.training_seconds(), r.ms_per_utterance());
         let cosine = r.summary["best_valid_cosine"].as_f64();
         let pct = |key: &str| {
-            r.eval_row
-                .as_ref()
-                .and_then(|row| row[key].as_f64())
+            r.score(key)
                 .map(|v| format!("{:.1}%", 100.0 * v))
                 .unwrap_or_else(|| "-".into())
         };
@@ -271,12 +269,8 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
                 .iter()
                 .filter_map(|r| r.summary["best_valid_cosine"].as_f64())
                 .collect();
-            let of = |key: &str| -> Vec<f64> {
-                members
-                    .iter()
-                    .filter_map(|r| r.eval_row.as_ref()?[key].as_f64())
-                    .collect()
-            };
+            let of =
+                |key: &str| -> Vec<f64> { members.iter().filter_map(|r| r.score(key)).collect() };
             let (wer, cer) = (of("wer"), of("cer"));
             md.push_str(&format!(
                 "| {base} | {} | {} | {} | {} |\n",
@@ -308,7 +302,7 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
     let wer_vs_time: Vec<tinyalign_train::plot::Series> = runs
         .iter()
         .filter_map(|r| {
-            let wer = r.eval_row.as_ref()?["wer"].as_f64()?;
+            let wer = r.score("wer")?;
             Some((r.name.as_str(), vec![(r.training_seconds(), wer)], 1.0))
         })
         .collect();
