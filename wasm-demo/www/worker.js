@@ -8,18 +8,60 @@ let projectors = new Map(); // name → { manifest, weights } file entries of mo
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
 
-// The server lists the files with their sha256; a file is fetched once per content, then read from the cache.
+// The server lists the files with their sha256; a file is downloaded once per content, then read from the
+// Cache API. The cache only saves downloads: when it cannot store a file (storage quota, a full disk: Chromium
+// reports both as "Cache.put() encountered a network error") the page goes on with the downloaded bytes.
 async function fetchModelFile(file) {
   const url = `models/${file.path}?sha256=${file.sha256}`;
-  const cache = "caches" in self ? await caches.open(CACHE) : null;
-  let response = cache ? await cache.match(url) : undefined;
-  if (!response) {
-    post({ type: "status", text: `Downloading ${file.path} (${(file.bytes / 1e6).toFixed(1)} MB)…` });
-    response = await fetch(url);
-    if (!response.ok) throw new Error(`${file.path}: HTTP ${response.status}`);
-    if (cache) await cache.put(url, response.clone());
+  const cache = "caches" in self ? await caches.open(CACHE).catch(() => null) : null;
+  const cached = cache ? await cache.match(url).catch(() => undefined) : undefined;
+  if (cached) {
+    const bytes = new Uint8Array(await cached.arrayBuffer());
+    if (bytes.length === file.bytes) return bytes;
+    console.warn(`${file.path}: the cached copy has ${bytes.length} bytes, not ${file.bytes}; downloading it again`);
+    await cache.delete(url).catch(() => {});
   }
-  return new Uint8Array(await response.arrayBuffer());
+  const bytes = await download(url, file);
+  if (cache) {
+    try {
+      await cache.put(url, new Response(bytes, { headers: { "Content-Type": "application/octet-stream" } }));
+    } catch (e) {
+      const estimate = navigator.storage?.estimate ? await navigator.storage.estimate().catch(() => null) : null;
+      const room = estimate ? ` (storage used ${mb(estimate.usage)} of a ${mb(estimate.quota)} quota)` : "";
+      console.warn(`${file.path} was not cached, it will be downloaded again next time: ${message(e)}${room}`);
+    }
+  }
+  return bytes;
+}
+
+const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+// Fetches the whole file, retrying a dropped connection twice; checks its length and, where the page has
+// WebCrypto (any secure context: https or localhost), its sha256 against the server's manifest.
+async function download(url, file) {
+  for (let attempt = 1; ; attempt++) {
+    post({ type: "status", text: `Downloading ${file.path} (${mb(file.bytes)})…` });
+    let bytes;
+    try {
+      const response = await fetch(url, { cache: "no-store" });
+      if (!response.ok) throw new Error(`${file.path}: HTTP ${response.status}`);
+      bytes = new Uint8Array(await response.arrayBuffer());
+    } catch (e) {
+      // fetch and arrayBuffer reject with a TypeError when the connection drops; an HTTP error is final.
+      if (!(e instanceof TypeError) || attempt === 3) throw new Error(`${file.path}: ${message(e)}`);
+      console.warn(`${file.path}: download attempt ${attempt} failed (${message(e)}); retrying`);
+      continue;
+    }
+    if (bytes.length !== file.bytes) {
+      throw new Error(`${file.path}: received ${bytes.length} bytes, the server listed ${file.bytes}`);
+    }
+    if (self.crypto?.subtle) {
+      const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+      const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+      if (hex !== file.sha256) throw new Error(`${file.path}: sha256 ${hex}, the server listed ${file.sha256}`);
+    }
+    return bytes;
+  }
 }
 
 async function load() {

@@ -111,6 +111,34 @@ fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
     eprintln!("== {name}");
     let t = Instant::now();
     f().map_err(|e| e.context(format!("ci step '{name}' failed")))?;
-    eprintln!("== {name}: ok ({:.0} s)", t.elapsed().as_secs_f64());
+    eprintln!(
+        "== {name}: ok ({:.0} s; free disk: {})",
+        t.elapsed().as_secs_f64(),
+        free_disk()
+    );
     Ok(())
+}
+
+/// Free space where the build and the browser's profile write (the repository's and the temp dir's file
+/// systems): a full disk shows up late and far from its cause (the browser demo's model cache, a linker).
+fn free_disk() -> String {
+    let tmp = std::env::temp_dir();
+    let out = Command::new("df")
+        .args(["-P", "-h"])
+        .arg(util::root())
+        .arg(&tmp)
+        .output();
+    let Ok(out) = out else {
+        return "unknown (df failed)".into();
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let avail: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
+    match avail.as_slice() {
+        [repo, temp] => format!("{repo} in the repository, {temp} in {}", tmp.display()),
+        _ => "unknown".into(),
+    }
 }
