@@ -8,21 +8,28 @@ use crate::{Device, Tensor1, Tensor2, Tensor3};
 
 /// GELU in its exact erf form, `x · Φ(x)`, as Whisper (`F.gelu`) uses.
 ///
-/// dfdx 0.13's `accurate_gelu` computes the right values but the wrong derivative: its `df` uses
-/// `(2/√π)·e^(−x²/2)` for the derivative of `erf(x/√2)`, missing the inner factor `1/√2`. The gradient is
-/// repaired by adding `k·e^(−x²/2)` and subtracting the same value computed off the tape (so the output is
-/// unchanged bit for bit), with `k = (1 − 1/√2)/√π`, whose derivative cancels the excess exactly.
+/// Inference runs the multi-threaded host kernel. Training computes, off the tape and in one parallel pass,
+/// each element's slope `g′(x)` and offset `g(x) − x·g′(x)`, and records `x ⊙ slope + offset`: two taped
+/// ops with g's value and its exact derivative. (dfdx 0.13's own `accurate_gelu` has the wrong derivative,
+/// missing the `1/√2` of `erf(x/√2)`, and its element-wise ops run on one thread.)
 pub fn gelu<T: Tape<f32, Device>>(x: Taped2<T>) -> Taped2<T> {
+    let shape = *x.shape();
+    let dev = x.device().clone();
+    let mut values = x.as_vec();
     if !T::OWNS_TAPE {
-        // Inference: no gradient to repair.
-        return x.accurate_gelu();
+        gelu_rows_in_place(&mut values);
+        return dev.tensor_from_vec(values, shape).retaped::<T>();
     }
-    let k = (1.0 - std::f32::consts::FRAC_1_SQRT_2) / std::f32::consts::PI.sqrt();
-    let bump = |v: Taped2<NoneTape>| (v.square() * -0.5f32).exp() * k;
-    let constant = bump(x.retaped::<NoneTape>());
-    let values = x.with_empty_tape().accurate_gelu();
-    let correction = (x.square() * -0.5f32).exp() * k;
-    values + (correction - constant)
+    let (slope, offset) = crate::fast::gelu_slope_and_offset(&values);
+    let slope: Tensor2 = dev.tensor_from_vec(slope, shape);
+    let offset: Tensor2 = dev.tensor_from_vec(offset, shape);
+    x * slope + offset
+}
+
+/// [`gelu`] for inference on host values, in place, on every core (a polynomial erf within 1e−7·|x| of
+/// the exact one).
+pub fn gelu_rows_in_place(x: &mut [f32]) {
+    crate::fast::gelu_in_place(x);
 }
 
 /// A `(rows, cols)` tensor that may carry a gradient tape `T` (`NoneTape` for inference).
@@ -38,6 +45,30 @@ pub struct Linear {
     bias: Option<Tensor1>,
     in_dim: usize,
     out_dim: usize,
+    /// Host copies of `weight_t` and `bias` for inference passes, made on first use and dropped whenever
+    /// [`Parameters::visit`] lends the tensors out (the only way they change).
+    host: HostWeights,
+}
+
+/// Lazily made host copies of a layer's weights, for the inference kernels in `fast.rs` (dfdx 0.13 hands
+/// out CPU data only as copies).
+#[derive(Default)]
+struct HostWeights(std::sync::OnceLock<(Vec<f32>, Option<Vec<f32>>)>);
+
+impl Clone for HostWeights {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for HostWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "HostWeights(cached)"
+        } else {
+            "HostWeights(empty)"
+        })
+    }
 }
 
 impl Linear {
@@ -65,6 +96,7 @@ impl Linear {
             },
             in_dim,
             out_dim,
+            host: HostWeights::default(),
         })
     }
 
@@ -81,9 +113,34 @@ impl Linear {
         self.out_dim
     }
 
+    /// Inference on host rows: `x` `(n, in)` row-major → `(n, out)`. Panics if `x.len()` is not a multiple of
+    /// `in` (an internal invariant: callers build the rows).
+    pub fn forward_rows(&self, x: &[f32]) -> Vec<f32> {
+        assert!(
+            x.len().is_multiple_of(self.in_dim),
+            "{} values are not rows of {}",
+            x.len(),
+            self.in_dim
+        );
+        let (w, b) = self.host.0.get_or_init(|| {
+            (
+                self.weight_t.as_vec(),
+                self.bias.as_ref().map(|b| b.as_vec()),
+            )
+        });
+        crate::fast::linear(x, w, b.as_deref(), self.in_dim, self.out_dim)
+    }
+
     /// `(n, in)` → `(n, out)`; gradients flow to `x` when it carries a tape.
     pub fn forward<T: Tape<f32, Device>>(&self, x: Taped2<T>) -> Taped2<T> {
         let n = x.shape().0;
+        if !T::OWNS_TAPE {
+            let y = self.forward_rows(&x.as_vec());
+            return x
+                .device()
+                .tensor_from_vec(y, (n, self.out_dim))
+                .retaped::<T>();
+        }
         let y = x.matmul(self.weight_t.clone());
         match &self.bias {
             Some(b) => y + b.clone().broadcast_like::<_, Axis<0>>(&(n, self.out_dim)),
@@ -94,6 +151,7 @@ impl Linear {
 
 impl Parameters for Linear {
     fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_>)) {
+        self.host = HostWeights::default();
         let weight = format!("{}weight", self.key_prefix);
         f(&weight, ParamTensor::Matrix(&mut self.weight_t, true));
         if let Some(bias) = &mut self.bias {
@@ -137,9 +195,20 @@ impl LayerNorm {
         })
     }
 
+    /// Inference on host rows: normalises each `d`-wide row of `x` in place.
+    pub fn forward_rows_in_place(&self, x: &mut [f32]) {
+        let (gamma, beta) = (self.gamma.as_vec(), self.beta.as_vec());
+        crate::fast::layer_norm_in_place(x, &gamma, &beta, self.eps as f32);
+    }
+
     /// `(n, d)` → `(n, d)`.
     pub fn forward<T: Tape<f32, Device>>(&self, x: Taped2<T>) -> Taped2<T> {
         let shape = *x.shape();
+        if !T::OWNS_TAPE {
+            let mut data = x.as_vec();
+            self.forward_rows_in_place(&mut data);
+            return x.device().tensor_from_vec(data, shape).retaped::<T>();
+        }
         x.normalize::<Axis<1>>(self.eps) * self.gamma.clone().broadcast_like::<_, Axis<0>>(&shape)
             + self.beta.clone().broadcast_like::<_, Axis<0>>(&shape)
     }
@@ -153,6 +222,10 @@ pub struct Conv1d {
     /// Tap `j`'s weights as `(c_in, c_out)`.
     taps: Vec<Tensor2>,
     bias: Tensor1,
+    /// The taps stacked into one `(k·c_in, c_out)` host matrix and the bias, for [`Conv1d::forward_rows`]
+    /// (the layer has no trainable-parameter view, so these never go stale).
+    host_weight: Vec<f32>,
+    host_bias: Vec<f32>,
     c_in: usize,
     c_out: usize,
     stride: usize,
@@ -175,7 +248,7 @@ impl Conv1d {
         }
         let fan_in = Init::Uniform(1.0 / ((c_in * kernel).max(1) as f32).sqrt());
         let weight = w.param("weight", &[c_out, c_in, kernel], fan_in)?;
-        let taps = (0..kernel)
+        let taps: Vec<Vec<f32>> = (0..kernel)
             .map(|j| {
                 let mut tap = vec![0.0f32; c_in * c_out];
                 for o in 0..c_out {
@@ -183,12 +256,18 @@ impl Conv1d {
                         tap[i * c_out + o] = weight[(o * c_in + i) * kernel + j];
                     }
                 }
-                crate::from_vec2(w.device(), tap, c_in, c_out)
+                tap
             })
             .collect();
+        let bias = w.param1("bias", c_out, fan_in)?;
         Ok(Self {
-            taps,
-            bias: w.param1("bias", c_out, fan_in)?,
+            host_weight: taps.concat(),
+            host_bias: bias.as_vec(),
+            taps: taps
+                .into_iter()
+                .map(|tap| crate::from_vec2(w.device(), tap, c_in, c_out))
+                .collect(),
+            bias,
             c_in,
             c_out,
             stride,
@@ -204,6 +283,42 @@ impl Conv1d {
         } else {
             (span - self.taps.len()) / self.stride + 1
         }
+    }
+
+    /// Inference on host rows: `x` `(frames, c_in)` → `(out_frames, c_out)`, as one gemm over the unfolded
+    /// input (row t holds the k input frames tap j reads, zeros for padding). Panics if `x` is not rows of
+    /// `c_in` or `out_frames(frames) == 0` (callers check).
+    pub fn forward_rows(&self, x: &[f32]) -> Vec<f32> {
+        assert!(
+            x.len().is_multiple_of(self.c_in),
+            "{} values are not rows of {}",
+            x.len(),
+            self.c_in
+        );
+        let frames = x.len() / self.c_in;
+        let t_out = self.out_frames(frames);
+        assert!(
+            t_out > 0,
+            "conv1d input of {frames} frames is shorter than the kernel"
+        );
+        let (k, c_in) = (self.taps.len(), self.c_in);
+        let mut unfolded = vec![0.0f32; t_out * k * c_in];
+        for (t, row) in unfolded.chunks_exact_mut(k * c_in).enumerate() {
+            for (j, slot) in row.chunks_exact_mut(c_in).enumerate() {
+                let pos = (t * self.stride + j) as isize - self.padding as isize;
+                if pos >= 0 && (pos as usize) < frames {
+                    let pos = pos as usize;
+                    slot.copy_from_slice(&x[pos * c_in..(pos + 1) * c_in]);
+                }
+            }
+        }
+        crate::fast::linear(
+            &unfolded,
+            &self.host_weight,
+            Some(&self.host_bias),
+            k * c_in,
+            self.c_out,
+        )
     }
 
     /// `(frames, c_in)` → `(out_frames, c_out)`. Panics if `out_frames(frames) == 0` (callers check).
@@ -266,6 +381,9 @@ pub struct MultiHeadAttention {
     out: Linear,
     heads: usize,
     dim: usize,
+    /// `[W_q/√d_head | W_k | W_v]` `(d, 3d)` and the matching bias, for one gemm per inference pass; made on
+    /// first use, dropped when [`Parameters::visit`] lends the tensors out.
+    host_qkv: HostWeights,
 }
 
 impl MultiHeadAttention {
@@ -282,6 +400,7 @@ impl MultiHeadAttention {
             out: Linear::load(&w.pp("out_proj"), dim, dim, true)?,
             heads,
             dim,
+            host_qkv: HostWeights::default(),
         })
     }
 
@@ -296,6 +415,26 @@ impl MultiHeadAttention {
         key_bias: &Tensor2,
     ) -> Taped2<T> {
         let (h, dh) = (self.heads, self.dim / self.heads);
+        if !T::OWNS_TAPE {
+            // Inference: each sequence through the fused kernel, its key bias row masking its padding.
+            let dev = x.device().clone();
+            let qkv = self.project_qkv_rows(&x.as_vec());
+            let bias = key_bias.as_vec();
+            let d = self.dim;
+            let mut ctx = Vec::with_capacity(b * n * d);
+            for s in 0..b {
+                let rows = &qkv[s * n * 3 * d..(s + 1) * n * 3 * d];
+                ctx.extend(crate::fast::attention(
+                    (rows, &rows[d..], &rows[2 * d..]),
+                    3 * d,
+                    (n, n, d),
+                    h,
+                    Some(&bias[s * n..(s + 1) * n]),
+                ));
+            }
+            let out: Tensor2 = dev.tensor_from_vec(self.out.forward_rows(&ctx), (b * n, d));
+            return out.retaped::<T>();
+        }
         let q = self.q.forward(x.with_empty_tape()) * (1.0 / (dh as f64).sqrt()) as f32;
         let k = self.k.forward(x.with_empty_tape());
         let v = self.v.forward(x);
@@ -321,8 +460,47 @@ impl MultiHeadAttention {
 
     /// Unmasked self-attention, `(n, d)` → `(n, d)`: softmax(q kᵀ / √d_head) v per head.
     pub fn forward_self(&self, x: Tensor2) -> Tensor2 {
-        let kv = self.project_kv(x.clone());
-        self.attend(x, &kv, None)
+        let (n, dev) = (x.shape().0, x.device().clone());
+        dev.tensor_from_vec(self.forward_self_rows(&x.as_vec()), (n, self.dim))
+    }
+
+    /// Unmasked self-attention on host rows: `x` `(n, d)` row-major → `(n, d)`.
+    pub fn forward_self_rows(&self, x: &[f32]) -> Vec<f32> {
+        let (n, d) = (x.len() / self.dim, self.dim);
+        let qkv = self.project_qkv_rows(x);
+        let ctx = crate::fast::attention(
+            (&qkv, &qkv[d..], &qkv[2 * d..]),
+            3 * d,
+            (n, n, d),
+            self.heads,
+            None,
+        );
+        self.out.forward_rows(&ctx)
+    }
+
+    /// `[q/√d_head | k | v]` rows of `x` `(n, d)`: `(n, 3d)` from one gemm.
+    fn project_qkv_rows(&self, x: &[f32]) -> Vec<f32> {
+        let (w, b) = self.host_qkv.0.get_or_init(|| {
+            let d = self.dim;
+            let scale = (1.0 / ((d / self.heads) as f64).sqrt()) as f32;
+            let parts = [(&self.q, scale), (&self.k, 1.0), (&self.v, 1.0)];
+            let weights: Vec<Vec<f32>> = parts.iter().map(|(l, _)| l.weight_t.as_vec()).collect();
+            let mut w = Vec::with_capacity(d * 3 * d);
+            for i in 0..d {
+                for (part, (_, s)) in weights.iter().zip(&parts) {
+                    w.extend(part[i * d..(i + 1) * d].iter().map(|v| v * s));
+                }
+            }
+            let b = parts
+                .iter()
+                .flat_map(|(l, s)| match &l.bias {
+                    Some(b) => b.as_vec().into_iter().map(|v| v * s).collect(),
+                    None => vec![0.0; d],
+                })
+                .collect();
+            (w, Some(b))
+        });
+        crate::fast::linear(x, w, b.as_deref(), self.dim, 3 * self.dim)
     }
 
     /// Keys `(h, d_head, n)` and values `(h, n, d_head)` of `x` `(n, d)`: computed once for cross-attention
@@ -361,6 +539,7 @@ impl MultiHeadAttention {
 
 impl Parameters for MultiHeadAttention {
     fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_>)) {
+        self.host_qkv = HostWeights::default();
         self.q.visit(f);
         self.k.visit(f);
         self.v.visit(f);
@@ -497,9 +676,12 @@ mod tests {
             let ours =
                 crate::to_vec2(&conv.forward(crate::from_vec2(&dev, x.clone(), frames, c_in)));
             let reference = conv1d_reference(&x, frames, &w, &b, (c_in, c_out, k, s, p));
-            assert_eq!(ours.len(), reference.len());
-            for (a, r) in ours.iter().zip(&reference) {
-                assert!((a - r).abs() < 1e-5, "{a} vs {r}");
+            // The dfdx path (training) and the unfolded host gemm (inference) both match the loops.
+            for ours in [ours, conv.forward_rows(&x)] {
+                assert_eq!(ours.len(), reference.len());
+                for (a, r) in ours.iter().zip(&reference) {
+                    assert!((a - r).abs() < 1e-5, "{a} vs {r}");
+                }
             }
         }
     }
@@ -560,8 +742,19 @@ mod tests {
             }
         }
         let reference = lin("out_proj", &ctx);
-        for (a, r) in ours.iter().zip(&reference) {
-            assert!((a - r).abs() < 1e-5, "{a} vs {r}");
+        // Inference (fused host kernel) and the taped dfdx graph training differentiates.
+        let taped = attn
+            .forward_batch(
+                crate::traced(&crate::from_vec2(&dev, x.clone(), n, d)),
+                1,
+                n,
+                &crate::from_vec2(&dev, vec![0.0; n], 1, n),
+            )
+            .as_vec();
+        for ours in [ours, taped] {
+            for (a, r) in ours.iter().zip(&reference) {
+                assert!((a - r).abs() < 1e-5, "{a} vs {r}");
+            }
         }
     }
 
@@ -633,7 +826,10 @@ mod tests {
         for (a, w) in plain.iter().zip(want) {
             assert!((a - w).abs() < 1e-5, "{a} vs {w}");
         }
-        // The gradient repair on a taped input leaves the values untouched, bit for bit.
-        assert_eq!(gelu(x.leaky_traced()).as_vec(), plain);
+        // The taped path (x ⊙ slope + offset) and the inference path agree to rounding.
+        let taped = gelu(x.leaky_traced()).as_vec();
+        for (a, b) in taped.iter().zip(&plain) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! This is the only crate that imports dfdx; the rest of tinyalign sees [`Tensor2`] and friends.
 
 mod decoder;
+mod fast;
 mod layers;
 mod params;
 #[cfg(test)]
@@ -16,7 +17,8 @@ pub use dfdx;
 /// Tape types for writing code generic over inference (`NoneTape`) and training (`OwnedTape`).
 pub use dfdx::tensor::{Gradients, Merge, NoneTape, OwnedTape, Tape};
 pub use layers::{
-    Conv1d, Embedding, LayerNorm, Linear, MultiHeadAttention, Taped2, causal_mask, gelu, mix_frames,
+    Conv1d, Embedding, LayerNorm, Linear, MultiHeadAttention, Taped2, causal_mask, gelu,
+    gelu_rows_in_place, mix_frames,
 };
 pub use params::{AdamW, ParamTensor, Parameters, StepReport, parameter_count, state_dict};
 pub use weights::{Init, Initializer, NnError, Weights};

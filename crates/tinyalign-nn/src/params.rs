@@ -342,6 +342,41 @@ mod tests {
     }
 
     #[test]
+    fn inference_weight_copies_follow_parameter_updates() {
+        let dev = crate::cpu();
+        let (n, d, heads) = (6, 8, 2);
+        let mut mha = MultiHeadAttention::load(
+            &Weights::init(&Initializer::new(4), dev.clone()).pp("a"),
+            d,
+            heads,
+            true,
+        )
+        .unwrap();
+        let x = lcg(n * d, 31);
+        let before = mha.forward_self_rows(&x);
+        // Overwrite every parameter, as an optimiser step or a state-dict load does (both go through visit).
+        let mut seed = 40;
+        mha.visit(&mut |_, mut t| {
+            seed += 1;
+            let values = lcg(t.numel(), seed);
+            t.set(&values);
+        });
+        let after = mha.forward_self_rows(&x);
+        let taped = mha
+            .forward_batch(
+                crate::traced(&crate::from_vec2(&dev, x.clone(), n, d)),
+                1,
+                n,
+                &crate::from_vec2(&dev, vec![0.0; n], 1, n),
+            )
+            .as_vec();
+        assert_ne!(before, after, "the host copies were refreshed");
+        for (a, r) in after.iter().zip(&taped) {
+            assert!((a - r).abs() < 1e-5, "host {a} vs taped {r}");
+        }
+    }
+
+    #[test]
     fn batched_attention_ignores_padding_and_matches_single_sequences() {
         let dev = crate::cpu();
         let init = Initializer::new(9);
@@ -364,6 +399,18 @@ mod tests {
             ))
         };
         let batched = run(&x);
+        // The fused inference kernel and the taped dfdx graph agree, padding rows included.
+        let taped = mha
+            .forward_batch(
+                crate::traced(&crate::from_vec2(&dev, x.clone(), b * n, d)),
+                b,
+                n,
+                &bias,
+            )
+            .as_vec();
+        for (a, r) in batched.iter().zip(&taped) {
+            assert!((a - r).abs() < 1e-5, "fused {a} vs taped {r}");
+        }
         for (s, &len) in lengths.iter().enumerate() {
             let single = crate::to_vec2(&mha.forward_self(crate::from_vec2(
                 &dev,

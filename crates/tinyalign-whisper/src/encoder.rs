@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use tinyalign_mel::LogMel;
-use tinyalign_nn::{Conv1d, Device, LayerNorm, Linear, MultiHeadAttention, Tensor2, Weights, gelu};
+use tinyalign_nn::{
+    Conv1d, Device, LayerNorm, Linear, MultiHeadAttention, Tensor2, Weights, gelu_rows_in_place,
+};
 use tinyalign_weights::TensorMap;
 
 use crate::files::{read_model_dir, read_model_dir_hashed};
@@ -22,13 +24,21 @@ struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    fn forward(&self, x: Tensor2) -> Tensor2 {
-        let x = x.clone() + self.attn.forward_self(self.attn_norm.forward(x));
-        x.clone()
-            + self
-                .fc2
-                .forward(gelu(self.fc1.forward(self.mlp_norm.forward(x))))
+    /// Pre-norm block on host rows `x` `(frames, d)`, in place: `x += attn(ln(x))`, `x += mlp(ln(x))`.
+    fn forward_rows(&self, x: &mut [f32]) {
+        let mut h = x.to_vec();
+        self.attn_norm.forward_rows_in_place(&mut h);
+        add_in_place(x, &self.attn.forward_self_rows(&h));
+        h.copy_from_slice(x);
+        self.mlp_norm.forward_rows_in_place(&mut h);
+        let mut hidden = self.fc1.forward_rows(&h);
+        gelu_rows_in_place(&mut hidden);
+        add_in_place(x, &self.fc2.forward_rows(&hidden));
     }
+}
+
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
 }
 
 /// A frozen Whisper audio encoder.
@@ -131,16 +141,17 @@ impl WhisperEncoder {
                 time_major[t * mel.n_mels + m] = v;
             }
         }
-        let x = tinyalign_nn::from_vec2(&self.dev, time_major, frames, mel.n_mels);
-        let x = gelu(self.conv1.forward(x));
-        let x = gelu(self.conv2.forward(x));
+        // Inference only (the encoder is frozen): host rows through tinyalign-nn's multi-threaded kernels.
+        let mut x = self.conv1.forward_rows(&time_major);
+        gelu_rows_in_place(&mut x);
+        let mut x = self.conv2.forward_rows(&x);
+        gelu_rows_in_place(&mut x);
         let d = self.config.d_model;
-        let pos =
-            tinyalign_nn::from_vec2(&self.dev, self.positions[..t_out * d].to_vec(), t_out, d);
-        let mut x = x + pos;
+        add_in_place(&mut x, &self.positions[..t_out * d]);
         for layer in &self.layers {
-            x = layer.forward(x);
+            layer.forward_rows(&mut x);
         }
-        Ok(self.final_norm.forward(x))
+        self.final_norm.forward_rows_in_place(&mut x);
+        Ok(tinyalign_nn::from_vec2(&self.dev, x, t_out, d))
     }
 }
