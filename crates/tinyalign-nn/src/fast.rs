@@ -167,52 +167,65 @@ pub(crate) fn gelu_in_place(x: &mut [f32]) {
     });
 }
 
-/// For training through GELU g: the slope `g′(x) = Φ(x) + x·φ(x)` and the offset `g(x) − x·g′(x) = −x²·φ(x)`
-/// of each element, so that `x ⊙ slope + offset` (two taped ops) has g's value and g's exact gradient.
-pub(crate) fn gelu_slope_and_offset(x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+/// For training through GELU g: each element's value `g(x)` and slope `g′(x) = Φ(x) + x·φ(x)`.
+pub(crate) fn gelu_with_slope(x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     const CHUNK: usize = 1 << 14;
     // 1/√(2π).
     const INV_SQRT_2PI: f32 = 0.398_942_3;
+    let mut values = vec![0.0f32; x.len()];
     let mut slope = vec![0.0f32; x.len()];
-    let mut offset = vec![0.0f32; x.len()];
     x.par_chunks(CHUNK)
+        .zip(values.par_chunks_mut(CHUNK))
         .zip(slope.par_chunks_mut(CHUNK))
-        .zip(offset.par_chunks_mut(CHUNK))
-        .for_each(|((x, slope), offset)| {
+        .for_each(|((x, values), slope)| {
             vectorized(
                 #[inline(always)]
                 || {
-                    for ((&v, s), o) in x.iter().zip(slope.iter_mut()).zip(offset.iter_mut()) {
+                    for ((&v, y), s) in x.iter().zip(values.iter_mut()).zip(slope.iter_mut()) {
                         let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
-                        let pdf = INV_SQRT_2PI * exp(-0.5 * v * v);
-                        *s = cdf + v * pdf;
-                        *o = -v * v * pdf;
+                        *y = v * cdf;
+                        *s = cdf + v * INV_SQRT_2PI * exp(-0.5 * v * v);
                     }
                 },
             )
         });
-    (slope, offset)
+    (values, slope)
+}
+
+/// Normalises each `d`-wide row of `x` in place to zero mean and unit (biased) variance, returning each
+/// row's `1/√(var + eps)`.
+pub(crate) fn normalize_rows(x: &mut [f32], d: usize, eps: f32) -> Vec<f32> {
+    let mut inv = vec![0.0f32; x.len() / d.max(1)];
+    x.par_chunks_mut(d * 64)
+        .zip(inv.par_chunks_mut(64))
+        .for_each(|(rows, inv)| {
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (row, inv) in rows.chunks_exact_mut(d).zip(inv.iter_mut()) {
+                        let mean = lanes_fold(row, 0.0, add, add) / d as f32;
+                        row.iter_mut().for_each(|v| *v -= mean);
+                        let var = lanes_fold(row, 0.0, |acc, v| acc + v * v, add) / d as f32;
+                        *inv = 1.0 / (var + eps).sqrt();
+                        row.iter_mut().for_each(|v| *v *= *inv);
+                    }
+                },
+            )
+        });
+    inv
 }
 
 /// LayerNorm of each `d`-wide row in place: `(x − mean) / √(var + eps) · gamma + beta`, biased variance, as
 /// PyTorch and dfdx's `normalize`.
 pub(crate) fn layer_norm_in_place(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let d = gamma.len();
+    normalize_rows(x, d, eps);
     x.par_chunks_mut(d * 64).for_each(|rows| {
-        vectorized(
-            #[inline(always)]
-            || {
-                for row in rows.chunks_exact_mut(d) {
-                    let mean = lanes_fold(row, 0.0, add, add) / d as f32;
-                    row.iter_mut().for_each(|v| *v -= mean);
-                    let var = lanes_fold(row, 0.0, |acc, v| acc + v * v, add) / d as f32;
-                    let inv = 1.0 / (var + eps).sqrt();
-                    for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
-                        *v = *v * inv * g + b;
-                    }
-                }
-            },
-        )
+        for row in rows.chunks_exact_mut(d) {
+            for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+                *v = *v * g + b;
+            }
+        }
     });
 }
 
@@ -352,18 +365,15 @@ mod tests {
     }
 
     #[test]
-    fn gelu_slope_and_offset_give_its_value_and_derivative() {
+    fn gelu_with_slope_gives_its_value_and_derivative() {
         let x: Vec<f32> = lcg(20_000, 5).iter().map(|v| v * 12.0).collect();
-        let (slope, offset) = gelu_slope_and_offset(&x);
-        for ((&v, s), o) in x.iter().zip(&slope).zip(&offset) {
+        let (values, slope) = gelu_with_slope(&x);
+        for ((&v, y), s) in x.iter().zip(&values).zip(&slope) {
             let v64 = v as f64;
             let cdf = 0.5 * (1.0 + libm::erf(v64 / std::f64::consts::SQRT_2));
             let pdf = (-0.5 * v64 * v64).exp() / (2.0 * std::f64::consts::PI).sqrt();
             assert!((*s as f64 - (cdf + v64 * pdf)).abs() < 1e-6, "slope at {v}");
-            assert!(
-                ((v * s + o) as f64 - v64 * cdf).abs() < 2e-6,
-                "value at {v}"
-            );
+            assert!((*y as f64 - v64 * cdf).abs() < 2e-6, "value at {v}");
         }
     }
 

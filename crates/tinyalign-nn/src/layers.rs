@@ -6,24 +6,17 @@ use crate::params::{ParamTensor, Parameters};
 use crate::weights::{Init, NnError, Weights};
 use crate::{Device, Tensor1, Tensor2, Tensor3};
 
-/// GELU in its exact erf form, `x · Φ(x)`, as Whisper (`F.gelu`) uses.
-///
-/// Inference runs the multi-threaded host kernel. Training computes, off the tape and in one parallel pass,
-/// each element's slope `g′(x)` and offset `g(x) − x·g′(x)`, and records `x ⊙ slope + offset`: two taped
-/// ops with g's value and its exact derivative. (dfdx 0.13's own `accurate_gelu` has the wrong derivative,
-/// missing the `1/√2` of `erf(x/√2)`, and its element-wise ops run on one thread.)
+/// GELU in its exact erf form, `x · Φ(x)`, as Whisper (`F.gelu`) uses: on host rows on every core, with
+/// one taped backward closure when training (src/taped.rs). (dfdx 0.13's own `accurate_gelu` has the wrong
+/// derivative, missing the `1/√2` of `erf(x/√2)`, and its element-wise ops run on one thread.)
 pub fn gelu<T: Tape<f32, Device>>(x: Taped2<T>) -> Taped2<T> {
-    let shape = *x.shape();
-    let dev = x.device().clone();
-    let mut values = x.as_vec();
-    if !T::OWNS_TAPE {
-        gelu_rows_in_place(&mut values);
-        return dev.tensor_from_vec(values, shape).retaped::<T>();
+    if T::OWNS_TAPE {
+        return crate::taped::gelu(x);
     }
-    let (slope, offset) = crate::fast::gelu_slope_and_offset(&values);
-    let slope: Tensor2 = dev.tensor_from_vec(slope, shape);
-    let offset: Tensor2 = dev.tensor_from_vec(offset, shape);
-    x * slope + offset
+    let shape = *x.shape();
+    let mut values = x.as_vec();
+    gelu_rows_in_place(&mut values);
+    x.device().tensor_from_vec(values, shape).retaped::<T>()
 }
 
 /// [`gelu`] for inference on host values, in place, on every core (a polynomial erf within 1e−7·|x| of
@@ -143,7 +136,7 @@ impl Linear {
         }
         let y = x.matmul(self.weight_t.clone());
         match &self.bias {
-            Some(b) => y + b.clone().broadcast_like::<_, Axis<0>>(&(n, self.out_dim)),
+            Some(b) => crate::taped::add_bias(y, b),
             None => y,
         }
     }
@@ -209,8 +202,7 @@ impl LayerNorm {
             self.forward_rows_in_place(&mut data);
             return x.device().tensor_from_vec(data, shape).retaped::<T>();
         }
-        x.normalize::<Axis<1>>(self.eps) * self.gamma.clone().broadcast_like::<_, Axis<0>>(&shape)
-            + self.beta.clone().broadcast_like::<_, Axis<0>>(&shape)
+        crate::taped::layer_norm(x, &self.gamma, &self.beta, self.eps as f32)
     }
 }
 

@@ -8,6 +8,7 @@ mod decoder;
 mod fast;
 mod layers;
 mod params;
+mod taped;
 #[cfg(test)]
 mod test_data;
 mod weights;
