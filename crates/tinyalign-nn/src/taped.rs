@@ -154,13 +154,17 @@ pub(crate) fn add_bias<T: Tape<f32, Device>>(x: Taped2<T>, bias: &Tensor1) -> Ta
     })
 }
 
-/// `(Σ_rows g ⊙ w, Σ_rows g)` over `d`-wide rows (the first is empty without `w`), in parallel partial sums.
+/// `(Σ_rows g ⊙ w, Σ_rows g)` over `d`-wide rows (the first is empty without `w`): partial sums per block of
+/// rows in parallel, then added in block order, so the result does not depend on how rayon split the work
+/// (training must replay exactly on resume).
 fn column_sums(g: &[f32], w: Option<&[f32]>, d: usize) -> (Vec<f32>, Vec<f32>) {
     let block = ROWS_PER_TASK * d;
-    g.par_chunks(block)
+    let weighted_len = if w.is_some() { d } else { 0 };
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = g
+        .par_chunks(block)
         .enumerate()
         .map(|(i, g)| {
-            let mut weighted = vec![0.0f32; if w.is_some() { d } else { 0 }];
+            let mut weighted = vec![0.0f32; weighted_len];
             let mut plain = vec![0.0f32; d];
             for (r, row) in g.chunks_exact(d).enumerate() {
                 plain.iter_mut().zip(row).for_each(|(s, v)| *s += v);
@@ -173,14 +177,13 @@ fn column_sums(g: &[f32], w: Option<&[f32]>, d: usize) -> (Vec<f32>, Vec<f32>) {
             }
             (weighted, plain)
         })
-        .reduce(
-            || (vec![0.0; if w.is_some() { d } else { 0 }], vec![0.0; d]),
-            |(mut wa, mut pa), (wb, pb)| {
-                wa.iter_mut().zip(&wb).for_each(|(a, b)| *a += b);
-                pa.iter_mut().zip(&pb).for_each(|(a, b)| *a += b);
-                (wa, pa)
-            },
-        )
+        .collect();
+    let mut total = (vec![0.0f32; weighted_len], vec![0.0f32; d]);
+    for (weighted, plain) in &partials {
+        total.0.iter_mut().zip(weighted).for_each(|(a, b)| *a += b);
+        total.1.iter_mut().zip(plain).for_each(|(a, b)| *a += b);
+    }
+    total
 }
 
 #[cfg(test)]
