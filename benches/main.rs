@@ -237,6 +237,95 @@ fn projector(c: &mut Criterion) {
     group.finish();
 }
 
+/// One epoch of 32 synthetic training utterances (two BridgeFormer steps of batch 16 at the default sizes),
+/// with the encoder features read from tinyalign-train's on-disk cache against recomputing them from the WAV
+/// (decode, log-mel, Whisper tiny.en) every epoch: what the feature cache saves. Both variants run the same
+/// training steps. Skipped with a notice without the cached models or the `synth` dataset.
+fn epoch(c: &mut Criterion) {
+    use tinyalign_projector::{Projector, ProjectorConfig};
+    let cache = std::env::var_os("TINYALIGN_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/tinyalign").into());
+    let whisper = cache.join("whisper-tiny.en/hf");
+    let manifest_path = cache.join("datasets/synth/manifest.jsonl");
+    if !whisper.join("model.safetensors").exists() || !manifest_path.exists() {
+        eprintln!(
+            "SKIPPED epoch benches: needs {} and {} (run `cargo xtask fetch` and `cargo xtask data synth`)",
+            whisper.display(),
+            manifest_path.display()
+        );
+        return;
+    }
+    let dev = tinyalign_nn::cpu();
+    let manifest = tinyalign_data::Manifest::read(&manifest_path).expect("synth manifest");
+    let utterances: Vec<_> = manifest.utterances.iter().take(32).cloned().collect();
+    let encoder = tinyalign_whisper::load_encoder_dir(&whisper, dev.clone()).expect("encoder");
+    let frontend = Frontend::new(FrontendConfig {
+        bands: MelBands::Mel80,
+        pad_to_30s: false,
+    });
+    let feature_dir =
+        std::env::temp_dir().join(format!("tinyalign-epoch-bench-{}", std::process::id()));
+    let mut features =
+        tinyalign_train::FeatureCache::new(&feature_dir, encoder.clone(), "epoch-bench")
+            .expect("cache");
+    let audio_seconds: f64 = utterances
+        .iter()
+        .map(|u| {
+            let f = features.get(&manifest, u).expect("features");
+            f.frames as f64 * 0.02
+        })
+        .sum();
+
+    let config = ProjectorConfig::bridgeformer(384, 576, 0.05);
+    let mut projector = Projector::init(config, 0, dev.clone()).expect("config");
+    let mut opt = tinyalign_nn::AdamW::new(1e-4, Some(1.0));
+    let mut train_epoch = |epoch_features: Vec<Vec<f32>>| {
+        for batch in epoch_features.chunks(16) {
+            let refs: Vec<&[f32]> = batch.iter().map(Vec::as_slice).collect();
+            let (data, layout) = projector.pad_batch(&refs).expect("lengths");
+            let x = tinyalign_nn::from_vec2(&dev, data, batch.len() * layout.frames, 384);
+            let rows = batch.len() * layout.max_tokens;
+            let target = tinyalign_nn::from_vec2(&dev, vec![0.01; rows * 576], rows, 576);
+            let mask = tinyalign_nn::from_vec2(&dev, vec![1.0; rows * 576], rows, 576);
+            let out = projector.forward(tinyalign_nn::traced(&x), &layout);
+            let mut grads = tinyalign_nn::backward(tinyalign_nn::masked_mse(out, &target, &mask));
+            opt.step(&mut projector, &mut grads, 1e-4);
+        }
+    };
+
+    let mut group = c.benchmark_group("epoch_32_utterances");
+    group.measurement_time(Duration::from_secs(10));
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(audio_seconds.round() as u64));
+    group.bench_function("cached_features", |bench| {
+        bench.iter(|| {
+            let epoch_features = utterances
+                .iter()
+                .map(|u| features.get(&manifest, u).expect("cached").data)
+                .collect();
+            train_epoch(epoch_features)
+        })
+    });
+    group.bench_function("recomputed_features", |bench| {
+        bench.iter(|| {
+            let epoch_features = utterances
+                .iter()
+                .map(|u| {
+                    let path = manifest.audio_path(u);
+                    let audio =
+                        tinyalign_mel::read_audio_file(&path, u.input_format()).expect("audio");
+                    let mel = frontend.audio_to_log_mel(&audio, &u.id).expect("mel");
+                    tinyalign_nn::to_vec2(&encoder.forward(&mel).expect("encoder"))
+                })
+                .collect();
+            train_epoch(epoch_features)
+        })
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(&feature_dir);
+}
+
 /// Forward matmul FLOPs of BridgeFormer on b utterances of n frames (k frames stacked first).
 fn bridgeformer_flops(c: &tinyalign_projector::ProjectorConfig, b: u64, n: u64) -> u64 {
     let (da, dm, ff, dl, t) = (
@@ -316,5 +405,13 @@ fn wgpu_kernels(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, frontend, encoder, llm, projector, wgpu_kernels);
+criterion_group!(
+    benches,
+    frontend,
+    encoder,
+    llm,
+    projector,
+    epoch,
+    wgpu_kernels
+);
 criterion_main!(benches);

@@ -818,7 +818,7 @@ mod tests {
         for (a, w) in plain.iter().zip(want) {
             assert!((a - w).abs() < 1e-5, "{a} vs {w}");
         }
-        // The taped path (x ⊙ slope + offset) and the inference path agree to rounding.
+        // The taped path (one backward closure, src/taped.rs) and the inference path agree to rounding.
         let taped = gelu(x.leaky_traced()).as_vec();
         for (a, b) in taped.iter().zip(&plain) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
