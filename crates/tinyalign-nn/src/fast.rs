@@ -258,41 +258,7 @@ pub(crate) fn linear(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_data::lcg;
-
-    /// Plain loops over heads, queries and keys: the definition, independent of gemm and of the blocking.
-    fn reference(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        (n_q, n_k, d): (usize, usize, usize),
-        heads: usize,
-        bias: Option<&[f32]>,
-    ) -> Vec<f32> {
-        let dh = d / heads;
-        let mut out = vec![0.0; n_q * d];
-        for h in 0..heads {
-            for i in 0..n_q {
-                let scores: Vec<f64> = (0..n_k)
-                    .map(|j| {
-                        let dot: f64 = (0..dh)
-                            .map(|c| q[i * d + h * dh + c] as f64 * k[j * d + h * dh + c] as f64)
-                            .sum();
-                        dot + bias.map_or(0.0, |b| b[j] as f64)
-                    })
-                    .collect();
-                let max = scores.iter().cloned().fold(f64::MIN, f64::max);
-                let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                let total: f64 = exps.iter().sum();
-                for c in 0..dh {
-                    out[i * d + h * dh + c] = (0..n_k)
-                        .map(|j| exps[j] / total * v[j * d + h * dh + c] as f64)
-                        .sum::<f64>() as f32;
-                }
-            }
-        }
-        out
-    }
+    use crate::test_data::{attention_reference, lcg};
 
     #[test]
     fn fused_attention_matches_the_definition_across_block_edges() {
@@ -312,7 +278,7 @@ mod tests {
                 .collect();
             let bias = masked.then_some(bias.as_slice());
             let got = attention((&q, &k, &v), d, (n_q, n_k, d), heads, bias);
-            let want = reference(&q, &k, &v, (n_q, n_k, d), heads, bias);
+            let want = attention_reference(&q, &k, &v, (n_q, n_k, d), heads, bias);
             let err = got
                 .iter()
                 .zip(&want)

@@ -712,27 +712,9 @@ mod tests {
                 .collect()
         };
         let (q, k, v) = (lin("q_proj", &x), lin("k_proj", &x), lin("v_proj", &x));
-        let dh = d / h;
-        let mut ctx = vec![0.0f32; n * d];
-        for head in 0..h {
-            for i in 0..n {
-                let scores: Vec<f32> = (0..n)
-                    .map(|j| {
-                        (0..dh)
-                            .map(|c| q[i * d + head * dh + c] * k[j * d + head * dh + c])
-                            .sum::<f32>()
-                            / (dh as f32).sqrt()
-                    })
-                    .collect();
-                let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let e: Vec<f32> = scores.iter().map(|s| (s - m).exp()).collect();
-                let z: f32 = e.iter().sum();
-                for c in 0..dh {
-                    ctx[i * d + head * dh + c] =
-                        (0..n).map(|j| e[j] / z * v[j * d + head * dh + c]).sum();
-                }
-            }
-        }
+        let scale = 1.0 / ((d / h) as f32).sqrt();
+        let q: Vec<f32> = q.iter().map(|v| v * scale).collect();
+        let ctx = crate::test_data::attention_reference(&q, &k, &v, (n, n, d), h, None);
         let reference = lin("out_proj", &ctx);
         // Inference (fused host kernel) and the taped dfdx graph training differentiates.
         let taped = attn

@@ -31,41 +31,17 @@ fn record<T: Tape<f32, Device>>(
     out.put_tape(tape)
 }
 
-/// `grads[t] += delta` over rows in parallel.
-fn accumulate(
+/// `grads[t] += delta` in parallel, for `t` of any shape (a `(n, d)` input or a `(d)` parameter).
+fn accumulate<S: Shape>(
     grads: &mut Gradients<f32, Device>,
-    t: &impl HasGradOf,
+    t: &Tensor<S, f32, Device>,
     delta: &[f32],
 ) -> Result<(), CpuError> {
-    let g = t.grad_of(grads)?;
+    let g = grads.get_or_alloc_mut(t)?;
     g.par_chunks_mut(1 << 14)
         .zip(delta.par_chunks(1 << 14))
         .for_each(|(g, d)| g.iter_mut().zip(d).for_each(|(g, d)| *g += d));
     Ok(())
-}
-
-/// Tensors whose gradient buffer a backward closure can reach (dfdx's bound is crate-private).
-trait HasGradOf {
-    fn grad_of<'g>(&self, grads: &'g mut Gradients<f32, Device>)
-    -> Result<&'g mut [f32], CpuError>;
-}
-
-impl HasGradOf for Tensor2 {
-    fn grad_of<'g>(
-        &self,
-        grads: &'g mut Gradients<f32, Device>,
-    ) -> Result<&'g mut [f32], CpuError> {
-        Ok(grads.get_or_alloc_mut(self)?.as_mut_slice())
-    }
-}
-
-impl HasGradOf for Tensor1 {
-    fn grad_of<'g>(
-        &self,
-        grads: &'g mut Gradients<f32, Device>,
-    ) -> Result<&'g mut [f32], CpuError> {
-        Ok(grads.get_or_alloc_mut(self)?.as_mut_slice())
-    }
 }
 
 /// GELU (erf form): forward values and each element's derivative in one pass; backward `g · g′(x)`.

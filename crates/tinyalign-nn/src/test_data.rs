@@ -1,4 +1,4 @@
-//! Seeded test inputs shared by the unit tests.
+//! Seeded test inputs and plain-loop references shared by the unit tests.
 
 /// `n` values in [−0.5, 0.5) from a 32-bit LCG (Numerical Recipes constants), reproducible by seed.
 pub fn lcg(n: usize, seed: u32) -> Vec<f32> {
@@ -9,4 +9,40 @@ pub fn lcg(n: usize, seed: u32) -> Vec<f32> {
             (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
         })
         .collect()
+}
+
+/// Multi-head attention by plain f64 loops over heads, queries and keys: `softmax(q kᵀ + key_bias) v` per
+/// head, `q` already scaled by `1/√d_head`, all `(rows, d)` row-major. The definition the kernels are
+/// tested against, independent of gemm and of any blocking.
+pub fn attention_reference(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    (n_q, n_k, d): (usize, usize, usize),
+    heads: usize,
+    key_bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let dh = d / heads;
+    let mut out = vec![0.0; n_q * d];
+    for h in 0..heads {
+        for i in 0..n_q {
+            let scores: Vec<f64> = (0..n_k)
+                .map(|j| {
+                    let dot: f64 = (0..dh)
+                        .map(|c| q[i * d + h * dh + c] as f64 * k[j * d + h * dh + c] as f64)
+                        .sum();
+                    dot + key_bias.map_or(0.0, |b| b[j] as f64)
+                })
+                .collect();
+            let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+            let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let total: f64 = exps.iter().sum();
+            for c in 0..dh {
+                out[i * d + h * dh + c] = (0..n_k)
+                    .map(|j| exps[j] / total * v[j * d + h * dh + c] as f64)
+                    .sum::<f64>() as f32;
+            }
+        }
+    }
+    out
 }
