@@ -54,6 +54,7 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
         interrupt_at_step,
         init_from: None,
         feature_dir: None,
+        device: tinyalign_train::ComputeDevice::Cpu,
     };
 
     let straight = tinyalign_train::train(&config, &options("straight", false, None)).unwrap();

@@ -23,6 +23,27 @@ pub fn run(args: &[String]) -> Result<()> {
     step("clippy", || {
         util::cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])
     })?;
+    // The `cuda` feature's code, type-checked and linted without the CUDA toolkit (dfdx's `ci-check`
+    // skips nvcc and linking), so it cannot break unseen on machines without a GPU.
+    step("clippy, cuda feature", || {
+        util::cargo(&[
+            "clippy",
+            "--all-targets",
+            "-p",
+            "tinyalign-nn",
+            "-p",
+            "tinyalign-projector",
+            "-p",
+            "tinyalign-train",
+            "-p",
+            "tinyalign-cli",
+            "--features",
+            "tinyalign-nn/cuda-typecheck,tinyalign-projector/cuda,tinyalign-cli/cuda",
+            "--",
+            "-D",
+            "warnings",
+        ])
+    })?;
     let mut totals = TestTotals::default();
     step("tests", || run_tests(&mut totals))?;
     step("wasm32 build", || {

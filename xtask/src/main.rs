@@ -18,7 +18,8 @@ usage: cargo xtask <command> [options]
 commands:
   train    the main job, end to end on the default models and data
            (fetch, manifests, Whisper on the bundled recordings, the LLM answering, EmbedLink training,
-           the evaluation of `eval`, personalisation; --preset smoke|default|full, --run DIR, --resume)
+           the evaluation of `eval`, personalisation; --preset smoke|default|full, --run DIR, --resume,
+           --device cuda to train the projector on an NVIDIA GPU: needs the CUDA toolkit, see README)
   fetch    download the pinned models and speech data into the cache (--with base adds Whisper base);
            cache: $TINYALIGN_CACHE, default .cache/tinyalign
   data     build a dataset's manifest into the cache: asterisk | pocketsphinx | synth | atypical | all

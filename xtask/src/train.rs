@@ -1,4 +1,4 @@
-//! `cargo xtask train [--preset smoke|default|full] [--run DIR] [--resume]`: the main job, end to end on the
+//! `cargo xtask train [--preset smoke|default|full] [--run DIR] [--resume] [--device cuda]`: the main job, end to end on the
 //! real models and speech: fetch, datasets, the frozen models on real recordings, EmbedLink training on the
 //! synthetic speakers, evaluation on unseen voices and on the real telephone speaker, and personalisation
 //! of the trained projector to that speaker. `runs/latest` points at the newest trained projector.
@@ -20,6 +20,8 @@ struct Options {
     preset: String,
     run: Option<PathBuf>,
     resume: bool,
+    /// Where the projector trains and is personalised (`cpu`, `cuda`, `cuda:N`).
+    device: String,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -27,6 +29,7 @@ fn parse(args: &[String]) -> Result<Options> {
         preset: "default".into(),
         run: None,
         resume: false,
+        device: "cpu".into(),
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -34,8 +37,11 @@ fn parse(args: &[String]) -> Result<Options> {
             "--preset" => options.preset = it.next().context("--preset needs a name")?.clone(),
             "--run" => options.run = Some(it.next().context("--run needs a folder")?.into()),
             "--resume" => options.resume = true,
+            "--device" => options.device = it.next().context("--device needs cpu or cuda")?.clone(),
             other => {
-                bail!("unknown option '{other}' (--preset smoke|default|full, --run DIR, --resume)")
+                bail!(
+                    "unknown option '{other}' (--preset smoke|default|full, --run DIR, --resume, --device cpu|cuda)"
+                )
             }
         }
     }
@@ -59,7 +65,20 @@ pub fn run(args: &[String]) -> Result<()> {
     let options = parse(args)?;
     println!("== stage 1/7: fetch the pinned models and speech data");
     fetch::run(&[])?;
-    util::cargo(&["build", "--release", "--quiet", "-p", "tinyalign-cli"])?;
+    if options.device == "cpu" {
+        util::cargo(&["build", "--release", "--quiet", "-p", "tinyalign-cli"])?;
+    } else {
+        // dfdx's CUDA backend: needs the CUDA toolkit (nvcc, nvidia-smi) where this builds; see the README.
+        util::cargo(&[
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "tinyalign-cli",
+            "--features",
+            "cuda",
+        ])?;
+    }
     let cli = root().join("target/release/tinyalign");
 
     let stamp = SystemTime::now()
@@ -144,7 +163,8 @@ pub fn run(args: &[String]) -> Result<()> {
                 .join(format!("{}.toml", options.preset)),
         )
         .arg("--run")
-        .arg(&train_run);
+        .arg(&train_run)
+        .args(["--device", &options.device]);
     if options.resume {
         train.arg("--resume");
     }
@@ -171,7 +191,8 @@ pub fn run(args: &[String]) -> Result<()> {
             .args(["personalize", "--user", "asterisk", "--data"])
             .arg(fetch::cache_dir().join("datasets/asterisk/manifest.jsonl"))
             .arg("--base")
-            .arg(&train_run),
+            .arg(&train_run)
+            .args(["--device", &options.device]),
     )?;
     println!(
         "\ntrained projector, metrics.jsonl, loss.svg, summary.json, eval-*/ and the run's report.md: {}\n\

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use tinyalign_data::{Manifest, Split, Utterance};
 use tinyalign_eval::{Assistant, EvalOptions, EvalReport};
-use tinyalign_train::{PersonalisationResult, TrainConfig, TrainOptions, UserStore};
+use tinyalign_train::{ComputeDevice, PersonalisationResult, TrainConfig, TrainOptions, UserStore};
 
 #[derive(Debug, Args)]
 pub struct PersonalizeArgs {
@@ -42,6 +42,10 @@ pub struct PersonalizeArgs {
     eval_limit: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Where the projector trains: cpu, or cuda / cuda:N (a build with `--features cuda`). The frozen
+    /// encoder and LLM run on the CPU either way.
+    #[arg(long, default_value = "cpu")]
+    device: ComputeDevice,
 }
 
 #[derive(Debug, Args)]
@@ -302,6 +306,7 @@ pub fn run(args: &PersonalizeArgs) -> Result<ExitCode> {
         interrupt_at_step: None,
         init_from: Some(base.clone()),
         feature_dir: Some(user_dir.join("features")),
+        device: args.device,
     };
     let manifest_path = user_dir.join("manifest.jsonl");
     let cosine = |projector: &Path| {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use tinyalign_train::{TrainConfig, TrainOptions};
+use tinyalign_train::{ComputeDevice, TrainConfig, TrainOptions};
 
 use crate::data_cmd::cache_dir;
 
@@ -32,6 +32,10 @@ pub struct TrainArgs {
     /// Override any config field: `--set optim.batch_size=8 --set loss.objective=llm_in_the_loop`.
     #[arg(long = "set", value_name = "SECTION.FIELD=VALUE")]
     overrides: Vec<String>,
+    /// Where the projector trains: cpu, or cuda / cuda:N (a build with `--features cuda`). The frozen
+    /// encoder and LLM run on the CPU either way.
+    #[arg(long, default_value = "cpu")]
+    device: ComputeDevice,
 }
 
 pub fn run(args: &TrainArgs) -> Result<ExitCode> {
@@ -81,6 +85,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         interrupt_at_step: None,
         init_from: None,
         feature_dir: None,
+        device: args.device,
     };
     let summary = tinyalign_train::train(&config, &options)?;
     println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -6,18 +6,18 @@ use dfdx::prelude::*;
 
 use crate::layers::Taped2;
 use crate::weights::{Init, NnError, Weights};
-use crate::{Device, Tensor1, Tensor2};
+use crate::{Device, NnDevice, Tensor1, Tensor2};
 
 /// `x / √(mean(x²) + ε) · weight` over the channel axis.
 #[derive(Debug, Clone)]
-pub struct RmsNorm {
+pub struct RmsNorm<D: NnDevice = Device> {
     key_prefix: String,
-    weight: Tensor1,
+    weight: Tensor1<D>,
     eps: f64,
 }
 
-impl RmsNorm {
-    pub fn load(w: &Weights<'_>, dim: usize, eps: f64) -> Result<Self, NnError> {
+impl<D: NnDevice> RmsNorm<D> {
+    pub fn load(w: &Weights<'_, D>, dim: usize, eps: f64) -> Result<Self, NnError> {
         Ok(Self {
             key_prefix: w.key(""),
             weight: w.param1("weight", dim, Init::Constant(1.0))?,
@@ -26,7 +26,7 @@ impl RmsNorm {
     }
 
     /// `(n, d)` → `(n, d)`.
-    pub fn forward<T: Tape<f32, Device>>(&self, x: Taped2<T>) -> Taped2<T> {
+    pub fn forward<T: Tape<f32, D>>(&self, x: Taped2<T, D>) -> Taped2<T, D> {
         let shape = *x.shape();
         let values = x.with_empty_tape();
         let inv_rms = (x.square().mean::<(usize,), Axis<1>>() + self.eps as f32)
@@ -38,8 +38,8 @@ impl RmsNorm {
     }
 }
 
-impl crate::params::Parameters for RmsNorm {
-    fn visit(&mut self, f: &mut dyn FnMut(&str, crate::params::ParamTensor<'_>)) {
+impl<D: NnDevice> crate::params::Parameters<D> for RmsNorm<D> {
+    fn visit(&mut self, f: &mut dyn FnMut(&str, crate::params::ParamTensor<'_, D>)) {
         let key = format!("{}weight", self.key_prefix);
         f(&key, crate::params::ParamTensor::Vector(&mut self.weight));
     }

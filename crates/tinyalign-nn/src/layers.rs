@@ -4,19 +4,13 @@ use dfdx::prelude::*;
 
 use crate::params::{ParamTensor, Parameters};
 use crate::weights::{Init, NnError, Weights};
-use crate::{Device, Tensor1, Tensor2, Tensor3};
+use crate::{Device, NnDevice, Tensor1, Tensor2, Tensor3};
 
-/// GELU in its exact erf form, `x · Φ(x)`, as Whisper (`F.gelu`) uses: on host rows on every core, with
-/// one taped backward closure when training (src/taped.rs). (dfdx 0.13's own `accurate_gelu` has the wrong
-/// derivative, missing the `1/√2` of `erf(x/√2)`, and its element-wise ops run on one thread.)
-pub fn gelu<T: Tape<f32, Device>>(x: Taped2<T>) -> Taped2<T> {
-    if T::OWNS_TAPE {
-        return crate::taped::gelu(x);
-    }
-    let shape = *x.shape();
-    let mut values = x.as_vec();
-    gelu_rows_in_place(&mut values);
-    x.device().tensor_from_vec(values, shape).retaped::<T>()
+/// GELU in its exact erf form, `x · Φ(x)`, as Whisper (`F.gelu`) uses. On the CPU: on host rows on every
+/// core, with one taped backward closure when training (src/taped.rs); elsewhere from dfdx ops with the
+/// derivative corrected (dfdx 0.13's own `accurate_gelu` misses the `1/√2` of `erf(x/√2)`; src/portable.rs).
+pub fn gelu<T: Tape<f32, D>, D: NnDevice>(x: Taped2<T, D>) -> Taped2<T, D> {
+    D::gelu(x)
 }
 
 /// [`gelu`] for inference on host values, in place, on every core (a polynomial erf within 1e−7·|x| of
@@ -26,16 +20,16 @@ pub fn gelu_rows_in_place(x: &mut [f32]) {
 }
 
 /// A `(rows, cols)` tensor that may carry a gradient tape `T` (`NoneTape` for inference).
-pub type Taped2<T> = Tensor<(usize, usize), f32, Device, T>;
+pub type Taped2<T, D = Device> = Tensor<(usize, usize), f32, D, T>;
 
 /// `y = x Wᵀ + b` with PyTorch's `weight (out, in)`, stored transposed as `(in, out)` so the forward pass is
 /// one plain matmul.
 #[derive(Debug, Clone)]
-pub struct Linear {
+pub struct Linear<D: NnDevice = Device> {
     /// `"prefix."` of this layer's keys (empty at the root), for [`Parameters`].
     key_prefix: String,
-    weight_t: Tensor2,
-    bias: Option<Tensor1>,
+    weight_t: Tensor2<D>,
+    bias: Option<Tensor1<D>>,
     in_dim: usize,
     out_dim: usize,
     /// Host copies of `weight_t` and `bias` for inference passes, made on first use and dropped whenever
@@ -64,10 +58,10 @@ impl std::fmt::Debug for HostWeights {
     }
 }
 
-impl Linear {
+impl<D: NnDevice> Linear<D> {
     /// Loads `weight` `(out, in)` and, when `with_bias`, `bias` `(out)`.
     pub fn load(
-        w: &Weights<'_>,
+        w: &Weights<'_, D>,
         in_dim: usize,
         out_dim: usize,
         with_bias: bool,
@@ -98,7 +92,7 @@ impl Linear {
     }
 
     #[cfg(test)]
-    pub(crate) fn weight_t_for_tests(&self) -> Tensor2 {
+    pub(crate) fn weight_t_for_tests(&self) -> Tensor2<D> {
         self.weight_t.clone()
     }
 
@@ -125,9 +119,9 @@ impl Linear {
     }
 
     /// `(n, in)` → `(n, out)`; gradients flow to `x` when it carries a tape.
-    pub fn forward<T: Tape<f32, Device>>(&self, x: Taped2<T>) -> Taped2<T> {
+    pub fn forward<T: Tape<f32, D>>(&self, x: Taped2<T, D>) -> Taped2<T, D> {
         let n = x.shape().0;
-        if !T::OWNS_TAPE {
+        if !T::OWNS_TAPE && D::HOST_KERNELS {
             let y = self.forward_rows(&x.as_vec());
             return x
                 .device()
@@ -136,14 +130,14 @@ impl Linear {
         }
         let y = x.matmul(self.weight_t.clone());
         match &self.bias {
-            Some(b) => crate::taped::add_bias(y, b),
+            Some(b) => D::add_bias(y, b),
             None => y,
         }
     }
 }
 
-impl Parameters for Linear {
-    fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_>)) {
+impl<D: NnDevice> Parameters<D> for Linear<D> {
+    fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_, D>)) {
         self.host = HostWeights::default();
         let weight = format!("{}weight", self.key_prefix);
         f(&weight, ParamTensor::Matrix(&mut self.weight_t, true));
@@ -156,8 +150,8 @@ impl Parameters for Linear {
     }
 }
 
-impl Parameters for LayerNorm {
-    fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_>)) {
+impl<D: NnDevice> Parameters<D> for LayerNorm<D> {
+    fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_, D>)) {
         f(
             &format!("{}weight", self.key_prefix),
             ParamTensor::Vector(&mut self.gamma),
@@ -171,15 +165,15 @@ impl Parameters for LayerNorm {
 
 /// LayerNorm over the channel axis with affine `weight` and `bias`.
 #[derive(Debug, Clone)]
-pub struct LayerNorm {
+pub struct LayerNorm<D: NnDevice = Device> {
     key_prefix: String,
-    gamma: Tensor1,
-    beta: Tensor1,
+    gamma: Tensor1<D>,
+    beta: Tensor1<D>,
     eps: f64,
 }
 
-impl LayerNorm {
-    pub fn load(w: &Weights<'_>, dim: usize, eps: f64) -> Result<Self, NnError> {
+impl<D: NnDevice> LayerNorm<D> {
+    pub fn load(w: &Weights<'_, D>, dim: usize, eps: f64) -> Result<Self, NnError> {
         Ok(Self {
             key_prefix: w.key(""),
             gamma: w.param1("weight", dim, Init::Constant(1.0))?,
@@ -195,14 +189,14 @@ impl LayerNorm {
     }
 
     /// `(n, d)` → `(n, d)`.
-    pub fn forward<T: Tape<f32, Device>>(&self, x: Taped2<T>) -> Taped2<T> {
+    pub fn forward<T: Tape<f32, D>>(&self, x: Taped2<T, D>) -> Taped2<T, D> {
         let shape = *x.shape();
-        if !T::OWNS_TAPE {
+        if !T::OWNS_TAPE && D::HOST_KERNELS {
             let mut data = x.as_vec();
             self.forward_rows_in_place(&mut data);
             return x.device().tensor_from_vec(data, shape).retaped::<T>();
         }
-        crate::taped::layer_norm(x, &self.gamma, &self.beta, self.eps as f32)
+        D::layer_norm(x, &self.gamma, &self.beta, self.eps as f32)
     }
 }
 
@@ -366,11 +360,11 @@ impl Conv1d {
 
 /// Multi-head attention with PyTorch-style `q_proj`, `k_proj` (optionally bias-free), `v_proj`, `out_proj`.
 #[derive(Debug, Clone)]
-pub struct MultiHeadAttention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
+pub struct MultiHeadAttention<D: NnDevice = Device> {
+    q: Linear<D>,
+    k: Linear<D>,
+    v: Linear<D>,
+    out: Linear<D>,
     heads: usize,
     dim: usize,
     /// `[W_q/√d_head | W_k | W_v]` `(d, 3d)` and the matching bias, for one gemm per inference pass; made on
@@ -378,8 +372,13 @@ pub struct MultiHeadAttention {
     host_qkv: HostWeights,
 }
 
-impl MultiHeadAttention {
-    pub fn load(w: &Weights<'_>, dim: usize, heads: usize, k_bias: bool) -> Result<Self, NnError> {
+impl<D: NnDevice> MultiHeadAttention<D> {
+    pub fn load(
+        w: &Weights<'_, D>,
+        dim: usize,
+        heads: usize,
+        k_bias: bool,
+    ) -> Result<Self, NnError> {
         if heads == 0 || !dim.is_multiple_of(heads) {
             return Err(NnError::Config(format!(
                 "{dim} channels do not split into {heads} heads"
@@ -399,15 +398,15 @@ impl MultiHeadAttention {
     /// Self-attention over a batch of `b` sequences of `n` frames stored as `(b·n, d)` rows, where
     /// `key_bias` `(b, n)` is added to every score of a key (0 for real frames, −1e9 for padding, so padding
     /// never reaches a real frame). Differentiable. → `(b·n, d)`.
-    pub fn forward_batch<T: Tape<f32, Device> + Merge<T>>(
+    pub fn forward_batch<T: Tape<f32, D> + Merge<T>>(
         &self,
-        x: Taped2<T>,
+        x: Taped2<T, D>,
         b: usize,
         n: usize,
-        key_bias: &Tensor2,
-    ) -> Taped2<T> {
+        key_bias: &Tensor2<D>,
+    ) -> Taped2<T, D> {
         let (h, dh) = (self.heads, self.dim / self.heads);
-        if !T::OWNS_TAPE {
+        if !T::OWNS_TAPE && D::HOST_KERNELS {
             // Inference: each sequence through the fused kernel, its key bias row masking its padding.
             let dev = x.device().clone();
             let qkv = self.project_qkv_rows(&x.as_vec());
@@ -424,7 +423,7 @@ impl MultiHeadAttention {
                     Some(&bias[s * n..(s + 1) * n]),
                 ));
             }
-            let out: Tensor2 = dev.tensor_from_vec(self.out.forward_rows(&ctx), (b * n, d));
+            let out: Tensor2<D> = dev.tensor_from_vec(self.out.forward_rows(&ctx), (b * n, d));
             return out.retaped::<T>();
         }
         let q = self.q.forward(x.with_empty_tape()) * (1.0 / (dh as f64).sqrt()) as f32;
@@ -451,7 +450,7 @@ impl MultiHeadAttention {
     }
 
     /// Unmasked self-attention, `(n, d)` → `(n, d)`: softmax(q kᵀ / √d_head) v per head.
-    pub fn forward_self(&self, x: Tensor2) -> Tensor2 {
+    pub fn forward_self(&self, x: Tensor2<D>) -> Tensor2<D> {
         let (n, dev) = (x.shape().0, x.device().clone());
         dev.tensor_from_vec(self.forward_self_rows(&x.as_vec()), (n, self.dim))
     }
@@ -497,7 +496,7 @@ impl MultiHeadAttention {
 
     /// Keys `(h, d_head, n)` and values `(h, n, d_head)` of `x` `(n, d)`: computed once for cross-attention
     /// over a fixed memory (the encoder output).
-    pub fn project_kv(&self, x: Tensor2) -> (Tensor3, Tensor3) {
+    pub fn project_kv(&self, x: Tensor2<D>) -> (Tensor3<D>, Tensor3<D>) {
         let n = x.shape().0;
         let (h, dh) = (self.heads, self.dim / self.heads);
         let k = self.k.forward(x.clone());
@@ -510,7 +509,12 @@ impl MultiHeadAttention {
 
     /// Attention of queries from `x` `(n_q, d)` over projected keys/values of `n_k` positions, with an optional
     /// additive mask `(n_q, n_k)` (0 or a large negative number), → `(n_q, d)`.
-    pub fn attend(&self, x: Tensor2, kv: &(Tensor3, Tensor3), mask: Option<&Tensor2>) -> Tensor2 {
+    pub fn attend(
+        &self,
+        x: Tensor2<D>,
+        kv: &(Tensor3<D>, Tensor3<D>),
+        mask: Option<&Tensor2<D>>,
+    ) -> Tensor2<D> {
         let n = x.shape().0;
         let (h, dh) = (self.heads, self.dim / self.heads);
         let n_k = kv.0.shape().2;
@@ -529,8 +533,8 @@ impl MultiHeadAttention {
     }
 }
 
-impl Parameters for MultiHeadAttention {
-    fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_>)) {
+impl<D: NnDevice> Parameters<D> for MultiHeadAttention<D> {
+    fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_, D>)) {
         self.host_qkv = HostWeights::default();
         self.q.visit(f);
         self.k.visit(f);
@@ -541,12 +545,12 @@ impl Parameters for MultiHeadAttention {
 
 /// `out[i] = weights[i] · x[i]` for each of `b` sequences of `n` frames stored as `(b·n, d)` rows, with
 /// constant `weights` `(b, t, n)` (pooling, or any fixed mixing of frames) → `(b·t, d)`. Differentiable in x.
-pub fn mix_frames<T: Tape<f32, Device>>(
-    x: Taped2<T>,
-    weights: &Tensor3,
+pub fn mix_frames<T: Tape<f32, D>, D: NnDevice>(
+    x: Taped2<T, D>,
+    weights: &Tensor3<D>,
     b: usize,
     n: usize,
-) -> Taped2<T> {
+) -> Taped2<T, D> {
     let d = x.shape().1;
     let t = weights.shape().1;
     // The taped operand must be on the left in dfdx, so compute (xᵀ wᵀ)ᵀ.

@@ -5,56 +5,71 @@
 //! This is the only crate that imports dfdx; the rest of tinyalign sees [`Tensor2`] and friends.
 
 mod decoder;
+mod device;
 mod fast;
 mod layers;
 mod params;
+mod portable;
 mod taped;
 #[cfg(test)]
 mod test_data;
 mod weights;
 
 pub use decoder::{RmsNorm, RotaryPairs, grouped_causal_attention, silu};
+pub use device::NnDevice;
 pub use dfdx;
+pub use dfdx::tensor::Cpu;
+#[cfg(feature = "cuda")]
+pub use dfdx::tensor::Cuda;
 /// Tape types for writing code generic over inference (`NoneTape`) and training (`OwnedTape`).
 pub use dfdx::tensor::{Gradients, Merge, NoneTape, OwnedTape, Tape};
 pub use layers::{
     Conv1d, Embedding, LayerNorm, Linear, MultiHeadAttention, Taped2, causal_mask, gelu,
     gelu_rows_in_place, mix_frames,
 };
-pub use params::{AdamW, ParamTensor, Parameters, StepReport, parameter_count, state_dict};
+pub use params::{
+    AdamW, ParamTensor, Parameters, StepReport, parameter_count, parameter_gradients, state_dict,
+};
 pub use weights::{Init, Initializer, NnError, Weights};
 
-/// The compute device: dfdx's CPU backend (gemm + rayon).
-pub type Device = dfdx::tensor::Cpu;
+/// The default compute device: dfdx's CPU backend (gemm + rayon). The frozen models (Whisper, the LLM) run
+/// here; the trainable layers take any [`NnDevice`].
+pub type Device = Cpu;
 /// `(rows, cols)` f32 tensor without a gradient tape.
-pub type Tensor2 = dfdx::tensor::Tensor<(usize, usize), f32, Device>;
+pub type Tensor2<D = Cpu> = dfdx::tensor::Tensor<(usize, usize), f32, D>;
 /// `(n,)` f32 tensor.
-pub type Tensor1 = dfdx::tensor::Tensor<(usize,), f32, Device>;
+pub type Tensor1<D = Cpu> = dfdx::tensor::Tensor<(usize,), f32, D>;
 /// `(a, b, c)` f32 tensor.
 ///
 /// Built from host data with [`from_vec3`].
-pub type Tensor3 = dfdx::tensor::Tensor<(usize, usize, usize), f32, Device>;
+pub type Tensor3<D = Cpu> = dfdx::tensor::Tensor<(usize, usize, usize), f32, D>;
 
 /// A fresh CPU device.
 pub fn cpu() -> Device {
     Device::default()
 }
 
+/// CUDA device `ordinal` (dfdx's backend over cudarc: cuBLAS matmuls, its own kernels), or why there is
+/// none (no driver, no such GPU).
+#[cfg(feature = "cuda")]
+pub fn cuda(ordinal: usize) -> Result<Cuda, NnError> {
+    Cuda::try_build(ordinal, 0)
+        .map_err(|e| NnError::Config(format!("CUDA device {ordinal} is not usable: {e:?}")))
+}
+
 /// A `(a, b, c)` tensor from row-major host data.
-pub fn from_vec3(dev: &Device, data: Vec<f32>, shape: (usize, usize, usize)) -> Tensor3 {
-    use dfdx::tensor::TensorFromVec;
+pub fn from_vec3<D: NnDevice>(dev: &D, data: Vec<f32>, shape: (usize, usize, usize)) -> Tensor3<D> {
     dev.tensor_from_vec(data, shape)
 }
 
 /// Host data of a tensor, row-major.
-pub fn to_vec2(t: &Tensor2) -> Vec<f32> {
+pub fn to_vec2<D: NnDevice>(t: &Tensor2<D>) -> Vec<f32> {
     t.as_vec()
 }
 
 /// A `(rows, cols)` tensor from row-major host data. Panics if the length does not match (an internal
 /// invariant: callers build `data` for this shape).
-pub fn from_vec2(dev: &Device, data: Vec<f32>, rows: usize, cols: usize) -> Tensor2 {
-    use dfdx::tensor::TensorFromVec;
+pub fn from_vec2<D: NnDevice>(dev: &D, data: Vec<f32>, rows: usize, cols: usize) -> Tensor2<D> {
     assert_eq!(
         data.len(),
         rows * cols,
@@ -64,7 +79,7 @@ pub fn from_vec2(dev: &Device, data: Vec<f32>, rows: usize, cols: usize) -> Tens
 }
 
 /// `(rows, cols)` of a tensor.
-pub fn shape2(t: &Tensor2) -> (usize, usize) {
+pub fn shape2<D: NnDevice>(t: &Tensor2<D>) -> (usize, usize) {
     use dfdx::shapes::HasShape;
     *t.shape()
 }
@@ -103,63 +118,70 @@ pub fn transpose_host(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// A second use of `x` in a graph: the same values and gradient identity with an empty tape. Ops on the fork
 /// record their own tape, which merges back when the branch is combined with `x`'s (dfdx's idiom for
 /// using one tensor twice).
-pub fn fork<T: Tape<f32, Device>>(x: &Taped2<T>) -> Taped2<T> {
+pub fn fork<T: Tape<f32, D>, D: NnDevice>(x: &Taped2<T, D>) -> Taped2<T, D> {
     use dfdx::tensor::WithEmptyTape;
     x.with_empty_tape()
 }
 
 /// `(rows, cols)` of a possibly taped tensor.
-pub fn dims<T>(x: &Taped2<T>) -> (usize, usize) {
+pub fn dims<T, D: NnDevice>(x: &Taped2<T, D>) -> (usize, usize) {
     use dfdx::shapes::HasShape;
     *x.shape()
 }
 
 /// A scalar that may carry a tape (a loss).
-pub type Scalar<T> = dfdx::tensor::Tensor<(), f32, Device, T>;
+pub type Scalar<T, D = Cpu> = dfdx::tensor::Tensor<(), f32, D, T>;
 /// A `(rows, cols)` tensor recording the operations applied to it, for `backward`.
-pub type Traced2 = Taped2<OwnedTape<f32, Device>>;
+pub type Traced2<D = Cpu> = Taped2<OwnedTape<f32, D>, D>;
 
 /// Starts recording at `x`: gradients of everything computed from the result flow back to `x`.
-pub fn traced(x: &Tensor2) -> Traced2 {
+pub fn traced<D: NnDevice>(x: &Tensor2<D>) -> Traced2<D> {
     use dfdx::tensor::Trace;
     x.clone().leaky_traced()
 }
 
 /// `Σ x ⊙ weights` (a constant `weights` of `x`'s shape): e.g. picks logits with a one-hot mask.
-pub fn weighted_sum<T: Tape<f32, Device>>(x: Taped2<T>, weights: &Tensor2) -> Scalar<T> {
+pub fn weighted_sum<T: Tape<f32, D>, D: NnDevice>(
+    x: Taped2<T, D>,
+    weights: &Tensor2<D>,
+) -> Scalar<T, D> {
     use dfdx::tensor_ops::SumTo;
     (x * weights.clone()).sum()
 }
 
 /// Host value of a scalar.
-pub fn scalar_value<T>(x: &Scalar<T>) -> f32 {
+pub fn scalar_value<T, D: NnDevice>(x: &Scalar<T, D>) -> f32 {
     x.as_vec()[0]
 }
 
 /// Back-propagates `loss` and returns the gradient for `wrt` (row-major, `wrt`'s shape).
-pub fn gradient(loss: Scalar<OwnedTape<f32, Device>>, wrt: &Tensor2) -> Vec<f32> {
+pub fn gradient<D: NnDevice>(loss: Scalar<OwnedTape<f32, D>, D>, wrt: &Tensor2<D>) -> Vec<f32> {
     use dfdx::tensor_ops::Backward;
     loss.backward().get(wrt).as_vec()
 }
 
 /// The same values viewed as `(rows, cols)` (row-major; rows·cols must equal the element count).
-pub fn reshape_rows<T: Tape<f32, Device>>(x: Taped2<T>, rows: usize, cols: usize) -> Taped2<T> {
+pub fn reshape_rows<T: Tape<f32, D>, D: NnDevice>(
+    x: Taped2<T, D>,
+    rows: usize,
+    cols: usize,
+) -> Taped2<T, D> {
     use dfdx::tensor_ops::ReshapeTo;
     x.reshape_like(&(rows, cols))
 }
 
 /// `max(x, 0)`.
-pub fn relu<T: Tape<f32, Device>>(x: Taped2<T>) -> Taped2<T> {
+pub fn relu<T: Tape<f32, D>, D: NnDevice>(x: Taped2<T, D>) -> Taped2<T, D> {
     x.relu()
 }
 
 /// Element-wise product with a constant of the same shape (masks).
-pub fn mul_const<T: Tape<f32, Device>>(x: Taped2<T>, c: &Tensor2) -> Taped2<T> {
+pub fn mul_const<T: Tape<f32, D>, D: NnDevice>(x: Taped2<T, D>, c: &Tensor2<D>) -> Taped2<T, D> {
     x * c.clone()
 }
 
 /// Back-propagates `loss`, returning every gradient (for an optimiser step).
-pub fn backward(loss: Scalar<OwnedTape<f32, Device>>) -> Gradients<f32, Device> {
+pub fn backward<D: NnDevice>(loss: Scalar<OwnedTape<f32, D>, D>) -> Gradients<f32, D> {
     use dfdx::tensor_ops::Backward;
     loss.backward()
 }
@@ -179,11 +201,11 @@ pub fn has_nonzero_grad(param: &ParamTensor<'_>, grads: &mut Gradients<f32, Devi
 
 /// `Σ mask·(pred − target)² / Σ mask`: mean squared error over the entries `mask` (0/1, pred's shape)
 /// keeps.
-pub fn masked_mse<T: Tape<f32, Device>>(
-    pred: Taped2<T>,
-    target: &Tensor2,
-    mask: &Tensor2,
-) -> Scalar<T> {
+pub fn masked_mse<T: Tape<f32, D>, D: NnDevice>(
+    pred: Taped2<T, D>,
+    target: &Tensor2<D>,
+    mask: &Tensor2<D>,
+) -> Scalar<T, D> {
     use dfdx::tensor_ops::SumTo;
     let kept: f32 = mask.as_vec().iter().sum();
     ((pred - target.clone()).square() * mask.clone()).sum() / kept.max(1.0)
@@ -192,11 +214,11 @@ pub fn masked_mse<T: Tape<f32, Device>>(
 /// `base + placed`: row `dst` of the result is `base[dst] + x[src]` for each `(dst, src)` in `placements`
 /// (`dst` distinct), other rows are `base`'s. `x` `(rows, d)`, `base` `(n, d)` constant → `(n, d)`,
 /// differentiable in `x`. Puts trained rows (projected audio) into a sequence of fixed embeddings.
-pub fn place_rows<T: Tape<f32, Device>>(
-    x: Taped2<T>,
+pub fn place_rows<T: Tape<f32, D>, D: NnDevice>(
+    x: Taped2<T, D>,
     placements: &[(usize, usize)],
-    base: &Tensor2,
-) -> Taped2<T> {
+    base: &Tensor2<D>,
+) -> Taped2<T, D> {
     let rows = dims(&x).0;
     let n = shape2(base).0;
     let mut selection = vec![0.0; n * rows];
@@ -208,17 +230,17 @@ pub fn place_rows<T: Tape<f32, Device>>(
 }
 
 /// `x · w` with a constant `w` `(d, k)`: `(n, d)` → `(n, k)`, differentiable in `x`.
-pub fn matmul_const<T: Tape<f32, Device>>(x: Taped2<T>, w: &Tensor2) -> Taped2<T> {
+pub fn matmul_const<T: Tape<f32, D>, D: NnDevice>(x: Taped2<T, D>, w: &Tensor2<D>) -> Taped2<T, D> {
     use dfdx::tensor_ops::TryMatMul;
     x.matmul(w.clone())
 }
 
 /// Mean next-token cross-entropy `−(1/k) Σ log softmax(logits[pos])[token]` over the `k` `(pos, token)`
 /// pairs; `logits` `(n, vocab)`. Other positions do not count.
-pub fn token_cross_entropy<T: Tape<f32, Device>>(
-    logits: Taped2<T>,
+pub fn token_cross_entropy<T: Tape<f32, D>, D: NnDevice>(
+    logits: Taped2<T, D>,
     targets: &[(usize, usize)],
-) -> Scalar<T> {
+) -> Scalar<T, D> {
     let (n, vocab) = dims(&logits);
     let mut weights = vec![0.0; n * vocab];
     let share = 1.0 / targets.len().max(1) as f32;
@@ -230,12 +252,11 @@ pub fn token_cross_entropy<T: Tape<f32, Device>>(
 }
 
 /// `Σᵢ wᵢ·(1 − cos(predᵢ, targetᵢ)) / Σᵢ wᵢ` over the rows of `pred` `(n, d)`, with row weights `w` `(n)`.
-pub fn weighted_cosine_distance<T: Tape<f32, Device> + Merge<T>>(
-    pred: Taped2<T>,
-    target: &Tensor2,
+pub fn weighted_cosine_distance<T: Tape<f32, D> + Merge<T>, D: NnDevice>(
+    pred: Taped2<T, D>,
+    target: &Tensor2<D>,
     row_weights: &[f32],
-) -> Scalar<T> {
-    use dfdx::tensor::TensorFromVec;
+) -> Scalar<T, D> {
     use dfdx::tensor_ops::SumTo;
     let (n, cols) = dims(&pred);
     let dev = pred.device().clone();
@@ -244,8 +265,8 @@ pub fn weighted_cosine_distance<T: Tape<f32, Device> + Merge<T>>(
         .chunks_exact(cols)
         .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12))
         .collect();
-    let target_norms: Tensor1 = dev.tensor_from_vec(target_norms, (n,));
-    let weights: Tensor1 = dev.tensor_from_vec(row_weights.to_vec(), (n,));
+    let target_norms: Tensor1<D> = dev.tensor_from_vec(target_norms, (n,));
+    let weights: Tensor1<D> = dev.tensor_from_vec(row_weights.to_vec(), (n,));
     let total: f32 = row_weights.iter().sum();
     let dots = (fork(&pred) * target.clone()).sum::<(usize,), dfdx::shapes::Axis<1>>();
     let norms = (pred.square().sum::<(usize,), dfdx::shapes::Axis<1>>() + 1e-12).sqrt();

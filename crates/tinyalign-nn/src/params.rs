@@ -7,17 +7,17 @@ use std::collections::BTreeMap;
 use dfdx::tensor::Gradients;
 use tinyalign_weights::{Tensor as HostTensor, TensorMap};
 
-use crate::{Device, Tensor1, Tensor2};
+use crate::{Device, NnDevice, Tensor1, Tensor2};
 
 /// One trainable tensor as a layer stores it.
 #[derive(Debug)]
-pub enum ParamTensor<'a> {
+pub enum ParamTensor<'a, D: NnDevice = Device> {
     /// A matrix; `transposed` when stored `(in, out)` for a PyTorch `(out, in)` weight.
-    Matrix(&'a mut Tensor2, bool),
-    Vector(&'a mut Tensor1),
+    Matrix(&'a mut Tensor2<D>, bool),
+    Vector(&'a mut Tensor1<D>),
 }
 
-impl ParamTensor<'_> {
+impl<D: NnDevice> ParamTensor<'_, D> {
     pub fn numel(&self) -> usize {
         match self {
             ParamTensor::Matrix(t, _) => t.as_vec().len(),
@@ -44,7 +44,7 @@ impl ParamTensor<'_> {
     }
 
     /// Stored-layout values, and the gradient of this tensor in `grads` (zeros when it took no part).
-    fn values_and_grad(&self, grads: &mut Gradients<f32, Device>) -> (Vec<f32>, Vec<f32>) {
+    fn values_and_grad(&self, grads: &mut Gradients<f32, D>) -> (Vec<f32>, Vec<f32>) {
         match self {
             ParamTensor::Matrix(t, _) => (t.as_vec(), grad_of(grads, &**t)),
             ParamTensor::Vector(t) => (t.as_vec(), grad_of(grads, &**t)),
@@ -59,31 +59,43 @@ impl ParamTensor<'_> {
     }
 }
 
-fn grad_of<S: dfdx::shapes::Shape>(
-    grads: &mut Gradients<f32, Device>,
-    t: &dfdx::tensor::Tensor<S, f32, Device>,
+/// The gradient of `t` on the host (zeros when it took no part).
+pub(crate) fn grad_of<S: dfdx::shapes::Shape, D: NnDevice>(
+    grads: &mut Gradients<f32, D>,
+    t: &dfdx::tensor::Tensor<S, f32, D>,
 ) -> Vec<f32> {
     match grads.get_or_alloc_mut(t) {
-        Ok(g) => g.iter().copied().collect(),
+        Ok(_) => grads.get(t).as_vec(),
         Err(_) => vec![0.0; t.as_vec().len()],
     }
 }
 
 /// A module with trainable tensors. `visit` lists them in a fixed order under the full dotted keys they were
 /// loaded from (layers remember their keys), so a saved state dict loads back through the same constructors.
-pub trait Parameters {
-    fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_>));
+pub trait Parameters<D: NnDevice = Device> {
+    fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_, D>));
+}
+
+/// Every parameter's gradient on the host, in stored layout, under its key (zeros for one that took no
+/// part): for comparing devices and for debugging.
+pub fn parameter_gradients<D: NnDevice>(
+    module: &mut dyn Parameters<D>,
+    grads: &mut Gradients<f32, D>,
+) -> Vec<(String, Vec<f32>)> {
+    let mut out = Vec::new();
+    module.visit(&mut |key, t| out.push((key.to_string(), t.values_and_grad(grads).1)));
+    out
 }
 
 /// Total trainable values.
-pub fn parameter_count(module: &mut dyn Parameters) -> usize {
+pub fn parameter_count<D: NnDevice>(module: &mut dyn Parameters<D>) -> usize {
     let mut total = 0;
     module.visit(&mut |_, t| total += t.numel());
     total
 }
 
 /// Every parameter in PyTorch layout under its PyTorch key: what a checkpoint stores.
-pub fn state_dict(module: &mut dyn Parameters, source_name: &str) -> TensorMap {
+pub fn state_dict<D: NnDevice>(module: &mut dyn Parameters<D>, source_name: &str) -> TensorMap {
     let mut map = TensorMap::new(source_name);
     module.visit(&mut |key, t| map.insert(key.to_string(), t.to_host()));
     map
@@ -128,10 +140,10 @@ impl AdamW {
 
     /// Updates every parameter of `module` from `grads` (from `loss.backward()`). A non-finite gradient
     /// norm leaves the parameters untouched and is reported, so the caller can stop cleanly.
-    pub fn step(
+    pub fn step<D: NnDevice>(
         &mut self,
-        module: &mut dyn Parameters,
-        grads: &mut Gradients<f32, Device>,
+        module: &mut dyn Parameters<D>,
+        grads: &mut Gradients<f32, D>,
         lr: f32,
     ) -> StepReport {
         let mut params: Vec<(String, Vec<f32>, Vec<f32>)> = Vec::new();

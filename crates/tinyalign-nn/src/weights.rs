@@ -3,10 +3,9 @@
 //! a model about to be trained, initialises it (PyTorch's default rule for that layer, seeded per key) and
 //! records it, so a fresh model and a loaded one are built by one code path.
 
-use dfdx::tensor::TensorFromVec;
 use tinyalign_weights::{TensorMap, WeightsError};
 
-use crate::{Device, Tensor1, Tensor2};
+use crate::{Cpu, NnDevice, Tensor1, Tensor2};
 
 /// Errors while building layers from weights.
 #[derive(Debug, thiserror::Error)]
@@ -93,17 +92,17 @@ enum Source<'a> {
     Init(&'a Initializer),
 }
 
-/// Weights under a key prefix.
+/// Weights under a key prefix, made into tensors on device `D`.
 #[derive(Debug, Clone)]
-pub struct Weights<'a> {
+pub struct Weights<'a, D: NnDevice = Cpu> {
     source: Source<'a>,
     prefix: String,
-    dev: Device,
+    dev: D,
 }
 
-impl<'a> Weights<'a> {
+impl<'a, D: NnDevice> Weights<'a, D> {
     /// Loads every parameter from `map` (a missing or mis-shaped key is an error naming it).
-    pub fn new(map: &'a TensorMap, dev: Device) -> Self {
+    pub fn new(map: &'a TensorMap, dev: D) -> Self {
         Self {
             source: Source::Load(map),
             prefix: String::new(),
@@ -112,7 +111,7 @@ impl<'a> Weights<'a> {
     }
 
     /// Initialises every parameter (for training from scratch).
-    pub fn init(initializer: &'a Initializer, dev: Device) -> Self {
+    pub fn init(initializer: &'a Initializer, dev: D) -> Self {
         Self {
             source: Source::Init(initializer),
             prefix: String::new(),
@@ -129,7 +128,7 @@ impl<'a> Weights<'a> {
         }
     }
 
-    pub fn device(&self) -> &Device {
+    pub fn device(&self) -> &D {
         &self.dev
     }
 
@@ -170,18 +169,18 @@ impl<'a> Weights<'a> {
         }
     }
 
-    pub fn tensor1(&self, name: &str, n: usize) -> Result<Tensor1, NnError> {
+    pub fn tensor1(&self, name: &str, n: usize) -> Result<Tensor1<D>, NnError> {
         Ok(self.dev.tensor_from_vec(self.host(name, &[n])?, (n,)))
     }
 
     /// A vector parameter, loaded or initialised.
-    pub fn param1(&self, name: &str, n: usize, init: Init) -> Result<Tensor1, NnError> {
+    pub fn param1(&self, name: &str, n: usize, init: Init) -> Result<Tensor1<D>, NnError> {
         Ok(self
             .dev
             .tensor_from_vec(self.param(name, &[n], init)?, (n,)))
     }
 
-    pub fn tensor2(&self, name: &str, rows: usize, cols: usize) -> Result<Tensor2, NnError> {
+    pub fn tensor2(&self, name: &str, rows: usize, cols: usize) -> Result<Tensor2<D>, NnError> {
         Ok(self
             .dev
             .tensor_from_vec(self.host(name, &[rows, cols])?, (rows, cols)))

@@ -1,50 +1,51 @@
 //! The projector on dfdx (training and CPU inference).
 
 use tinyalign_nn::{
-    Device, Initializer, LayerNorm, Linear, Merge, MultiHeadAttention, ParamTensor, Parameters,
-    RmsNorm, Tape, Taped2, Tensor2, Weights, fork, gelu,
+    Cpu, Initializer, LayerNorm, Linear, Merge, MultiHeadAttention, NnDevice, ParamTensor,
+    Parameters, RmsNorm, Tape, Taped2, Tensor2, Weights, fork, gelu,
 };
 use tinyalign_weights::TensorMap;
 
 use crate::{BatchLayout, ProjectorConfig, ProjectorError, ProjectorKind, adaptive_pool_weights};
 
 #[derive(Debug, Clone)]
-struct EncoderLayer {
-    attn_norm: LayerNorm,
-    attn: MultiHeadAttention,
-    ffn_norm: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+struct EncoderLayer<D: NnDevice> {
+    attn_norm: LayerNorm<D>,
+    attn: MultiHeadAttention<D>,
+    ffn_norm: LayerNorm<D>,
+    fc1: Linear<D>,
+    fc2: Linear<D>,
 }
 
 #[derive(Debug, Clone)]
-enum Body {
+enum Body<D: NnDevice> {
     BridgeFormer {
-        input_fc1: Linear,
-        input_fc2: Linear,
-        layers: Vec<EncoderLayer>,
-        encoder_norm: LayerNorm,
+        input_fc1: Linear<D>,
+        input_fc2: Linear<D>,
+        layers: Vec<EncoderLayer<D>>,
+        encoder_norm: LayerNorm<D>,
     },
     Stacked {
-        fc1: Linear,
-        fc2: Option<Linear>,
+        fc1: Linear<D>,
+        fc2: Option<Linear<D>>,
     },
 }
 
+/// The projector on device `D` (the CPU unless training on a GPU).
 #[derive(Debug, Clone)]
-pub struct Projector {
+pub struct Projector<D: NnDevice = Cpu> {
     config: ProjectorConfig,
-    dev: Device,
-    body: Body,
-    output_fc1: Option<Linear>,
-    output_fc2: Option<Linear>,
-    output_norm: RmsNorm,
+    dev: D,
+    body: Body<D>,
+    output_fc1: Option<Linear<D>>,
+    output_fc2: Option<Linear<D>>,
+    output_norm: RmsNorm<D>,
 }
 
-impl Projector {
+impl<D: NnDevice> Projector<D> {
     /// Builds the projector from `w`: loading every tensor (a checkpoint) or initialising it
     /// (`Weights::init`), through the same code.
-    pub fn new(config: ProjectorConfig, w: &Weights<'_>) -> Result<Self, ProjectorError> {
+    pub fn new(config: ProjectorConfig, w: &Weights<'_, D>) -> Result<Self, ProjectorError> {
         config.validate()?;
         let c = &config;
         let eps = f64::from(c.norm_eps);
@@ -109,7 +110,7 @@ impl Projector {
     }
 
     /// A freshly initialised projector (seeded).
-    pub fn init(config: ProjectorConfig, seed: u64, dev: Device) -> Result<Self, ProjectorError> {
+    pub fn init(config: ProjectorConfig, seed: u64, dev: D) -> Result<Self, ProjectorError> {
         let initializer = Initializer::new(seed);
         Self::new(config, &Weights::init(&initializer, dev))
     }
@@ -118,7 +119,7 @@ impl Projector {
     pub fn load(
         config: ProjectorConfig,
         weights: &TensorMap,
-        dev: Device,
+        dev: D,
     ) -> Result<Self, ProjectorError> {
         Self::new(config, &Weights::new(weights, dev))
     }
@@ -127,7 +128,7 @@ impl Projector {
         &self.config
     }
 
-    pub fn device(&self) -> &Device {
+    pub fn device(&self) -> &D {
         &self.dev
     }
 
@@ -197,11 +198,11 @@ impl Projector {
 
     /// Audio tokens for a padded batch `x` `(b·n, d_audio)` → `(b·t_max, d_llm)`; rows past an item's own
     /// token count are padding (see `layout.tokens`). Differentiable when `x` is traced.
-    pub fn forward<T: Tape<f32, Device> + Merge<T>>(
+    pub fn forward<T: Tape<f32, D> + Merge<T>>(
         &self,
-        x: Taped2<T>,
+        x: Taped2<T, D>,
         layout: &BatchLayout,
-    ) -> Taped2<T> {
+    ) -> Taped2<T, D> {
         let (b, n, d) = (layout.batch(), layout.frames, self.config.d_audio);
         // dfdx does not check runtime shapes in element-wise ops; a mismatch here is a caller bug.
         assert_eq!(
@@ -253,11 +254,11 @@ impl Projector {
     /// BridgeFormer's hidden states before pooling, `(b·m, d_model)` for `m` stacked frames per item (input
     /// `(b·m, stack·d_audio)`, `layout` counted in stacked frames): no positional encoding, so permuting an
     /// utterance's stacked frames permutes these rows the same way.
-    pub fn encode_frames<T: Tape<f32, Device> + Merge<T>>(
+    pub fn encode_frames<T: Tape<f32, D> + Merge<T>>(
         &self,
-        x: Taped2<T>,
+        x: Taped2<T, D>,
         layout: &BatchLayout,
-    ) -> Taped2<T> {
+    ) -> Taped2<T, D> {
         let Body::BridgeFormer {
             input_fc1,
             input_fc2,
@@ -293,12 +294,12 @@ impl Projector {
         encoder_norm.forward(h)
     }
 
-    fn pool<T: Tape<f32, Device>>(
+    fn pool<T: Tape<f32, D>>(
         &self,
-        h: Taped2<T>,
+        h: Taped2<T, D>,
         layout: &BatchLayout,
         n: usize,
-    ) -> Taped2<T> {
+    ) -> Taped2<T, D> {
         let b = layout.batch();
         let weights = adaptive_pool_weights(&layout.lengths, &layout.tokens, n, layout.max_tokens);
         let weights = tinyalign_nn::from_vec3(&self.dev, weights, (b, layout.max_tokens, n));
@@ -308,15 +309,15 @@ impl Projector {
     /// Host convenience: the audio tokens of one utterance `(frames × d_audio)` → `(T, d_llm)` row-major.
     pub fn project(&self, features: &[f32]) -> Result<(Vec<f32>, usize), ProjectorError> {
         let (data, layout) = self.pad_batch(&[features])?;
-        let x: Tensor2 =
+        let x: Tensor2<D> =
             tinyalign_nn::from_vec2(&self.dev, data, layout.frames, self.config.d_audio);
         let out = tinyalign_nn::to_vec2(&self.forward(x, &layout));
         Ok((out, layout.tokens[0]))
     }
 }
 
-impl Parameters for Projector {
-    fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_>)) {
+impl<D: NnDevice> Parameters<D> for Projector<D> {
+    fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_, D>)) {
         match &mut self.body {
             Body::BridgeFormer {
                 input_fc1,
@@ -582,6 +583,129 @@ mod tests {
             assert!(
                 after < value_before,
                 "{kind:?}: loss {value_before} → {after}"
+            );
+        }
+    }
+
+    /// The same projector, batch and loss on the CPU (host kernels) and on CUDA (dfdx's ops, cuBLAS): the
+    /// outputs, the loss and every parameter's gradient agree, and so do the weights after three AdamW
+    /// steps. Needs a GPU: `cargo test -p tinyalign-projector --features cuda cuda`.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn cuda_training_matches_the_cpu() {
+        use tinyalign_nn::{AdamW, Cuda, NnDevice, Scalar};
+        let config = ProjectorConfig {
+            d_model: 64,
+            heads: 4,
+            ffn_dim: 128,
+            layers: 2,
+            stack: 4,
+            tokens: TokenCount::PerSecond {
+                per_second: 5.0,
+                min: 2,
+                max: 12,
+            },
+            ..ProjectorConfig::bridgeformer(40, 48, 0.05)
+        };
+        let cuda = tinyalign_nn::cuda(0).expect("a CUDA device");
+        let mut cpu_p = Projector::init(config.clone(), 7, tinyalign_nn::cpu()).unwrap();
+        let mut gpu_p: Projector<Cuda> =
+            Projector::load(config.clone(), &cpu_p.state_dict(), cuda.clone()).unwrap();
+        let d = config.d_audio;
+        let utterances: Vec<Vec<f32>> = [37usize, 120, 81]
+            .iter()
+            .enumerate()
+            .map(|(i, &frames)| lcg(frames * d, 100 + i as u64))
+            .collect();
+        let refs: Vec<&[f32]> = utterances.iter().map(Vec::as_slice).collect();
+        let (data, layout) = cpu_p.pad_batch(&refs).unwrap();
+        let rows = layout.batch() * layout.max_tokens;
+        let target = lcg(rows * config.d_llm, 200);
+        let weights: Vec<f32> = (0..rows)
+            .flat_map(|r| {
+                let keep = f32::from(u8::from(
+                    r % layout.max_tokens < layout.tokens[r / layout.max_tokens],
+                ));
+                std::iter::repeat_n(keep, config.d_llm)
+            })
+            .collect();
+        /// What one training step computed, on the host.
+        struct Seen {
+            output: Vec<f32>,
+            loss: f32,
+            gradients: Vec<(String, Vec<f32>)>,
+        }
+        fn step<D: NnDevice>(
+            p: &mut Projector<D>,
+            opt: &mut AdamW,
+            (data, layout, target, weights): (&[f32], &BatchLayout, &[f32], &[f32]),
+        ) -> Seen {
+            let dev = p.device().clone();
+            let (n, d) = (layout.batch() * layout.frames, p.config().d_audio);
+            let x = tinyalign_nn::from_vec2(&dev, data.to_vec(), n, d);
+            let rows = target.len() / p.config().d_llm;
+            let t = tinyalign_nn::from_vec2(&dev, target.to_vec(), rows, p.config().d_llm);
+            let w = tinyalign_nn::from_vec2(&dev, weights.to_vec(), rows, p.config().d_llm);
+            let inference = tinyalign_nn::to_vec2(&p.forward(x.clone(), layout));
+            let out = p.forward(tinyalign_nn::traced(&x), layout);
+            let loss: Scalar<_, D> = tinyalign_nn::masked_mse(out, &t, &w);
+            let value = tinyalign_nn::scalar_value(&loss);
+            let mut grads = tinyalign_nn::backward(loss);
+            let host_grads = tinyalign_nn::parameter_gradients(p, &mut grads);
+            opt.step(p, &mut grads, 1e-3);
+            Seen {
+                output: inference,
+                loss: value,
+                gradients: host_grads,
+            }
+        }
+        let close = |what: &str, a: &[f32], b: &[f32], tolerance: f32| {
+            let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+            let worst = a
+                .iter()
+                .zip(b)
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                worst <= tolerance * scale,
+                "{what}: max difference {worst} against max |value| {scale}"
+            );
+        };
+        let (mut cpu_opt, mut gpu_opt) = (AdamW::new(0.01, Some(1.0)), AdamW::new(0.01, Some(1.0)));
+        for i in 0..3 {
+            let inputs = (
+                data.as_slice(),
+                &layout,
+                target.as_slice(),
+                weights.as_slice(),
+            );
+            let (on_cpu, on_gpu) = (
+                step(&mut cpu_p, &mut cpu_opt, inputs),
+                step(&mut gpu_p, &mut gpu_opt, inputs),
+            );
+            close(
+                &format!("step {i} output"),
+                &on_cpu.output,
+                &on_gpu.output,
+                1e-4,
+            );
+            close(
+                &format!("step {i} loss"),
+                &[on_cpu.loss],
+                &[on_gpu.loss],
+                1e-5,
+            );
+            assert_eq!(on_cpu.gradients.len(), on_gpu.gradients.len());
+            for ((key, a), (_, b)) in on_cpu.gradients.iter().zip(&on_gpu.gradients) {
+                close(&format!("step {i} gradient of {key}"), a, b, 1e-3);
+            }
+        }
+        let (after_cpu, after_gpu) = (cpu_p.state_dict(), gpu_p.state_dict());
+        for (key, tensor) in after_cpu.iter() {
+            close(
+                &format!("{key} after 3 steps"),
+                &tensor.data,
+                &after_gpu.get(key).unwrap().data,
+                1e-3,
             );
         }
     }

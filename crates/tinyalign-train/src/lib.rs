@@ -6,6 +6,7 @@
 //! `projector.safetensors` + `projector.json` and `summary.json`.
 
 mod config;
+mod device;
 mod features;
 mod in_the_loop;
 pub mod plot;
@@ -14,6 +15,7 @@ mod trainer;
 mod users;
 
 pub use config::{DataConfig, LossConfig, Objective, OptimConfig, ProjectorSizes, TrainConfig};
+pub use device::ComputeDevice;
 pub use features::{FRONTEND_VERSION, FeatureCache, Features, sha256_hex};
 pub use in_the_loop::LoopContext;
 pub use targets::{Target, TargetBuilder};

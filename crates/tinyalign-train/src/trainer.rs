@@ -13,11 +13,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tinyalign_data::{Manifest, Split, Utterance};
 use tinyalign_llm::{LlamaModel, Precision};
-use tinyalign_nn::AdamW;
+use tinyalign_nn::{AdamW, Merge, NnDevice, Scalar, Tape, Taped2, Tensor2};
 use tinyalign_projector::{Projector, ProjectorConfig};
 use tinyalign_weights::TensorMap;
 use tinyalign_weights::st::{StoreAs, read_safetensors, write_safetensors};
 
+use crate::device::{ComputeDevice, TrainDevice};
 use crate::features::{FeatureCache, Features, sha256_hex};
 use crate::in_the_loop::LoopContext;
 use crate::targets::{Target, TargetBuilder};
@@ -45,6 +46,8 @@ pub struct TrainOptions {
     /// Where encoder features are cached (default `<cache_dir>/features`); a user's own folder keeps their
     /// features apart.
     pub feature_dir: Option<PathBuf>,
+    /// Where the projector trains (the frozen models always run on the CPU).
+    pub device: ComputeDevice,
 }
 
 impl TrainOptions {
@@ -142,6 +145,9 @@ pub struct TrainSummary {
     pub training_seconds: f64,
     pub peak_rss_bytes: Option<u64>,
     pub projector: PathBuf,
+    /// Where the projector trained (`cpu`, `cuda:0`).
+    #[serde(default)]
+    pub device: String,
 }
 
 fn io<E: std::fmt::Display>(what: &Path) -> impl Fn(E) -> TrainError + '_ {
@@ -190,20 +196,24 @@ fn epoch_batches(
     batches
 }
 
-/// A padded batch: features `(b·n, d_audio)`, targets `(b·t_max, d_llm)`, per-row weights.
-struct Batch {
-    x: tinyalign_nn::Tensor2,
+/// A padded batch on the projector's device: features `(b·n, d_audio)`, targets `(b·t_max, d_llm)`, per-row
+/// weights.
+struct Batch<D: NnDevice> {
+    x: Tensor2<D>,
     layout: tinyalign_projector::BatchLayout,
-    target: tinyalign_nn::Tensor2,
+    target: Tensor2<D>,
     row_weights: Vec<f32>,
-    element_weights: tinyalign_nn::Tensor2,
+    element_weights: Tensor2<D>,
     /// The distinct target embeddings of the batch, transposed `(d, k)`, and for each transcript row the
     /// index of its own: the token-identity term's candidates and labels.
-    candidates: tinyalign_nn::Tensor2,
+    candidates: Tensor2<D>,
     labels: Vec<(usize, usize)>,
 }
 
-fn make_batch(projector: &Projector, examples: &[&Example]) -> Result<Batch, TrainError> {
+fn make_batch<D: NnDevice>(
+    projector: &Projector<D>,
+    examples: &[&Example],
+) -> Result<Batch<D>, TrainError> {
     let refs: Vec<&[f32]> = examples
         .iter()
         .map(|e| e.features.data.as_slice())
@@ -264,12 +274,12 @@ fn make_batch(projector: &Projector, examples: &[&Example]) -> Result<Batch, Tra
 }
 
 /// EmbedLink's loss of projector outputs `out` against the batch's targets (see `LossConfig`).
-fn embedlink_loss<T: tinyalign_nn::Tape<f32, tinyalign_nn::Device> + tinyalign_nn::Merge<T>>(
-    out: tinyalign_nn::Taped2<T>,
-    batch: &Batch,
+fn embedlink_loss<T: Tape<f32, D> + Merge<T>, D: NnDevice>(
+    out: Taped2<T, D>,
+    batch: &Batch<D>,
     config: &TrainConfig,
     mse_scale: f32,
-) -> tinyalign_nn::Scalar<T> {
+) -> Scalar<T, D> {
     let mse = tinyalign_nn::masked_mse(
         tinyalign_nn::fork(&out),
         &batch.target,
@@ -290,28 +300,31 @@ fn embedlink_loss<T: tinyalign_nn::Tape<f32, tinyalign_nn::Device> + tinyalign_n
 }
 
 /// The configured objective's loss of projector outputs `out` for the batch `members`.
-fn objective_loss<T: tinyalign_nn::Tape<f32, tinyalign_nn::Device> + tinyalign_nn::Merge<T>>(
-    out: tinyalign_nn::Taped2<T>,
-    batch: &Batch,
+fn objective_loss<T: Tape<f32, D> + Merge<T>, D: TrainDevice>(
+    out: Taped2<T, D>,
+    batch: &Batch<D>,
     members: &[&Example],
     config: &TrainConfig,
     mse_scale: f32,
     in_loop: Option<&LoopContext>,
-) -> tinyalign_nn::Scalar<T> {
+) -> Result<Scalar<T, D>, TrainError> {
     match in_loop {
-        None => embedlink_loss(out, batch, config, mse_scale),
+        None => Ok(embedlink_loss(out, batch, config, mse_scale)),
         Some(context) => {
             let answers: Vec<&[u32]> = members.iter().map(|e| e.answer_ids.as_slice()).collect();
             let embeds: Vec<&[f32]> = members.iter().map(|e| e.answer_embeds.as_slice()).collect();
-            context.loss(out, &batch.layout, &answers, &embeds)
+            D::in_loop_loss(context, out, &batch.layout, &answers, &embeds)
+                .ok_or_else(|| TrainError::Config(LOOP_ON_CPU_ONLY.into()))
         }
     }
 }
 
+const LOOP_ON_CPU_ONLY: &str = "the LLM-in-the-loop objective runs on the CPU only (its LLM graph is built there): use --device cpu";
+
 /// Mean loss (of the configured objective) and mean cosine similarity to the EmbedLink targets (transcript
 /// rows only, whatever the objective, so runs of both objectives compare on one scale), without gradients.
-fn evaluate(
-    projector: &Projector,
+fn evaluate<D: TrainDevice>(
+    projector: &Projector<D>,
     examples: &[Example],
     config: &TrainConfig,
     mse_scale: f32,
@@ -325,7 +338,7 @@ fn evaluate(
         let out = tinyalign_nn::to_vec2(&projected);
         let value = tinyalign_nn::scalar_value(&objective_loss(
             projected, &batch, &refs, config, mse_scale, in_loop,
-        ));
+        )?);
         loss_sum += f64::from(value) * chunk.len() as f64;
         let target = tinyalign_nn::to_vec2(&batch.target);
         let d = projector.config().d_llm;
@@ -345,9 +358,9 @@ fn evaluate(
     ))
 }
 
-fn write_checkpoint(
+fn write_checkpoint<D: NnDevice>(
     dir: &Path,
-    projector: &mut Projector,
+    projector: &mut Projector<D>,
     opt: &AdamW,
     state: &CheckpointState,
 ) -> Result<(), TrainError> {
@@ -372,21 +385,33 @@ fn read_map(path: &Path) -> Result<TensorMap, TrainError> {
     read_safetensors(&bytes, &path.display().to_string()).map_err(|e| TrainError::Io(e.to_string()))
 }
 
-/// A trained projector to start from; its config (from projector.json) must be the one this run builds.
-fn load_base(dir: &Path, expected: &ProjectorConfig) -> Result<Projector, TrainError> {
-    let projector = load_run_projector(dir)?;
-    if projector.config() != expected {
+/// A trained projector to start from, on `dev`; its config (from projector.json) must be the one this run
+/// builds.
+fn load_base<D: NnDevice>(
+    dir: &Path,
+    expected: &ProjectorConfig,
+    dev: D,
+) -> Result<Projector<D>, TrainError> {
+    let (found, weights) = read_run_projector(dir)?;
+    if &found != expected {
         return Err(TrainError::Config(format!(
-            "the base projector in {} has another shape than this run's config: {:?} vs {expected:?}",
+            "the base projector in {} has another shape than this run's config: {found:?} vs {expected:?}",
             dir.display(),
-            projector.config()
         )));
     }
-    Ok(projector)
+    Projector::load(found, &weights, dev)
+        .map_err(|e| TrainError::Model(format!("{}: {e}", dir.display())))
 }
 
-/// The projector of a run folder (projector.json + projector.safetensors).
+/// The projector of a run folder (projector.json + projector.safetensors), on the CPU.
 fn load_run_projector(dir: &Path) -> Result<Projector, TrainError> {
+    let (config, weights) = read_run_projector(dir)?;
+    Projector::load(config, &weights, tinyalign_nn::cpu())
+        .map_err(|e| TrainError::Model(format!("{}: {e}", dir.display())))
+}
+
+/// The config and weights of a run folder's projector.
+fn read_run_projector(dir: &Path) -> Result<(ProjectorConfig, TensorMap), TrainError> {
     let manifest_path = dir.join("projector.json");
     let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
         TrainError::Io(format!(
@@ -398,12 +423,7 @@ fn load_run_projector(dir: &Path) -> Result<Projector, TrainError> {
         .map_err(|e| TrainError::Io(format!("{}: {e}", manifest_path.display())))?;
     let found: ProjectorConfig = serde_json::from_value(manifest["projector"].clone())
         .map_err(|e| TrainError::Io(format!("{} `projector`: {e}", manifest_path.display())))?;
-    Projector::load(
-        found,
-        &read_map(&dir.join("projector.safetensors"))?,
-        tinyalign_nn::cpu(),
-    )
-    .map_err(|e| TrainError::Model(format!("{}: {e}", dir.display())))
+    Ok((found, read_map(&dir.join("projector.safetensors"))?))
 }
 
 /// Mean cosine between the tokens of the projector in run folder `projector_dir` and the EmbedLink targets
@@ -436,8 +456,40 @@ pub fn projector_cosine(
     Ok(evaluate(&projector, &examples, config, mse_scale, None)?.1)
 }
 
-/// Trains a projector with EmbedLink targets; everything goes into `options.run_dir`.
+/// Trains a projector with EmbedLink targets on `options.device`; everything goes into `options.run_dir`.
 pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummary, TrainError> {
+    match options.device {
+        ComputeDevice::Cpu => train_on(config, options, tinyalign_nn::cpu()),
+        ComputeDevice::Cuda(ordinal) => train_on_cuda(config, options, ordinal),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn train_on_cuda(
+    config: &TrainConfig,
+    options: &TrainOptions,
+    ordinal: usize,
+) -> Result<TrainSummary, TrainError> {
+    if config.loss.objective == Objective::LlmInTheLoop {
+        return Err(TrainError::Config(LOOP_ON_CPU_ONLY.into()));
+    }
+    let dev = tinyalign_nn::cuda(ordinal).map_err(|e| TrainError::Config(e.to_string()))?;
+    train_on(config, options, dev)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn train_on_cuda(_: &TrainConfig, _: &TrainOptions, _: usize) -> Result<TrainSummary, TrainError> {
+    Err(TrainError::Config(
+        "this build has no CUDA support: rebuild with `--features cuda` (needs the CUDA toolkit; see the README)"
+            .into(),
+    ))
+}
+
+fn train_on<D: TrainDevice>(
+    config: &TrainConfig,
+    options: &TrainOptions,
+    dev: D,
+) -> Result<TrainSummary, TrainError> {
     let say = |line: String| {
         if options.verbose {
             eprintln!("{line}");
@@ -494,20 +546,16 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
         output_rms: targets.embedding_rms,
         norm_eps: 1e-5,
     };
-    let mut projector = Projector::init(
-        projector_config.clone(),
-        config.optim.seed,
-        tinyalign_nn::cpu(),
-    )
-    .map_err(|e| TrainError::Config(e.to_string()))?;
+    let mut projector = Projector::init(projector_config.clone(), config.optim.seed, dev.clone())
+        .map_err(|e| TrainError::Config(e.to_string()))?;
     if let Some(base) = &options.init_from {
-        projector = load_base(base, &projector_config)?;
+        projector = load_base(base, &projector_config, dev.clone())?;
         say(format!("starting from {}", base.display()));
     }
     let parameters = projector.parameter_count();
     say(format!(
-        "projector: {:?}, {parameters} parameters, output RMS {:.4}",
-        p.kind, targets.embedding_rms
+        "projector: {:?}, {parameters} parameters, output RMS {:.4}, training on {}",
+        p.kind, targets.embedding_rms, options.device
     ));
 
     // Features (cached) and targets.
@@ -561,7 +609,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
         projector = Projector::load(
             projector_config.clone(),
             &read_map(&checkpoint_dir.join("projector.safetensors"))?,
-            tinyalign_nn::cpu(),
+            dev.clone(),
         )
         .map_err(|e| TrainError::Model(format!("checkpoint does not fit this config: {e}")))?;
         opt.load_state(&read_map(&checkpoint_dir.join("optimizer.safetensors"))?)
@@ -616,7 +664,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
             .collect();
         let batch = make_batch(&projector, &members)?;
         let out = projector.forward(tinyalign_nn::traced(&batch.x), &batch.layout);
-        let total = objective_loss(out, &batch, &members, config, mse_scale, in_loop.as_ref());
+        let total = objective_loss(out, &batch, &members, config, mse_scale, in_loop.as_ref())?;
         let value = tinyalign_nn::scalar_value(&total);
         if !value.is_finite() {
             return Err(TrainError::Diverged(format!(
@@ -721,6 +769,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
         training_seconds: seconds_before + started.elapsed().as_secs_f64(),
         peak_rss_bytes: tinyalign_data::peak_rss_bytes(),
         projector: run.join("projector.safetensors"),
+        device: options.device.to_string(),
     };
     let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
     tinyalign_data::write_atomic(&run.join("summary.json"), &json)
@@ -730,9 +779,9 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummar
 
 /// The best projector so far: weights plus the manifest that ties them to the models they were trained for.
 #[allow(clippy::too_many_arguments)]
-fn save_projector(
+fn save_projector<D: NnDevice>(
     run: &Path,
-    projector: &mut Projector,
+    projector: &mut Projector<D>,
     config: &ProjectorConfig,
     encoder_hash: &str,
     llm_hash: &str,
