@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use dfdx::prelude::*;
 use dfdx::tensor::Gradients;
 use tinyalign_weights::{Tensor as HostTensor, TensorMap};
 
@@ -57,6 +58,45 @@ impl<D: NnDevice> ParamTensor<'_, D> {
             ParamTensor::Vector(t) => t.copy_from(values),
         }
     }
+
+    /// The values as one flat device tensor, stored layout.
+    fn flat(&self) -> Tensor1<D> {
+        match self {
+            ParamTensor::Matrix(t, _) => {
+                let (rows, cols) = crate::shape2(t);
+                (**t).clone().reshape_like(&(rows * cols,))
+            }
+            ParamTensor::Vector(t) => (*t).clone(),
+        }
+    }
+
+    /// Replaces the values with `flat` (stored layout), on the device.
+    fn set_flat(&mut self, flat: Tensor1<D>) {
+        match self {
+            ParamTensor::Matrix(t, _) => {
+                let shape = crate::shape2(t);
+                **t = flat.reshape_like(&shape);
+            }
+            ParamTensor::Vector(t) => **t = flat,
+        }
+    }
+
+    /// This tensor's gradient as one flat device tensor (zeros when it took no part).
+    fn flat_grad(&self, grads: &mut Gradients<f32, D>) -> Tensor1<D> {
+        match self {
+            ParamTensor::Matrix(t, _) => {
+                let (rows, cols) = crate::shape2(t);
+                match grads.get_or_alloc_mut(&**t) {
+                    Ok(_) => grads.get(&**t).reshape_like(&(rows * cols,)),
+                    Err(_) => t.device().zeros_like(&(rows * cols,)),
+                }
+            }
+            ParamTensor::Vector(t) => match grads.get_or_alloc_mut(&**t) {
+                Ok(_) => grads.get(&**t),
+                Err(_) => t.device().zeros_like(&**t),
+            },
+        }
+    }
 }
 
 /// The gradient of `t` on the host (zeros when it took no part).
@@ -102,16 +142,34 @@ pub fn state_dict<D: NnDevice>(module: &mut dyn Parameters<D>, source_name: &str
 }
 
 /// AdamW (Loshchilov & Hutter; PyTorch's `torch.optim.AdamW` update, bias-corrected) with the learning rate
-/// given per step so schedules live with the caller.
+/// given per step so schedules live with the caller. On the CPU the update is a host loop; on a device
+/// without host kernels (CUDA) it is a few tensor ops per parameter on the device, so parameters, gradients
+/// and moments stay there (the moments come to the host only for a checkpoint).
 #[derive(Debug, Clone)]
-pub struct AdamW {
+pub struct AdamW<D: NnDevice = Device> {
     pub betas: (f32, f32),
     pub eps: f32,
     pub weight_decay: f32,
     /// Clip the global gradient norm to this before the update (None: no clipping).
     pub max_grad_norm: Option<f32>,
     step: u64,
-    moments: BTreeMap<String, (Vec<f32>, Vec<f32>)>,
+    moments: BTreeMap<String, Moments<D>>,
+}
+
+/// First and second moments of one parameter, flat in its stored layout.
+#[derive(Debug, Clone)]
+enum Moments<D: NnDevice> {
+    Host(Vec<f32>, Vec<f32>),
+    Device(Tensor1<D>, Tensor1<D>),
+}
+
+impl<D: NnDevice> Moments<D> {
+    fn to_host(&self) -> (Vec<f32>, Vec<f32>) {
+        match self {
+            Moments::Host(m, v) => (m.clone(), v.clone()),
+            Moments::Device(m, v) => (m.as_vec(), v.as_vec()),
+        }
+    }
 }
 
 /// What one optimiser step saw.
@@ -122,7 +180,7 @@ pub struct StepReport {
     pub clipped: bool,
 }
 
-impl AdamW {
+impl<D: NnDevice> AdamW<D> {
     pub fn new(weight_decay: f32, max_grad_norm: Option<f32>) -> Self {
         Self {
             betas: (0.9, 0.999),
@@ -140,7 +198,31 @@ impl AdamW {
 
     /// Updates every parameter of `module` from `grads` (from `loss.backward()`). A non-finite gradient
     /// norm leaves the parameters untouched and is reported, so the caller can stop cleanly.
-    pub fn step<D: NnDevice>(
+    pub fn step(
+        &mut self,
+        module: &mut dyn Parameters<D>,
+        grads: &mut Gradients<f32, D>,
+        lr: f32,
+    ) -> StepReport {
+        if D::HOST_KERNELS {
+            self.step_on_host(module, grads, lr)
+        } else {
+            self.step_with_tensor_ops(module, grads, lr)
+        }
+    }
+
+    /// Gradient clipping's scale for a global norm, or `None` (no update) when the norm is not finite.
+    fn clip_scale(&self, norm: f32) -> Option<f32> {
+        if !norm.is_finite() {
+            return None;
+        }
+        Some(match self.max_grad_norm {
+            Some(max) if norm > max => max / (norm + 1e-6),
+            _ => 1.0,
+        })
+    }
+
+    fn step_on_host(
         &mut self,
         module: &mut dyn Parameters<D>,
         grads: &mut Gradients<f32, D>,
@@ -157,15 +239,11 @@ impl AdamW {
             .map(|g| f64::from(*g) * f64::from(*g))
             .sum::<f64>()
             .sqrt() as f32;
-        if !norm.is_finite() {
+        let Some(scale) = self.clip_scale(norm) else {
             return StepReport {
                 grad_norm: norm,
                 clipped: false,
             };
-        }
-        let scale = match self.max_grad_norm {
-            Some(max) if norm > max => max / (norm + 1e-6),
-            _ => 1.0,
         };
         self.step += 1;
         let (b1, b2) = self.betas;
@@ -173,10 +251,11 @@ impl AdamW {
         let correction2 = 1.0 - b2.powi(self.step as i32);
         let mut updated: BTreeMap<String, Vec<f32>> = BTreeMap::new();
         for (key, mut values, grad) in params {
-            let (m, v) = self
-                .moments
-                .entry(key.clone())
-                .or_insert_with(|| (vec![0.0; grad.len()], vec![0.0; grad.len()]));
+            let (mut m, mut v) = match self.moments.remove(&key) {
+                Some(Moments::Host(m, v)) => (m, v),
+                Some(device) => device.to_host(),
+                None => (vec![0.0; grad.len()], vec![0.0; grad.len()]),
+            };
             for i in 0..values.len() {
                 let g = grad[i] * scale;
                 m[i] = b1 * m[i] + (1.0 - b1) * g;
@@ -186,6 +265,7 @@ impl AdamW {
                 values[i] -=
                     lr * (self.weight_decay * values[i] + m_hat / (v_hat.sqrt() + self.eps));
             }
+            self.moments.insert(key.clone(), Moments::Host(m, v));
             updated.insert(key, values);
         }
         module.visit(&mut |key, mut t| {
@@ -199,17 +279,74 @@ impl AdamW {
         }
     }
 
+    /// The same update as [`Self::step_on_host`] in dfdx tensor ops, on the parameters' device: one scalar
+    /// per parameter (its squared gradient norm) comes to the host.
+    fn step_with_tensor_ops(
+        &mut self,
+        module: &mut dyn Parameters<D>,
+        grads: &mut Gradients<f32, D>,
+        lr: f32,
+    ) -> StepReport {
+        let mut flat_grads: Vec<(String, Tensor1<D>)> = Vec::new();
+        let mut sum_of_squares = 0.0f64;
+        module.visit(&mut |key, t| {
+            let g = t.flat_grad(grads);
+            sum_of_squares += f64::from(g.clone().square().sum::<(), _>().as_vec()[0]);
+            flat_grads.push((key.to_string(), g));
+        });
+        let norm = sum_of_squares.sqrt() as f32;
+        let Some(scale) = self.clip_scale(norm) else {
+            return StepReport {
+                grad_norm: norm,
+                clipped: false,
+            };
+        };
+        self.step += 1;
+        let (b1, b2) = self.betas;
+        let correction1 = 1.0 - b1.powi(self.step as i32);
+        let correction2 = 1.0 - b2.powi(self.step as i32);
+        let mut directions: BTreeMap<String, Tensor1<D>> = BTreeMap::new();
+        for (key, g) in flat_grads {
+            let dev = g.device().clone();
+            let (m, v) = match self.moments.remove(&key) {
+                Some(Moments::Device(m, v)) => (m, v),
+                Some(Moments::Host(m, v)) => {
+                    let n = m.len();
+                    (dev.tensor_from_vec(m, (n,)), dev.tensor_from_vec(v, (n,)))
+                }
+                None => (dev.zeros_like(&g), dev.zeros_like(&g)),
+            };
+            let g = g * scale;
+            let m = m * b1 + g.clone() * (1.0 - b1);
+            let v = v * b2 + g.square() * (1.0 - b2);
+            let direction =
+                (m.clone() / correction1) / ((v.clone() / correction2).sqrt() + self.eps);
+            self.moments.insert(key.clone(), Moments::Device(m, v));
+            directions.insert(key, direction);
+        }
+        let weight_decay = self.weight_decay;
+        module.visit(&mut |key, mut t| {
+            if let Some(direction) = directions.remove(key) {
+                let values = t.flat();
+                let decay = values.clone() * weight_decay;
+                t.set_flat(values - (decay + direction) * lr);
+            }
+        });
+        StepReport {
+            grad_norm: norm,
+            clipped: scale < 1.0,
+        }
+    }
+
     /// Moments and step count as tensors (`exp_avg.KEY`, `exp_avg_sq.KEY`, `step`), for exact resumption.
     pub fn state(&self) -> TensorMap {
         let mut map = TensorMap::new("adamw state");
-        for (key, (m, v)) in &self.moments {
-            map.insert(
-                format!("exp_avg.{key}"),
-                HostTensor::new(vec![m.len()], m.clone()),
-            );
+        for (key, moments) in &self.moments {
+            let (m, v) = moments.to_host();
+            map.insert(format!("exp_avg.{key}"), HostTensor::new(vec![m.len()], m));
             map.insert(
                 format!("exp_avg_sq.{key}"),
-                HostTensor::new(vec![v.len()], v.clone()),
+                HostTensor::new(vec![v.len()], v),
             );
         }
         // f32 holds integers exactly up to 2^24 steps, far beyond any run here.
@@ -226,7 +363,7 @@ impl AdamW {
             if let Some(key) = name.strip_prefix("exp_avg.") {
                 let m = tensor.data.clone();
                 let v = state.get(&format!("exp_avg_sq.{key}"))?.data.clone();
-                self.moments.insert(key.to_string(), (m, v));
+                self.moments.insert(key.to_string(), Moments::Host(m, v));
             }
         }
         Ok(())
@@ -351,6 +488,80 @@ mod tests {
             continued, resumed,
             "resuming from the snapshot reproduces the run exactly"
         );
+    }
+
+    /// The tensor-op update (what CUDA runs) against the host loop, on the CPU: same weights after steps
+    /// with clipping and weight decay, and moments that move between the two through a checkpoint.
+    #[test]
+    fn tensor_op_adamw_matches_the_host_loop() {
+        let dev = crate::cpu();
+        let x = crate::from_vec2(
+            &dev,
+            lcg(32 * 5, 21).iter().map(|v| v * 4.0).collect(),
+            32,
+            5,
+        );
+        let y = crate::from_vec2(&dev, lcg(32 * 3, 22), 32, 3);
+        let make = || {
+            let init = Initializer::new(9);
+            Linear::load(&Weights::init(&init, dev.clone()).pp("l"), 5, 3, true).unwrap()
+        };
+        let grads_of = |layer: &Linear| {
+            let loss = dfdx::tensor_ops::SumTo::sum(
+                (layer.forward(crate::traced(&x)) - y.clone()).square(),
+            );
+            dfdx::tensor_ops::Backward::backward(loss)
+        };
+        let (mut host_layer, mut op_layer) = (make(), make());
+        let (mut host_opt, mut op_opt) = (AdamW::new(0.1, Some(0.5)), AdamW::new(0.1, Some(0.5)));
+        let close = |a: &mut Linear, b: &mut Linear, what: &str| {
+            let (sa, sb) = (state_dict(a, "a"), state_dict(b, "b"));
+            for (key, t) in sa.iter() {
+                let worst = t
+                    .data
+                    .iter()
+                    .zip(&sb.get(key).unwrap().data)
+                    .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+                assert!(worst < 1e-6, "{what} {key}: differs by {worst}");
+            }
+        };
+        for step in 0..4 {
+            let report = {
+                let mut g = grads_of(&host_layer);
+                host_opt.step_on_host(&mut host_layer, &mut g, 0.02)
+            };
+            let op_report = {
+                let mut g = grads_of(&op_layer);
+                op_opt.step_with_tensor_ops(&mut op_layer, &mut g, 0.02)
+            };
+            assert!(
+                report.clipped && op_report.clipped,
+                "the clipping path is exercised"
+            );
+            assert!((report.grad_norm - op_report.grad_norm).abs() <= 1e-5 * report.grad_norm);
+            close(&mut host_layer, &mut op_layer, &format!("step {step}"));
+        }
+        // Device moments through a checkpoint into a host-loop optimiser, and on: still the same path.
+        let mut resumed_opt = AdamW::new(0.1, Some(0.5));
+        resumed_opt.load_state(&op_opt.state()).unwrap();
+        let mut resumed_layer = Linear::load(
+            &Weights::new(&state_dict(&mut op_layer, "w"), dev.clone()).pp("l"),
+            5,
+            3,
+            true,
+        )
+        .unwrap();
+        for step in 4..6 {
+            let mut g = grads_of(&resumed_layer);
+            resumed_opt.step_on_host(&mut resumed_layer, &mut g, 0.02);
+            let mut g = grads_of(&host_layer);
+            host_opt.step_on_host(&mut host_layer, &mut g, 0.02);
+            close(
+                &mut host_layer,
+                &mut resumed_layer,
+                &format!("resumed step {step}"),
+            );
+        }
     }
 
     #[test]

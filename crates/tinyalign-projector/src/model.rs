@@ -637,7 +637,7 @@ mod tests {
         }
         fn step<D: NnDevice>(
             p: &mut Projector<D>,
-            opt: &mut AdamW,
+            opt: &mut AdamW<D>,
             (data, layout, target, weights): (&[f32], &BatchLayout, &[f32], &[f32]),
         ) -> Seen {
             let dev = p.device().clone();

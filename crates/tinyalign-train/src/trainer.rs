@@ -361,7 +361,7 @@ fn evaluate<D: TrainDevice>(
 fn write_checkpoint<D: NnDevice>(
     dir: &Path,
     projector: &mut Projector<D>,
-    opt: &AdamW,
+    opt: &AdamW<D>,
     state: &CheckpointState,
 ) -> Result<(), TrainError> {
     let weights = write_safetensors(&projector.state_dict(), StoreAs::F32, &[])
