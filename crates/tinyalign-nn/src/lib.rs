@@ -2,6 +2,9 @@
 //! conv1d, masks or erf-GELU blocks; these layers are built from its tensor ops instead, so they run and
 //! differentiate on any sizes read from a config file. Tensors are time-major: `(frames, channels)`.
 //!
+//! The trainable layers run on any [`NnDevice`]: the CPU (default; host-row kernels) or, with the `cuda`
+//! feature, dfdx's CUDA backend (the same layers through dfdx ops and cuBLAS).
+//!
 //! This is the only crate that imports dfdx; the rest of tinyalign sees [`Tensor2`] and friends.
 
 mod decoder;
