@@ -9,12 +9,15 @@ use crate::Tensor1;
 use crate::layers::Taped2;
 
 /// A dfdx backend the layers run on: dfdx's ops plus the three ops whose fast form is device-specific.
+/// Their defaults are the portable dfdx-op forms; the CPU overrides them with its host kernels.
 pub trait NnDevice: dfdx::tensor_ops::Device<f32> + std::fmt::Debug {
     /// Inference passes (no tape) run on host rows with the CPU kernels instead of dfdx ops.
     const HOST_KERNELS: bool;
 
     /// Exact (erf) GELU, differentiable.
-    fn gelu<T: Tape<f32, Self>>(x: Taped2<T, Self>) -> Taped2<T, Self>;
+    fn gelu<T: Tape<f32, Self>>(x: Taped2<T, Self>) -> Taped2<T, Self> {
+        crate::portable::gelu(x)
+    }
 
     /// LayerNorm over the channel axis of `(n, d)`, with affine `gamma`, `beta` `(d)`.
     fn layer_norm<T: Tape<f32, Self>>(
@@ -22,10 +25,14 @@ pub trait NnDevice: dfdx::tensor_ops::Device<f32> + std::fmt::Debug {
         gamma: &Tensor1<Self>,
         beta: &Tensor1<Self>,
         eps: f32,
-    ) -> Taped2<T, Self>;
+    ) -> Taped2<T, Self> {
+        crate::portable::layer_norm(x, gamma, beta, eps)
+    }
 
     /// `x + bias` on every row: `(n, d)` + `(d)`.
-    fn add_bias<T: Tape<f32, Self>>(x: Taped2<T, Self>, bias: &Tensor1<Self>) -> Taped2<T, Self>;
+    fn add_bias<T: Tape<f32, Self>>(x: Taped2<T, Self>, bias: &Tensor1<Self>) -> Taped2<T, Self> {
+        crate::portable::add_bias(x, bias)
+    }
 }
 
 impl NnDevice for Cpu {
@@ -58,21 +65,4 @@ impl NnDevice for Cpu {
 #[cfg(feature = "cuda")]
 impl NnDevice for Cuda {
     const HOST_KERNELS: bool = false;
-
-    fn gelu<T: Tape<f32, Self>>(x: Taped2<T, Self>) -> Taped2<T, Self> {
-        crate::portable::gelu(x)
-    }
-
-    fn layer_norm<T: Tape<f32, Self>>(
-        x: Taped2<T, Self>,
-        gamma: &Tensor1<Self>,
-        beta: &Tensor1<Self>,
-        eps: f32,
-    ) -> Taped2<T, Self> {
-        crate::portable::layer_norm(x, gamma, beta, eps)
-    }
-
-    fn add_bias<T: Tape<f32, Self>>(x: Taped2<T, Self>, bias: &Tensor1<Self>) -> Taped2<T, Self> {
-        crate::portable::add_bias(x, bias)
-    }
 }

@@ -211,15 +211,23 @@ impl<D: NnDevice> AdamW<D> {
         }
     }
 
-    /// Gradient clipping's scale for a global norm, or `None` (no update) when the norm is not finite.
-    fn clip_scale(&self, norm: f32) -> Option<f32> {
+    /// Starts a step for a global gradient norm: counts it and returns the clipping scale and the two
+    /// bias corrections, or `None` (no update, no step counted) when the norm is not finite.
+    fn start_step(&mut self, norm: f32) -> Option<(f32, f32, f32)> {
         if !norm.is_finite() {
             return None;
         }
-        Some(match self.max_grad_norm {
+        let scale = match self.max_grad_norm {
             Some(max) if norm > max => max / (norm + 1e-6),
             _ => 1.0,
-        })
+        };
+        self.step += 1;
+        let (b1, b2) = self.betas;
+        Some((
+            scale,
+            1.0 - b1.powi(self.step as i32),
+            1.0 - b2.powi(self.step as i32),
+        ))
     }
 
     fn step_on_host(
@@ -239,16 +247,13 @@ impl<D: NnDevice> AdamW<D> {
             .map(|g| f64::from(*g) * f64::from(*g))
             .sum::<f64>()
             .sqrt() as f32;
-        let Some(scale) = self.clip_scale(norm) else {
+        let Some((scale, correction1, correction2)) = self.start_step(norm) else {
             return StepReport {
                 grad_norm: norm,
                 clipped: false,
             };
         };
-        self.step += 1;
         let (b1, b2) = self.betas;
-        let correction1 = 1.0 - b1.powi(self.step as i32);
-        let correction2 = 1.0 - b2.powi(self.step as i32);
         let mut updated: BTreeMap<String, Vec<f32>> = BTreeMap::new();
         for (key, mut values, grad) in params {
             let (mut m, mut v) = match self.moments.remove(&key) {
@@ -295,16 +300,13 @@ impl<D: NnDevice> AdamW<D> {
             flat_grads.push((key.to_string(), g));
         });
         let norm = sum_of_squares.sqrt() as f32;
-        let Some(scale) = self.clip_scale(norm) else {
+        let Some((scale, correction1, correction2)) = self.start_step(norm) else {
             return StepReport {
                 grad_norm: norm,
                 clipped: false,
             };
         };
-        self.step += 1;
         let (b1, b2) = self.betas;
-        let correction1 = 1.0 - b1.powi(self.step as i32);
-        let correction2 = 1.0 - b2.powi(self.step as i32);
         let mut directions: BTreeMap<String, Tensor1<D>> = BTreeMap::new();
         for (key, g) in flat_grads {
             let dev = g.device().clone();

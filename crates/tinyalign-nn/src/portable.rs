@@ -1,8 +1,6 @@
 //! GELU, LayerNorm and the bias add from dfdx's own ops, for backends without host kernels (CUDA). They
 //! compile and are tested on the CPU against the host kernels and finite differences, so the GPU runs
 //! code whose values and gradients are checked on every CI run.
-// Without the `cuda` feature only the tests call these.
-#![cfg_attr(not(feature = "cuda"), allow(dead_code))]
 
 use dfdx::prelude::*;
 

@@ -48,14 +48,16 @@ impl std::fmt::Display for ComputeDevice {
 /// A device the training loop runs on. The LLM-in-the-loop baseline back-propagates through the frozen
 /// LLM's graph, which is built on the CPU: elsewhere it is refused before training starts.
 pub(crate) trait TrainDevice: NnDevice {
-    /// The LLM-in-the-loop loss of `out`, or `None` where that graph cannot run.
+    /// The LLM-in-the-loop loss of `out`, or `None` (the default) where that graph cannot run.
     fn in_loop_loss<T: Tape<f32, Self> + Merge<T>>(
-        context: &LoopContext,
-        out: Taped2<T, Self>,
-        layout: &BatchLayout,
-        answers: &[&[u32]],
-        answer_embeds: &[&[f32]],
-    ) -> Option<Scalar<T, Self>>;
+        _context: &LoopContext,
+        _out: Taped2<T, Self>,
+        _layout: &BatchLayout,
+        _answers: &[&[u32]],
+        _answer_embeds: &[&[f32]],
+    ) -> Option<Scalar<T, Self>> {
+        None
+    }
 }
 
 impl TrainDevice for tinyalign_nn::Cpu {
@@ -71,17 +73,7 @@ impl TrainDevice for tinyalign_nn::Cpu {
 }
 
 #[cfg(feature = "cuda")]
-impl TrainDevice for tinyalign_nn::Cuda {
-    fn in_loop_loss<T: Tape<f32, Self> + Merge<T>>(
-        _: &LoopContext,
-        _: Taped2<T, Self>,
-        _: &BatchLayout,
-        _: &[&[u32]],
-        _: &[&[f32]],
-    ) -> Option<Scalar<T, Self>> {
-        None
-    }
-}
+impl TrainDevice for tinyalign_nn::Cuda {}
 
 #[cfg(test)]
 mod tests {
