@@ -119,7 +119,7 @@ fn gpu_llm_matches_the_cpu_model_and_answers_the_same() {
         .slot_prompt(g, &g.upload(&slot, t, 576).unwrap(), instruction)
         .unwrap();
 
-    let (before, after) = tinyalign_llm::slot_prompt_ids(&cpu.tokenizer, instruction);
+    let (before, after) = cpu.slot_prompt_ids(instruction);
     let mut embeds = cpu.embed_tokens(&before).unwrap();
     embeds.extend_from_slice(&slot);
     embeds.extend(cpu.embed_tokens(&after).unwrap());

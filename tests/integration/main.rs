@@ -8,6 +8,7 @@ mod in_the_loop;
 mod llm;
 mod mel_properties;
 mod mel_reference;
+mod qwen;
 mod real_models;
 mod resampler;
 mod training;

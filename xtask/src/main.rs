@@ -2,6 +2,7 @@
 //! linking the library crates, so it builds in seconds and never pins their features.
 
 mod bench_align;
+mod catalog;
 mod ci;
 mod eval;
 mod fetch;
@@ -20,7 +21,8 @@ commands:
            (fetch, manifests, Whisper on the bundled recordings, the LLM answering, EmbedLink training,
            the evaluation of `eval`, personalisation; --preset smoke|default|full, --run DIR, --resume,
            --device cuda to train the projector on an NVIDIA GPU: needs the CUDA toolkit, see README)
-  fetch    download the pinned models and speech data into the cache (--with base adds Whisper base);
+  fetch    download the pinned models and speech data into the cache (--with base adds Whisper base,
+           --with qwen2.5-1.5b the larger Qwen LLM);
            cache: $TINYALIGN_CACHE, default .cache/tinyalign
   data     build a dataset's manifest into the cache: asterisk | pocketsphinx | synth | atypical | all
            (fetches first, installs espeak-ng + flite for the synthetic sets; extra options go to

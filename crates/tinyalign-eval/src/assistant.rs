@@ -213,7 +213,7 @@ impl Assistant {
             PromptLayout::Injected => Some(instruction),
             PromptLayout::AudioOnly => None,
         };
-        let (before, after) = tinyalign_llm::slot_prompt_ids(&self.llm.tokenizer, instruction);
+        let (before, after) = self.llm.slot_prompt_ids(instruction);
         let model = |e: tinyalign_llm::LlmError| AssistantError::Model(e.to_string());
         let mut embeds = self.llm.embed_tokens(&before).map_err(model)?;
         embeds.extend_from_slice(slot);

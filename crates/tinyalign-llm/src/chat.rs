@@ -1,6 +1,7 @@
-//! ChatML, the template SmolLM2-Instruct was trained with (its GGUF `tokenizer.chat_template`):
-//! `<|im_start|>{role}\n{content}<|im_end|>\n` per message, a default system message when the first one is
-//! not a system message, and `<|im_start|>assistant\n` to ask for the answer.
+//! ChatML, the template SmolLM2-Instruct and Qwen2.5-Instruct were trained with (their GGUF
+//! `tokenizer.chat_template`): `<|im_start|>{role}\n{content}<|im_end|>\n` per message, the model's default
+//! system message when the first one is not a system message, and `<|im_start|>assistant\n` to ask for the
+//! answer.
 
 /// The transcribe task's instruction (inference, evaluation and LLM-in-the-loop training).
 pub const TRANSCRIBE_INSTRUCTION: &str = "Repeat exactly what the speaker said.";
@@ -11,6 +12,20 @@ pub const RESPOND_INSTRUCTION: &str = "Answer the speaker's request or question.
 /// The system message SmolLM2's template inserts when none is given.
 pub const DEFAULT_SYSTEM_PROMPT: &str =
     "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+
+/// The system message Qwen2.5's template inserts when none is given.
+pub const QWEN_SYSTEM_PROMPT: &str =
+    "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+
+/// The default system message a model's chat template writes, found by looking for the known ones in the
+/// template text (a Jinja interpreter would be the general answer; these templates hold the message as a
+/// literal). A template with none of them gets no system turn, as such ChatML templates do.
+pub fn default_system_prompt(chat_template: Option<&str>) -> Option<&'static str> {
+    let template = chat_template?;
+    [DEFAULT_SYSTEM_PROMPT, QWEN_SYSTEM_PROMPT]
+        .into_iter()
+        .find(|known| template.contains(known))
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChatMessage {
@@ -27,14 +42,15 @@ impl ChatMessage {
     }
 }
 
-/// The prompt text, ending with the assistant header. Encode it with `parse_special = true`; user text
+/// The prompt text, ending with the assistant header; `default_system` is written first when the
+/// conversation does not start with a system message. Encode it with `parse_special = true`; user text
 /// containing `<|im_end|>` literally should be rejected or escaped by the caller before.
-pub fn chatml_prompt(messages: &[ChatMessage]) -> String {
+pub fn chatml_prompt(messages: &[ChatMessage], default_system: Option<&str>) -> String {
     let mut out = String::new();
-    if messages.first().is_none_or(|m| m.role != "system") {
-        out.push_str(&format!(
-            "<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n"
-        ));
+    if let Some(system) = default_system
+        && messages.first().is_none_or(|m| m.role != "system")
+    {
+        out.push_str(&format!("<|im_start|>system\n{system}<|im_end|>\n"));
     }
     for m in messages {
         out.push_str(&format!(
@@ -46,7 +62,8 @@ pub fn chatml_prompt(messages: &[ChatMessage]) -> String {
     out
 }
 
-/// Token ids around an embedding slot (projected audio) in the user turn, with the default system message:
+/// Token ids around an embedding slot (projected audio) in the user turn, with the model's default system
+/// message (`system`; none when `None`):
 ///
 /// ```text
 /// <|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{instruction}\n  [slot]  <|im_end|>\n<|im_start|>assistant\n
@@ -57,10 +74,13 @@ pub fn chatml_prompt(messages: &[ChatMessage]) -> String {
 /// both build their inputs from this, so they see the same prompt.
 pub fn slot_prompt_ids(
     tokenizer: &crate::Tokenizer,
+    system: Option<&str>,
     instruction: Option<&str>,
 ) -> (Vec<u32>, Vec<u32>) {
-    let header =
-        format!("<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n");
+    let system_turn = system
+        .map(|s| format!("<|im_start|>system\n{s}<|im_end|>\n"))
+        .unwrap_or_default();
+    let header = format!("{system_turn}<|im_start|>user\n");
     let mut before = tokenizer.encode(&header, true);
     if let Some(instruction) = instruction {
         before.extend(tokenizer.encode(&format!("{instruction}\n"), false));

@@ -287,7 +287,9 @@ impl LlamaModel {
         options: &GenerateOptions,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<Generation, LlmError> {
-        let ids = self.tokenizer.encode(&crate::chatml_prompt(messages), true);
+        let ids = self
+            .tokenizer
+            .encode(&crate::chatml_prompt(messages, self.system_prompt), true);
         let capacity = (ids.len() + options.max_tokens).min(self.config.max_position_embeddings);
         if ids.len() > self.config.max_position_embeddings {
             return Err(LlmError::ContextFull {

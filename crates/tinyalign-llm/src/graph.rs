@@ -43,6 +43,11 @@ impl LlamaGraph {
     /// when tied, as the head is kept transposed).
     pub fn from_gguf(file: &GgufFile, dev: Device) -> Result<Self, LlmError> {
         let config = LlamaConfig::from_gguf(file)?;
+        // Qwen2's biases and half-split RoPE are not in this graph yet: refuse rather than compute wrongly.
+        config.require_architecture(
+            &[crate::Architecture::Llama],
+            "the differentiable LLM graph (LLM-in-the-loop training)",
+        )?;
         let mut map = TensorMap::new(file.source_name.clone());
         for info in &file.tensors {
             map.insert(info.name.clone(), file.tensor(&info.name)?);

@@ -14,16 +14,16 @@ mod model;
 mod tokenizer;
 
 pub use chat::{
-    ChatMessage, DEFAULT_SYSTEM_PROMPT, RESPOND_INSTRUCTION, TRANSCRIBE_INSTRUCTION, chatml_prompt,
-    slot_prompt_ids,
+    ChatMessage, DEFAULT_SYSTEM_PROMPT, QWEN_SYSTEM_PROMPT, RESPOND_INSTRUCTION,
+    TRANSCRIBE_INSTRUCTION, chatml_prompt, default_system_prompt, slot_prompt_ids,
 };
-pub use config::LlamaConfig;
+pub use config::{Architecture, LlamaConfig, RopeStyle};
 pub use generate::{Decoding, GenerateOptions, Generation, Sampler, StopReason};
 #[cfg(feature = "dfdx")]
 pub use graph::LlamaGraph;
 pub use model::{KvCache, LlamaModel, Precision};
 pub use tinyalign_quant::Activations;
-pub use tokenizer::{StreamDecoder, Tokenizer};
+pub use tokenizer::{PreTokenizer, StreamDecoder, Tokenizer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {

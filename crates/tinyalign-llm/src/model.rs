@@ -1,5 +1,6 @@
-//! The Llama forward pass for inference: RMSNorm, RoPE, grouped-query attention with a KV cache, SwiGLU,
-//! tied or separate output head. Plain Rust over `tinyalign-quant` matrices; one code path serves the
+//! The Llama-family forward pass for inference (Llama and Qwen2 blocks): RMSNorm, RoPE (adjacent pairs or
+//! half-split), grouped-query attention with optional Q/K/V biases and a KV cache, SwiGLU, tied or separate
+//! output head. Plain Rust over `tinyalign-quant` matrices; one code path serves the
 //! quantised weights and their f32 dequantisation.
 
 use std::path::Path;
@@ -7,7 +8,7 @@ use std::path::Path;
 use tinyalign_quant::{Activations, Format, Product, QMatrix};
 use tinyalign_weights::gguf::{GgmlType, GgufFile};
 
-use crate::{LlamaConfig, LlmError, Tokenizer};
+use crate::{LlamaConfig, LlmError, RopeStyle, Tokenizer};
 
 /// How the weight matrices are held in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -19,12 +20,21 @@ pub enum Precision {
     F32,
 }
 
+/// Biases of the Q, K and V projections (Qwen2); `d`, `kv_dim`, `kv_dim` values.
+#[derive(Debug)]
+struct QkvBias {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
 #[derive(Debug)]
 struct Layer {
     attn_norm: Vec<f32>,
     q: QMatrix,
     k: QMatrix,
     v: QMatrix,
+    qkv_bias: Option<QkvBias>,
     o: QMatrix,
     ffn_norm: Vec<f32>,
     gate: QMatrix,
@@ -37,6 +47,8 @@ pub struct LlamaModel {
     pub config: LlamaConfig,
     pub tokenizer: Tokenizer,
     pub chat_template: Option<String>,
+    /// The system message the chat template writes by default (`default_system_prompt`).
+    pub system_prompt: Option<&'static str>,
     /// `vocab × d`; also the output head when the embeddings are tied (SmolLM2).
     embed: QMatrix,
     output: Option<QMatrix>,
@@ -107,6 +119,9 @@ fn matrix(file: &GgufFile, name: &str, precision: Precision) -> Result<QMatrix, 
         GgmlType::Q8_0 => Some(Format::Q8_0),
         GgmlType::Q4_0 => Some(Format::Q4_0),
         GgmlType::Q4_1 => Some(Format::Q4_1),
+        GgmlType::Q5_0 => Some(Format::Q5_0),
+        GgmlType::Q4K => Some(Format::Q4K),
+        GgmlType::Q6K => Some(Format::Q6K),
         _ => None,
     };
     let m = match format {
@@ -119,7 +134,7 @@ fn matrix(file: &GgufFile, name: &str, precision: Precision) -> Result<QMatrix, 
             }
             _ => {
                 return Err(LlmError::Unsupported(format!(
-                    "{}: `{name}` is {} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)",
+                    "{}: `{name}` is {} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K)",
                     file.source_name,
                     info.ggml_type.name()
                 )));
@@ -204,11 +219,22 @@ impl LlamaModel {
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let name = |part: &str| format!("blk.{i}.{part}.weight");
+            let bias = |part: &str, len: usize| vector(file, &format!("blk.{i}.{part}.bias"), len);
+            let qkv_bias = if config.architecture.attention_bias() {
+                Some(QkvBias {
+                    q: bias("attn_q", d)?,
+                    k: bias("attn_k", kv)?,
+                    v: bias("attn_v", kv)?,
+                })
+            } else {
+                None
+            };
             layers.push(Layer {
                 attn_norm: vector(file, &name("attn_norm"), d)?,
                 q: load(&name("attn_q"), d, d)?,
                 k: load(&name("attn_k"), kv, d)?,
                 v: load(&name("attn_v"), kv, d)?,
+                qkv_bias,
                 o: load(&name("attn_output"), d, d)?,
                 ffn_norm: vector(file, &name("ffn_norm"), d)?,
                 gate: load(&name("ffn_gate"), ff, d)?,
@@ -235,6 +261,7 @@ impl LlamaModel {
         Ok(Self {
             output_norm: vector(file, "output_norm.weight", d)?,
             chat_template: file.meta_str("tokenizer.chat_template").map(str::to_owned),
+            system_prompt: crate::default_system_prompt(file.meta_str("tokenizer.chat_template")),
             config,
             tokenizer,
             embed,
@@ -258,6 +285,11 @@ impl LlamaModel {
 
     pub fn activations(&self) -> Activations {
         self.product.activations
+    }
+
+    /// Token ids around an embedding slot in this model's chat prompt (see [`crate::slot_prompt_ids`]).
+    pub fn slot_prompt_ids(&self, instruction: Option<&str>) -> (Vec<u32>, Vec<u32>) {
+        crate::slot_prompt_ids(&self.tokenizer, self.system_prompt, instruction)
     }
 
     /// Bytes of weight data one decoding step reads (every matrix once, the output head included).
@@ -344,6 +376,11 @@ impl LlamaModel {
             layer.q.matmul_with(self.product, &normed, n, &mut q)?;
             layer.k.matmul_with(self.product, &normed, n, &mut k)?;
             layer.v.matmul_with(self.product, &normed, n, &mut v)?;
+            if let Some(bias) = &layer.qkv_bias {
+                add_row_bias(&mut q, &bias.q);
+                add_row_bias(&mut k, &bias.k);
+                add_row_bias(&mut v, &bias.v);
+            }
             for t in 0..n {
                 self.rope(&mut q[t * d..(t + 1) * d], start + t);
                 self.rope(&mut k[t * c.kv_dim()..(t + 1) * c.kv_dim()], start + t);
@@ -392,17 +429,23 @@ impl LlamaModel {
         Ok(logits)
     }
 
-    /// Rotates the adjacent pairs (x₂ᵢ, x₂ᵢ₊₁) of every head by pos·θᵢ. llama.cpp's converter permuted the
-    /// Q/K rows of the Hugging Face checkpoint so that this pairing equals HF's rotate-half on the original
-    /// weights.
+    /// Rotates every head's dimension pairs by pos·θᵢ. Llama: adjacent pairs (x₂ᵢ, x₂ᵢ₊₁), since
+    /// llama.cpp's converter permuted the Q/K rows of the Hugging Face checkpoint so that this pairing equals
+    /// HF's rotate-half on the original weights. Qwen2: the unpermuted rows, so (xᵢ, xᵢ₊hd/2) as in HF.
     fn rope(&self, x: &mut [f32], pos: usize) {
         let hd = self.config.head_dim;
+        let half = hd / 2;
+        let style = self.config.architecture.rope_style();
         for head in x.chunks_exact_mut(hd) {
-            for (pair, &freq) in head.chunks_exact_mut(2).zip(&self.inv_freq) {
+            for (i, &freq) in self.inv_freq.iter().enumerate() {
                 let (sin, cos) = (pos as f32 * freq).sin_cos();
-                let (a, b) = (pair[0], pair[1]);
-                pair[0] = a * cos - b * sin;
-                pair[1] = a * sin + b * cos;
+                let (ia, ib) = match style {
+                    RopeStyle::AdjacentPairs => (2 * i, 2 * i + 1),
+                    RopeStyle::HalfSplit => (i, i + half),
+                };
+                let (a, b) = (head[ia], head[ib]);
+                head[ia] = a * cos - b * sin;
+                head[ib] = a * sin + b * cos;
             }
         }
     }
@@ -448,6 +491,13 @@ impl LlamaModel {
             }
         }
         out
+    }
+}
+
+/// Adds `bias` (`width` values) to every row of `x` (`n × width`).
+fn add_row_bias(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
     }
 }
 

@@ -1,11 +1,12 @@
-//! Byte-level BPE (GPT-2 style) as SmolLM2 uses it, built from GGUF metadata
-//! (`tokenizer.ggml.{tokens,token_type,merges}`, model `gpt2`, pre-tokenizer `smollm`).
+//! Byte-level BPE (GPT-2 style) as SmolLM2 and Qwen2.5 use it, built from GGUF metadata
+//! (`tokenizer.ggml.{tokens,token_type,merges}`, model `gpt2`, pre-tokenizer `smollm` or `qwen2`).
 //!
-//! Pipeline, identical to the Hugging Face `tokenizer.json` of SmolLM2 (Digits(individual) → ByteLevel):
+//! Pipeline, identical to the Hugging Face `tokenizer.json` of each model:
 //! 1. control / user-defined tokens written literally in the text (`<|im_start|>`) become their ids;
-//! 2. every Unicode digit is cut out as its own piece;
-//! 3. the GPT-2 pattern splits the rest into words;
-//! 4. each word's UTF-8 bytes are mapped to printable characters (GPT-2 `bytes_to_unicode`) and merged by
+//! 2. `smollm`: every Unicode digit is cut out as its own piece, then the GPT-2 pattern splits the rest into
+//!    words; `qwen2`: the text is normalised to NFC, then Qwen2's pattern (single digits, a non-letter
+//!    prefix allowed before a word, newline runs apart) splits it;
+//! 3. each word's UTF-8 bytes are mapped to printable characters (GPT-2 `bytes_to_unicode`) and merged by
 //!    merge rank, lowest first.
 
 use std::collections::HashMap;
@@ -24,6 +25,36 @@ const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 /// restores it by giving back the last whitespace character of a run that precedes a non-space.
 const WORD_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+";
 
+/// Qwen2's pattern (its tokenizer.json `Split`, llama.cpp's `LLAMA_VOCAB_PRE_TYPE_QWEN2`), with the same
+/// `\s+(?!\S)` treatment as [`WORD_PATTERN`].
+const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+";
+
+/// How text is cut into words before BPE (GGUF `tokenizer.ggml.pre`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreTokenizer {
+    /// SmolLM2 and the StarCoder family: digits one by one, then GPT-2's pattern.
+    DigitsThenGpt2,
+    /// Qwen2: NFC, then Qwen2's pattern.
+    Qwen2,
+}
+
+impl PreTokenizer {
+    fn from_gguf_name(name: &str) -> Option<Self> {
+        match name {
+            "smollm" | "starcoder" | "refact" | "codeshell" => Some(Self::DigitsThenGpt2),
+            "qwen2" => Some(Self::Qwen2),
+            _ => None,
+        }
+    }
+
+    fn pattern(self) -> &'static str {
+        match self {
+            Self::DigitsThenGpt2 => WORD_PATTERN,
+            Self::Qwen2 => QWEN2_PATTERN,
+        }
+    }
+}
+
 pub struct Tokenizer {
     tokens: Vec<String>,
     ids: HashMap<String, u32>,
@@ -33,6 +64,7 @@ pub struct Tokenizer {
     special_ids: Vec<bool>,
     byte_to_char: [char; 256],
     char_to_byte: HashMap<char, u8>,
+    pre: PreTokenizer,
     words: Regex,
     cache: Mutex<HashMap<String, Vec<u32>>>,
     pub bos_id: Option<u32>,
@@ -93,14 +125,14 @@ impl Tokenizer {
                 file.source_name
             )));
         }
-        let pre = file.meta_str("tokenizer.ggml.pre").unwrap_or("default");
-        if !matches!(pre, "smollm" | "starcoder" | "refact" | "codeshell") {
-            return Err(LlmError::Unsupported(format!(
-                "{}: pre-tokenizer `{pre}` (implemented: smollm and the others that split digits singly before \
-                 the GPT-2 pattern)",
+        let pre_name = file.meta_str("tokenizer.ggml.pre").unwrap_or("default");
+        let pre = PreTokenizer::from_gguf_name(pre_name).ok_or_else(|| {
+            LlmError::Unsupported(format!(
+                "{}: pre-tokenizer `{pre_name}` (implemented: qwen2, smollm and the others that split digits \
+                 singly before the GPT-2 pattern)",
                 file.source_name
-            )));
-        }
+            ))
+        })?;
         let tokens = strings(file, "tokenizer.ggml.tokens")?;
         let merges = strings(file, "tokenizer.ggml.merges")?;
         let types: Vec<i64> = match file
@@ -123,7 +155,7 @@ impl Tokenizer {
             id("tokenizer.ggml.bos_token_id"),
             id("tokenizer.ggml.eos_token_id"),
         );
-        Self::new(tokens, &merges, &types, bos, eos)
+        Self::new(tokens, &merges, &types, bos, eos, pre)
     }
 
     pub fn new(
@@ -132,6 +164,7 @@ impl Tokenizer {
         types: &[i64],
         bos_id: Option<u32>,
         eos_id: Option<u32>,
+        pre: PreTokenizer,
     ) -> Result<Self, LlmError> {
         if tokens.is_empty() || types.len() != tokens.len() {
             return Err(LlmError::Tokenizer(format!(
@@ -179,7 +212,8 @@ impl Tokenizer {
             special_ids,
             byte_to_char,
             char_to_byte,
-            words: Regex::new(WORD_PATTERN).expect("static pattern"),
+            pre,
+            words: Regex::new(pre.pattern()).expect("static pattern"),
             cache: Mutex::new(HashMap::new()),
             bos_id,
             eos_id,
@@ -253,6 +287,14 @@ impl Tokenizer {
     }
 
     fn encode_plain(&self, text: &str, out: &mut Vec<u32>) {
+        if self.pre == PreTokenizer::Qwen2 {
+            use unicode_normalization::UnicodeNormalization;
+            let normalised: String = text.nfc().collect();
+            for word in split_words(&self.words, &normalised, self.pre) {
+                self.encode_word(word, out);
+            }
+            return;
+        }
         let mut piece_start = 0;
         for (i, c) in text.char_indices() {
             if c.is_numeric() {
@@ -265,7 +307,7 @@ impl Tokenizer {
     }
 
     fn encode_words(&self, piece: &str, out: &mut Vec<u32>) {
-        for word in split_words(&self.words, piece) {
+        for word in split_words(&self.words, piece, self.pre) {
             self.encode_word(word, out);
         }
     }
@@ -345,9 +387,10 @@ impl Tokenizer {
     }
 }
 
-/// GPT-2 word split of `text`, with the `\s+(?!\S)` rule: a whitespace run followed by a non-space keeps its
-/// last character for the next word (so " world" stays one word after "hello ").
-fn split_words<'t>(words: &Regex, text: &'t str) -> Vec<&'t str> {
+/// Word split of `text`, with the `\s+(?!\S)` rule: a whitespace run followed by a non-space keeps its
+/// last character for the next word (so " world" stays one word after "hello "). A whitespace match that
+/// holds a line break came from Qwen2's `\s*[\r\n]+`, which has no such rule.
+fn split_words<'t>(words: &Regex, text: &'t str, pre: PreTokenizer) -> Vec<&'t str> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < text.len() {
@@ -358,6 +401,7 @@ fn split_words<'t>(words: &Regex, text: &'t str) -> Vec<&'t str> {
         let matched = &text[start..end];
         if end < text.len()
             && matched.chars().all(char::is_whitespace)
+            && !(pre == PreTokenizer::Qwen2 && matched.contains(['\r', '\n']))
             && matched.chars().count() > 1
         {
             end -= matched.chars().next_back().map_or(0, char::len_utf8);
@@ -418,9 +462,24 @@ mod tests {
     fn words_follow_the_gpt2_pattern() {
         let re = Regex::new(WORD_PATTERN).unwrap();
         assert_eq!(
-            split_words(&re, "Hello  world's  "),
+            split_words(&re, "Hello  world's  ", PreTokenizer::DigitsThenGpt2),
             ["Hello", " ", " world", "'s", "  "]
         );
-        assert_eq!(split_words(&re, "a\n\nb ?!"), ["a", "\n", "\n", "b", " ?!"]);
+        assert_eq!(
+            split_words(&re, "a\n\nb ?!", PreTokenizer::DigitsThenGpt2),
+            ["a", "\n", "\n", "b", " ?!"]
+        );
+    }
+
+    #[test]
+    fn qwen2_words_keep_newline_runs_and_prefixes() {
+        let re = Regex::new(QWEN2_PATTERN).unwrap();
+        let pre = PreTokenizer::Qwen2;
+        // `\s*[\r\n]+` keeps "\n\n" whole; a non-letter may lead a word; digits go one by one.
+        assert_eq!(
+            split_words(&re, "a\n\nb (x) 42", pre),
+            ["a", "\n\n", "b", " (", "x", ")", " ", "4", "2"]
+        );
+        assert_eq!(split_words(&re, "IT'S  ok", pre), ["IT", "'S", " ", " ok"]);
     }
 }

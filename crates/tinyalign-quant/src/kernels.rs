@@ -57,6 +57,9 @@ pub(crate) trait Dot: Copy {
     fn q4_f32(self, scales: &[f32], mins: Option<&[f32]>, nibbles: &[[u8; 16]], x: ActsView)
     -> f32;
     fn q4_q8(self, scales: &[f32], mins: Option<&[f32]>, nibbles: &[[u8; 16]], x: ActsView) -> f32;
+    /// i8 weights with a scale per 16 elements (Q6_K's in-memory form).
+    fn q8x16_f32(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32;
+    fn q8x16_q8(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32;
 }
 
 /// Work generic over the dot-product implementation (pulp's `WithSimd` pattern).
@@ -156,6 +159,45 @@ mod portable {
                 total += scales[b] * x.scales[b] * sum as f32;
             }
             total + offset_term(scales, mins, x.sums)
+        }
+
+        #[inline(always)]
+        fn q8x16_f32(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32 {
+            let mut total = 0.0;
+            for (b, (q, xb)) in quants.iter().zip(x.values.chunks_exact(32)).enumerate() {
+                let mut halves = [0.0f32; 2];
+                for (h, half) in halves.iter_mut().enumerate() {
+                    let mut acc = [0.0f32; 8];
+                    for (qc, xc) in q[16 * h..16 * h + 16]
+                        .chunks_exact(8)
+                        .zip(xb[16 * h..16 * h + 16].chunks_exact(8))
+                    {
+                        for i in 0..8 {
+                            acc[i] += f32::from(qc[i] as i8) * xc[i];
+                        }
+                    }
+                    *half = acc.iter().sum();
+                }
+                total += scales[b][0] * halves[0] + scales[b][1] * halves[1];
+            }
+            total
+        }
+
+        #[inline(always)]
+        fn q8x16_q8(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32 {
+            let mut total = 0.0;
+            for b in 0..scales.len() {
+                let half = |h: usize| -> i32 {
+                    quants[b][16 * h..16 * h + 16]
+                        .iter()
+                        .zip(&x.quants[b][16 * h..16 * h + 16])
+                        .map(|(&w, &q)| i32::from(w as i8) * i32::from(q as i8))
+                        .sum()
+                };
+                total +=
+                    x.scales[b] * (scales[b][0] * half(0) as f32 + scales[b][1] * half(1) as f32);
+            }
+            total
         }
     }
 
@@ -397,6 +439,50 @@ mod avx2 {
                 },
             );
             total + offset_term(scales, mins, x.sums)
+        }
+
+        #[inline(always)]
+        fn q8x16_f32(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32 {
+            let simd = self.0;
+            accumulate(
+                simd,
+                scales.len(),
+                #[inline(always)]
+                |b, acc| {
+                    let [q0, q1]: [__m128i; 2] = pulp::cast(quants[b]);
+                    let (s0, s1) = (
+                        simd.avx._mm256_set1_ps(scales[b][0]),
+                        simd.avx._mm256_set1_ps(scales[b][1]),
+                    );
+                    let w = [
+                        simd.avx._mm256_mul_ps(widen_i8(simd, q0), s0),
+                        simd.avx
+                            ._mm256_mul_ps(widen_i8(simd, simd.sse2._mm_srli_si128::<8>(q0)), s0),
+                        simd.avx._mm256_mul_ps(widen_i8(simd, q1), s1),
+                        simd.avx
+                            ._mm256_mul_ps(widen_i8(simd, simd.sse2._mm_srli_si128::<8>(q1)), s1),
+                    ];
+                    simd.avx
+                        ._mm256_add_ps(block_fma(simd, w, &x.values[32 * b..]), acc)
+                },
+            )
+        }
+
+        #[inline(always)]
+        fn q8x16_q8(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32 {
+            let simd = self.0;
+            accumulate(
+                simd,
+                scales.len(),
+                #[inline(always)]
+                |b, acc| {
+                    // signed_dot's lane i sums elements 4i..4i+4: lanes 0..4 are the first 16 elements.
+                    let dot = signed_dot(simd, pulp::cast(quants[b]), pulp::cast(x.quants[b]));
+                    let (s0, s1) = (scales[b][0] * x.scales[b], scales[b][1] * x.scales[b]);
+                    let lane_scales = simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0);
+                    simd.fma._mm256_fmadd_ps(dot, lane_scales, acc)
+                },
+            )
         }
     }
 }

@@ -11,6 +11,7 @@
 
 mod acts;
 mod kernels;
+mod repack;
 
 use acts::Acts;
 pub use kernels::Kernel;
@@ -53,7 +54,9 @@ pub const BLOCK: usize = 32;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum QuantError {
-    #[error("{0} weights are not supported here (supported: F32, F16, Q8_0, Q4_0, Q4_1)")]
+    #[error(
+        "{0} weights are not supported here (supported: F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K)"
+    )]
     Unsupported(String),
     #[error("a {rows}×{cols} {format} matrix needs {expected} bytes, got {got}")]
     Size {
@@ -63,8 +66,12 @@ pub enum QuantError {
         expected: usize,
         got: usize,
     },
-    #[error("{format} needs the row length to be a multiple of {BLOCK}, got {cols}")]
-    RowLength { format: &'static str, cols: usize },
+    #[error("{format} needs the row length to be a multiple of {block}, got {cols}")]
+    RowLength {
+        format: &'static str,
+        block: usize,
+        cols: usize,
+    },
     #[error("shape mismatch: {0}")]
     Shape(String),
 }
@@ -81,6 +88,17 @@ pub enum Format {
     Q4_0,
     /// f16 d + f16 m + 16 bytes of nibbles; x = d·q + m.
     Q4_1,
+    /// f16 d + 32 high bits + 16 bytes of nibbles; x = d·(q − 16). Held as Q8_0 (same d, q − 16 as i8):
+    /// exact, and served by the Q8_0 kernels at 8.5 instead of 5.5 bits per weight.
+    Q5_0,
+    /// Super-blocks of 256 with 6-bit scales and minimums per 32; x = (d·sc)·q − dmin·m. Held as Q4_1 blocks
+    /// (scale d·sc, minimum −dmin·m, nibbles reordered): exact, same bits per weight.
+    Q4K,
+    /// Super-blocks of 256 with an i8 scale per 16; x = (d·sc)·(q − 32). Held as i8 with two f32 scales per
+    /// block of 32 (`Q8x16`): exact, 10 bits per weight instead of 6.6.
+    Q6K,
+    /// The in-memory form of Q6_K: 32 × i8 with one scale per 16 elements.
+    Q8x16,
 }
 
 impl Format {
@@ -91,6 +109,10 @@ impl Format {
             Format::Q8_0 => "Q8_0",
             Format::Q4_0 => "Q4_0",
             Format::Q4_1 => "Q4_1",
+            Format::Q5_0 => "Q5_0",
+            Format::Q4K => "Q4_K",
+            Format::Q6K => "Q6_K",
+            Format::Q8x16 => "Q8x16",
         }
     }
 
@@ -102,6 +124,15 @@ impl Format {
             Format::Q8_0 => (34, BLOCK),
             Format::Q4_0 => (18, BLOCK),
             Format::Q4_1 => (20, BLOCK),
+            Format::Q5_0 => (tinyalign_weights::blocks::Q5_0_BYTES, BLOCK),
+            Format::Q4K => (
+                tinyalign_weights::blocks::Q4_K_BYTES,
+                tinyalign_weights::blocks::SUPER_BLOCK,
+            ),
+            Format::Q6K | Format::Q8x16 => (
+                tinyalign_weights::blocks::Q6_K_BYTES,
+                tinyalign_weights::blocks::SUPER_BLOCK,
+            ),
         }
     }
 }
@@ -123,6 +154,11 @@ enum Storage {
         mins: Vec<f32>,
         nibbles: Vec<[u8; 16]>,
     },
+    /// One scale per 16 elements: `scales[b] = [s₀, s₁]` for elements 0..16 and 16..32 of block b.
+    Q8x16 {
+        scales: Vec<[f32; 2]>,
+        quants: Vec<[u8; 32]>,
+    },
 }
 
 /// A `rows × cols` weight matrix (PyTorch `Linear` layout: `y = W·x`, one output per row).
@@ -131,16 +167,19 @@ pub struct QMatrix {
     rows: usize,
     cols: usize,
     storage: Storage,
+    /// The file's format (Q5_0 is held as Q8_0, for example).
+    source: Format,
 }
 
 impl std::fmt::Debug for QMatrix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "QMatrix({}×{} {})",
+            "QMatrix({}×{} {} from {})",
             self.rows,
             self.cols,
-            self.format().name()
+            self.format().name(),
+            self.source.name()
         )
     }
 }
@@ -164,6 +203,7 @@ impl QMatrix {
             rows,
             cols,
             storage: Storage::F32(data),
+            source: Format::F32,
         })
     }
 
@@ -174,10 +214,16 @@ impl QMatrix {
         cols: usize,
         raw: &[u8],
     ) -> Result<Self, QuantError> {
+        if format == Format::Q8x16 {
+            return Err(QuantError::Unsupported(
+                "Q8x16 (an in-memory layout, not a GGUF type)".into(),
+            ));
+        }
         let (block_bytes, block_elems) = format.gguf_block();
         if !cols.is_multiple_of(block_elems) {
             return Err(QuantError::RowLength {
                 format: format.name(),
+                block: block_elems,
                 cols,
             });
         }
@@ -230,12 +276,21 @@ impl QMatrix {
                     .map(|b| b[4..20].try_into().expect("20-byte block"))
                     .collect(),
             },
+            Format::Q5_0 => repack::q5_0(raw),
+            Format::Q4K => repack::q4_k(raw),
+            Format::Q6K | Format::Q8x16 => repack::q6_k(raw),
         };
         Ok(Self {
             rows,
             cols,
             storage,
+            source: format,
         })
+    }
+
+    /// The format of the file the matrix came from.
+    pub fn source_format(&self) -> Format {
+        self.source
     }
 
     pub fn rows(&self) -> usize {
@@ -252,6 +307,7 @@ impl QMatrix {
             Storage::Q8_0 { .. } => Format::Q8_0,
             Storage::Q4_0 { .. } => Format::Q4_0,
             Storage::Q4_1 { .. } => Format::Q4_1,
+            Storage::Q8x16 { .. } => Format::Q8x16,
         }
     }
 
@@ -266,6 +322,7 @@ impl QMatrix {
                 mins,
                 nibbles,
             } => (scales.len() + mins.len()) * 4 + nibbles.len() * 16,
+            Storage::Q8x16 { scales, quants } => scales.len() * 8 + quants.len() * 32,
         }
     }
 
@@ -306,6 +363,14 @@ impl QMatrix {
                     lo.chain(hi)
                 })
                 .collect(),
+            Storage::Q8x16 { scales, quants } => blocks
+                .flat_map(|b| {
+                    quants[b]
+                        .iter()
+                        .enumerate()
+                        .map(move |(j, &q)| scales[b][j / 16] * f32::from(q as i8))
+                })
+                .collect(),
         }
     }
 
@@ -316,6 +381,7 @@ impl QMatrix {
             rows: self.rows,
             cols: self.cols,
             storage: Storage::F32(data),
+            source: self.source,
         }
     }
 
@@ -452,6 +518,12 @@ impl DotTask for RowDots<'_> {
                         &nibbles[b.clone()],
                         x,
                     ),
+                    Storage::Q8x16 { scales, quants } if q8 => {
+                        dot.q8x16_q8(&scales[b.clone()], &quants[b.clone()], x)
+                    }
+                    Storage::Q8x16 { scales, quants } => {
+                        dot.q8x16_f32(&scales[b.clone()], &quants[b.clone()], x)
+                    }
                 };
             }
         }
@@ -489,7 +561,8 @@ mod tests {
         }
     }
 
-    /// Random GGUF bytes of a format: scales in [0, 0.1), mins in (−0.1, 0.1), random quants.
+    /// Random GGUF bytes of a format: scales in [0, 0.1), mins in (−0.1, 0.1), random quants. The f16
+    /// scales sit where each layout has them (first for the 32-blocks and Q4_K, last for Q6_K).
     fn gguf_bytes(format: Format, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
         let mut rnd = lcg(seed);
         let (block_bytes, elems) = format.gguf_block();
@@ -498,10 +571,14 @@ mod tests {
             match format {
                 Format::F32 => out.extend(rnd().to_le_bytes()),
                 Format::F16 => out.extend(half::f16::from_f32(rnd()).to_le_bytes()),
+                Format::Q6K => {
+                    out.extend((0..block_bytes - 2).map(|_| (rnd() * 128.0 + 128.0) as u8));
+                    out.extend(half::f16::from_f32(rnd().abs() * 0.1).to_le_bytes());
+                }
                 _ => {
                     let start = out.len();
                     out.extend(half::f16::from_f32(rnd().abs() * 0.1).to_le_bytes());
-                    if format == Format::Q4_1 {
+                    if matches!(format, Format::Q4_1 | Format::Q4K) {
                         out.extend(half::f16::from_f32(rnd() * 0.1).to_le_bytes());
                     }
                     while out.len() < start + block_bytes {
@@ -528,12 +605,15 @@ mod tests {
         out
     }
 
-    const FORMATS: [Format; 5] = [
+    const FORMATS: [Format; 8] = [
         Format::F32,
         Format::F16,
         Format::Q8_0,
         Format::Q4_0,
         Format::Q4_1,
+        Format::Q5_0,
+        Format::Q4K,
+        Format::Q6K,
     ];
 
     proptest! {
@@ -543,8 +623,9 @@ mod tests {
         /// error reaches the output through the integer part of each weight only (see `rounded_part`); f32
         /// paths only accumulate rounding.
         #[test]
-        fn products_match_f64_reference(fi in 0usize..5, rows in 1usize..40, blocks in 1usize..6, n in 1usize..4, seed: u64) {
-            let (format, cols) = (FORMATS[fi], blocks * BLOCK);
+        fn products_match_f64_reference(fi in 0usize..8, rows in 1usize..40, blocks in 1usize..6, n in 1usize..4, seed: u64) {
+            let format = FORMATS[fi];
+            let cols = blocks * format.gguf_block().1.max(BLOCK);
             let m = QMatrix::from_gguf_bytes(format, rows, cols, &gguf_bytes(format, rows, cols, seed)).unwrap();
             let mut rnd = lcg(seed ^ 0x5555);
             let xs: Vec<f32> = (0..n * cols).map(|_| rnd() * 3.0).collect();
@@ -589,7 +670,7 @@ mod tests {
                 .collect()
         };
         match &m.storage {
-            Storage::F32(_) | Storage::Q8_0 { .. } => m.row_f32(r),
+            Storage::F32(_) | Storage::Q8_0 { .. } | Storage::Q8x16 { .. } => m.row_f32(r),
             Storage::Q4_0 { scales, nibbles }
             | Storage::Q4_1 {
                 scales, nibbles, ..
@@ -613,7 +694,7 @@ mod tests {
     #[test]
     fn simd_matches_portable_closely() {
         for format in FORMATS {
-            let (rows, cols) = (67, 576);
+            let (rows, cols) = (67, 768);
             let m =
                 QMatrix::from_gguf_bytes(format, rows, cols, &gguf_bytes(format, rows, cols, 7))
                     .unwrap();

@@ -7,7 +7,7 @@
 //! Cost note: dfdx's matmul backward also computes gradients for the frozen weights (it has no notion of a
 //! constant operand), so the backward pass does ~1.5× the work a framework with frozen-weight support would.
 
-use tinyalign_llm::{LlamaGraph, LlamaModel, TRANSCRIBE_INSTRUCTION, slot_prompt_ids};
+use tinyalign_llm::{LlamaGraph, LlamaModel, TRANSCRIBE_INSTRUCTION};
 use tinyalign_nn::{Device, Merge, Scalar, Tape, Taped2};
 use tinyalign_projector::BatchLayout;
 use tinyalign_weights::gguf::GgufFile;
@@ -31,7 +31,7 @@ impl LoopContext {
     pub fn new(llm: &LlamaModel, file: &GgufFile) -> Result<Self, TrainError> {
         let model = |e: tinyalign_llm::LlmError| TrainError::Model(e.to_string());
         let graph = LlamaGraph::from_gguf(file, tinyalign_nn::cpu()).map_err(model)?;
-        let (before_ids, after_ids) = slot_prompt_ids(&llm.tokenizer, Some(TRANSCRIBE_INSTRUCTION));
+        let (before_ids, after_ids) = llm.slot_prompt_ids(Some(TRANSCRIBE_INSTRUCTION));
         let im_end = match llm.tokenizer.encode("<|im_end|>", true)[..] {
             [id] => id,
             _ => {

@@ -1,5 +1,5 @@
 //! GGUF v2/v3 (llama.cpp's format): metadata key/values, tensor infos, and tensor data that can be
-//! dequantised to `f32` (F32, F16, BF16, Q8_0, Q4_0, Q4_1) or handed out as raw quantised blocks.
+//! dequantised to `f32` (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K) or handed out as raw quantised blocks.
 //!
 //! Layout: `"GGUF"`, `u32 version`, `u64 n_tensors`, `u64 n_kv`, key/values, tensor infos (`name`,
 //! `u32 n_dims`, `u64 ne[n_dims]`, `u32 type`, `u64 offset`), padding to `general.alignment` (default 32), data.
@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::blocks;
 use crate::error::{WeightsError, WeightsErrorKind};
 use crate::floats::{FloatKind, le_floats};
 use crate::reader::ByteReader;
@@ -77,7 +78,10 @@ pub enum GgmlType {
     Q4_0,
     Q4_1,
     Q8_0,
-    /// Known to ggml but not readable here (K-quants, Q5_x, IQ*...): refused by name on use.
+    Q5_0,
+    Q4K,
+    Q6K,
+    /// Known to ggml but not readable here (other K-quants, Q5_1, IQ*...): refused by name on use.
     Other(u32),
 }
 
@@ -88,7 +92,10 @@ impl GgmlType {
             1 => Self::F16,
             2 => Self::Q4_0,
             3 => Self::Q4_1,
+            6 => Self::Q5_0,
             8 => Self::Q8_0,
+            12 => Self::Q4K,
+            14 => Self::Q6K,
             30 => Self::Bf16,
             other => Self::Other(other),
         }
@@ -102,6 +109,9 @@ impl GgmlType {
             Self::Q4_0 => (32, 18),
             Self::Q4_1 => (32, 20),
             Self::Q8_0 => (32, 34),
+            Self::Q5_0 => (32, blocks::Q5_0_BYTES),
+            Self::Q4K => (blocks::SUPER_BLOCK, blocks::Q4_K_BYTES),
+            Self::Q6K => (blocks::SUPER_BLOCK, blocks::Q6_K_BYTES),
             Self::Other(_) => return None,
         })
     }
@@ -109,17 +119,16 @@ impl GgmlType {
     pub fn name(self) -> String {
         match self {
             Self::Other(code) => match code {
-                6 => "Q5_0".into(),
                 7 => "Q5_1".into(),
                 9 => "Q8_1".into(),
                 10 => "Q2_K".into(),
                 11 => "Q3_K".into(),
-                12 => "Q4_K".into(),
                 13 => "Q5_K".into(),
-                14 => "Q6_K".into(),
                 15 => "Q8_K".into(),
                 other => format!("ggml type {other}"),
             },
+            Self::Q4K => "Q4_K".into(),
+            Self::Q6K => "Q6_K".into(),
             known => format!("{known:?}").to_uppercase(),
         }
     }
@@ -306,7 +315,7 @@ impl<'a> GgufFile<'a> {
             WeightsErrorKind::UnsupportedDtype {
                 name: info.name.clone(),
                 dtype: format!(
-                    "{} (readable: F32, F16, BF16, Q8_0, Q4_0, Q4_1)",
+                    "{} (readable: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K)",
                     info.ggml_type.name()
                 ),
             },
@@ -417,6 +426,9 @@ pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Option<Vec<f32>> {
             }
             out
         }
+        GgmlType::Q5_0 => blocks::dequantize_q5_0(raw),
+        GgmlType::Q4K => blocks::dequantize_q4_k(raw),
+        GgmlType::Q6K => blocks::dequantize_q6_k(raw),
         GgmlType::Other(_) => return None,
     })
 }

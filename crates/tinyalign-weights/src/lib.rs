@@ -6,6 +6,7 @@
 //! Every reader bounds-checks sizes and offsets against the file before slicing or allocating, so a
 //! truncated or corrupted file is an error naming the file, never a panic or an absurd allocation.
 
+pub mod blocks;
 pub mod ct2;
 mod error;
 mod floats;

@@ -24,6 +24,8 @@ struct LlamaLayer {
 pub struct GpuLlama {
     pub config: LlamaConfig,
     pub tokenizer: Tokenizer,
+    /// The chat template's default system message (`tinyalign_llm::default_system_prompt`).
+    pub system_prompt: Option<&'static str>,
     /// `vocab × d`; also the output head when tied (SmolLM2).
     embed: GpuMatrix,
     output: Option<GpuMatrix>,
@@ -77,6 +79,10 @@ impl GpuLlama {
     pub fn from_gguf(gpu: &Gpu, file: &GgufFile) -> Result<Self, GpuError> {
         let model = |e: tinyalign_llm::LlmError| GpuError::Model(e.to_string());
         let config = LlamaConfig::from_gguf(file).map_err(model)?;
+        // Qwen2's biases and half-split RoPE have no WGSL path yet: refuse rather than compute wrongly.
+        config
+            .require_architecture(&[tinyalign_llm::Architecture::Llama], "the GPU LLM path")
+            .map_err(model)?;
         let tokenizer = Tokenizer::from_gguf(file).map_err(model)?;
         let (d, kv, ff) = (
             config.hidden_size,
@@ -126,6 +132,9 @@ impl GpuLlama {
             output_norm: vector(gpu, file, "output_norm.weight", d)?,
             config,
             tokenizer,
+            system_prompt: tinyalign_llm::default_system_prompt(
+                file.meta_str("tokenizer.chat_template"),
+            ),
             embed,
             output,
             layers,
@@ -239,7 +248,8 @@ impl GpuLlama {
         slot: &GpuTensor,
         instruction: Option<&str>,
     ) -> Result<(GpuTensor, Vec<u32>), GpuError> {
-        let (before, after) = tinyalign_llm::slot_prompt_ids(&self.tokenizer, instruction);
+        let (before, after) =
+            tinyalign_llm::slot_prompt_ids(&self.tokenizer, self.system_prompt, instruction);
         let t = slot.rows();
         let before_embeds = self.embed_tokens(gpu, &before)?;
         let after_embeds = self.embed_tokens(gpu, &after)?;

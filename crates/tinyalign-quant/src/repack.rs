@@ -1,0 +1,60 @@
+//! Q5_0, Q4_K and Q6_K bytes into the storage the kernels multiply: every value stays exactly what ggml
+//! dequantises (the integers are kept, the float scales computed as ggml computes them), only the layout
+//! changes. The bit unpacking itself lives in `tinyalign_weights::blocks`, shared with the dequantiser.
+
+use tinyalign_weights::blocks::{
+    Q4_K_BYTES, Q5_0_BYTES, Q6_K_BYTES, q4_k_block, q5_0_block, q6_k_block,
+};
+
+use crate::Storage;
+
+/// Q5_0 → Q8_0: the same d per block of 32, q − 16 ∈ [−16, 15] as i8.
+pub(crate) fn q5_0(raw: &[u8]) -> Storage {
+    let blocks = raw.len() / Q5_0_BYTES;
+    let (mut scales, mut quants) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks));
+    for block in raw.chunks_exact(Q5_0_BYTES) {
+        let (d, q) = q5_0_block(block);
+        scales.push(d);
+        quants.push(q.map(|v| v as u8));
+    }
+    Storage::Q8_0 { scales, quants }
+}
+
+/// Q4_K → Q4_1: each run of 32 becomes a block with scale d·sc and minimum −dmin·m; Q4_1 packs element j
+/// in the low nibble and element j + 16 in the high nibble of byte j.
+pub(crate) fn q4_k(raw: &[u8]) -> Storage {
+    let blocks = raw.len() / Q4_K_BYTES * 8;
+    let (mut scales, mut mins, mut nibbles) = (
+        Vec::with_capacity(blocks),
+        Vec::with_capacity(blocks),
+        Vec::with_capacity(blocks),
+    );
+    for block in raw.chunks_exact(Q4_K_BYTES) {
+        let b = q4_k_block(block);
+        for s in 0..8 {
+            let run = &b.q[32 * s..32 * (s + 1)];
+            scales.push(b.scales[s]);
+            mins.push(-b.mins[s]);
+            nibbles.push(std::array::from_fn(|j| run[j] | (run[j + 16] << 4)));
+        }
+    }
+    Storage::Q4_1 {
+        scales,
+        mins,
+        nibbles,
+    }
+}
+
+/// Q6_K → i8 blocks of 32 with a scale per 16 (the super-block's 16 scales, two per block).
+pub(crate) fn q6_k(raw: &[u8]) -> Storage {
+    let blocks = raw.len() / Q6_K_BYTES * 8;
+    let (mut scales, mut quants) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks));
+    for block in raw.chunks_exact(Q6_K_BYTES) {
+        let b = q6_k_block(block);
+        for s in 0..8 {
+            scales.push([b.scales[2 * s], b.scales[2 * s + 1]]);
+            quants.push(std::array::from_fn(|j| b.q[32 * s + j] as u8));
+        }
+    }
+    Storage::Q8x16 { scales, quants }
+}
