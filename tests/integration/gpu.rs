@@ -114,12 +114,12 @@ fn gpu_llm_matches_the_cpu_model_and_answers_the_same() {
     )
     .unwrap();
     let (slot, t) = projector.project(&features).unwrap();
-    let instruction = Some("What is the capital of France? Answer in one sentence.");
+    let instruction = "What is the capital of France? Answer in one sentence.";
     let (prompt, history) = llm
-        .slot_prompt(g, &g.upload(&slot, t, 576).unwrap(), instruction)
+        .slot_prompt(g, &g.upload(&slot, t, 576).unwrap(), Some(instruction))
         .unwrap();
 
-    let (before, after) = cpu.slot_prompt_ids(instruction);
+    let (before, after) = cpu.slot_prompt_ids(&tinyalign_llm::SlotPrompt::instruction(instruction));
     let mut embeds = cpu.embed_tokens(&before).unwrap();
     embeds.extend_from_slice(&slot);
     embeds.extend(cpu.embed_tokens(&after).unwrap());

@@ -2,7 +2,7 @@
 //! from the inference model's logits (Q4_1 weights, f32 activations) over the same prompt, and its gradient
 //! for the projector outputs agrees with central differences.
 
-use tinyalign_llm::{Activations, LlamaModel, Precision, TRANSCRIBE_INSTRUCTION};
+use tinyalign_llm::{Activations, LlamaModel, Precision};
 use tinyalign_projector::BatchLayout;
 use tinyalign_train::LoopContext;
 
@@ -80,7 +80,7 @@ fn llm_in_the_loop_loss_matches_the_inference_model_and_its_gradient() {
     };
     let ours = loss_of(out.clone());
 
-    let (before, after) = llm.slot_prompt_ids(Some(TRANSCRIBE_INSTRUCTION));
+    let (before, after) = llm.slot_prompt_ids(&tinyalign_llm::SlotPrompt::transcribe());
     let mut expected = 0.0;
     for (i, &t) in layout.tokens.iter().enumerate() {
         let mut prompt = llm.embed_tokens(&before).unwrap();

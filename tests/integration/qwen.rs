@@ -116,7 +116,7 @@ fn reads_the_qwen2_architecture_from_metadata() {
     assert_eq!(c.rope_theta, 1e6);
     assert!((c.rms_norm_eps - 1e-6).abs() < 1e-9);
     assert!(!c.tie_word_embeddings);
-    assert_eq!(model.system_prompt, Some(QWEN_SYSTEM_PROMPT));
+    assert_eq!(model.system_prompt.as_deref(), Some(QWEN_SYSTEM_PROMPT));
 }
 
 #[test]

@@ -101,19 +101,12 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
         max_tokens: 4,
         ..Default::default()
     };
-    for layout in [
-        tinyalign_eval::PromptLayout::Injected,
-        tinyalign_eval::PromptLayout::AudioOnly,
+    for prompt in [
+        tinyalign_llm::SlotPrompt::transcribe(),
+        tinyalign_llm::SlotPrompt::audio_only(),
     ] {
         let answer = assistant
-            .answer(
-                &audio,
-                "vm-nomore",
-                tinyalign_eval::TRANSCRIBE_INSTRUCTION,
-                layout,
-                &options,
-                |_| true,
-            )
+            .answer(&audio, "vm-nomore", &prompt, &options, |_| true)
             .unwrap();
         assert_eq!(answer.audio_tokens, 16, "the smoke preset's fixed T");
         assert!(answer.generation.tokens.len() <= 4);
@@ -130,6 +123,7 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
         ablation: true,
         baselines: true,
         speaker: None,
+        instruction: None,
     };
     let report = tinyalign_eval::evaluate(
         &manifest,

@@ -1,4 +1,5 @@
-//! `cargo xtask train [--preset smoke|default|full] [--run DIR] [--resume] [--device cuda]`: the main job, end to end on the
+//! `cargo xtask train [--preset smoke|default|full] [--run DIR] [--resume] [--device cuda] [--llm NAME]`: the
+//! main job, end to end on the
 //! real models and speech: fetch, datasets, the frozen models on real recordings, EmbedLink training on the
 //! synthetic speakers, evaluation on unseen voices and on the real telephone speaker, and personalisation
 //! of the trained projector to that speaker. `runs/latest` points at the newest trained projector.
@@ -22,6 +23,8 @@ struct Options {
     resume: bool,
     /// Where the projector trains and is personalised (`cpu`, `cuda`, `cuda:N`).
     device: String,
+    /// The frozen LLM (`tinyalign train --llm`); `None` keeps the preset's `[llm] model`.
+    llm: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -30,6 +33,7 @@ fn parse(args: &[String]) -> Result<Options> {
         run: None,
         resume: false,
         device: "cpu".into(),
+        llm: None,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -38,9 +42,17 @@ fn parse(args: &[String]) -> Result<Options> {
             "--run" => options.run = Some(it.next().context("--run needs a folder")?.into()),
             "--resume" => options.resume = true,
             "--device" => options.device = it.next().context("--device needs cpu or cuda")?.clone(),
+            "--llm" => {
+                options.llm = Some(
+                    it.next()
+                        .context("--llm needs a name or a .gguf file")?
+                        .clone(),
+                )
+            }
             other => {
                 bail!(
-                    "unknown option '{other}' (--preset smoke|default|full, --run DIR, --resume, --device cpu|cuda)"
+                    "unknown option '{other}' (--preset smoke|default|full, --run DIR, --resume, --device cpu|cuda, \
+                     --llm smollm2-135m|qwen2.5-0.5b|qwen2.5-1.5b|FILE.gguf)"
                 )
             }
         }
@@ -143,8 +155,13 @@ pub fn run(args: &[String]) -> Result<()> {
             .arg(&whisper),
     )?;
 
-    println!("\n== stage 4/7: frozen SmolLM2-135M-Instruct (Q4_1 GGUF) answers a text question");
-    util::run(Command::new(&cli).args(["ask", "What is the capital of France?", "--stats"]))?;
+    println!("\n== stage 4/7: the frozen LLM answers a text question");
+    let mut ask = Command::new(&cli);
+    ask.args(["ask", "What is the capital of France?", "--stats"]);
+    if let Some(llm) = &options.llm {
+        ask.args(["--llm", llm]);
+    }
+    util::run(&mut ask)?;
 
     let train_run = options
         .run
@@ -167,6 +184,9 @@ pub fn run(args: &[String]) -> Result<()> {
         .args(["--device", &options.device]);
     if options.resume {
         train.arg("--resume");
+    }
+    if let Some(llm) = &options.llm {
+        train.args(["--llm", llm]);
     }
     util::run(&mut train)?;
 

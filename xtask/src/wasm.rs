@@ -449,11 +449,14 @@ pub fn test(args: &[String]) -> Result<()> {
         .unwrap_or_else(|| util::root().join("tests/fixtures/mel/tt-weasels.wav"));
     build()?;
     // The native answer with f32 activations: the arithmetic the GPU path does, so greedy decoding agrees.
+    // The page sends its transcribe instruction as plain text (no answer prefix), so the CLI gets it the
+    // same way.
     let out = Command::new(&cli)
         .args(["ask", "--audio"])
         .arg(&wav)
         .arg("--projector")
         .arg(&projector)
+        .args(["--instruction", "Repeat exactly what the speaker said."])
         .args(["--exact-activations", "--max-tokens", max_tokens])
         .current_dir(util::root())
         .output()

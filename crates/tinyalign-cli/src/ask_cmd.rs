@@ -11,8 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
-use tinyalign_eval::PromptLayout;
-use tinyalign_llm::{Activations, ChatMessage, GenerateOptions, LlamaModel, Precision};
+use tinyalign_llm::{Activations, ChatMessage, GenerateOptions, LlamaModel, Precision, SlotPrompt};
 
 #[derive(Debug, Args)]
 pub struct AskArgs {
@@ -35,9 +34,10 @@ pub struct AskArgs {
     /// Put only the audio tokens in the user turn (the ablation without instruction injection).
     #[arg(long)]
     no_injection: bool,
-    /// GGUF model file (default: SmolLM2-135M-Instruct from the cache).
-    #[arg(long)]
-    model: Option<PathBuf>,
+    /// The frozen LLM: smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b (from the cache) or a .gguf file. Default:
+    /// with --projector, the LLM it was trained for; else smollm2-135m.
+    #[arg(long, alias = "model")]
+    llm: Option<String>,
     /// System message (default: the model's own, as its chat template inserts it).
     #[arg(long)]
     system: Option<String>,
@@ -70,17 +70,17 @@ pub struct AskArgs {
     gpu: bool,
 }
 
-pub fn default_llm_path() -> PathBuf {
-    crate::data_cmd::cache_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
-}
-
-/// The injected instruction: `--instruction`, else the task's.
-fn instruction(args: &AskArgs) -> Result<String> {
+/// The prompt around the audio: none with --no-injection, `--instruction` as given (no answer prefix),
+/// else the task's (transcribe begins the answer as a quotation and ends it at the closing quote).
+fn slot_prompt(args: &AskArgs) -> Result<SlotPrompt> {
     let task: tinyalign_eval::Task = args.task.parse()?;
-    Ok(args
-        .instruction
-        .clone()
-        .unwrap_or_else(|| tinyalign_eval::task_instruction(task).to_string()))
+    Ok(if args.no_injection {
+        SlotPrompt::audio_only()
+    } else if let Some(text) = &args.instruction {
+        SlotPrompt::instruction(text)
+    } else {
+        tinyalign_eval::task_prompt(task)
+    })
 }
 
 fn options(args: &AskArgs) -> GenerateOptions {
@@ -95,16 +95,13 @@ fn options(args: &AskArgs) -> GenerateOptions {
     }
 }
 
-fn run_audio(
-    args: &AskArgs,
-    audio_path: &std::path::Path,
-    llm_path: &std::path::Path,
-) -> Result<ExitCode> {
+fn run_audio(args: &AskArgs, audio_path: &std::path::Path) -> Result<ExitCode> {
     let projector = args
         .projector
         .as_deref()
         .map(crate::personalize_cmd::resolve_projector)
         .context("--audio needs --projector RUN_DIR_OR_USER (a trained projector)")?;
+    let llm_path = &crate::llm_choice::for_projector(args.llm.as_deref(), &projector)?;
     let whisper = crate::features_cmd::default_whisper_dir();
     let format = if audio_path
         .extension()
@@ -124,18 +121,12 @@ fn run_audio(
     if args.exact_activations {
         assistant.llm.set_activations(Activations::F32);
     }
-    let layout = if args.no_injection {
-        PromptLayout::AudioOnly
-    } else {
-        PromptLayout::Injected
-    };
     let mut stdout = std::io::stdout().lock();
     let name = audio_path.display().to_string();
     let answer = assistant.answer(
         &audio,
         &name,
-        &instruction(args)?,
-        layout,
+        &slot_prompt(args)?,
         &options(args),
         |piece| {
             stdout
@@ -200,8 +191,14 @@ fn run_audio_gpu(
     )
     .with_context(|| format!("loading the chain on {}", gpu.adapter_description()))?;
     let load_s = load_started.elapsed().as_secs_f64();
-    let instruction_text = instruction(args)?;
-    let instruction = (!args.no_injection).then_some(instruction_text.as_str());
+    // The GPU chain takes an instruction only (no answer prefix or stop texts yet).
+    let prompt = slot_prompt(args)?;
+    if prompt.answer_prefix.is_some() {
+        bail!(
+            "--gpu has no answer prefix yet: pass the instruction with --instruction (answered freely)"
+        );
+    }
+    let instruction = prompt.instruction.as_deref();
     let clock = Instant::now();
     let now = || clock.elapsed().as_secs_f64() * 1e3;
     let mut stdout = std::io::stdout().lock();
@@ -248,19 +245,17 @@ fn run_audio_gpu(
 }
 
 pub fn run(args: &AskArgs) -> Result<ExitCode> {
-    let path = args.model.clone().unwrap_or_else(default_llm_path);
-    if !path.exists() {
-        bail!(
-            "no LLM at {}: run `cargo xtask fetch` (or pass --model FILE.gguf)",
-            path.display()
-        );
-    }
     if let Some(audio) = &args.audio {
         if args.prompt.is_some() {
             bail!("give either a text prompt or --audio (with --instruction), not both");
         }
-        return run_audio(args, audio, &path);
+        return run_audio(args, audio);
     }
+    let path = crate::llm_choice::resolve(
+        args.llm
+            .as_deref()
+            .unwrap_or(crate::llm_choice::DEFAULT_LLM),
+    )?;
     let prompt = args.prompt.clone().unwrap_or_default();
     if prompt.trim().is_empty() {
         bail!("the prompt is empty (or pass --audio FILE --projector RUN)");

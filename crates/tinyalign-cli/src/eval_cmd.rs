@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use tinyalign_data::{Manifest, Split};
 use tinyalign_eval::{Assistant, EvalOptions, Task};
@@ -23,8 +23,19 @@ pub struct EvalArgs {
     #[arg(long, default_value = "transcribe")]
     task: String,
     /// A trained projector (run folder with projector.safetensors + projector.json) or a user's name.
+    /// Without one, only the whisper, cascade and text-oracle rows are scored (the LLM's ceiling).
     #[arg(long)]
-    projector: PathBuf,
+    projector: Option<PathBuf>,
+    /// The frozen LLM (smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b or a .gguf file). Default: the one the
+    /// projector was trained for; without a projector, smollm2-135m.
+    #[arg(long)]
+    llm: Option<String>,
+    /// Inject this instruction in every row instead of the task's (for comparing prompts).
+    #[arg(long)]
+    instruction: Option<String>,
+    /// The system message of every row instead of the LLM's default ("" for none).
+    #[arg(long)]
+    system: Option<String>,
     /// Evaluate at most this many utterances (0 = all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
@@ -39,6 +50,9 @@ pub struct EvalArgs {
     /// Leave out the whisper, cascade and text-oracle rows (faster).
     #[arg(long)]
     no_baselines: bool,
+    /// Of the baselines keep only the text oracle (no Whisper decoding: fast, for comparing prompts).
+    #[arg(long)]
+    oracle_only: bool,
     /// Where report.json and report.md go (default: <projector>/eval-<split>, eval-<split>-respond).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -49,13 +63,32 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     let split: Split = args.split.parse()?;
     let task: Task = args.task.parse()?;
     let whisper_dir = crate::features_cmd::default_whisper_dir();
-    let projector = crate::personalize_cmd::resolve_projector(&args.projector);
-    let assistant = Assistant::load(
-        &whisper_dir,
-        &crate::ask_cmd::default_llm_path(),
-        &projector,
-    )?;
-    let whisper = if args.no_baselines {
+    let projector = args
+        .projector
+        .as_deref()
+        .map(crate::personalize_cmd::resolve_projector);
+    let assistant = match &projector {
+        Some(projector) => Assistant::load(
+            &whisper_dir,
+            &crate::llm_choice::for_projector(args.llm.as_deref(), projector)?,
+            projector,
+        )?,
+        None => {
+            if args.no_baselines {
+                bail!("without --projector only the baseline rows exist: drop --no-baselines");
+            }
+            Assistant::load_text_only(&crate::llm_choice::resolve(
+                args.llm
+                    .as_deref()
+                    .unwrap_or(crate::llm_choice::DEFAULT_LLM),
+            )?)?
+        }
+    };
+    let mut assistant = assistant;
+    if let Some(system) = &args.system {
+        assistant.llm.system_prompt = (!system.is_empty()).then(|| system.clone());
+    }
+    let whisper = if args.no_baselines || args.oracle_only {
         None
     } else {
         Some(tinyalign_whisper::WhisperModel::load_dir(
@@ -71,6 +104,7 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
         ablation: args.ablation,
         baselines: !args.no_baselines,
         speaker: args.speaker.clone(),
+        instruction: args.instruction.clone(),
     };
     let report = tinyalign_eval::evaluate(
         &manifest,
@@ -83,10 +117,11 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
             }
         },
     )?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| projector.join(default_folder(task, split)));
+    let out = match (&args.out, &projector) {
+        (Some(out), _) => out.clone(),
+        (None, Some(projector)) => projector.join(default_folder(task, split)),
+        (None, None) => bail!("without --projector, say where the report goes with --out DIR"),
+    };
     report.write(&out).context("writing the report")?;
     let bars: Vec<tinyalign_train::plot::Bar> = report
         .rows

@@ -11,6 +11,7 @@ mod eval_cmd;
 mod features_cmd;
 mod fsutil;
 mod input_args;
+mod llm_choice;
 mod mel_cmd;
 mod personalize_cmd;
 mod report_cmd;

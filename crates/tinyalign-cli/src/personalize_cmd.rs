@@ -211,7 +211,7 @@ fn evaluate(
 ) -> Result<EvalReport> {
     let assistant = Assistant::load(
         &crate::features_cmd::default_whisper_dir(),
-        &crate::ask_cmd::default_llm_path(),
+        &crate::llm_choice::for_projector(None, projector)?,
         projector,
     )?;
     let options = EvalOptions {
@@ -222,6 +222,7 @@ fn evaluate(
         ablation: false,
         baselines: false,
         speaker: None,
+        instruction: None,
     };
     let report = tinyalign_eval::evaluate(manifest, &assistant, None, &options, |done, total| {
         if done % 10 == 0 || done == total {
@@ -299,7 +300,7 @@ pub fn run(args: &PersonalizeArgs) -> Result<ExitCode> {
         run_dir: projector_dir.clone(),
         cache_dir: crate::data_cmd::cache_dir(),
         whisper_dir: crate::features_cmd::default_whisper_dir(),
-        llm_path: crate::ask_cmd::default_llm_path(),
+        llm_path: crate::llm_choice::for_projector(None, &base)?,
         resume: false,
         stop: Arc::new(AtomicBool::new(false)),
         verbose: true,

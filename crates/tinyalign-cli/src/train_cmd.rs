@@ -36,6 +36,10 @@ pub struct TrainArgs {
     /// encoder and LLM run on the CPU either way.
     #[arg(long, default_value = "cpu")]
     device: ComputeDevice,
+    /// The frozen LLM whose embedding table is the target (overrides the config's `[llm] model`):
+    /// smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b or a .gguf file.
+    #[arg(long)]
+    llm: Option<String>,
 }
 
 pub fn run(args: &TrainArgs) -> Result<ExitCode> {
@@ -55,6 +59,10 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
     if let Some(steps) = args.max_steps {
         config.optim.max_steps = steps;
     }
+    if let Some(llm) = &args.llm {
+        config.llm.model = llm.clone();
+    }
+    let llm_path = crate::llm_choice::resolve(&config.llm.model)?;
     let name = args
         .config
         .file_stem()
@@ -77,7 +85,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
     let options = TrainOptions {
         run_dir: run_dir.clone(),
         whisper_dir: crate::features_cmd::default_whisper_dir(),
-        llm_path: crate::ask_cmd::default_llm_path(),
+        llm_path,
         cache_dir: cache,
         resume: args.resume,
         stop,

@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use serde_json::Value;
-use tinyalign_llm::{GenerateOptions, Generation, KvCache, LlamaModel};
+use tinyalign_llm::{GenerateOptions, Generation, KvCache, LlamaModel, SlotPrompt};
 use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
 use tinyalign_projector::{Projector, ProjectorConfig};
 use tinyalign_whisper::WhisperEncoder;
@@ -44,15 +44,6 @@ pub enum AssistantError {
     Data(String),
 }
 
-/// Where the instruction goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PromptLayout {
-    /// Instruction text, then the audio tokens, in the user turn.
-    Injected,
-    /// Audio tokens alone in the user turn (the ablation).
-    AudioOnly,
-}
-
 #[derive(Debug)]
 pub struct Answer {
     pub generation: Generation,
@@ -63,11 +54,18 @@ pub struct Answer {
     pub project_ms: f64,
 }
 
+/// The audio half of the chain: log-mel frontend, frozen encoder, trained projector.
 #[derive(Debug)]
-pub struct Assistant {
+struct Hearing {
     frontend: Frontend,
     encoder: WhisperEncoder,
     projector: Projector,
+}
+
+#[derive(Debug)]
+pub struct Assistant {
+    /// `None` for a text-only assistant (the evaluation's baseline rows without a projector).
+    hearing: Option<Hearing>,
     pub llm: LlamaModel,
 }
 
@@ -139,14 +137,29 @@ impl Assistant {
             ));
         }
         Ok(Self {
-            frontend: Frontend::new(FrontendConfig {
-                bands,
-                pad_to_30s: false,
+            hearing: Some(Hearing {
+                frontend: Frontend::new(FrontendConfig {
+                    bands,
+                    pad_to_30s: false,
+                }),
+                encoder,
+                projector,
             }),
-            encoder,
-            projector,
             llm,
         })
+    }
+
+    /// The LLM alone: answers to text in the audio slot (text oracle, cascade); asking it to hear audio
+    /// is an error.
+    pub fn load_text_only(llm_path: &Path) -> Result<Self, AssistantError> {
+        let llm = LlamaModel::load_gguf(llm_path, tinyalign_llm::Precision::Native)
+            .map_err(|e| AssistantError::Model(e.to_string()))?;
+        Ok(Self { hearing: None, llm })
+    }
+
+    /// Whether a projector is loaded (audio can be answered).
+    pub fn hears(&self) -> bool {
+        self.hearing.is_some()
     }
 
     /// Audio tokens of an utterance: `(T, d_llm)` row-major and T.
@@ -161,34 +174,35 @@ impl Assistant {
                 audio.duration_s()
             )));
         }
+        let hearing = self.hearing.as_ref().ok_or_else(|| {
+            AssistantError::Model("this assistant has no projector: it cannot hear audio".into())
+        })?;
         let started = std::time::Instant::now();
-        let mel = self.frontend.audio_to_log_mel(audio, name)?;
-        let features = self
+        let mel = hearing.frontend.audio_to_log_mel(audio, name)?;
+        let features = hearing
             .encoder
             .forward(&mel)
             .map_err(|e| AssistantError::Model(e.to_string()))?;
         let encode_ms = started.elapsed().as_secs_f64() * 1e3;
         let started = std::time::Instant::now();
-        let (tokens, t) = self
+        let (tokens, t) = hearing
             .projector
             .project(&tinyalign_nn::to_vec2(&features))
             .map_err(|e| AssistantError::Model(e.to_string()))?;
         Ok((tokens, t, encode_ms, started.elapsed().as_secs_f64() * 1e3))
     }
 
-    /// Answers `audio` under `instruction` (ignored with `PromptLayout::AudioOnly`), streaming text.
+    /// Answers `audio` under `prompt` (instruction, answer prefix, stop texts), streaming text.
     pub fn answer(
         &self,
         audio: &tinyalign_mel::Audio,
         name: &str,
-        instruction: &str,
-        layout: PromptLayout,
+        prompt: &SlotPrompt,
         options: &GenerateOptions,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<Answer, AssistantError> {
         let (audio_embeds, t, encode_ms, project_ms) = self.audio_tokens(audio, name)?;
-        let generation =
-            self.answer_embeddings(&audio_embeds, t, instruction, layout, options, on_text)?;
+        let generation = self.answer_embeddings(&audio_embeds, t, prompt, options, on_text)?;
         Ok(Answer {
             generation,
             audio_seconds: audio.duration_s(),
@@ -204,16 +218,15 @@ impl Assistant {
         &self,
         slot: &[f32],
         t: usize,
-        instruction: &str,
-        layout: PromptLayout,
+        prompt: &SlotPrompt,
         options: &GenerateOptions,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<Generation, AssistantError> {
-        let instruction = match layout {
-            PromptLayout::Injected => Some(instruction),
-            PromptLayout::AudioOnly => None,
-        };
-        let (before, after) = self.llm.slot_prompt_ids(instruction);
+        let (before, after) = self.llm.slot_prompt_ids(prompt);
+        let mut options = options.clone();
+        options
+            .stop_strings
+            .extend(prompt.stop_strings.iter().cloned());
         let model = |e: tinyalign_llm::LlmError| AssistantError::Model(e.to_string());
         let mut embeds = self.llm.embed_tokens(&before).map_err(model)?;
         embeds.extend_from_slice(slot);
@@ -222,7 +235,7 @@ impl Assistant {
         let mut cache = KvCache::new(&self.llm.config, n + options.max_tokens);
         let history: Vec<u32> = before.iter().chain(&after).copied().collect();
         self.llm
-            .generate(&embeds, n, &mut cache, &history, options, on_text)
+            .generate(&embeds, n, &mut cache, &history, &options, on_text)
             .map_err(model)
     }
 }

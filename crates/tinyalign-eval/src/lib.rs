@@ -7,9 +7,9 @@ mod run;
 mod stats;
 mod wer;
 
-pub use assistant::{Answer, Assistant, AssistantError, PromptLayout, TRANSCRIBE_INSTRUCTION};
+pub use assistant::{Answer, Assistant, AssistantError, TRANSCRIBE_INSTRUCTION};
 pub use run::{
-    EvalOptions, EvalReport, Hypothesis, RowSummary, UtteranceResult, evaluate, task_instruction,
+    EvalOptions, EvalReport, Hypothesis, RowSummary, UtteranceResult, evaluate, task_prompt,
 };
 pub use stats::{BOOTSTRAP_RESAMPLES, bootstrap_ci95};
 pub use tinyalign_data::Task;

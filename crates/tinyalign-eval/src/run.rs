@@ -22,17 +22,17 @@ use std::time::Instant;
 
 use serde::Serialize;
 use tinyalign_data::{Manifest, Split, Task};
-use tinyalign_llm::GenerateOptions;
+use tinyalign_llm::{GenerateOptions, SlotPrompt};
 use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
 use tinyalign_whisper::WhisperModel;
 
-use crate::{Assistant, AssistantError, EditCounts, PromptLayout, bootstrap_ci95};
+use crate::{Assistant, AssistantError, EditCounts, bootstrap_ci95};
 
-/// The instruction injected for `task`.
-pub fn task_instruction(task: Task) -> &'static str {
+/// The prompt around the audio slot for `task`.
+pub fn task_prompt(task: Task) -> SlotPrompt {
     match task {
-        Task::Transcribe => tinyalign_llm::TRANSCRIBE_INSTRUCTION,
-        Task::Respond => tinyalign_llm::RESPOND_INSTRUCTION,
+        Task::Transcribe => SlotPrompt::transcribe(),
+        Task::Respond => SlotPrompt::respond(),
     }
 }
 
@@ -80,6 +80,8 @@ pub struct UtteranceResult {
 pub struct EvalReport {
     pub task: Task,
     pub instruction: String,
+    /// The beginning of the answer written for the model (the transcribe task's open quotation).
+    pub answer_prefix: Option<String>,
     pub split: String,
     pub rows: Vec<RowSummary>,
     pub utterances: Vec<UtteranceResult>,
@@ -109,8 +111,13 @@ impl EvalReport {
     pub fn to_markdown(&self) -> String {
         let mut out = match self.task {
             Task::Transcribe => format!(
-                "# Transcribe task, split `{}`\n\nInstruction \"{}\", scored against the transcript; 95% bootstrap intervals over utterances in brackets.\n\n| row | utterances | WER | CER | S / I / D | word F1 | refusals | loops | ms / utt |\n|---|---|---|---|---|---|---|---|---|\n",
-                self.split, self.instruction
+                "# Transcribe task, split `{}`\n\nInstruction \"{}\"{}, scored against the transcript; 95% bootstrap intervals over utterances in brackets.\n\n| row | utterances | WER | CER | S / I / D | word F1 | refusals | loops | ms / utt |\n|---|---|---|---|---|---|---|---|---|\n",
+                self.split,
+                self.instruction,
+                self.answer_prefix
+                    .as_ref()
+                    .map(|p| format!(", the answer begun as `{p}` and ended at the closing quote"))
+                    .unwrap_or_default()
             ),
             Task::Respond => format!(
                 "# Respond task, split `{}`\n\nInstruction \"{}\", scored against the LLM's own answer to the transcript typed as a user message; 95% bootstrap intervals over utterances in brackets.\n\n| row | utterances | word F1 | exact match | WER vs that answer | refusals | loops | ms / utt |\n|---|---|---|---|---|---|---|---|\n",
@@ -219,11 +226,13 @@ pub struct EvalOptions {
     pub max_tokens: usize,
     /// Add the `projector-no-injection` row.
     pub ablation: bool,
-    /// Add the `whisper` (transcribe only) and `cascade` rows (both need the Whisper model) and the
-    /// `text-oracle` row.
+    /// Add the `text-oracle` row, and with a Whisper model the `whisper` (transcribe only) and `cascade`
+    /// rows.
     pub baselines: bool,
     /// Only this speaker's utterances (a manifest with several users).
     pub speaker: Option<String>,
+    /// Replaces the task's instruction in every row (for trying prompts; the default is the task's).
+    pub instruction: Option<String>,
 }
 
 /// Evaluates the manifest's split; `progress(done, total)` after each utterance.
@@ -241,7 +250,10 @@ pub fn evaluate(
         eval.max_tokens,
         eval.ablation,
     );
-    let instruction = task_instruction(task);
+    let prompt = match &eval.instruction {
+        Some(text) => SlotPrompt::instruction(text),
+        None => task_prompt(task),
+    };
     let mut utts = manifest.in_splits(&[split]);
     utts.retain(|u| eval.speaker.as_ref().is_none_or(|s| *s == u.speaker));
     // Any speech can be repeated; only requests (or unlabelled utterances) can be answered.
@@ -262,15 +274,8 @@ pub fn evaluate(
                 .unwrap_or_default()
         )));
     }
-    let whisper = match (eval.baselines, whisper) {
-        (false, _) => None,
-        (true, Some(w)) => Some(w),
-        (true, None) => {
-            return Err(AssistantError::Model(
-                "the whisper and cascade rows need the Whisper model".into(),
-            ));
-        }
-    };
+    // Without the Whisper model the baselines are the text oracle alone.
+    let whisper = whisper.filter(|_| eval.baselines);
     let padded = whisper
         .map(|w| {
             MelBands::from_count(w.encoder.config().num_mel_bins)
@@ -288,20 +293,13 @@ pub fn evaluate(
         ..Default::default()
     };
     // The LLM answering a text put in the audio slot as its token embeddings, as at inference.
-    let answer_text = |text: &str, layout: PromptLayout| -> Result<String, AssistantError> {
+    let answer_text = |text: &str, prompt: &SlotPrompt| -> Result<String, AssistantError> {
         let ids = assistant.llm.tokenizer.encode(text, false);
         let embeds = assistant
             .llm
             .embed_tokens(&ids)
             .map_err(|e| AssistantError::Model(e.to_string()))?;
-        let g = assistant.answer_embeddings(
-            &embeds,
-            ids.len(),
-            instruction,
-            layout,
-            &options,
-            |_| true,
-        )?;
+        let g = assistant.answer_embeddings(&embeds, ids.len(), prompt, &options, |_| true)?;
         Ok(g.text)
     };
     let mut rows: BTreeMap<&str, Accumulator> = BTreeMap::new();
@@ -312,7 +310,7 @@ pub fn evaluate(
         // Without an instruction the slot holds the typed request alone: exactly the plain chat prompt.
         let reference_answer = match task {
             Task::Transcribe => None,
-            Task::Respond => Some(answer_text(&u.text, PromptLayout::AudioOnly)?),
+            Task::Respond => Some(answer_text(&u.text, &SlotPrompt::audio_only())?),
         };
         let reference = reference_answer.as_deref().unwrap_or(&u.text);
         let mut hyps: Vec<(&str, String, f64)> = Vec::new();
@@ -325,7 +323,7 @@ pub fn evaluate(
                 .map_err(|e| AssistantError::Model(e.to_string()))?;
             let whisper_ms = started.elapsed().as_secs_f64() * 1e3;
             let started = Instant::now();
-            let cascade = answer_text(&text, PromptLayout::Injected)?;
+            let cascade = answer_text(&text, &prompt)?;
             let cascade_ms = whisper_ms + started.elapsed().as_secs_f64() * 1e3;
             if task == Task::Transcribe {
                 hyps.push(("whisper", text, whisper_ms));
@@ -335,17 +333,20 @@ pub fn evaluate(
 
         if eval.baselines {
             let started = Instant::now();
-            let text = answer_text(&u.text, PromptLayout::Injected)?;
+            let text = answer_text(&u.text, &prompt)?;
             hyps.push(("text-oracle", text, started.elapsed().as_secs_f64() * 1e3));
         }
 
-        let mut layouts = vec![("projector", PromptLayout::Injected)];
-        if ablation {
-            layouts.push(("projector-no-injection", PromptLayout::AudioOnly));
+        let mut layouts = Vec::new();
+        if assistant.hears() {
+            layouts.push(("projector", prompt.clone()));
+            if ablation {
+                layouts.push(("projector-no-injection", SlotPrompt::audio_only()));
+            }
         }
         for (row, layout) in layouts {
             let started = Instant::now();
-            let a = assistant.answer(&audio, &name, instruction, layout, &options, |_| true)?;
+            let a = assistant.answer(&audio, &name, &layout, &options, |_| true)?;
             hyps.push((
                 row,
                 a.generation.text,
@@ -398,7 +399,8 @@ pub fn evaluate(
         .collect();
     Ok(EvalReport {
         task,
-        instruction: instruction.to_string(),
+        instruction: prompt.instruction.clone().unwrap_or_default(),
+        answer_prefix: prompt.answer_prefix.clone(),
         split: split.name().into(),
         rows: summaries,
         utterances: results,

@@ -21,6 +21,9 @@ pub struct GenerateOptions {
     pub seed: u64,
     /// Ending tokens; empty means the tokenizer's end-of-sequence token.
     pub stop_tokens: Vec<u32>,
+    /// Texts that end the answer where they first appear; the answer is cut before them (the transcribe
+    /// task's closing quote, see [`crate::SlotPrompt`]).
+    pub stop_strings: Vec<String>,
 }
 
 impl Default for GenerateOptions {
@@ -34,6 +37,7 @@ impl Default for GenerateOptions {
             repetition_window: 64,
             seed: 0,
             stop_tokens: Vec::new(),
+            stop_strings: Vec::new(),
         }
     }
 }
@@ -41,6 +45,8 @@ impl Default for GenerateOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
     StopToken,
+    /// One of the options' `stop_strings` appeared.
+    StopText,
     MaxTokens,
     ContextFull,
     /// The streaming callback asked to stop.
@@ -172,6 +178,9 @@ impl Sampler {
 #[derive(Debug)]
 pub struct Decoding {
     stops: Vec<u32>,
+    stop_strings: Vec<String>,
+    /// A stop string was seen: what the stream decoder still holds is after it.
+    stopped_by_text: bool,
     max_tokens: usize,
     sampler: Sampler,
     recent: Vec<u32>,
@@ -189,6 +198,13 @@ impl Decoding {
             } else {
                 options.stop_tokens.clone()
             },
+            stop_strings: options
+                .stop_strings
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect(),
+            stopped_by_text: false,
             max_tokens: options.max_tokens,
             sampler: Sampler::new(options),
             recent: history.to_vec(),
@@ -216,10 +232,29 @@ impl Decoding {
         }
         self.tokens.push(next);
         self.recent.push(next);
-        let piece = self.decoder.push(tokenizer, next);
+        let mut piece = self.decoder.push(tokenizer, next);
+        let streamed = self.text.len();
         self.text.push_str(&piece);
+        // A stop text may straddle pieces: search the whole answer, cut it there, stream what precedes it.
+        let stop_at = self
+            .stop_strings
+            .iter()
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min();
+        if let Some(at) = stop_at {
+            self.stopped_by_text = true;
+            self.text.truncate(at);
+            piece = self
+                .text
+                .get(streamed.min(at)..)
+                .unwrap_or_default()
+                .to_string();
+        }
         if !piece.is_empty() && !on_text(&piece) {
             return Err(StopReason::Cancelled);
+        }
+        if stop_at.is_some() {
+            return Err(StopReason::StopText);
         }
         if self.tokens.len() >= self.max_tokens {
             return Err(StopReason::MaxTokens);
@@ -233,7 +268,7 @@ impl Decoding {
     /// Streams what the decoder still holds; returns the tokens and the whole text.
     pub fn finish(mut self, on_text: &mut impl FnMut(&str) -> bool) -> (Vec<u32>, String) {
         let rest = self.decoder.finish();
-        if !rest.is_empty() {
+        if !rest.is_empty() && !self.stopped_by_text {
             on_text(&rest);
             self.text.push_str(&rest);
         }
@@ -287,9 +322,10 @@ impl LlamaModel {
         options: &GenerateOptions,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<Generation, LlmError> {
-        let ids = self
-            .tokenizer
-            .encode(&crate::chatml_prompt(messages, self.system_prompt), true);
+        let ids = self.tokenizer.encode(
+            &crate::chatml_prompt(messages, self.system_prompt.as_deref()),
+            true,
+        );
         let capacity = (ids.len() + options.max_tokens).min(self.config.max_position_embeddings);
         if ids.len() > self.config.max_position_embeddings {
             return Err(LlmError::ContextFull {

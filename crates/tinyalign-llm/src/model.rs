@@ -47,8 +47,9 @@ pub struct LlamaModel {
     pub config: LlamaConfig,
     pub tokenizer: Tokenizer,
     pub chat_template: Option<String>,
-    /// The system message the chat template writes by default (`default_system_prompt`).
-    pub system_prompt: Option<&'static str>,
+    /// The system message of every prompt built here: the chat template's default
+    /// (`default_system_prompt`) unless replaced; `None` writes no system turn.
+    pub system_prompt: Option<String>,
     /// `vocab × d`; also the output head when the embeddings are tied (SmolLM2).
     embed: QMatrix,
     output: Option<QMatrix>,
@@ -261,7 +262,8 @@ impl LlamaModel {
         Ok(Self {
             output_norm: vector(file, "output_norm.weight", d)?,
             chat_template: file.meta_str("tokenizer.chat_template").map(str::to_owned),
-            system_prompt: crate::default_system_prompt(file.meta_str("tokenizer.chat_template")),
+            system_prompt: crate::default_system_prompt(file.meta_str("tokenizer.chat_template"))
+                .map(str::to_owned),
             config,
             tokenizer,
             embed,
@@ -288,8 +290,13 @@ impl LlamaModel {
     }
 
     /// Token ids around an embedding slot in this model's chat prompt (see [`crate::slot_prompt_ids`]).
-    pub fn slot_prompt_ids(&self, instruction: Option<&str>) -> (Vec<u32>, Vec<u32>) {
-        crate::slot_prompt_ids(&self.tokenizer, self.system_prompt, instruction)
+    pub fn slot_prompt_ids(&self, prompt: &crate::SlotPrompt) -> (Vec<u32>, Vec<u32>) {
+        crate::slot_prompt_ids(
+            &self.tokenizer,
+            self.system_prompt.as_deref(),
+            prompt.instruction.as_deref(),
+            prompt.answer_prefix.as_deref(),
+        )
     }
 
     /// Bytes of weight data one decoding step reads (every matrix once, the output head included).

@@ -14,6 +14,24 @@ pub struct TrainConfig {
     pub projector: ProjectorSizes,
     pub loss: LossConfig,
     pub optim: OptimConfig,
+    #[serde(default)]
+    pub llm: LlmConfig,
+}
+
+/// The frozen LLM: a short name the CLI resolves in the model cache (`smollm2-135m`, `qwen2.5-0.5b`,
+/// `qwen2.5-1.5b`) or a path to a GGUF file. The projector's output width follows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    pub model: String,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            model: "smollm2-135m".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -214,8 +232,10 @@ mod tests {
             "optim.batch_size=8",
             "loss.objective=llm_in_the_loop",
             "projector.kind=\"mlp\"",
+            "llm.model=\"qwen2.5-0.5b\"",
         ])
         .unwrap();
+        assert_eq!(c.llm.model, "qwen2.5-0.5b");
         assert_eq!(c.optim.batch_size, 8);
         assert_eq!(c.loss.objective, Objective::LlmInTheLoop);
         assert_eq!(c.projector.kind, ProjectorKind::Mlp);

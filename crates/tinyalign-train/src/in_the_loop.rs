@@ -1,13 +1,13 @@
 //! The LLM-in-the-loop objective (the baseline Tiny-Align's EmbedLink replaces): each utterance's projected
 //! audio tokens sit in the transcribe prompt exactly as at inference, the frozen LLM (a differentiable dfdx
-//! graph over dequantised f32 weights) reads the prompt followed by the transcript (teacher forcing), and
-//! the loss is the mean next-token cross-entropy of the transcript and `<|im_end|>`. Gradients flow through
-//! the whole LLM back to the projector.
+//! graph over dequantised f32 weights) reads the prompt (its answer begun as an open quotation) followed by
+//! the transcript (teacher forcing), and the loss is the mean next-token cross-entropy of the transcript and
+//! its closing quote, where inference stops. Gradients flow through the whole LLM back to the projector.
 //!
 //! Cost note: dfdx's matmul backward also computes gradients for the frozen weights (it has no notion of a
 //! constant operand), so the backward pass does ~1.5× the work a framework with frozen-weight support would.
 
-use tinyalign_llm::{LlamaGraph, LlamaModel, TRANSCRIBE_INSTRUCTION};
+use tinyalign_llm::{LlamaGraph, LlamaModel, SlotPrompt};
 use tinyalign_nn::{Device, Merge, Scalar, Tape, Taped2};
 use tinyalign_projector::BatchLayout;
 use tinyalign_weights::gguf::GgufFile;
@@ -22,7 +22,6 @@ pub struct LoopContext {
     before_len: usize,
     after: Vec<f32>,
     after_len: usize,
-    im_end: u32,
     d: usize,
 }
 
@@ -31,31 +30,21 @@ impl LoopContext {
     pub fn new(llm: &LlamaModel, file: &GgufFile) -> Result<Self, TrainError> {
         let model = |e: tinyalign_llm::LlmError| TrainError::Model(e.to_string());
         let graph = LlamaGraph::from_gguf(file, tinyalign_nn::cpu()).map_err(model)?;
-        let (before_ids, after_ids) = llm.slot_prompt_ids(Some(TRANSCRIBE_INSTRUCTION));
-        let im_end = match llm.tokenizer.encode("<|im_end|>", true)[..] {
-            [id] => id,
-            _ => {
-                return Err(TrainError::Model(
-                    "the tokenizer has no <|im_end|> token".into(),
-                ));
-            }
-        };
+        let (before_ids, after_ids) = llm.slot_prompt_ids(&SlotPrompt::transcribe());
         Ok(Self {
             before: llm.embed_tokens(&before_ids).map_err(model)?,
             before_len: before_ids.len(),
             after: llm.embed_tokens(&after_ids).map_err(model)?,
             after_len: after_ids.len(),
-            im_end,
             d: llm.config.hidden_size,
             graph,
         })
     }
 
-    /// What the LLM must answer for a transcript: its tokens, then `<|im_end|>`.
+    /// What the LLM must answer for a transcript after the prompt's open quotation: the transcript and the
+    /// closing quote, tokenised together (BPE may join the quote to the last punctuation, `."`).
     pub fn answer_ids(&self, llm: &LlamaModel, text: &str) -> Vec<u32> {
-        let mut ids = llm.tokenizer.encode(text, false);
-        ids.push(self.im_end);
-        ids
+        llm.tokenizer.encode(&format!("{text}\""), false)
     }
 
     /// Mean over the batch of each utterance's transcript cross-entropy. `out` `(batch·max_tokens, d)` are

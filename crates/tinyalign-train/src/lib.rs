@@ -14,7 +14,9 @@ mod targets;
 mod trainer;
 mod users;
 
-pub use config::{DataConfig, LossConfig, Objective, OptimConfig, ProjectorSizes, TrainConfig};
+pub use config::{
+    DataConfig, LlmConfig, LossConfig, Objective, OptimConfig, ProjectorSizes, TrainConfig,
+};
 pub use device::ComputeDevice;
 pub use features::{FRONTEND_VERSION, FeatureCache, Features, sha256_hex};
 pub use in_the_loop::LoopContext;

@@ -713,6 +713,7 @@ fn train_on<D: TrainDevice>(
                     valid_cos,
                     train_set.len(),
                     config.loss.objective,
+                    &config.llm.model,
                 )?;
             } else {
                 state.bad_validations += 1;
@@ -789,6 +790,7 @@ fn save_projector<D: NnDevice>(
     valid_cosine: f32,
     train_utterances: usize,
     objective: Objective,
+    llm: &str,
 ) -> Result<(), TrainError> {
     let weights = write_safetensors(&projector.state_dict(), StoreAs::F32, &[("format", "pt")])
         .map_err(|e| TrainError::Io(e.to_string()))?;
@@ -797,6 +799,8 @@ fn save_projector<D: NnDevice>(
         "projector": config,
         "encoder_sha256": encoder_hash,
         "llm_sha256": llm_hash,
+        // What `--llm` named (a known name or a GGUF path): commands loading this projector default to it.
+        "llm": llm,
         "frontend_version": crate::features::FRONTEND_VERSION,
         "objective": objective,
         "step": state.step,

@@ -249,7 +249,7 @@ impl GpuLlama {
         instruction: Option<&str>,
     ) -> Result<(GpuTensor, Vec<u32>), GpuError> {
         let (before, after) =
-            tinyalign_llm::slot_prompt_ids(&self.tokenizer, self.system_prompt, instruction);
+            tinyalign_llm::slot_prompt_ids(&self.tokenizer, self.system_prompt, instruction, None);
         let t = slot.rows();
         let before_embeds = self.embed_tokens(gpu, &before)?;
         let after_embeds = self.embed_tokens(gpu, &after)?;

@@ -1,0 +1,105 @@
+//! `--llm NAME|PATH.gguf`: the frozen LLM, by the short name of a model `cargo xtask fetch` puts in the
+//! cache, or any GGUF file of a supported architecture (llama, qwen2).
+//!
+//! Which LLM a projector was trained for is recorded in its `projector.json` (`llm`, next to the
+//! `llm_sha256` that loading checks), so commands that load a projector default to that one.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+/// A model the fetch step knows: short name, file under the cache, and how to get it.
+pub struct KnownLlm {
+    pub name: &'static str,
+    pub file: &'static str,
+    pub fetch: &'static str,
+}
+
+pub const KNOWN_LLMS: &[KnownLlm] = &[
+    KnownLlm {
+        name: "smollm2-135m",
+        file: "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+        fetch: "cargo xtask fetch",
+    },
+    KnownLlm {
+        name: "qwen2.5-0.5b",
+        file: "qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        fetch: "cargo xtask fetch",
+    },
+    KnownLlm {
+        name: "qwen2.5-1.5b",
+        file: "qwen2.5-coder-1.5b-instruct/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        fetch: "cargo xtask fetch --with qwen2.5-1.5b",
+    },
+];
+
+/// The LLM used when neither `--llm`, the config nor a projector's manifest names one.
+pub const DEFAULT_LLM: &str = "smollm2-135m";
+
+/// The GGUF path of `choice` (a known name, or a path to a `.gguf` file), which must exist.
+pub fn resolve(choice: &str) -> Result<PathBuf> {
+    if let Some(known) = KNOWN_LLMS.iter().find(|k| k.name == choice) {
+        let path = crate::data_cmd::cache_dir().join(known.file);
+        if !path.exists() {
+            bail!(
+                "LLM `{choice}` is not in the cache ({}): run `{}`",
+                path.display(),
+                known.fetch
+            );
+        }
+        return Ok(path);
+    }
+    let path = Path::new(choice);
+    if path.extension().is_some_and(|e| e == "gguf") {
+        if !path.exists() {
+            bail!("LLM file {} does not exist", path.display());
+        }
+        return Ok(std::fs::canonicalize(path)?);
+    }
+    let names: Vec<_> = KNOWN_LLMS.iter().map(|k| k.name).collect();
+    bail!(
+        "--llm `{choice}`: neither a known LLM ({}) nor a .gguf file",
+        names.join(", ")
+    )
+}
+
+/// The LLM a projector folder was trained for (`projector.json`'s `llm`), if it records one.
+pub fn of_projector(projector_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(projector_dir.join("projector.json")).ok()?;
+    let manifest: serde_json::Value = serde_json::from_str(&text).ok()?;
+    manifest["llm"].as_str().map(str::to_owned)
+}
+
+/// `--llm` if given, else the projector's own LLM, else the default.
+pub fn for_projector(flag: Option<&str>, projector_dir: &Path) -> Result<PathBuf> {
+    match flag {
+        Some(choice) => resolve(choice),
+        None => resolve(&of_projector(projector_dir).unwrap_or_else(|| DEFAULT_LLM.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_names_and_missing_files_are_clear_errors() {
+        let err = resolve("gpt-5").unwrap_err().to_string();
+        assert!(
+            err.contains("smollm2-135m") && err.contains("qwen2.5-0.5b"),
+            "{err}"
+        );
+        let err = resolve("/nonexistent/model.gguf").unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn a_projector_names_its_llm() {
+        let dir = std::env::temp_dir().join(format!("tinyalign-llm-choice-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(of_projector(&dir), None);
+        std::fs::write(dir.join("projector.json"), r#"{"llm": "qwen2.5-0.5b"}"#).unwrap();
+        assert_eq!(of_projector(&dir).as_deref(), Some("qwen2.5-0.5b"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
