@@ -418,3 +418,44 @@ fn differentiable_graph_matches_reference_and_finite_differences() {
         );
     }
 }
+
+/// A stop text ends the answer where it first appears, cut before it, and only what precedes it streams.
+#[test]
+fn stop_strings_cut_the_answer() {
+    let Some(model) = native_model() else { return };
+    let mut streamed = String::new();
+    let generation = model
+        .chat(
+            &[ChatMessage::new("user", "What is the capital of France?")],
+            &GenerateOptions {
+                max_tokens: 32,
+                stop_strings: vec!["Paris".into()],
+                ..Default::default()
+            },
+            |piece| {
+                streamed.push_str(piece);
+                true
+            },
+        )
+        .unwrap();
+    assert_eq!(generation.text, "The capital of France is ");
+    assert_eq!(streamed, generation.text);
+    assert_eq!(generation.stop_reason, StopReason::StopText);
+}
+
+/// The token readout of a token's own embedding is that token, whatever the vector's scale (cosine).
+#[test]
+fn token_readout_finds_each_rows_own_token() {
+    let Some(model) = native_model() else { return };
+    let ids = model
+        .tokenizer
+        .encode("Set a timer for ten minutes, please.", false);
+    let embeds = model.embed_tokens(&ids).unwrap();
+    assert_eq!(model.nearest_tokens(&embeds, ids.len()).unwrap(), ids);
+    let scaled: Vec<f32> = embeds.iter().map(|v| v * 3.5).collect();
+    assert_eq!(model.nearest_tokens(&scaled, ids.len()).unwrap(), ids);
+    assert!(matches!(
+        model.nearest_tokens(&embeds[1..], ids.len()),
+        Err(LlmError::Shape(_))
+    ));
+}

@@ -12,7 +12,9 @@
 //! Rows: `whisper` (transcribe only: Whisper tiny.en's own greedy transcript, the cascade's first half),
 //! `cascade` (Whisper's transcript handed to the LLM in the audio slot under the task's instruction),
 //! `text-oracle` (the reference transcript's own token embeddings in the audio slot: the ceiling of the
-//! injection layout), `projector` (audio → projector → LLM, instruction injected) and
+//! injection layout), `token-readout` (transcribe only: each audio token read back as the vocabulary row
+//! nearest to it by cosine, detokenised; no LLM runs, so it measures what the tokens carry apart from what
+//! the LLM does with them), `projector` (audio → projector → LLM, instruction injected) and
 //! `projector-no-injection` (the same, audio tokens alone in the user turn).
 //!
 //! Every rate comes with a 95% bootstrap interval over utterances.
@@ -337,21 +339,33 @@ pub fn evaluate(
             hyps.push(("text-oracle", text, started.elapsed().as_secs_f64() * 1e3));
         }
 
-        let mut layouts = Vec::new();
         if assistant.hears() {
-            layouts.push(("projector", prompt.clone()));
+            let (slot, t, encode_ms, project_ms) = assistant.audio_tokens(&audio, &name)?;
+            let heard_ms = encode_ms + project_ms;
+            if task == Task::Transcribe {
+                // The audio tokens read back as their nearest vocabulary rows: no LLM involved.
+                let started = Instant::now();
+                let ids = assistant
+                    .llm
+                    .nearest_tokens(&slot, t)
+                    .map_err(|e| AssistantError::Model(e.to_string()))?;
+                let text = assistant.llm.tokenizer.decode(&ids, true);
+                let ms = heard_ms + started.elapsed().as_secs_f64() * 1e3;
+                hyps.push(("token-readout", text, ms));
+            }
+            let mut layouts = vec![("projector", prompt.clone())];
             if ablation {
                 layouts.push(("projector-no-injection", SlotPrompt::audio_only()));
             }
-        }
-        for (row, layout) in layouts {
-            let started = Instant::now();
-            let a = assistant.answer(&audio, &name, &layout, &options, |_| true)?;
-            hyps.push((
-                row,
-                a.generation.text,
-                started.elapsed().as_secs_f64() * 1e3,
-            ));
+            for (row, layout) in layouts {
+                let started = Instant::now();
+                let g = assistant.answer_embeddings(&slot, t, &layout, &options, |_| true)?;
+                hyps.push((
+                    row,
+                    g.text,
+                    heard_ms + started.elapsed().as_secs_f64() * 1e3,
+                ));
+            }
         }
 
         let mut per_row = BTreeMap::new();
@@ -390,6 +404,7 @@ pub fn evaluate(
         "whisper",
         "cascade",
         "text-oracle",
+        "token-readout",
         "projector",
         "projector-no-injection",
     ];

@@ -55,6 +55,8 @@ pub struct LlamaModel {
     output: Option<QMatrix>,
     output_norm: Vec<f32>,
     layers: Vec<Layer>,
+    /// Euclidean norm of every input-embedding row, computed on first use by [`Self::nearest_tokens`].
+    embed_norms: std::sync::OnceLock<Vec<f32>>,
     /// RoPE inverse frequencies θ^(−2i/head_dim), i < head_dim / 2.
     inv_freq: Vec<f32>,
     product: Product,
@@ -269,6 +271,7 @@ impl LlamaModel {
             embed,
             output,
             layers,
+            embed_norms: std::sync::OnceLock::new(),
             inv_freq,
             // llama.cpp's trade-off by default: 8-bit activations make decoding ~1.5× faster here (the README's
             // LLM section has the measured speed and fidelity of both).
@@ -327,6 +330,46 @@ impl LlamaModel {
             out.extend(self.embed.row_f32(id as usize));
         }
         Ok(out)
+    }
+
+    /// The token readout: for each of `n` vectors (`n × hidden_size`, e.g. projected audio tokens) the id of
+    /// the input-embedding row with the highest cosine similarity, without running the model. Scores are one
+    /// product with the embedding table in its stored format (f32 activations), divided by the row norms.
+    pub fn nearest_tokens(&self, vectors: &[f32], n: usize) -> Result<Vec<u32>, LlmError> {
+        let (d, vocab) = (self.config.hidden_size, self.config.vocab_size);
+        if vectors.len() != n * d {
+            return Err(LlmError::Shape(format!(
+                "nearest_tokens wants n × {d} values, got {} for n = {n}",
+                vectors.len()
+            )));
+        }
+        let norms = self.embed_norms.get_or_init(|| {
+            (0..vocab)
+                .map(|r| {
+                    let row = self.embed.row_f32(r);
+                    tinyalign_quant::dot(&row, &row).sqrt().max(1e-12)
+                })
+                .collect()
+        });
+        let mut scores = vec![0.0; n * vocab];
+        let exact = Product {
+            activations: Activations::F32,
+            ..self.product
+        };
+        self.embed.matmul_with(exact, vectors, n, &mut scores)?;
+        Ok(scores
+            .chunks_exact(vocab)
+            .map(|row| {
+                row.iter()
+                    .zip(norms)
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |best, (i, (&s, &norm))| {
+                        let cosine = s / norm;
+                        if cosine > best.1 { (i, cosine) } else { best }
+                    })
+                    .0 as u32
+            })
+            .collect())
     }
 
     /// Runs `n` input embeddings (`n × hidden_size`: any mix of token and projected audio embeddings)
