@@ -14,7 +14,7 @@ use crate::util::cargo_output;
 const LAYERS: &[(&str, u8)] = &[
     ("tinyalign-mel", 0),
     ("tinyalign-weights", 0),
-    ("tinyalign-quant", 0),
+    ("tinyalign-quant", 1),
     ("tinyalign-nn", 1),
     ("tinyalign-data", 1),
     ("tinyalign-whisper", 2),

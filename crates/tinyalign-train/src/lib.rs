@@ -6,6 +6,7 @@
 //! `projector.safetensors` + `projector.json` and `summary.json`.
 
 mod config;
+pub mod ctc;
 mod device;
 mod features;
 mod in_the_loop;
