@@ -402,3 +402,73 @@ fn convert_whisper(cache: &Path, dir: &str) -> Result<()> {
             .arg(&target),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Join;
+
+    const TWO_PARTS: Item = Item {
+        dir: "two-parts",
+        what: "a test item",
+        packages: &[
+            Package {
+                source: Source::Pip {
+                    spec: "demo-part1==1.0",
+                    sdist: false,
+                },
+                sha256: None,
+            },
+            Package {
+                source: Source::Pip {
+                    spec: "demo-part2==1.0",
+                    sdist: false,
+                },
+                sha256: None,
+            },
+        ],
+        expect: &["joined.bin"],
+        join: Some(Join {
+            file: "joined.bin",
+            // sha256 of "hello world"
+            sha256: "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9",
+        }),
+    };
+
+    fn staging(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-join-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("demo_part1/data")).unwrap();
+        std::fs::create_dir_all(dir.join("demo_part2/data")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn parts_join_in_package_order_and_are_checked() {
+        let dir = staging("ok");
+        std::fs::write(dir.join("demo_part1/data/part01.bin"), "hello ").unwrap();
+        std::fs::write(dir.join("demo_part2/data/part02.bin"), "world").unwrap();
+        join_parts(&TWO_PARTS, TWO_PARTS.join.as_ref().unwrap(), &dir).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("joined.bin")).unwrap(),
+            "hello world"
+        );
+        assert!(
+            !dir.join("demo_part1/data/part01.bin").exists(),
+            "parts are removed"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_or_wrong_part_is_named() {
+        let dir = staging("missing");
+        std::fs::write(dir.join("demo_part1/data/part01.bin"), "hello ").unwrap();
+        let err = join_parts(&TWO_PARTS, TWO_PARTS.join.as_ref().unwrap(), &dir).unwrap_err();
+        assert!(err.to_string().contains("demo-part2==1.0"), "{err}");
+        std::fs::write(dir.join("demo_part2/data/part02.bin"), "wordl").unwrap();
+        let err = join_parts(&TWO_PARTS, TWO_PARTS.join.as_ref().unwrap(), &dir).unwrap_err();
+        assert!(err.to_string().contains("sha256"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
