@@ -1,6 +1,8 @@
 //! Text normalisation and error rates. Normalisation: lower case, hyphens and slashes as spaces, other
-//! punctuation dropped (apostrophes kept), numbers written as words, single spaces, so "Press 1-2-3."
-//! and "press one two three" match.
+//! punctuation dropped (apostrophes kept), numbers written as words, British spellings as American ones
+//! (as Whisper's `EnglishSpellingNormalizer` does, for the words of this project's sets), single spaces,
+//! so "Press 1-2-3." and "press one two three" match, and so do "kilometres" and "kilometers": one word
+//! spelt two ways is not an error a listener would hear.
 
 const ONES: [&str; 20] = [
     "zero",
@@ -62,6 +64,29 @@ pub fn number_words(n: u64) -> String {
     out.join(" ")
 }
 
+/// British → American spellings of the words the project's datasets and answers use (a subset of
+/// Whisper's `english.json`).
+const SPELLINGS: &[(&str, &str)] = &[
+    ("colour", "color"),
+    ("colours", "colors"),
+    ("favourite", "favorite"),
+    ("centre", "center"),
+    ("centres", "centers"),
+    ("metre", "meter"),
+    ("metres", "meters"),
+    ("kilometre", "kilometer"),
+    ("kilometres", "kilometers"),
+    ("litre", "liter"),
+    ("litres", "liters"),
+    ("theatre", "theater"),
+    ("neighbour", "neighbor"),
+    ("organise", "organize"),
+    ("realise", "realize"),
+    ("travelling", "traveling"),
+    ("cancelled", "canceled"),
+    ("grey", "gray"),
+];
+
 /// Normalised words of `text`.
 pub fn normalise(text: &str) -> Vec<String> {
     let cleaned: String = text
@@ -83,7 +108,13 @@ pub fn normalise(text: &str) -> Vec<String> {
             Ok(n) if n < 1_000_000_000 => {
                 words.extend(number_words(n).split(' ').map(str::to_owned))
             }
-            _ if !word.is_empty() => words.push(word.to_string()),
+            _ if !word.is_empty() => words.push(
+                SPELLINGS
+                    .iter()
+                    .find(|(british, _)| *british == word)
+                    .map_or(word, |(_, american)| american)
+                    .to_string(),
+            ),
             _ => {}
         }
     }
@@ -244,6 +275,10 @@ mod tests {
             ["press", "one", "two", "three", "then", "don't"]
         );
         assert_eq!(normalise("'quoted' words"), ["quoted", "words"]);
+        assert_eq!(
+            normalise("Convert 8 miles to Kilometres, colour!"),
+            normalise("convert eight miles to kilometers color")
+        );
     }
 
     #[test]
