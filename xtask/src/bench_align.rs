@@ -97,6 +97,9 @@ pub fn run(args: &[String]) -> Result<()> {
             .arg(root().join("configs/default.toml"))
             .arg("--run")
             .arg(&dir)
+            // The LLM-in-the-loop baseline runs SmolLM2's differentiable graph (the only architecture it
+            // has), so every run of the comparison uses SmolLM2.
+            .args(["--llm", "smollm2-135m"])
             .args(["--set", &budget, "--set", "optim.max_steps=1000000"])
             .args(["--set", "data.max_valid=16", "--set", "optim.patience=0"])
             .args(["--set", &format!("optim.seed={seed}")]);

@@ -33,8 +33,13 @@ pub const KNOWN_LLMS: &[KnownLlm] = &[
     },
 ];
 
-/// The LLM used when neither `--llm`, the config nor a projector's manifest names one.
-pub const DEFAULT_LLM: &str = "smollm2-135m";
+/// The LLM used when neither `--llm`, the config nor a projector's manifest names one: Qwen2.5-0.5B, whose
+/// projector path measured better than SmolLM2's (the README's "Evaluate" section).
+pub const DEFAULT_LLM: &str = "qwen2.5-0.5b";
+
+/// What a projector whose manifest names no LLM was trained for (every projector before `llm` was
+/// recorded).
+const UNRECORDED_LLM: &str = "smollm2-135m";
 
 /// The GGUF path of `choice` (a known name, or a path to a `.gguf` file), which must exist.
 pub fn resolve(choice: &str) -> Result<PathBuf> {
@@ -70,11 +75,11 @@ pub fn of_projector(projector_dir: &Path) -> Option<String> {
     manifest["llm"].as_str().map(str::to_owned)
 }
 
-/// `--llm` if given, else the projector's own LLM, else the default.
+/// `--llm` if given, else the projector's own LLM (SmolLM2 for a manifest that records none).
 pub fn for_projector(flag: Option<&str>, projector_dir: &Path) -> Result<PathBuf> {
     match flag {
         Some(choice) => resolve(choice),
-        None => resolve(&of_projector(projector_dir).unwrap_or_else(|| DEFAULT_LLM.into())),
+        None => resolve(&of_projector(projector_dir).unwrap_or_else(|| UNRECORDED_LLM.into())),
     }
 }
 

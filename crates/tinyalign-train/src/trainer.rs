@@ -112,7 +112,7 @@ fn make_example(
 struct Example {
     features: Features,
     target: Target,
-    /// LLM-in-the-loop only: the transcript's token ids then `<|im_end|>`, and their input embeddings.
+    /// LLM-in-the-loop only: the transcript's token ids then its closing quote, and their input embeddings.
     answer_ids: Vec<u32>,
     answer_embeds: Vec<f32>,
 }
