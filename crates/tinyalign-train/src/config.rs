@@ -90,7 +90,7 @@ pub enum Objective {
     Embedlink,
     /// The conventional objective (SLAM-ASR and most speech-LLM work): the projected audio goes through the
     /// frozen LLM inside the transcribe prompt, and the loss is the next-token cross-entropy of the
-    /// transcript (then `<|im_end|>`), back-propagated through the LLM to the projector.
+    /// transcript (then its closing quote), back-propagated through the LLM to the projector.
     LlmInTheLoop,
 }
 
