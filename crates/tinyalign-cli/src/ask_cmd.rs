@@ -35,7 +35,7 @@ pub struct AskArgs {
     #[arg(long)]
     no_injection: bool,
     /// The frozen LLM: smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b (from the cache) or a .gguf file. Default:
-    /// with --projector, the LLM it was trained for; else smollm2-135m.
+    /// with --projector, the LLM it was trained for; else qwen2.5-0.5b.
     #[arg(long, alias = "model")]
     llm: Option<String>,
     /// System message (default: the model's own, as its chat template inserts it).

@@ -27,7 +27,7 @@ pub struct EvalArgs {
     #[arg(long)]
     projector: Option<PathBuf>,
     /// The frozen LLM (smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b or a .gguf file). Default: the one the
-    /// projector was trained for; without a projector, smollm2-135m.
+    /// projector was trained for; without a projector, qwen2.5-0.5b.
     #[arg(long)]
     llm: Option<String>,
     /// Inject this instruction in every row instead of the task's (for comparing prompts).
