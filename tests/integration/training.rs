@@ -140,6 +140,7 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
             "whisper",
             "cascade",
             "text-oracle",
+            "token-readout",
             "projector",
             "projector-no-injection"
         ]
