@@ -10,7 +10,9 @@ mod config;
 mod generate;
 #[cfg(feature = "dfdx")]
 mod graph;
+mod kv_cache;
 mod model;
+mod readout;
 mod tokenizer;
 
 pub use chat::{
@@ -22,7 +24,8 @@ pub use config::{Architecture, LlamaConfig, RopeStyle};
 pub use generate::{Decoding, GenerateOptions, Generation, Sampler, StopReason};
 #[cfg(feature = "dfdx")]
 pub use graph::LlamaGraph;
-pub use model::{KvCache, LlamaModel, Precision};
+pub use kv_cache::KvCache;
+pub use model::{LlamaModel, Precision};
 pub use tinyalign_quant::Activations;
 pub use tokenizer::{PreTokenizer, StreamDecoder, Tokenizer};
 

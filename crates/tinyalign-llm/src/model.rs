@@ -8,7 +8,7 @@ use std::path::Path;
 use tinyalign_quant::{Activations, Format, Product, QMatrix};
 use tinyalign_weights::gguf::{GgmlType, GgufFile};
 
-use crate::{LlamaConfig, LlmError, RopeStyle, Tokenizer};
+use crate::{KvCache, LlamaConfig, LlmError, RopeStyle, Tokenizer};
 
 /// How the weight matrices are held in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -51,61 +51,15 @@ pub struct LlamaModel {
     /// (`default_system_prompt`) unless replaced; `None` writes no system turn.
     pub system_prompt: Option<String>,
     /// `vocab × d`; also the output head when the embeddings are tied (SmolLM2).
-    embed: QMatrix,
+    pub(crate) embed: QMatrix,
     output: Option<QMatrix>,
     output_norm: Vec<f32>,
     layers: Vec<Layer>,
     /// Euclidean norm of every input-embedding row, computed on first use by [`Self::nearest_tokens`].
-    embed_norms: std::sync::OnceLock<Vec<f32>>,
+    pub(crate) embed_norms: std::sync::OnceLock<Vec<f32>>,
     /// RoPE inverse frequencies θ^(−2i/head_dim), i < head_dim / 2.
     inv_freq: Vec<f32>,
-    product: Product,
-}
-
-/// Keys and values of every layer for the positions seen so far: `len × kv_dim` each, row-major.
-#[derive(Debug, Clone)]
-pub struct KvCache {
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
-    len: usize,
-    capacity: usize,
-    kv_dim: usize,
-}
-
-impl KvCache {
-    /// A cache for up to `capacity` positions (capped at the model's context length).
-    pub fn new(config: &LlamaConfig, capacity: usize) -> Self {
-        let capacity = capacity.min(config.max_position_embeddings);
-        Self {
-            keys: vec![Vec::new(); config.num_hidden_layers],
-            values: vec![Vec::new(); config.num_hidden_layers],
-            len: 0,
-            capacity,
-            kv_dim: config.kv_dim(),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Forgets positions from `len` on (keeps a shared prefix such as the system prompt).
-    pub fn truncate(&mut self, len: usize) {
-        if len < self.len {
-            self.len = len;
-            for cache in self.keys.iter_mut().chain(self.values.iter_mut()) {
-                cache.truncate(len * self.kv_dim);
-            }
-        }
-    }
+    pub(crate) product: Product,
 }
 
 fn matrix(file: &GgufFile, name: &str, precision: Precision) -> Result<QMatrix, LlmError> {
@@ -330,46 +284,6 @@ impl LlamaModel {
             out.extend(self.embed.row_f32(id as usize));
         }
         Ok(out)
-    }
-
-    /// The token readout: for each of `n` vectors (`n × hidden_size`, e.g. projected audio tokens) the id of
-    /// the input-embedding row with the highest cosine similarity, without running the model. Scores are one
-    /// product with the embedding table in its stored format (f32 activations), divided by the row norms.
-    pub fn nearest_tokens(&self, vectors: &[f32], n: usize) -> Result<Vec<u32>, LlmError> {
-        let (d, vocab) = (self.config.hidden_size, self.config.vocab_size);
-        if vectors.len() != n * d {
-            return Err(LlmError::Shape(format!(
-                "nearest_tokens wants n × {d} values, got {} for n = {n}",
-                vectors.len()
-            )));
-        }
-        let norms = self.embed_norms.get_or_init(|| {
-            (0..vocab)
-                .map(|r| {
-                    let row = self.embed.row_f32(r);
-                    tinyalign_quant::dot(&row, &row).sqrt().max(1e-12)
-                })
-                .collect()
-        });
-        let mut scores = vec![0.0; n * vocab];
-        let exact = Product {
-            activations: Activations::F32,
-            ..self.product
-        };
-        self.embed.matmul_with(exact, vectors, n, &mut scores)?;
-        Ok(scores
-            .chunks_exact(vocab)
-            .map(|row| {
-                row.iter()
-                    .zip(norms)
-                    .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |best, (i, (&s, &norm))| {
-                        let cosine = s / norm;
-                        if cosine > best.1 { (i, cosine) } else { best }
-                    })
-                    .0 as u32
-            })
-            .collect())
     }
 
     /// Runs `n` input embeddings (`n × hidden_size`: any mix of token and projected audio embeddings)
