@@ -85,14 +85,15 @@ fn one_tensor_gguf(code: u32, ne: &[u64], data_len: usize) -> Vec<u8> {
 
 #[test]
 fn gguf_unsupported_quantisation_is_refused_by_name() {
-    let bytes = one_tensor_gguf(12, &[256, 2], 2 * 144);
+    // Q5_K (ggml type 13): a K-quant no model here uses, so it has no decoder.
+    let bytes = one_tensor_gguf(13, &[256, 2], 2 * 176);
     let g = GgufFile::parse(&bytes, "k.gguf").expect("header parses");
     let err = g
         .tensor("blk.0.ffn_down.weight")
-        .expect_err("Q4_K is not readable");
+        .expect_err("Q5_K is not readable");
     let msg = err.to_string();
     assert!(
-        msg.contains("Q4_K")
+        msg.contains("Q5_K")
             && msg.contains("blk.0.ffn_down.weight")
             && msg.starts_with("k.gguf: "),
         "{msg}"
