@@ -115,6 +115,13 @@ fn run_audio(args: &AskArgs, audio_path: &std::path::Path) -> Result<ExitCode> {
     };
     let audio = tinyalign_mel::read_audio_file(audio_path, format)?;
     if args.gpu {
+        // The GPU chain takes an instruction only (no answer prefix or stop texts yet): say so before
+        // loading anything.
+        if slot_prompt(args)?.answer_prefix.is_some() {
+            bail!(
+                "--gpu has no answer prefix yet: pass the instruction with --instruction (answered freely)"
+            );
+        }
         return run_audio_gpu(args, &audio, &whisper, llm_path, &projector);
     }
     let mut assistant = tinyalign_eval::Assistant::load(&whisper, llm_path, &projector)?;
@@ -191,13 +198,7 @@ fn run_audio_gpu(
     )
     .with_context(|| format!("loading the chain on {}", gpu.adapter_description()))?;
     let load_s = load_started.elapsed().as_secs_f64();
-    // The GPU chain takes an instruction only (no answer prefix or stop texts yet).
     let prompt = slot_prompt(args)?;
-    if prompt.answer_prefix.is_some() {
-        bail!(
-            "--gpu has no answer prefix yet: pass the instruction with --instruction (answered freely)"
-        );
-    }
     let instruction = prompt.instruction.as_deref();
     let clock = Instant::now();
     let now = || clock.elapsed().as_secs_f64() * 1e3;
