@@ -67,7 +67,7 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
         .projector
         .as_deref()
         .map(crate::personalize_cmd::resolve_projector);
-    let assistant = match &projector {
+    let mut assistant = match &projector {
         Some(projector) => Assistant::load(
             &whisper_dir,
             &crate::llm_choice::for_projector(args.llm.as_deref(), projector)?,
@@ -84,7 +84,6 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
             )?)?
         }
     };
-    let mut assistant = assistant;
     if let Some(system) = &args.system {
         assistant.llm.system_prompt = (!system.is_empty()).then(|| system.clone());
     }

@@ -290,9 +290,7 @@ impl Tokenizer {
         if self.pre == PreTokenizer::Qwen2 {
             use unicode_normalization::UnicodeNormalization;
             let normalised: String = text.nfc().collect();
-            for word in split_words(&self.words, &normalised, self.pre) {
-                self.encode_word(word, out);
-            }
+            self.encode_words(&normalised, out);
             return;
         }
         let mut piece_start = 0;

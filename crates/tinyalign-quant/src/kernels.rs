@@ -261,6 +261,18 @@ mod avx2 {
             ._mm256_cvtepi32_ps(simd.avx2._mm256_cvtepi8_epi32(bytes))
     }
 
+    /// A block of 32 i8 weights as four groups of 8 f32 lanes (elements 0..8, 8..16, 16..24, 24..32).
+    #[inline(always)]
+    fn widen_i8_block(simd: V3, quants: [u8; 32]) -> [__m256; 4] {
+        let [q0, q1]: [__m128i; 2] = pulp::cast(quants);
+        [
+            widen_i8(simd, q0),
+            widen_i8(simd, simd.sse2._mm_srli_si128::<8>(q0)),
+            widen_i8(simd, q1),
+            widen_i8(simd, simd.sse2._mm_srli_si128::<8>(q1)),
+        ]
+    }
+
     /// Σ over one block of 32 of w·x with w given as four groups of 8 f32 lanes. Written out: iterator
     /// adapters here ended up as out-of-line calls compiled without AVX.
     #[inline(always)]
@@ -353,14 +365,7 @@ mod avx2 {
                 scales.len(),
                 #[inline(always)]
                 |b, acc| {
-                    let [q0, q1]: [__m128i; 2] = pulp::cast(quants[b]);
-                    let w = [
-                        widen_i8(simd, q0),
-                        widen_i8(simd, simd.sse2._mm_srli_si128::<8>(q0)),
-                        widen_i8(simd, q1),
-                        widen_i8(simd, simd.sse2._mm_srli_si128::<8>(q1)),
-                    ];
-                    let p = block_fma(simd, w, &x.values[32 * b..]);
+                    let p = block_fma(simd, widen_i8_block(simd, quants[b]), &x.values[32 * b..]);
                     simd.fma
                         ._mm256_fmadd_ps(p, simd.avx._mm256_set1_ps(scales[b]), acc)
                 },
@@ -449,18 +454,17 @@ mod avx2 {
                 scales.len(),
                 #[inline(always)]
                 |b, acc| {
-                    let [q0, q1]: [__m128i; 2] = pulp::cast(quants[b]);
                     let (s0, s1) = (
                         simd.avx._mm256_set1_ps(scales[b][0]),
                         simd.avx._mm256_set1_ps(scales[b][1]),
                     );
+                    // Groups 0 and 1 are the first 16 elements (scale s0), groups 2 and 3 the rest (s1).
+                    let [w0, w1, w2, w3] = widen_i8_block(simd, quants[b]);
                     let w = [
-                        simd.avx._mm256_mul_ps(widen_i8(simd, q0), s0),
-                        simd.avx
-                            ._mm256_mul_ps(widen_i8(simd, simd.sse2._mm_srli_si128::<8>(q0)), s0),
-                        simd.avx._mm256_mul_ps(widen_i8(simd, q1), s1),
-                        simd.avx
-                            ._mm256_mul_ps(widen_i8(simd, simd.sse2._mm_srli_si128::<8>(q1)), s1),
+                        simd.avx._mm256_mul_ps(w0, s0),
+                        simd.avx._mm256_mul_ps(w1, s0),
+                        simd.avx._mm256_mul_ps(w2, s1),
+                        simd.avx._mm256_mul_ps(w3, s1),
                     ];
                     simd.avx
                         ._mm256_add_ps(block_fma(simd, w, &x.values[32 * b..]), acc)
