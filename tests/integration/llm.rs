@@ -459,3 +459,37 @@ fn token_readout_finds_each_rows_own_token() {
         Err(LlmError::Shape(_))
     ));
 }
+
+/// The transcribe prompt's worked examples are whole ChatML exchanges: the ids around the slot, with the
+/// slot filled by a sentence's own tokens, are the tokens of the conversation `chatml_prompt` writes (an
+/// independent rendering of the template) followed by the answer's opening quotation.
+#[test]
+fn few_shot_transcribe_prompt_is_the_chatml_conversation() {
+    let Some(model) = native_model() else { return };
+    let prompt = tinyalign_llm::SlotPrompt::transcribe();
+    assert_eq!(prompt.examples.len(), 2);
+    let (before, after) = model.slot_prompt_ids(&prompt);
+    let said = "Will it snow in Oslo tomorrow?";
+    let mut ids = before;
+    ids.extend(model.tokenizer.encode(said, false));
+    ids.extend(after);
+    let instruction = prompt.instruction.as_deref().unwrap();
+    let mut messages = Vec::new();
+    for (example, answer) in &prompt.examples {
+        messages.push(ChatMessage::new(
+            "user",
+            &format!("{instruction}\n{example}"),
+        ));
+        messages.push(ChatMessage::new("assistant", answer));
+    }
+    messages.push(ChatMessage::new("user", &format!("{instruction}\n{said}")));
+    let text = tinyalign_llm::chatml_prompt(&messages, model.system_prompt.as_deref())
+        + prompt.answer_prefix.as_deref().unwrap();
+    assert_eq!(model.tokenizer.decode(&ids, false), text);
+    assert!(
+        prompt.examples[0]
+            .1
+            .starts_with(tinyalign_llm::TRANSCRIBE_ANSWER_PREFIX)
+            && prompt.examples[0].1.ends_with('"')
+    );
+}

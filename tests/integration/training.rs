@@ -124,6 +124,8 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
         baselines: true,
         speaker: None,
         instruction: None,
+        readout: None,
+        all_readouts: false,
     };
     let report = tinyalign_eval::evaluate(
         &manifest,
@@ -210,6 +212,15 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
     }
     assert!(report.to_markdown().starts_with("# Respond task"));
 
+    // A pooled projector takes no readout.
+    let mut pooled =
+        tinyalign_eval::Assistant::load(&whisper, &llm, &root.join("straight")).unwrap();
+    let err = pooled
+        .set_readout(tinyalign_eval::Readout::Posterior)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CTC objective"), "{err}");
+
     // A projector trained for other models is refused, naming which one.
     let manifest_path = root.join("straight/projector.json");
     let text = std::fs::read_to_string(&manifest_path).unwrap();
@@ -222,6 +233,133 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
     assert!(
         err.contains("another LLM") && err.contains(&"0".repeat(64)),
         "{err}"
+    );
+    std::fs::remove_dir_all(root).ok();
+}
+
+/// The CTC objective end to end on real features: the token readout scores every validation and picks the
+/// best step, the manifest records the classes, every readout feeds the LLM, and personalising from the
+/// CTC projector grows its class set with the new speaker's tokens.
+#[test]
+fn ctc_training_reads_tokens_and_personalises() {
+    let needed = [
+        "whisper-tiny.en/hf/model.safetensors",
+        "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "speech-asterisk/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz",
+    ];
+    if needed.iter().any(|rel| cached_model(rel).is_none()) {
+        return;
+    }
+    let root = std::env::temp_dir().join(format!("tinyalign-ctc-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    tinyalign_data::build_asterisk(&cache_dir(), &root.join("data"), 0, 0.7, 30.0).unwrap();
+    let preset = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/smoke.toml");
+    let overrides: Vec<String> = [
+        "loss.objective=ctc",
+        "loss.mse_weight=0",
+        "loss.cosine_weight=0",
+        "loss.token_weight=0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut config = TrainConfig::from_toml_with_overrides(
+        &std::fs::read_to_string(&preset).unwrap(),
+        "smoke",
+        &overrides,
+    )
+    .unwrap();
+    config.data.manifest = root.join("data/manifest.jsonl").display().to_string();
+    config.data.max_train = 24;
+    config.data.max_valid = 8;
+    config.optim.batch_size = 8;
+    config.optim.max_steps = 12;
+    config.optim.warmup_steps = 2;
+    config.optim.validate_every = 6;
+    let whisper = cache_dir().join("whisper-tiny.en/hf");
+    let llm = cache_dir().join(needed[1]);
+    let options = |run: &str, init_from: Option<std::path::PathBuf>| TrainOptions {
+        run_dir: root.join(run),
+        cache_dir: cache_dir(),
+        whisper_dir: whisper.clone(),
+        llm_path: llm.clone(),
+        resume: false,
+        stop: Arc::new(AtomicBool::new(false)),
+        verbose: false,
+        interrupt_at_step: None,
+        init_from,
+        feature_dir: None,
+        device: tinyalign_train::ComputeDevice::Cpu,
+    };
+    let summary = tinyalign_train::train(&config, &options("ctc", None)).unwrap();
+    assert_eq!(summary.steps, 12);
+    assert!(
+        summary.best_valid_cosine.is_none(),
+        "frames have no positions"
+    );
+    let error = summary.best_valid_readout_error.expect("a readout error");
+    assert!((0.0..=10.0).contains(&error), "{error}");
+    let m = metrics(&root.join("ctc"));
+    let valid: Vec<f64> = m.iter().filter_map(|v| v["valid_loss"].as_f64()).collect();
+    assert_eq!(valid.len(), 2);
+    let train: Vec<f64> = m.iter().filter_map(|v| v["loss"].as_f64()).collect();
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    assert!(
+        mean(&train[8..]) < 0.6 * mean(&train[..2]),
+        "CTC training loss {train:?}"
+    );
+    assert!(m.iter().any(|v| v["valid_readout_error"].is_number()));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("ctc/projector.json")).unwrap())
+            .unwrap();
+    let output = &manifest["projector"]["output"];
+    assert_eq!(output["mode"], "ctc");
+    assert_eq!(output["classes"].as_array().unwrap().len(), summary.classes);
+
+    let mut assistant = tinyalign_eval::Assistant::load(&whisper, &llm, &root.join("ctc")).unwrap();
+    assert!(assistant.has_ctc_head());
+    assistant
+        .set_readout(tinyalign_eval::Readout::Vectors)
+        .unwrap();
+    let data = tinyalign_data::Manifest::read(&root.join("data/manifest.jsonl")).unwrap();
+    let eval = tinyalign_eval::EvalOptions {
+        task: tinyalign_eval::Task::Transcribe,
+        split: tinyalign_data::Split::Heldout,
+        limit: 2,
+        max_tokens: 6,
+        ablation: false,
+        baselines: false,
+        speaker: None,
+        instruction: None,
+        readout: Some(tinyalign_eval::Readout::Vectors),
+        all_readouts: true,
+    };
+    let report = tinyalign_eval::evaluate(&data, &assistant, None, &eval, |_, _| {}).unwrap();
+    let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "token-readout",
+            "projector",
+            "projector-greedy",
+            "projector-posterior"
+        ]
+    );
+    assert_eq!(report.readout.as_deref(), Some("vectors"));
+
+    // Personalising from the CTC base keeps CTC and adds the new data's tokens to the classes.
+    let mut adapt = config.clone();
+    adapt.data.train_splits = vec!["adapt".into()];
+    adapt.data.max_train = 0;
+    adapt.optim.max_steps = 2;
+    adapt.optim.validate_every = 2;
+    let personal =
+        tinyalign_train::train(&adapt, &options("personal", Some(root.join("ctc")))).unwrap();
+    assert!(
+        personal.classes > summary.classes,
+        "{} classes from {}",
+        personal.classes,
+        summary.classes
     );
     std::fs::remove_dir_all(root).ok();
 }

@@ -68,6 +68,10 @@ pub struct AskArgs {
     /// as the browser demo does. Its greedy answer equals the CPU's with --exact-activations.
     #[arg(long)]
     gpu: bool,
+    /// How a CTC projector's frames go into the LLM: greedy (default), posterior or vectors (see `tinyalign
+    /// eval --help`).
+    #[arg(long)]
+    readout: Option<tinyalign_eval::Readout>,
 }
 
 /// The prompt around the audio: none with --no-injection, `--instruction` as given (no answer prefix),
@@ -125,6 +129,9 @@ fn run_audio(args: &AskArgs, audio_path: &std::path::Path) -> Result<ExitCode> {
         return run_audio_gpu(args, &audio, &whisper, llm_path, &projector);
     }
     let mut assistant = tinyalign_eval::Assistant::load(&whisper, llm_path, &projector)?;
+    if let Some(readout) = args.readout {
+        assistant.set_readout(readout)?;
+    }
     if args.exact_activations {
         assistant.llm.set_activations(Activations::F32);
     }

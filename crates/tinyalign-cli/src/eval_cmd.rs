@@ -53,6 +53,14 @@ pub struct EvalArgs {
     /// Of the baselines keep only the text oracle (no Whisper decoding: fast, for comparing prompts).
     #[arg(long)]
     oracle_only: bool,
+    /// How a CTC projector's frames go into the LLM in the `projector` row: greedy (the greedy path's tokens
+    /// as the LLM's own embeddings), posterior (each segment's posterior-weighted embeddings) or vectors
+    /// (the projector's vector at each segment's peak). Default: greedy.
+    #[arg(long)]
+    readout: Option<tinyalign_eval::Readout>,
+    /// With a CTC projector, add a `projector-<readout>` row for each other readout.
+    #[arg(long)]
+    all_readouts: bool,
     /// Where report.json and report.md go (default: <projector>/eval-<split>, eval-<split>-respond).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -84,6 +92,12 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
             )?)?
         }
     };
+    if let Some(readout) = args.readout {
+        assistant.set_readout(readout)?;
+    }
+    if args.all_readouts && !assistant.has_ctc_head() {
+        bail!("--all-readouts needs a projector trained with the CTC objective");
+    }
     if let Some(system) = &args.system {
         assistant.llm.system_prompt = (!system.is_empty()).then(|| system.clone());
     }
@@ -104,6 +118,8 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
         baselines: !args.no_baselines,
         speaker: args.speaker.clone(),
         instruction: args.instruction.clone(),
+        readout: args.readout,
+        all_readouts: args.all_readouts,
     };
     let report = tinyalign_eval::evaluate(
         &manifest,

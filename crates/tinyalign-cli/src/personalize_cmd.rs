@@ -87,12 +87,12 @@ pub fn run_users(args: &UsersArgs) -> Result<ExitCode> {
                     .result
                     .map(|r| {
                         format!(
-                            "WER {:.1}% → {:.1}% on {} held-out utterances, cosine {:.3} → {:.3}, adapted in {:.0} s",
+                            "WER {:.1}% → {:.1}% on {} held-out utterances, token readout error {} → {}, adapted in {:.0} s",
                             100.0 * r.wer_before,
                             100.0 * r.wer_after,
                             r.heldout_utterances,
-                            r.heldout_cosine_before,
-                            r.heldout_cosine_after,
+                            percent(r.heldout_readout_error_before),
+                            percent(r.heldout_readout_error_after),
                             r.adaptation_seconds
                         )
                     })
@@ -224,6 +224,8 @@ fn evaluate(
         baselines: false,
         speaker: None,
         instruction: None,
+        readout: None,
+        all_readouts: false,
     };
     let report = tinyalign_eval::evaluate(manifest, &assistant, None, &options, |done, total| {
         if done % 10 == 0 || done == total {
@@ -291,8 +293,11 @@ pub fn run(args: &PersonalizeArgs) -> Result<ExitCode> {
     config.optim.validate_every = (args.steps / 6).max(1);
     config.optim.patience = 0;
     config.optim.max_seconds = 0.0;
-    // On the device: EmbedLink, whatever objective trained the base.
-    config.loss.objective = tinyalign_train::Objective::Embedlink;
+    // On the device the LLM never runs: a base trained with the LLM in the loop adapts with EmbedLink; a
+    // CTC base keeps CTC (its head would be meaningless under EmbedLink's pooled targets).
+    if config.loss.objective == tinyalign_train::Objective::LlmInTheLoop {
+        config.loss.objective = tinyalign_train::Objective::Embedlink;
+    }
     config.optim.seed = args.seed;
     config.optim.batch_size = config.optim.batch_size.min(adapt.len());
     let projector_dir = user_dir.join("projector");
@@ -311,8 +316,8 @@ pub fn run(args: &PersonalizeArgs) -> Result<ExitCode> {
         device: args.device,
     };
     let manifest_path = user_dir.join("manifest.jsonl");
-    let cosine = |projector: &Path| {
-        tinyalign_train::projector_cosine(
+    let alignment = |projector: &Path| {
+        tinyalign_train::projector_alignment(
             projector,
             &manifest_path,
             "heldout",
@@ -321,11 +326,11 @@ pub fn run(args: &PersonalizeArgs) -> Result<ExitCode> {
             &options,
         )
     };
-    let cosine_before = cosine(&base)?;
+    let alignment_before = alignment(&base)?;
     let started = Instant::now();
     let summary = tinyalign_train::train(&config, &options)?;
     let adaptation_seconds = started.elapsed().as_secs_f64();
-    let cosine_after = cosine(&projector_dir)?;
+    let alignment_after = alignment(&projector_dir)?;
 
     let after = evaluate(
         &manifest,
@@ -362,8 +367,10 @@ pub fn run(args: &PersonalizeArgs) -> Result<ExitCode> {
         wer_after,
         cer_before,
         cer_after,
-        heldout_cosine_before: cosine_before,
-        heldout_cosine_after: cosine_after,
+        heldout_cosine_before: alignment_before.cosine,
+        heldout_cosine_after: alignment_after.cosine,
+        heldout_readout_error_before: Some(alignment_before.readout_error),
+        heldout_readout_error_after: Some(alignment_after.readout_error),
         empty_answers_before: empty(&before),
         empty_answers_after: empty(&after),
         adaptation_seconds,
@@ -375,7 +382,7 @@ pub fn run(args: &PersonalizeArgs) -> Result<ExitCode> {
         &serde_json::to_vec_pretty(&result)?,
     )?;
     println!(
-        "user `{}`: WER {:.1}% → {:.1}% (CER {:.1}% → {:.1}%, empty answers {} → {}) on {n} held-out utterances; held-out cosine to the transcript embeddings {:.3} → {:.3} ({heldout} utterances); adapted on {:.1} min of audio in {:.0} s ({} steps), peak RSS {}",
+        "user `{}`: WER {:.1}% → {:.1}% (CER {:.1}% → {:.1}%, empty answers {} → {}) on {n} held-out utterances; held-out token readout error {} → {}, cosine to the transcript embeddings {} → {} ({heldout} utterances); adapted on {:.1} min of audio in {:.0} s ({} steps), peak RSS {}",
         args.user,
         100.0 * wer_before,
         100.0 * wer_after,
@@ -383,8 +390,10 @@ pub fn run(args: &PersonalizeArgs) -> Result<ExitCode> {
         100.0 * cer_after,
         result.empty_answers_before,
         result.empty_answers_after,
-        cosine_before,
-        cosine_after,
+        percent(result.heldout_readout_error_before),
+        percent(result.heldout_readout_error_after),
+        cosine(alignment_before.cosine),
+        cosine(alignment_after.cosine),
         adapt_seconds / 60.0,
         adaptation_seconds,
         summary.steps,
@@ -399,6 +408,17 @@ pub fn run(args: &PersonalizeArgs) -> Result<ExitCode> {
         args.user
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn percent(rate: Option<f32>) -> String {
+    rate.map(|r| format!("{:.1}%", 100.0 * r))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+fn cosine(value: Option<f32>) -> String {
+    value
+        .map(|c| format!("{c:.3}"))
+        .unwrap_or_else(|| "n/a".into())
 }
 
 /// `--projector` of ask/eval: a run folder, or the name of a personalised user.

@@ -16,7 +16,7 @@ use std::path::Path;
 use serde_json::Value;
 use tinyalign_llm::{GenerateOptions, Generation, KvCache, LlamaModel, SlotPrompt};
 use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
-use tinyalign_projector::{Projector, ProjectorConfig};
+use tinyalign_projector::{CtcTable, Projector, ProjectorConfig, Readout};
 use tinyalign_whisper::WhisperEncoder;
 
 /// The default instruction of the transcribe task.
@@ -60,6 +60,32 @@ struct Hearing {
     frontend: Frontend,
     encoder: WhisperEncoder,
     projector: Projector,
+    /// A CTC projector's head: its table, and its classes' LLM embeddings `(classes, d_llm)`.
+    ctc: Option<(CtcTable, Vec<f32>)>,
+    readout: Readout,
+}
+
+/// What the projector made of an utterance.
+#[derive(Debug, Clone)]
+pub enum HeardAudio {
+    /// T pooled tokens `(T, d_llm)`: they go into the LLM as they are.
+    Pooled { tokens: Vec<f32>, t: usize },
+    /// A CTC projector's frame vectors `(frames, d_llm)` and logits `(frames, classes + 1)`, read into the
+    /// LLM by a [`Readout`].
+    Ctc {
+        vectors: Vec<f32>,
+        logits: Vec<f32>,
+        frames: usize,
+    },
+}
+
+/// [`HeardAudio`] with the time it took.
+#[derive(Debug, Clone)]
+pub struct Heard {
+    pub audio: HeardAudio,
+    /// Milliseconds spent in the frontend + encoder, and in the projector.
+    pub encode_ms: f64,
+    pub project_ms: f64,
 }
 
 #[derive(Debug)]
@@ -67,6 +93,9 @@ pub struct Assistant {
     /// `None` for a text-only assistant (the evaluation's baseline rows without a projector).
     hearing: Option<Hearing>,
     pub llm: LlamaModel,
+    /// The keys and values of the last prompt's part before the slot (system message, worked examples,
+    /// instruction), which every answer under that prompt shares: prefilled once, not once per answer.
+    prompt_cache: std::sync::Mutex<Option<(Vec<u32>, KvCache)>>,
 }
 
 impl Assistant {
@@ -136,6 +165,25 @@ impl Assistant {
                 "its widths do not match the loaded encoder and LLM".into()
             ));
         }
+        let ctc = match projector.config().ctc_classes() {
+            None => None,
+            Some(classes) => {
+                if let Some(id) = classes
+                    .iter()
+                    .find(|&&id| id as usize >= llm.config.vocab_size)
+                {
+                    return Err(bad(format!(
+                        "projector.json `projector.output.classes` holds token id {id}, outside the LLM's {} tokens",
+                        llm.config.vocab_size
+                    )));
+                }
+                let rows = llm
+                    .embed_tokens(classes)
+                    .map_err(|e| AssistantError::Model(e.to_string()))?;
+                let table = projector.ctc_table(&rows).map_err(|e| bad(e.to_string()))?;
+                Some((table, rows))
+            }
+        };
         Ok(Self {
             hearing: Some(Hearing {
                 frontend: Frontend::new(FrontendConfig {
@@ -144,9 +192,30 @@ impl Assistant {
                 }),
                 encoder,
                 projector,
+                ctc,
+                readout: Readout::default(),
             }),
             llm,
+            prompt_cache: Default::default(),
         })
+    }
+
+    /// How a CTC projector's frames go into the LLM from now on; a pooled projector takes none.
+    pub fn set_readout(&mut self, readout: Readout) -> Result<(), AssistantError> {
+        match &mut self.hearing {
+            Some(hearing) if hearing.ctc.is_some() => {
+                hearing.readout = readout;
+                Ok(())
+            }
+            _ => Err(AssistantError::Model(format!(
+                "the `{readout}` readout needs a projector trained with the CTC objective; this one pools its tokens (they go into the LLM as they are)"
+            ))),
+        }
+    }
+
+    /// Whether the projector has a CTC head (it takes a readout).
+    pub fn has_ctc_head(&self) -> bool {
+        self.hearing.as_ref().is_some_and(|h| h.ctc.is_some())
     }
 
     /// The LLM alone: answers to text in the audio slot (text oracle, cascade); asking it to hear audio
@@ -154,7 +223,11 @@ impl Assistant {
     pub fn load_text_only(llm_path: &Path) -> Result<Self, AssistantError> {
         let llm = LlamaModel::load_gguf(llm_path, tinyalign_llm::Precision::Native)
             .map_err(|e| AssistantError::Model(e.to_string()))?;
-        Ok(Self { hearing: None, llm })
+        Ok(Self {
+            hearing: None,
+            llm,
+            prompt_cache: Default::default(),
+        })
     }
 
     /// Whether a projector is loaded (audio can be answered).
@@ -162,21 +235,15 @@ impl Assistant {
         self.hearing.is_some()
     }
 
-    /// Audio tokens of an utterance: `(T, d_llm)` row-major and T.
-    pub fn audio_tokens(
-        &self,
-        audio: &tinyalign_mel::Audio,
-        name: &str,
-    ) -> Result<(Vec<f32>, usize, f64, f64), AssistantError> {
+    /// What the projector makes of an utterance.
+    pub fn hear(&self, audio: &tinyalign_mel::Audio, name: &str) -> Result<Heard, AssistantError> {
         if audio.duration_s() > 30.0 {
             return Err(AssistantError::Io(format!(
                 "{name}: {:.1} s is over Whisper's 30 s window",
                 audio.duration_s()
             )));
         }
-        let hearing = self.hearing.as_ref().ok_or_else(|| {
-            AssistantError::Model("this assistant has no projector: it cannot hear audio".into())
-        })?;
+        let hearing = self.hearing()?;
         let started = std::time::Instant::now();
         let mel = hearing.frontend.audio_to_log_mel(audio, name)?;
         let features = hearing
@@ -185,11 +252,116 @@ impl Assistant {
             .map_err(|e| AssistantError::Model(e.to_string()))?;
         let encode_ms = started.elapsed().as_secs_f64() * 1e3;
         let started = std::time::Instant::now();
-        let (tokens, t) = hearing
-            .projector
-            .project(&tinyalign_nn::to_vec2(&features))
-            .map_err(|e| AssistantError::Model(e.to_string()))?;
-        Ok((tokens, t, encode_ms, started.elapsed().as_secs_f64() * 1e3))
+        let features = tinyalign_nn::to_vec2(&features);
+        let model = |e: tinyalign_projector::ProjectorError| AssistantError::Model(e.to_string());
+        let heard = match &hearing.ctc {
+            None => {
+                let (tokens, t) = hearing.projector.project(&features).map_err(model)?;
+                HeardAudio::Pooled { tokens, t }
+            }
+            Some((table, _)) => {
+                let (vectors, logits, frames) = hearing
+                    .projector
+                    .project_ctc(&features, table)
+                    .map_err(model)?;
+                HeardAudio::Ctc {
+                    vectors,
+                    logits,
+                    frames,
+                }
+            }
+        };
+        Ok(Heard {
+            audio: heard,
+            encode_ms,
+            project_ms: started.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    fn hearing(&self) -> Result<&Hearing, AssistantError> {
+        self.hearing.as_ref().ok_or_else(|| {
+            AssistantError::Model("this assistant has no projector: it cannot hear audio".into())
+        })
+    }
+
+    /// A CTC head's greedy path as LLM token ids (`None` for a pooled projector): the token readout.
+    pub fn ctc_token_ids(&self, heard: &HeardAudio) -> Option<Vec<u32>> {
+        let (HeardAudio::Ctc { logits, .. }, Some(hearing)) = (heard, &self.hearing) else {
+            return None;
+        };
+        let (table, _) = hearing.ctc.as_ref()?;
+        let classes = hearing.projector.config().ctc_classes()?;
+        Some(
+            tinyalign_projector::greedy_segments(logits, table.width)
+                .iter()
+                .map(|s| classes[s.class])
+                .collect(),
+        )
+    }
+
+    /// The audio slot's embeddings `(t, d_llm)` and t: pooled tokens as they are, CTC frames through
+    /// `readout` (the assistant's own when `None`).
+    pub fn slot(
+        &self,
+        heard: &HeardAudio,
+        readout: Option<Readout>,
+    ) -> Result<(Vec<f32>, usize), AssistantError> {
+        let hearing = self.hearing()?;
+        let (vectors, logits, table, class_rows) = match (heard, &hearing.ctc) {
+            (HeardAudio::Pooled { tokens, t }, _) => return Ok((tokens.clone(), *t)),
+            (
+                HeardAudio::Ctc {
+                    vectors, logits, ..
+                },
+                Some((table, rows)),
+            ) => (vectors, logits, table, rows),
+            (HeardAudio::Ctc { .. }, None) => {
+                return Err(AssistantError::Model(
+                    "CTC frames given to a pooled projector's assistant".into(),
+                ));
+            }
+        };
+        let d = self.llm.config.hidden_size;
+        let width = table.width;
+        let segments = tinyalign_projector::greedy_segments(logits, width);
+        let model = |e: tinyalign_llm::LlmError| AssistantError::Model(e.to_string());
+        let slot = match readout.unwrap_or(hearing.readout) {
+            Readout::Greedy => {
+                let ids = self.ctc_token_ids(heard).unwrap_or_default();
+                self.llm.embed_tokens(&ids).map_err(model)?
+            }
+            Readout::Posterior => {
+                let mut probs = logits.clone();
+                tinyalign_projector::softmax_rows(&mut probs, width);
+                let mut slot = vec![0.0f32; segments.len() * d];
+                for (s, out) in segments.iter().zip(slot.chunks_exact_mut(d)) {
+                    let weights = tinyalign_projector::segment_posterior(&probs, width, s);
+                    for (w, row) in weights.iter().zip(class_rows.chunks_exact(d)) {
+                        if *w > 1e-4 {
+                            out.iter_mut().zip(row).for_each(|(o, e)| *o += w * e);
+                        }
+                    }
+                }
+                slot
+            }
+            Readout::Vectors => segments
+                .iter()
+                .flat_map(|s| vectors[s.peak * d..(s.peak + 1) * d].iter().copied())
+                .collect(),
+        };
+        Ok((slot, segments.len()))
+    }
+
+    /// Audio tokens of an utterance as they go into the LLM: `(T, d_llm)` row-major, T, and the
+    /// milliseconds of encoding and projecting.
+    pub fn audio_tokens(
+        &self,
+        audio: &tinyalign_mel::Audio,
+        name: &str,
+    ) -> Result<(Vec<f32>, usize, f64, f64), AssistantError> {
+        let heard = self.hear(audio, name)?;
+        let (slot, t) = self.slot(&heard.audio, None)?;
+        Ok((slot, t, heard.encode_ms, heard.project_ms))
     }
 
     /// Answers `audio` under `prompt` (instruction, answer prefix, stop texts), streaming text.
@@ -228,14 +400,45 @@ impl Assistant {
             .stop_strings
             .extend(prompt.stop_strings.iter().cloned());
         let model = |e: tinyalign_llm::LlmError| AssistantError::Model(e.to_string());
-        let mut embeds = self.llm.embed_tokens(&before).map_err(model)?;
-        embeds.extend_from_slice(slot);
+        let (mut cache, prefilled) = self.prompt_prefix(&before)?;
+        let mut embeds = slot.to_vec();
         embeds.extend(self.llm.embed_tokens(&after).map_err(model)?);
-        let n = before.len() + t + after.len();
-        let mut cache = KvCache::new(&self.llm.config, n + options.max_tokens);
+        let n = t + after.len();
         let history: Vec<u32> = before.iter().chain(&after).copied().collect();
-        self.llm
+        let mut generation = self
+            .llm
             .generate(&embeds, n, &mut cache, &history, &options, on_text)
-            .map_err(model)
+            .map_err(model)?;
+        // The prefill statistics count what this answer computed: the shared part only when it was not
+        // cached yet.
+        if let Some(seconds) = prefilled {
+            generation.prompt_tokens += before.len();
+            generation.prefill_seconds += seconds;
+        }
+        Ok(generation)
+    }
+
+    /// A cache holding the prefilled `before` ids (the context's whole length as its capacity; the token
+    /// budget ends answers), from the last prompt's when it is the same; with the seconds the prefill took
+    /// when it was not.
+    fn prompt_prefix(&self, before: &[u32]) -> Result<(KvCache, Option<f64>), AssistantError> {
+        let mut cached = self
+            .prompt_cache
+            .lock()
+            .map_err(|_| AssistantError::Model("the prompt cache was poisoned".into()))?;
+        if let Some((ids, cache)) = cached.as_ref()
+            && ids == before
+        {
+            return Ok((cache.clone(), None));
+        }
+        let started = std::time::Instant::now();
+        let model = |e: tinyalign_llm::LlmError| AssistantError::Model(e.to_string());
+        let mut cache = KvCache::new(&self.llm.config, self.llm.config.max_position_embeddings);
+        let embeds = self.llm.embed_tokens(before).map_err(model)?;
+        self.llm
+            .forward_embeds(&embeds, before.len(), &mut cache, false)
+            .map_err(model)?;
+        *cached = Some((before.to_vec(), cache.clone()));
+        Ok((cache, Some(started.elapsed().as_secs_f64())))
     }
 }

@@ -28,7 +28,7 @@ use tinyalign_llm::{GenerateOptions, SlotPrompt};
 use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
 use tinyalign_whisper::WhisperModel;
 
-use crate::{Assistant, AssistantError, EditCounts, bootstrap_ci95};
+use crate::{Assistant, AssistantError, EditCounts, Readout, bootstrap_ci95};
 
 /// The prompt around the audio slot for `task`.
 pub fn task_prompt(task: Task) -> SlotPrompt {
@@ -84,6 +84,9 @@ pub struct EvalReport {
     pub instruction: String,
     /// The beginning of the answer written for the model (the transcribe task's open quotation).
     pub answer_prefix: Option<String>,
+    /// How the `projector` row's CTC frames went into the LLM (absent for a pooled projector).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readout: Option<String>,
     pub split: String,
     pub rows: Vec<RowSummary>,
     pub utterances: Vec<UtteranceResult>,
@@ -158,6 +161,11 @@ impl EvalReport {
                     100.0 * r.wer,
                 ),
             });
+        }
+        if let Some(readout) = &self.readout {
+            out.push_str(&format!(
+                "\nThe projector has a CTC head; its frames went into the LLM by the `{readout}` readout in the `projector` row.\n"
+            ));
         }
         if let Some(bytes) = self.peak_rss_bytes {
             out.push_str(&format!(
@@ -235,6 +243,10 @@ pub struct EvalOptions {
     pub speaker: Option<String>,
     /// Replaces the task's instruction in every row (for trying prompts; the default is the task's).
     pub instruction: Option<String>,
+    /// The readout the assistant was given for its CTC head (`None`: the default, greedy); reported.
+    pub readout: Option<Readout>,
+    /// With a CTC projector, add a `projector-<readout>` row for each other readout.
+    pub all_readouts: bool,
 }
 
 /// Evaluates the manifest's split; `progress(done, total)` after each utterance.
@@ -340,31 +352,54 @@ pub fn evaluate(
         }
 
         if assistant.hears() {
-            let (slot, t, encode_ms, project_ms) = assistant.audio_tokens(&audio, &name)?;
-            let heard_ms = encode_ms + project_ms;
+            let heard = assistant.hear(&audio, &name)?;
+            let heard_ms = heard.encode_ms + heard.project_ms;
+            let started = Instant::now();
+            let (slot, t) = assistant.slot(&heard.audio, None)?;
+            let slot_ms = heard_ms + started.elapsed().as_secs_f64() * 1e3;
             if task == Task::Transcribe {
-                // The audio tokens read back as their nearest vocabulary rows: no LLM involved.
+                // No LLM involved: a CTC head's greedy path, or each pooled token's nearest vocabulary row.
                 let started = Instant::now();
-                let ids = assistant
-                    .llm
-                    .nearest_tokens(&slot, t)
-                    .map_err(|e| AssistantError::Model(e.to_string()))?;
+                let ids = match assistant.ctc_token_ids(&heard.audio) {
+                    Some(ids) => ids,
+                    None => assistant
+                        .llm
+                        .nearest_tokens(&slot, t)
+                        .map_err(|e| AssistantError::Model(e.to_string()))?,
+                };
                 let text = assistant.llm.tokenizer.decode(&ids, true);
                 let ms = heard_ms + started.elapsed().as_secs_f64() * 1e3;
                 hyps.push(("token-readout", text, ms));
             }
-            let mut layouts = vec![("projector", prompt.clone())];
+            let mut inputs = vec![("projector", prompt.clone(), slot.clone(), t, slot_ms)];
             if ablation {
-                layouts.push(("projector-no-injection", SlotPrompt::audio_only()));
+                inputs.push((
+                    "projector-no-injection",
+                    SlotPrompt::audio_only(),
+                    slot,
+                    t,
+                    slot_ms,
+                ));
             }
-            for (row, layout) in layouts {
+            if eval.all_readouts && assistant.has_ctc_head() {
+                for (row, readout) in [
+                    ("projector-greedy", Readout::Greedy),
+                    ("projector-posterior", Readout::Posterior),
+                    ("projector-vectors", Readout::Vectors),
+                ] {
+                    if Some(readout) == eval.readout.or(Some(Readout::Greedy)) {
+                        continue;
+                    }
+                    let started = Instant::now();
+                    let (slot, t) = assistant.slot(&heard.audio, Some(readout))?;
+                    let ms = heard_ms + started.elapsed().as_secs_f64() * 1e3;
+                    inputs.push((row, prompt.clone(), slot, t, ms));
+                }
+            }
+            for (row, layout, slot, t, slot_ms) in inputs {
                 let started = Instant::now();
                 let g = assistant.answer_embeddings(&slot, t, &layout, &options, |_| true)?;
-                hyps.push((
-                    row,
-                    g.text,
-                    heard_ms + started.elapsed().as_secs_f64() * 1e3,
-                ));
+                hyps.push((row, g.text, slot_ms + started.elapsed().as_secs_f64() * 1e3));
             }
         }
 
@@ -406,6 +441,9 @@ pub fn evaluate(
         "text-oracle",
         "token-readout",
         "projector",
+        "projector-greedy",
+        "projector-posterior",
+        "projector-vectors",
         "projector-no-injection",
     ];
     let summaries = order
@@ -416,6 +454,9 @@ pub fn evaluate(
         task,
         instruction: prompt.instruction.clone().unwrap_or_default(),
         answer_prefix: prompt.answer_prefix.clone(),
+        readout: assistant
+            .has_ctc_head()
+            .then(|| eval.readout.unwrap_or_default().to_string()),
         split: split.name().into(),
         rows: summaries,
         utterances: results,

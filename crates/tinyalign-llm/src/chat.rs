@@ -15,6 +15,14 @@ pub const RESPOND_INSTRUCTION: &str = "Answer the speaker's request or question.
 /// README's "Evaluate" section has the comparison).
 pub const TRANSCRIBE_ANSWER_PREFIX: &str = "The speaker said: \"";
 
+/// The transcribe prompt's worked examples: a question and a request, repeated rather than answered (the
+/// failure left once the answer is begun as a quotation). Written for this purpose; none is a sentence of
+/// the synthetic sets' templates or of the asterisk prompts.
+pub const TRANSCRIBE_EXAMPLES: [&str; 2] = [
+    "How many legs does a spider have?",
+    "Turn off the lights in the hallway.",
+];
+
 /// What the LLM is asked around the audio slot: an instruction before the slot in the user turn (none:
 /// the slot alone), optionally the start of the assistant's answer, and the texts that end the answer.
 /// Every row of an evaluation (cascade, text oracle, projector) uses the same one.
@@ -23,6 +31,9 @@ pub struct SlotPrompt {
     pub instruction: Option<String>,
     pub answer_prefix: Option<String>,
     pub stop_strings: Vec<String>,
+    /// Worked examples before the real turn: `(what the slot held, as text; the whole answer)`, each a
+    /// completed user/assistant exchange under the same instruction (a few-shot prompt).
+    pub examples: Vec<(String, String)>,
 }
 
 impl SlotPrompt {
@@ -33,6 +44,15 @@ impl SlotPrompt {
             instruction: Some(TRANSCRIBE_INSTRUCTION.into()),
             answer_prefix: Some(TRANSCRIBE_ANSWER_PREFIX.into()),
             stop_strings: vec!["\"".into(), "\n".into()],
+            examples: TRANSCRIBE_EXAMPLES
+                .iter()
+                .map(|said| {
+                    (
+                        said.to_string(),
+                        format!("{TRANSCRIBE_ANSWER_PREFIX}{said}\""),
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -124,11 +144,31 @@ pub fn slot_prompt_ids(
     instruction: Option<&str>,
     answer_prefix: Option<&str>,
 ) -> (Vec<u32>, Vec<u32>) {
+    slot_prompt_ids_with_examples(tokenizer, system, instruction, answer_prefix, &[])
+}
+
+/// [`slot_prompt_ids`] with worked examples `(slot text, answer)` as completed exchanges between the
+/// system message and the real user turn, each user turn holding the instruction and the example's text.
+pub fn slot_prompt_ids_with_examples(
+    tokenizer: &crate::Tokenizer,
+    system: Option<&str>,
+    instruction: Option<&str>,
+    answer_prefix: Option<&str>,
+    examples: &[(String, String)],
+) -> (Vec<u32>, Vec<u32>) {
     let system_turn = system
         .map(|s| format!("<|im_start|>system\n{s}<|im_end|>\n"))
         .unwrap_or_default();
-    let header = format!("{system_turn}<|im_start|>user\n");
-    let mut before = tokenizer.encode(&header, true);
+    let mut before = tokenizer.encode(&system_turn, true);
+    let instruction_line = instruction.map(|i| format!("{i}\n")).unwrap_or_default();
+    for (said, answer) in examples {
+        before.extend(tokenizer.encode("<|im_start|>user\n", true));
+        before.extend(tokenizer.encode(&format!("{instruction_line}{said}"), false));
+        before.extend(tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", true));
+        before.extend(tokenizer.encode(answer, false));
+        before.extend(tokenizer.encode("<|im_end|>\n", true));
+    }
+    before.extend(tokenizer.encode("<|im_start|>user\n", true));
     if let Some(instruction) = instruction {
         before.extend(tokenizer.encode(&format!("{instruction}\n"), false));
     }

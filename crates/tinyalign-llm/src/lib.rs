@@ -18,7 +18,7 @@ mod tokenizer;
 pub use chat::{
     ChatMessage, DEFAULT_SYSTEM_PROMPT, QWEN_SYSTEM_PROMPT, RESPOND_INSTRUCTION, SlotPrompt,
     TRANSCRIBE_ANSWER_PREFIX, TRANSCRIBE_INSTRUCTION, chatml_prompt, default_system_prompt,
-    slot_prompt_ids,
+    slot_prompt_ids, slot_prompt_ids_with_examples,
 };
 pub use config::{Architecture, LlamaConfig, RopeStyle};
 pub use generate::{Decoding, GenerateOptions, Generation, Sampler, StopReason};

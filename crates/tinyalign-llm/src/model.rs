@@ -248,11 +248,12 @@ impl LlamaModel {
 
     /// Token ids around an embedding slot in this model's chat prompt (see [`crate::slot_prompt_ids`]).
     pub fn slot_prompt_ids(&self, prompt: &crate::SlotPrompt) -> (Vec<u32>, Vec<u32>) {
-        crate::slot_prompt_ids(
+        crate::slot_prompt_ids_with_examples(
             &self.tokenizer,
             self.system_prompt.as_deref(),
             prompt.instruction.as_deref(),
             prompt.answer_prefix.as_deref(),
+            &prompt.examples,
         )
     }
 

@@ -126,6 +126,11 @@ pub fn fork<T: Tape<f32, D>, D: NnDevice>(x: &Taped2<T, D>) -> Taped2<T, D> {
     x.with_empty_tape()
 }
 
+/// Host data of a possibly taped tensor, row-major (the tape is untouched).
+pub fn values2<T, D: NnDevice>(x: &Taped2<T, D>) -> Vec<f32> {
+    x.as_vec()
+}
+
 /// `(rows, cols)` of a possibly taped tensor.
 pub fn dims<T, D: NnDevice>(x: &Taped2<T, D>) -> (usize, usize) {
     use dfdx::shapes::HasShape;

@@ -29,6 +29,22 @@ pub enum TokenCount {
     },
 }
 
+/// What the projector emits.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mode", deny_unknown_fields)]
+pub enum ProjectorOutput {
+    /// T vectors pooled from the frames (`tokens` decides T): the paper's BridgeFormer and SLAM-ASR's
+    /// baselines, trained towards the transcript's embeddings position by position.
+    #[default]
+    Pooled,
+    /// One vector per stacked frame (no pooling) and a CTC head over `classes`, a sorted subset of the
+    /// LLM's token ids, plus a blank: a frame's logit for class k is `logit_scale · (o · e_k) / (d_llm ·
+    /// output_rms²)` with `e_k` the LLM's frozen input embedding of token `classes[k]` (about
+    /// `logit_scale · cos` at the embedding scale); the blank's is a learned vector's dot product plus a
+    /// learned bias. Trained with CTC against the transcript's token ids; read into the LLM by a readout.
+    Ctc { classes: Vec<u32>, logit_scale: f32 },
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectorConfig {
@@ -52,6 +68,9 @@ pub struct ProjectorConfig {
     /// their scale matches the LLM's own input embeddings from the first step.
     pub output_rms: f32,
     pub norm_eps: f32,
+    /// Pooled tokens (the default, and what manifests without this field hold) or per-frame CTC.
+    #[serde(default)]
+    pub output: ProjectorOutput,
 }
 
 /// Finite and above zero (NaN is not).
@@ -75,6 +94,7 @@ impl ProjectorConfig {
             frames_per_second: 50.0,
             output_rms,
             norm_eps: 1e-5,
+            output: ProjectorOutput::Pooled,
         }
     }
 
@@ -124,11 +144,39 @@ impl ProjectorConfig {
         if !positive(self.output_rms) || !positive(self.frames_per_second) {
             return bad("output_rms and frames_per_second must be positive".into());
         }
+        if let ProjectorOutput::Ctc {
+            classes,
+            logit_scale,
+        } = &self.output
+        {
+            if classes.is_empty() || !classes.windows(2).all(|w| w[0] < w[1]) {
+                return bad(
+                    "CTC classes must be a non-empty, strictly increasing list of token ids".into(),
+                );
+            }
+            if !positive(*logit_scale) {
+                return bad(format!(
+                    "CTC logit_scale must be positive (got {logit_scale})"
+                ));
+            }
+        }
         Ok(())
     }
 
-    /// Audio tokens for an utterance of `frames` encoder frames.
+    /// The CTC head's classes (LLM token ids), when the projector has one.
+    pub fn ctc_classes(&self) -> Option<&[u32]> {
+        match &self.output {
+            ProjectorOutput::Pooled => None,
+            ProjectorOutput::Ctc { classes, .. } => Some(classes),
+        }
+    }
+
+    /// Output vectors for an utterance of `frames` encoder frames: T pooled tokens, or one per stacked
+    /// frame with a CTC head.
     pub fn tokens_for(&self, frames: usize) -> usize {
+        if self.ctc_classes().is_some() {
+            return frames.div_ceil(self.stack);
+        }
         match self.tokens {
             TokenCount::Fixed { tokens } => tokens,
             TokenCount::PerSecond {
@@ -142,8 +190,11 @@ impl ProjectorConfig {
         }
     }
 
-    /// The most tokens any utterance can get.
+    /// The most tokens any utterance (up to Whisper's 30 s) can get.
     pub fn max_tokens(&self) -> usize {
+        if self.ctc_classes().is_some() {
+            return self.tokens_for((30.0 * self.frames_per_second) as usize);
+        }
         match self.tokens {
             TokenCount::Fixed { tokens } => tokens,
             TokenCount::PerSecond { max, .. } => max,

@@ -12,13 +12,15 @@
 //! attention and never pooled, so they cannot change any output.
 
 mod config;
+mod ctc_head;
 #[cfg(feature = "dfdx")]
 mod model;
 mod pooling;
 
-pub use config::{ProjectorConfig, ProjectorKind, TokenCount};
+pub use config::{ProjectorConfig, ProjectorKind, ProjectorOutput, TokenCount};
+pub use ctc_head::{Readout, Segment, greedy_segments, segment_posterior, softmax_rows};
 #[cfg(feature = "dfdx")]
-pub use model::Projector;
+pub use model::{CtcTable, Projector};
 pub use pooling::adaptive_pool_weights;
 
 #[derive(Debug, thiserror::Error)]

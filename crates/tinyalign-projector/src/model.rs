@@ -40,6 +40,19 @@ pub struct Projector<D: NnDevice = Cpu> {
     output_fc1: Option<Linear<D>>,
     output_fc2: Option<Linear<D>>,
     output_norm: RmsNorm<D>,
+    /// The CTC head's blank: a learned vector and bias (`ctc_blank`, `d_llm → 1`); CTC projectors only.
+    blank: Option<Linear<D>>,
+}
+
+/// A CTC head's frozen side on the device: the class embeddings `(d_llm, classes + 1)` already scaled by
+/// `logit_scale / (d_llm · output_rms²)`, with a zero column for the blank, and the one-hot row
+/// `(1, classes + 1)` that adds the blank's own logit into that last column.
+#[derive(Debug, Clone)]
+pub struct CtcTable<D: NnDevice = Cpu> {
+    table: Tensor2<D>,
+    blank_column: Tensor2<D>,
+    /// Classes plus the blank.
+    pub width: usize,
 }
 
 impl<D: NnDevice> Projector<D> {
@@ -99,7 +112,12 @@ impl<D: NnDevice> Projector<D> {
                 (Body::Stacked { fc1, fc2: None }, None, None)
             }
         };
+        let blank = match c.ctc_classes() {
+            Some(_) => Some(Linear::load(&w.pp("ctc_blank"), c.d_llm, 1, true)?),
+            None => None,
+        };
         Ok(Self {
+            blank,
             output_norm: RmsNorm::load(&w.pp("output_norm"), c.d_llm, eps)?,
             dev: w.device().clone(),
             config,
@@ -231,18 +249,21 @@ impl<D: NnDevice> Projector<D> {
             frames: n / k,
             ..layout.clone()
         };
-        let pooled = match &self.body {
-            Body::BridgeFormer { .. } => {
-                let hidden = self.encode_frames(stacked, &stacked_layout);
-                self.pool(hidden, &stacked_layout, n / k)
-            }
+        let hidden = match &self.body {
+            Body::BridgeFormer { .. } => self.encode_frames(stacked, &stacked_layout),
             Body::Stacked { fc1, fc2 } => {
                 let mut h = fc1.forward(stacked);
                 if let Some(fc2) = fc2 {
                     h = fc2.forward(tinyalign_nn::relu(h));
                 }
-                self.pool(h, &stacked_layout, n / k)
+                h
             }
+        };
+        // A CTC projector keeps every stacked frame (its layout's tokens are the stacked lengths).
+        let pooled = if self.blank.is_some() {
+            hidden
+        } else {
+            self.pool(hidden, &stacked_layout, n / k)
         };
         let projected = match (&self.output_fc1, &self.output_fc2) {
             (Some(fc1), Some(fc2)) => fc2.forward(gelu(fc1.forward(pooled))),
@@ -306,6 +327,83 @@ impl<D: NnDevice> Projector<D> {
         tinyalign_nn::mix_frames(h, &weights, b, n)
     }
 
+    /// The CTC head's frozen side from the LLM's input embeddings of the classes, `(classes, d_llm)`
+    /// row-major in the config's class order.
+    pub fn ctc_table(&self, class_embeddings: &[f32]) -> Result<CtcTable<D>, ProjectorError> {
+        let c = &self.config;
+        let crate::ProjectorOutput::Ctc {
+            classes,
+            logit_scale,
+        } = &c.output
+        else {
+            return Err(ProjectorError::Input(
+                "this projector has no CTC head (it pools to T tokens)".into(),
+            ));
+        };
+        let (k, d) = (classes.len(), c.d_llm);
+        if class_embeddings.len() != k * d {
+            return Err(ProjectorError::Input(format!(
+                "{} class embedding values for {k} classes of width {d}",
+                class_embeddings.len()
+            )));
+        }
+        let width = k + 1;
+        let scale = logit_scale / (d as f32 * c.output_rms * c.output_rms);
+        let mut table = vec![0.0; d * width];
+        for (j, row) in class_embeddings.chunks_exact(d).enumerate() {
+            for (i, v) in row.iter().enumerate() {
+                table[i * width + j] = v * scale;
+            }
+        }
+        let mut blank_column = vec![0.0; width];
+        blank_column[k] = 1.0;
+        Ok(CtcTable {
+            table: tinyalign_nn::from_vec2(&self.dev, table, d, width),
+            blank_column: tinyalign_nn::from_vec2(&self.dev, blank_column, 1, width),
+            width,
+        })
+    }
+
+    /// CTC logits of output rows `out` `(rows, d_llm)` → `(rows, classes + 1)`, the blank last.
+    /// Differentiable in `out` and the blank's parameters. Panics on a pooled projector (a caller bug:
+    /// [`Self::ctc_table`] refuses those).
+    pub fn ctc_logits<T: Tape<f32, D> + Merge<T>>(
+        &self,
+        out: Taped2<T, D>,
+        table: &CtcTable<D>,
+    ) -> Taped2<T, D> {
+        let blank = self
+            .blank
+            .as_ref()
+            .expect("ctc_logits needs a CTC projector");
+        let classes = tinyalign_nn::matmul_const(fork(&out), &table.table);
+        classes + tinyalign_nn::matmul_const(blank.forward(out), &table.blank_column)
+    }
+
+    /// Host convenience for a CTC projector: one utterance's frame vectors `(n, d_llm)`, their logits
+    /// `(n, classes + 1)` and n.
+    pub fn project_ctc(
+        &self,
+        features: &[f32],
+        table: &CtcTable<D>,
+    ) -> Result<(Vec<f32>, Vec<f32>, usize), ProjectorError> {
+        if self.blank.is_none() {
+            return Err(ProjectorError::Input(
+                "this projector has no CTC head (it pools to T tokens)".into(),
+            ));
+        }
+        let (data, layout) = self.pad_batch(&[features])?;
+        let x: Tensor2<D> =
+            tinyalign_nn::from_vec2(&self.dev, data, layout.frames, self.config.d_audio);
+        let out = self.forward(x, &layout);
+        let logits = tinyalign_nn::to_vec2(&self.ctc_logits(out.clone(), table));
+        let n = layout.tokens[0];
+        let (d, w) = (self.config.d_llm, table.width);
+        let mut out = tinyalign_nn::to_vec2(&out);
+        out.truncate(n * d);
+        Ok((out, logits[..n * w].to_vec(), n))
+    }
+
     /// Host convenience: the audio tokens of one utterance `(frames × d_audio)` → `(T, d_llm)` row-major.
     pub fn project(&self, features: &[f32]) -> Result<(Vec<f32>, usize), ProjectorError> {
         let (data, layout) = self.pad_batch(&[features])?;
@@ -350,6 +448,9 @@ impl<D: NnDevice> Parameters<D> for Projector<D> {
             fc.visit(f);
         }
         self.output_norm.visit(f);
+        if let Some(blank) = &mut self.blank {
+            blank.visit(f);
+        }
     }
 }
 
@@ -468,6 +569,90 @@ mod tests {
                 prop_assert!((rms - 0.05).abs() < 1e-3, "row RMS {} (target 0.05)", rms);
             }
         }
+    }
+
+    /// A CTC projector of `kind` over 5 classes, with embedding rows for them.
+    fn ctc_projector(kind: ProjectorKind, seed: u64) -> (Projector, Vec<f32>) {
+        let config = ProjectorConfig {
+            output: crate::ProjectorOutput::Ctc {
+                classes: vec![3, 8, 9, 20, 41],
+                logit_scale: 12.0,
+            },
+            ..small(kind, TokenCount::Fixed { tokens: 4 })
+        };
+        let p = Projector::init(config, seed, tinyalign_nn::cpu()).unwrap();
+        (p, lcg(5 * 10, seed ^ 9).iter().map(|v| v * 0.05).collect())
+    }
+
+    /// Logits against a plain-Rust reference: κ·(o·e_k)/(d·rms²) per class, then w·o + b for the blank;
+    /// one row per stacked frame; padding changes nothing; the blank's parameters learn.
+    #[test]
+    fn ctc_head_matches_a_reference_and_learns() {
+        for kind in KINDS {
+            let (mut p, embeddings) = ctc_projector(kind, 4);
+            let table = p.ctc_table(&embeddings).unwrap();
+            let features = lcg(23 * 12, 6);
+            let (out, logits, n) = p.project_ctc(&features, &table).unwrap();
+            assert_eq!(n, 23usize.div_ceil(p.config().stack), "{kind:?}");
+            assert_eq!((out.len(), logits.len()), (n * 10, n * 6));
+            let state = p.state_dict();
+            let (w, b) = (
+                &state.get("ctc_blank.weight").unwrap().data,
+                state.get("ctc_blank.bias").unwrap().data[0],
+            );
+            let scale = 12.0 / (10.0 * 0.05 * 0.05);
+            for (o, row) in out.chunks_exact(10).zip(logits.chunks_exact(6)) {
+                for (k, e) in embeddings.chunks_exact(10).enumerate() {
+                    let want = scale * o.iter().zip(e).map(|(x, y)| x * y).sum::<f32>();
+                    assert!((row[k] - want).abs() < 1e-3 * want.abs().max(1.0));
+                }
+                let blank = o.iter().zip(w).map(|(x, y)| x * y).sum::<f32>() + b;
+                assert!((row[5] - blank).abs() < 1e-4);
+            }
+            // In a batch with a longer utterance, the first keeps its rows.
+            let other = lcg(40 * 12, 7);
+            let (data, layout) = p.pad_batch(&[&features, &other]).unwrap();
+            assert_eq!(layout.tokens, [n, 40usize.div_ceil(p.config().stack)]);
+            let batched = run(&p, data.clone(), &layout);
+            for (x, y) in batched[..n * 10].iter().zip(&out) {
+                assert!((x - y).abs() < 1e-5, "{kind:?}: {x} vs {y}");
+            }
+            // Any loss of the logits reaches the blank's parameters.
+            let x = tinyalign_nn::from_vec2(p.device(), data, layout.batch() * layout.frames, 12);
+            let logits = p.ctc_logits(p.forward(tinyalign_nn::traced(&x), &layout), &table);
+            let (rows, width) = tinyalign_nn::dims(&logits);
+            let weights = tinyalign_nn::from_vec2(p.device(), lcg(rows * width, 8), rows, width);
+            let mut grads = tinyalign_nn::backward(tinyalign_nn::weighted_sum(logits, &weights));
+            let mut missing = Vec::new();
+            p.visit(&mut |key, t| {
+                if !tinyalign_nn::has_nonzero_grad(&t, &mut grads) {
+                    missing.push(key.to_string());
+                }
+            });
+            assert!(missing.is_empty(), "{kind:?}: no gradient for {missing:?}");
+        }
+        // A pooled projector has no head; a wrong-sized table is refused.
+        let pooled = Projector::init(
+            small(ProjectorKind::Mlp, TokenCount::Fixed { tokens: 4 }),
+            0,
+            tinyalign_nn::cpu(),
+        )
+        .unwrap();
+        assert!(pooled.ctc_table(&[0.0; 50]).is_err());
+        assert!(
+            ctc_projector(ProjectorKind::Mlp, 1)
+                .0
+                .ctc_table(&[0.0; 49])
+                .is_err()
+        );
+        let unsorted = ProjectorConfig {
+            output: crate::ProjectorOutput::Ctc {
+                classes: vec![4, 2],
+                logit_scale: 1.0,
+            },
+            ..small(ProjectorKind::Mlp, TokenCount::Fixed { tokens: 4 })
+        };
+        assert!(unsorted.validate().is_err());
     }
 
     #[test]

@@ -79,6 +79,14 @@ pub struct LossConfig {
     /// batch's distinct target embeddings, its own being the label (0 = off, the paper's loss).
     #[serde(default)]
     pub token_weight: f32,
+    /// The CTC objective's logit scale κ (see `ProjectorOutput::Ctc`): a frame's logit for a token is about
+    /// κ × its cosine with the token's embedding.
+    #[serde(default = "default_ctc_logit_scale")]
+    pub ctc_logit_scale: f32,
+}
+
+fn default_ctc_logit_scale() -> f32 {
+    16.0
 }
 
 /// The training objective.
@@ -92,6 +100,10 @@ pub enum Objective {
     /// frozen LLM inside the transcribe prompt, and the loss is the next-token cross-entropy of the
     /// transcript (then its closing quote), back-propagated through the LLM to the projector.
     LlmInTheLoop,
+    /// CTC onto the LLM's vocabulary (EmbedLink's point kept: the LLM never runs): the projector keeps one
+    /// vector per stacked frame, scored against the frozen input embeddings of the training transcripts'
+    /// tokens plus a learned blank, and is trained with CTC against each transcript's token ids.
+    Ctc,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -177,7 +189,19 @@ impl TrainConfig {
             return Err("lr and grad_clip must be positive".into());
         }
         let l = &self.loss;
-        if l.mse_weight < 0.0
+        if l.objective == Objective::Ctc {
+            // The EmbedLink terms compare pooled rows with transcript positions, which CTC frames do not
+            // have: a preset that sets them with CTC mixes two objectives.
+            if l.mse_weight != 0.0 || l.cosine_weight != 0.0 || l.token_weight != 0.0 {
+                return Err(format!(
+                    "loss.objective = \"ctc\" uses none of loss.mse_weight, loss.cosine_weight, loss.token_weight (got {}, {}, {}): set them to 0",
+                    l.mse_weight, l.cosine_weight, l.token_weight
+                ));
+            }
+            if !(l.ctc_logit_scale.is_finite() && l.ctc_logit_scale > 0.0) {
+                return Err("loss.ctc_logit_scale must be positive".into());
+            }
+        } else if l.mse_weight < 0.0
             || l.cosine_weight < 0.0
             || l.mse_weight + l.cosine_weight <= 0.0
             || l.pad_weight < 0.0
@@ -240,12 +264,25 @@ mod tests {
         assert_eq!(c.loss.objective, Objective::LlmInTheLoop);
         assert_eq!(c.projector.kind, ProjectorKind::Mlp);
         assert_eq!(set(&[]).unwrap(), TrainConfig::read(&path).unwrap());
+        let ctc = set(&[
+            "loss.objective=ctc",
+            "loss.mse_weight=0",
+            "loss.cosine_weight=0",
+            "loss.token_weight=0",
+        ])
+        .unwrap();
+        assert_eq!(
+            (ctc.loss.objective, ctc.loss.ctc_logit_scale),
+            (Objective::Ctc, 16.0)
+        );
         for (bad, why) in [
             ("optim.batch_sise=8", "unknown field"),
             ("nosuch.x=1", "no section"),
             ("optim", "not KEY=VALUE"),
             ("batch_size=8", "not SECTION.FIELD"),
             ("optim.batch_size=-3", "invalid value"),
+            // CTC with EmbedLink's terms still weighted mixes two objectives.
+            ("loss.objective=ctc", "loss.mse_weight"),
         ] {
             let err = set(&[bad]).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");

@@ -7,10 +7,12 @@
 
 mod config;
 pub mod ctc;
+mod ctc_objective;
 mod device;
 mod features;
 mod in_the_loop;
 pub mod plot;
+mod run_files;
 mod targets;
 mod trainer;
 mod users;
@@ -23,7 +25,7 @@ pub use features::{FRONTEND_VERSION, FeatureCache, Features, sha256_hex};
 pub use in_the_loop::LoopContext;
 pub use targets::{Target, TargetBuilder};
 pub use tinyalign_data::peak_rss_bytes;
-pub use trainer::{TrainOptions, TrainSummary, projector_cosine, train};
+pub use trainer::{Alignment, TrainOptions, TrainSummary, projector_alignment, train};
 pub use users::{PersonalisationResult, UserInfo, UserStore};
 
 #[derive(Debug, thiserror::Error)]

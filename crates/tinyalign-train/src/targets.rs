@@ -19,6 +19,7 @@ pub struct Target {
 pub struct TargetBuilder<'a> {
     llm: &'a LlamaModel,
     pad_embedding: Vec<f32>,
+    pad_id: u32,
     pad_weight: f32,
     /// RMS of the whole embedding table: the scale projector outputs are normalised to.
     pub embedding_rms: f32,
@@ -48,9 +49,25 @@ impl<'a> TargetBuilder<'a> {
             pad_embedding: llm
                 .embed_tokens(&[pad_id])
                 .map_err(|e| TrainError::Model(e.to_string()))?,
+            pad_id,
             pad_weight,
             embedding_rms,
         })
+    }
+
+    /// The transcript's token ids (no BOS), as the targets use them.
+    pub fn token_ids(&self, text: &str) -> Vec<u32> {
+        self.llm.tokenizer.encode(text, false)
+    }
+
+    /// The LLM this builder reads.
+    pub fn llm(&self) -> &LlamaModel {
+        self.llm
+    }
+
+    /// The padding token's id.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
     }
 
     pub fn target(&self, text: &str, t: usize) -> Result<Target, TrainError> {

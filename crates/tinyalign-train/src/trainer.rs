@@ -14,13 +14,15 @@ use serde_json::json;
 use tinyalign_data::{Manifest, Split, Utterance};
 use tinyalign_llm::{LlamaModel, Precision};
 use tinyalign_nn::{AdamW, Merge, NnDevice, Scalar, Tape, Taped2, Tensor2};
-use tinyalign_projector::{Projector, ProjectorConfig};
-use tinyalign_weights::TensorMap;
-use tinyalign_weights::st::{StoreAs, read_safetensors, write_safetensors};
+use tinyalign_projector::{Projector, ProjectorConfig, ProjectorOutput};
 
+use crate::ctc_objective::{self, ClassSet, ReadoutErrors};
 use crate::device::{ComputeDevice, TrainDevice};
 use crate::features::{FeatureCache, Features, sha256_hex};
 use crate::in_the_loop::LoopContext;
+use crate::run_files::{
+    base_classes, load_base, load_run_projector, read_map, save_projector, write_checkpoint,
+};
 use crate::targets::{Target, TargetBuilder};
 use crate::{Objective, TrainConfig, TrainError};
 
@@ -71,7 +73,7 @@ fn load_llm(
         .map_err(|e| TrainError::Model(e.to_string()))?;
     let llm = LlamaModel::from_gguf(&file, Precision::Native).map_err(model)?;
     let in_loop = match objective {
-        Objective::Embedlink => None,
+        Objective::Embedlink | Objective::Ctc => None,
         Objective::LlmInTheLoop => Some(LoopContext::new(&llm, &file)?),
     };
     Ok((llm, sha256_hex(&bytes), in_loop))
@@ -100,6 +102,7 @@ fn make_example(
         }
     };
     Ok(Example {
+        ids: targets.token_ids(&u.text),
         target: targets.target(&u.text, t)?,
         features,
         answer_ids,
@@ -111,6 +114,8 @@ fn make_example(
 #[derive(Debug, Clone)]
 struct Example {
     features: Features,
+    /// The transcript's LLM token ids (CTC labels, and the token readout's reference).
+    ids: Vec<u32>,
     target: Target,
     /// LLM-in-the-loop only: the transcript's token ids then its closing quote, and their input embeddings.
     answer_ids: Vec<u32>,
@@ -118,14 +123,17 @@ struct Example {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct CheckpointState {
-    step: u64,
-    best_valid: Option<f32>,
-    best_step: Option<u64>,
+pub(crate) struct CheckpointState {
+    pub step: u64,
+    pub best_valid: Option<f32>,
+    pub best_step: Option<u64>,
     #[serde(default)]
-    best_valid_cosine: Option<f32>,
-    bad_validations: u64,
-    seconds: f64,
+    pub best_valid_cosine: Option<f32>,
+    /// The token readout's error rate at the best step: what picks the best step.
+    #[serde(default)]
+    pub best_readout_error: Option<f32>,
+    pub bad_validations: u64,
+    pub seconds: f64,
 }
 
 /// What a run did, written to `summary.json`.
@@ -135,6 +143,18 @@ pub struct TrainSummary {
     pub stopped_because: String,
     pub best_valid_loss: Option<f32>,
     pub best_valid_cosine: Option<f32>,
+    /// Token readout error rate on the validation split at the best step (LLM tokens; no LLM runs).
+    #[serde(default)]
+    pub best_valid_readout_error: Option<f32>,
+    /// Tokens in the class set (the CTC head's classes; the pooled readout's candidates).
+    #[serde(default)]
+    pub classes: usize,
+    /// Share of the validation transcripts' tokens inside the class set.
+    #[serde(default)]
+    pub valid_token_coverage: Option<f32>,
+    /// Training utterances CTC could not use (fewer frames than their tokens need).
+    #[serde(default)]
+    pub too_short_for_ctc: usize,
     pub best_step: Option<u64>,
     pub train_utterances: usize,
     pub valid_utterances: usize,
@@ -150,7 +170,7 @@ pub struct TrainSummary {
     pub device: String,
 }
 
-fn io<E: std::fmt::Display>(what: &Path) -> impl Fn(E) -> TrainError + '_ {
+pub(crate) fn io<E: std::fmt::Display>(what: &Path) -> impl Fn(E) -> TrainError + '_ {
     move |e| TrainError::Io(format!("{}: {e}", what.display()))
 }
 
@@ -299,21 +319,45 @@ fn embedlink_loss<T: Tape<f32, D> + Merge<T>, D: NnDevice>(
     mse * (config.loss.mse_weight * mse_scale) + cos * config.loss.cosine_weight
 }
 
-/// The configured objective's loss of projector outputs `out` for the batch `members`.
+/// What the configured objective needs besides the batch: the LLM graph (LLM-in-the-loop) and the class
+/// set (the CTC head's table; every objective's token readout).
+struct ObjectiveParts<'a, D: NnDevice> {
+    in_loop: Option<&'a LoopContext>,
+    classes: &'a ClassSet<D>,
+    mse_scale: f32,
+    pad_id: u32,
+}
+
+/// A loss, and with CTC the host logits `(b·t_max, classes + 1)` it came from.
+type LossAndLogits<T, D> = (Scalar<T, D>, Option<Vec<f32>>);
+
+/// The configured objective's loss of projector outputs `out` for the batch `members`, and with CTC the
+/// host logits.
 fn objective_loss<T: Tape<f32, D> + Merge<T>, D: TrainDevice>(
+    projector: &Projector<D>,
     out: Taped2<T, D>,
     batch: &Batch<D>,
     members: &[&Example],
     config: &TrainConfig,
-    mse_scale: f32,
-    in_loop: Option<&LoopContext>,
-) -> Result<Scalar<T, D>, TrainError> {
-    match in_loop {
-        None => Ok(embedlink_loss(out, batch, config, mse_scale)),
+    parts: &ObjectiveParts<'_, D>,
+) -> Result<LossAndLogits<T, D>, TrainError> {
+    if let Some(table) = &parts.classes.table {
+        let labels: Vec<Vec<usize>> = members
+            .iter()
+            .map(|e| parts.classes.labels(&e.ids).0)
+            .collect();
+        let labels: Vec<&[usize]> = labels.iter().map(Vec::as_slice).collect();
+        let (loss, logits, _) =
+            ctc_objective::batch_loss(projector, out, &batch.layout, &labels, table);
+        return Ok((loss, Some(logits)));
+    }
+    match parts.in_loop {
+        None => Ok((embedlink_loss(out, batch, config, parts.mse_scale), None)),
         Some(context) => {
             let answers: Vec<&[u32]> = members.iter().map(|e| e.answer_ids.as_slice()).collect();
             let embeds: Vec<&[f32]> = members.iter().map(|e| e.answer_embeds.as_slice()).collect();
             D::in_loop_loss(context, out, &batch.layout, &answers, &embeds)
+                .map(|loss| (loss, None))
                 .ok_or_else(|| TrainError::Config(LOOP_ON_CPU_ONLY.into()))
         }
     }
@@ -321,27 +365,51 @@ fn objective_loss<T: Tape<f32, D> + Merge<T>, D: TrainDevice>(
 
 const LOOP_ON_CPU_ONLY: &str = "the LLM-in-the-loop objective runs on the CPU only (its LLM graph is built there): use --device cpu";
 
-/// Mean loss (of the configured objective) and mean cosine similarity to the EmbedLink targets (transcript
-/// rows only, whatever the objective, so runs of both objectives compare on one scale), without gradients.
+/// One validation: the objective's mean loss, the mean cosine similarity to the EmbedLink targets
+/// (transcript rows, pooled projectors only, so runs of the pooled objectives compare on one scale), and
+/// the token readout's errors (every objective).
+struct Validation {
+    loss: f32,
+    cosine: Option<f32>,
+    readout: ReadoutErrors,
+}
+
 fn evaluate<D: TrainDevice>(
     projector: &Projector<D>,
     examples: &[Example],
     config: &TrainConfig,
-    mse_scale: f32,
-    in_loop: Option<&LoopContext>,
-) -> Result<(f32, f32), TrainError> {
+    parts: &ObjectiveParts<'_, D>,
+) -> Result<Validation, TrainError> {
     let (mut loss_sum, mut cos_sum, mut rows) = (0.0f64, 0.0f64, 0usize);
+    let mut readout = ReadoutErrors::default();
+    let d = projector.config().d_llm;
     for chunk in examples.chunks(config.optim.batch_size) {
         let refs: Vec<&Example> = chunk.iter().collect();
         let batch = make_batch(projector, &refs)?;
         let projected = projector.forward(batch.x.clone(), &batch.layout);
         let out = tinyalign_nn::to_vec2(&projected);
-        let value = tinyalign_nn::scalar_value(&objective_loss(
-            projected, &batch, &refs, config, mse_scale, in_loop,
-        )?);
-        loss_sum += f64::from(value) * chunk.len() as f64;
+        let (loss, logits) = objective_loss(projector, projected, &batch, &refs, config, parts)?;
+        loss_sum += f64::from(tinyalign_nn::scalar_value(&loss)) * chunk.len() as f64;
+        let transcripts: Vec<&[u32]> = refs.iter().map(|e| e.ids.as_slice()).collect();
+        if let (Some(logits), Some(table)) = (logits, &parts.classes.table) {
+            readout.add(ctc_objective::ctc_readout_errors(
+                parts.classes,
+                &logits,
+                table.width,
+                &batch.layout,
+                &transcripts,
+            ));
+            continue;
+        }
+        readout.add(ctc_objective::pooled_readout_errors(
+            parts.classes,
+            &out,
+            d,
+            &batch.layout,
+            &transcripts,
+            parts.pad_id,
+        ));
         let target = tinyalign_nn::to_vec2(&batch.target);
-        let d = projector.config().d_llm;
         for (r, &w) in batch.row_weights.iter().enumerate() {
             if w == 1.0 {
                 let (a, b) = (&out[r * d..(r + 1) * d], &target[r * d..(r + 1) * d]);
@@ -352,92 +420,34 @@ fn evaluate<D: TrainDevice>(
             }
         }
     }
-    Ok((
-        (loss_sum / examples.len() as f64) as f32,
-        (cos_sum / rows.max(1) as f64) as f32,
-    ))
+    Ok(Validation {
+        loss: (loss_sum / examples.len() as f64) as f32,
+        cosine: (rows > 0).then(|| (cos_sum / rows as f64) as f32),
+        readout,
+    })
 }
 
-fn write_checkpoint<D: NnDevice>(
-    dir: &Path,
-    projector: &mut Projector<D>,
-    opt: &AdamW<D>,
-    state: &CheckpointState,
-) -> Result<(), TrainError> {
-    let weights = write_safetensors(&projector.state_dict(), StoreAs::F32, &[])
-        .map_err(|e| TrainError::Io(e.to_string()))?;
-    let moments = write_safetensors(&opt.state(), StoreAs::F32, &[])
-        .map_err(|e| TrainError::Io(e.to_string()))?;
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    // The state file is written last: a checkpoint without it (interrupted mid-write) is not used.
-    let state_path = dir.join("state.json");
-    let _ = std::fs::remove_file(&state_path);
-    tinyalign_data::write_atomic(&dir.join("projector.safetensors"), &weights)
-        .map_err(|e| TrainError::Io(e.to_string()))?;
-    tinyalign_data::write_atomic(&dir.join("optimizer.safetensors"), &moments)
-        .map_err(|e| TrainError::Io(e.to_string()))?;
-    let json = serde_json::to_vec_pretty(state).expect("state serialises");
-    tinyalign_data::write_atomic(&state_path, &json).map_err(|e| TrainError::Io(e.to_string()))
+/// How well a trained projector aligns, measured without running the LLM.
+#[derive(Debug, Clone, Copy)]
+pub struct Alignment {
+    /// Mean cosine between its tokens and the EmbedLink targets (transcript rows; pooled projectors).
+    pub cosine: Option<f32>,
+    /// Token readout error rate: a CTC head's greedy path, or each pooled token's nearest class.
+    pub readout_error: f32,
 }
 
-fn read_map(path: &Path) -> Result<TensorMap, TrainError> {
-    let bytes = std::fs::read(path).map_err(io(path))?;
-    read_safetensors(&bytes, &path.display().to_string()).map_err(|e| TrainError::Io(e.to_string()))
-}
-
-/// A trained projector to start from, on `dev`; its config (from projector.json) must be the one this run
-/// builds.
-fn load_base<D: NnDevice>(
-    dir: &Path,
-    expected: &ProjectorConfig,
-    dev: D,
-) -> Result<Projector<D>, TrainError> {
-    let (found, weights) = read_run_projector(dir)?;
-    if &found != expected {
-        return Err(TrainError::Config(format!(
-            "the base projector in {} has another shape than this run's config: {found:?} vs {expected:?}",
-            dir.display(),
-        )));
-    }
-    Projector::load(found, &weights, dev)
-        .map_err(|e| TrainError::Model(format!("{}: {e}", dir.display())))
-}
-
-/// The projector of a run folder (projector.json + projector.safetensors), on the CPU.
-fn load_run_projector(dir: &Path) -> Result<Projector, TrainError> {
-    let (config, weights) = read_run_projector(dir)?;
-    Projector::load(config, &weights, tinyalign_nn::cpu())
-        .map_err(|e| TrainError::Model(format!("{}: {e}", dir.display())))
-}
-
-/// The config and weights of a run folder's projector.
-fn read_run_projector(dir: &Path) -> Result<(ProjectorConfig, TensorMap), TrainError> {
-    let manifest_path = dir.join("projector.json");
-    let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
-        TrainError::Io(format!(
-            "{}: {e} (the base projector is a training run folder)",
-            manifest_path.display()
-        ))
-    })?;
-    let manifest: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| TrainError::Io(format!("{}: {e}", manifest_path.display())))?;
-    let found: ProjectorConfig = serde_json::from_value(manifest["projector"].clone())
-        .map_err(|e| TrainError::Io(format!("{} `projector`: {e}", manifest_path.display())))?;
-    Ok((found, read_map(&dir.join("projector.safetensors"))?))
-}
-
-/// Mean cosine between the tokens of the projector in run folder `projector_dir` and the EmbedLink targets
-/// of the manifest's `split` utterances (transcript rows; at most `limit`, 0 = all): how well it aligns,
-/// measured without running the LLM. Features come from (and go to) `options.feature_dir`; `config` gives
-/// the target padding.
-pub fn projector_cosine(
+/// [`Alignment`] of the projector in run folder `projector_dir` on the manifest's `split` utterances (at
+/// most `limit`, 0 = all). The readout's classes are the CTC head's, or for a pooled projector the split's
+/// own transcript tokens (an optimistic candidate set: say so where it is quoted). Features come from (and
+/// go to) `options.feature_dir`; `config` gives the target padding.
+pub fn projector_alignment(
     projector_dir: &Path,
     manifest_path: &Path,
     split: &str,
     limit: usize,
     config: &TrainConfig,
     options: &TrainOptions,
-) -> Result<f32, TrainError> {
+) -> Result<Alignment, TrainError> {
     let projector = load_run_projector(projector_dir)?;
     let manifest = Manifest::read(manifest_path).map_err(|e| TrainError::Data(e.to_string()))?;
     let utts = select(&manifest, &[split.to_string()], limit)?;
@@ -452,8 +462,22 @@ pub fn projector_cosine(
         .iter()
         .map(|u| make_example(&mut cache, &manifest, u, projector.config(), &targets, None))
         .collect::<Result<Vec<_>, _>>()?;
-    let mse_scale = 1.0 / (targets.embedding_rms * targets.embedding_rms);
-    Ok(evaluate(&projector, &examples, config, mse_scale, None)?.1)
+    let class_ids = match projector.config().ctc_classes() {
+        Some(classes) => classes.to_vec(),
+        None => ctc_objective::transcript_classes(&llm, utts.iter().map(|u| u.text.as_str())),
+    };
+    let classes = ClassSet::new(class_ids, &llm, &projector)?;
+    let parts = ObjectiveParts {
+        in_loop: None,
+        classes: &classes,
+        mse_scale: 1.0 / (targets.embedding_rms * targets.embedding_rms),
+        pad_id: targets.pad_id(),
+    };
+    let validation = evaluate(&projector, &examples, config, &parts)?;
+    Ok(Alignment {
+        cosine: validation.cosine,
+        readout_error: validation.readout.rate(),
+    })
 }
 
 /// Trains a projector with EmbedLink targets on `options.device`; everything goes into `options.run_dir`.
@@ -530,6 +554,28 @@ fn train_on<D: TrainDevice>(
     let (llm, llm_hash, in_loop) = load_llm(&options.llm_path, config.loss.objective)?;
     let targets = TargetBuilder::new(&llm, &config.loss.pad_text, config.loss.pad_weight)?;
 
+    // The class set: every token of the training transcripts (and of the base's, when personalising a CTC
+    // projector); the pooled readout also needs the padding token its targets hold.
+    let mut class_ids =
+        ctc_objective::transcript_classes(&llm, train_utts.iter().map(|u| u.text.as_str()));
+    if let Some(base) = &options.init_from
+        && let Some(base) = base_classes(base)?
+    {
+        class_ids.extend(base);
+    }
+    if config.loss.objective != Objective::Ctc {
+        class_ids.push(targets.pad_id());
+    }
+    class_ids.sort_unstable();
+    class_ids.dedup();
+    let output = match config.loss.objective {
+        Objective::Ctc => ProjectorOutput::Ctc {
+            classes: class_ids.clone(),
+            logit_scale: config.loss.ctc_logit_scale,
+        },
+        _ => ProjectorOutput::Pooled,
+    };
+
     // Projector (its T rule decides the target lengths).
     let p = &config.projector;
     let projector_config = ProjectorConfig {
@@ -545,6 +591,7 @@ fn train_on<D: TrainDevice>(
         frames_per_second: 50.0,
         output_rms: targets.embedding_rms,
         norm_eps: 1e-5,
+        output,
     };
     let mut projector = Projector::init(projector_config.clone(), config.optim.seed, dev.clone())
         .map_err(|e| TrainError::Config(e.to_string()))?;
@@ -554,9 +601,18 @@ fn train_on<D: TrainDevice>(
     }
     let parameters = projector.parameter_count();
     say(format!(
-        "projector: {:?}, {parameters} parameters, output RMS {:.4}, training on {}",
-        p.kind, targets.embedding_rms, options.device
+        "projector: {:?}{}, {parameters} parameters, output RMS {:.4}, {} classes, training on {}",
+        p.kind,
+        if config.loss.objective == Objective::Ctc {
+            " with a CTC head"
+        } else {
+            ""
+        },
+        targets.embedding_rms,
+        class_ids.len(),
+        options.device
     ));
+    let classes = ClassSet::new(class_ids, &llm, &projector)?;
 
     // Features (cached) and targets.
     let feature_started = Instant::now();
@@ -582,13 +638,37 @@ fn train_on<D: TrainDevice>(
     let train_set = build(&train_utts, "train")?;
     let valid_set = build(&valid_utts, "valid")?;
     let feature_seconds = feature_started.elapsed().as_secs_f64();
-    let truncated = train_set.iter().filter(|e| e.target.truncated > 0).count();
     say(format!(
-        "features: {} computed, {} reused from {} in {feature_seconds:.1} s; {truncated} training transcripts longer than T",
+        "features: {} computed, {} reused from {} in {feature_seconds:.1} s",
         cache.computed,
         cache.reused,
         cache.dir().display()
     ));
+    let too_short_for_ctc = if config.loss.objective == Objective::Ctc {
+        // CTC needs a frame per token plus one between repeated tokens.
+        let too_short = train_set
+            .iter()
+            .filter(|e| {
+                let repeats = e.ids.windows(2).filter(|w| w[0] == w[1]).count();
+                projector_config.tokens_for(e.features.frames) < e.ids.len() + repeats
+            })
+            .count();
+        say(format!(
+            "CTC: {} frames per second after stacking; {too_short} training utterances have too few frames for their tokens and are skipped",
+            projector_config.frames_per_second / projector_config.stack as f32
+        ));
+        too_short
+    } else {
+        let truncated = train_set.iter().filter(|e| e.target.truncated > 0).count();
+        say(format!("{truncated} training transcripts longer than T"));
+        0
+    };
+    let parts = ObjectiveParts {
+        in_loop: in_loop.as_ref(),
+        classes: &classes,
+        mse_scale: 1.0 / (targets.embedding_rms * targets.embedding_rms),
+        pad_id: targets.pad_id(),
+    };
 
     // Optimiser, and the checkpoint to continue from.
     let mut opt = AdamW::new(config.optim.weight_decay, Some(config.optim.grad_clip));
@@ -598,6 +678,7 @@ fn train_on<D: TrainDevice>(
         best_valid: None,
         best_step: None,
         best_valid_cosine: None,
+        best_readout_error: None,
         bad_validations: 0,
         seconds: 0.0,
     };
@@ -636,9 +717,9 @@ fn train_on<D: TrainDevice>(
         .open(&metrics_path)
         .map_err(io(&metrics_path))?;
 
-    let mse_scale = 1.0 / (targets.embedding_rms * targets.embedding_rms);
     let batches_per_epoch = train_set.len().div_ceil(config.optim.batch_size) as u64;
     let started = Instant::now();
+    let mut valid_coverage = None;
     let seconds_before = state.seconds;
     let first_step = state.step;
     let mut recent_loss = Vec::new();
@@ -664,7 +745,7 @@ fn train_on<D: TrainDevice>(
             .collect();
         let batch = make_batch(&projector, &members)?;
         let out = projector.forward(tinyalign_nn::traced(&batch.x), &batch.layout);
-        let total = objective_loss(out, &batch, &members, config, mse_scale, in_loop.as_ref())?;
+        let (total, _) = objective_loss(&projector, out, &batch, &members, config, &parts)?;
         let value = tinyalign_nn::scalar_value(&total);
         if !value.is_finite() {
             return Err(TrainError::Diverged(format!(
@@ -693,16 +774,29 @@ fn train_on<D: TrainDevice>(
             || state.step == config.optim.max_steps
             || out_of_time
         {
-            let (valid_loss, valid_cos) =
-                evaluate(&projector, &valid_set, config, mse_scale, in_loop.as_ref())?;
+            let validation = evaluate(&projector, &valid_set, config, &parts)?;
+            let (valid_loss, valid_cos) = (validation.loss, validation.cosine);
+            let readout_error = validation.readout.rate();
             line["valid_loss"] = json!(valid_loss);
-            line["valid_cosine"] = json!(valid_cos);
-            let improved = state.best_valid.is_none_or(|b| valid_loss < b);
+            if let Some(cos) = valid_cos {
+                line["valid_cosine"] = json!(cos);
+            }
+            line["valid_readout_error"] = json!(readout_error);
+            // The token readout picks the best step (what the LLM will be given is what matters); the loss
+            // breaks ties, e.g. while a CTC head still emits only blanks.
+            let improved = match (state.best_readout_error, state.best_valid) {
+                (Some(best_error), Some(best_loss)) => {
+                    readout_error < best_error
+                        || (readout_error == best_error && valid_loss < best_loss)
+                }
+                _ => true,
+            };
             if improved {
                 state.best_valid = Some(valid_loss);
+                state.best_readout_error = Some(readout_error);
                 state.best_step = Some(state.step);
                 state.bad_validations = 0;
-                state.best_valid_cosine = Some(valid_cos);
+                state.best_valid_cosine = valid_cos;
                 save_projector(
                     run,
                     &mut projector,
@@ -730,11 +824,16 @@ fn train_on<D: TrainDevice>(
                 eta = eta.min((config.optim.max_seconds - elapsed).max(0.0));
             }
             say(format!(
-                "step {:>5}/{}  train {train_mean:.4}  valid {valid_loss:.4}  cos {valid_cos:.3}{}  lr {lr:.2e}  {elapsed:.0} s  ETA {eta:.0} s",
+                "step {:>5}/{}  train {train_mean:.4}  valid {valid_loss:.4}{}  readout {:.1}% TER{}  lr {lr:.2e}  {elapsed:.0} s  ETA {eta:.0} s",
                 state.step,
                 config.optim.max_steps,
+                valid_cos
+                    .map(|c| format!("  cos {c:.3}"))
+                    .unwrap_or_default(),
+                100.0 * readout_error,
                 if improved { " *" } else { "" }
             ));
+            valid_coverage = Some(validation.readout.coverage());
             if config.optim.patience > 0 && state.bad_validations >= config.optim.patience {
                 writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
                 break "early_stopping".to_string();
@@ -760,6 +859,10 @@ fn train_on<D: TrainDevice>(
         stopped_because,
         best_valid_loss: state.best_valid,
         best_valid_cosine: state.best_valid_cosine,
+        best_valid_readout_error: state.best_readout_error,
+        classes: classes.ids.len(),
+        valid_token_coverage: valid_coverage,
+        too_short_for_ctc,
         best_step: state.best_step,
         train_utterances: train_set.len(),
         valid_utterances: valid_set.len(),
@@ -776,45 +879,6 @@ fn train_on<D: TrainDevice>(
     tinyalign_data::write_atomic(&run.join("summary.json"), &json)
         .map_err(|e| TrainError::Io(e.to_string()))?;
     Ok(summary)
-}
-
-/// The best projector so far: weights plus the manifest that ties them to the models they were trained for.
-#[allow(clippy::too_many_arguments)]
-fn save_projector<D: NnDevice>(
-    run: &Path,
-    projector: &mut Projector<D>,
-    config: &ProjectorConfig,
-    encoder_hash: &str,
-    llm_hash: &str,
-    state: &CheckpointState,
-    valid_cosine: f32,
-    train_utterances: usize,
-    objective: Objective,
-    llm: &str,
-) -> Result<(), TrainError> {
-    let weights = write_safetensors(&projector.state_dict(), StoreAs::F32, &[("format", "pt")])
-        .map_err(|e| TrainError::Io(e.to_string()))?;
-    let manifest = json!({
-        "format": "tinyalign-projector/1",
-        "projector": config,
-        "encoder_sha256": encoder_hash,
-        "llm_sha256": llm_hash,
-        // What `--llm` named (a known name or a GGUF path): commands loading this projector default to it.
-        "llm": llm,
-        "frontend_version": crate::features::FRONTEND_VERSION,
-        "objective": objective,
-        "step": state.step,
-        "valid_loss": state.best_valid,
-        "valid_cosine": valid_cosine,
-        "train_utterances": train_utterances,
-    });
-    tinyalign_data::write_atomic(&run.join("projector.safetensors"), &weights)
-        .map_err(|e| TrainError::Io(e.to_string()))?;
-    tinyalign_data::write_atomic(
-        &run.join("projector.json"),
-        &serde_json::to_vec_pretty(&manifest).expect("json"),
-    )
-    .map_err(|e| TrainError::Io(e.to_string()))
 }
 
 #[cfg(test)]
@@ -852,6 +916,7 @@ mod tests {
                 weights: weights.to_vec(),
                 truncated: 0,
             },
+            ids: Vec::new(),
             answer_ids: Vec::new(),
             answer_embeds: Vec::new(),
         };

@@ -22,10 +22,16 @@ pub struct PersonalisationResult {
     pub cer_after: f64,
     /// Mean cosine between projected tokens and the transcript's LLM embeddings on all held-out
     /// utterances: alignment measured without the LLM's generation in the way.
+    /// (Pooled projectors only; a CTC projector's frames have no positions to compare.)
     #[serde(default)]
-    pub heldout_cosine_before: f32,
+    pub heldout_cosine_before: Option<f32>,
     #[serde(default)]
-    pub heldout_cosine_after: f32,
+    pub heldout_cosine_after: Option<f32>,
+    /// Token readout error rate on all held-out utterances (see `tinyalign_train::Alignment`).
+    #[serde(default)]
+    pub heldout_readout_error_before: Option<f32>,
+    #[serde(default)]
+    pub heldout_readout_error_after: Option<f32>,
     /// Held-out answers that were empty (an empty answer scores exactly 100% WER).
     #[serde(default)]
     pub empty_answers_before: usize,

@@ -38,6 +38,11 @@ impl GpuProjector {
         config
             .validate()
             .map_err(|e| GpuError::Model(e.to_string()))?;
+        if config.ctc_classes().is_some() {
+            return Err(GpuError::Model(
+                "this projector has a CTC head (trained with loss.objective = \"ctc\"); the GPU path runs pooled projectors only: run it on the CPU (ask without --gpu)".into(),
+            ));
+        }
         let c = &config;
         let eps = c.norm_eps;
         let kd = c.stack * c.d_audio;

@@ -1,0 +1,143 @@
+//! A run folder's files: checkpoints (weights, optimiser moments, state; written so that an interrupted
+//! write is never used), the best projector with its manifest, and reading trained projectors back.
+
+use std::path::Path;
+
+use serde_json::json;
+use tinyalign_nn::{AdamW, NnDevice};
+use tinyalign_projector::{Projector, ProjectorConfig, ProjectorOutput};
+use tinyalign_weights::TensorMap;
+use tinyalign_weights::st::{StoreAs, read_safetensors, write_safetensors};
+
+use crate::trainer::{CheckpointState, io};
+use crate::{Objective, TrainError};
+
+pub(crate) fn write_checkpoint<D: NnDevice>(
+    dir: &Path,
+    projector: &mut Projector<D>,
+    opt: &AdamW<D>,
+    state: &CheckpointState,
+) -> Result<(), TrainError> {
+    let weights = write_safetensors(&projector.state_dict(), StoreAs::F32, &[])
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+    let moments = write_safetensors(&opt.state(), StoreAs::F32, &[])
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    // The state file is written last: a checkpoint without it (interrupted mid-write) is not used.
+    let state_path = dir.join("state.json");
+    let _ = std::fs::remove_file(&state_path);
+    tinyalign_data::write_atomic(&dir.join("projector.safetensors"), &weights)
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+    tinyalign_data::write_atomic(&dir.join("optimizer.safetensors"), &moments)
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(state).expect("state serialises");
+    tinyalign_data::write_atomic(&state_path, &json).map_err(|e| TrainError::Io(e.to_string()))
+}
+
+pub(crate) fn read_map(path: &Path) -> Result<TensorMap, TrainError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    read_safetensors(&bytes, &path.display().to_string()).map_err(|e| TrainError::Io(e.to_string()))
+}
+
+/// A trained projector to start from, on `dev`; its config (from projector.json) must be the one this run
+/// builds.
+pub(crate) fn load_base<D: NnDevice>(
+    dir: &Path,
+    expected: &ProjectorConfig,
+    dev: D,
+) -> Result<Projector<D>, TrainError> {
+    let (found, weights) = read_run_projector(dir)?;
+    if !same_but_classes(&found, expected) {
+        return Err(TrainError::Config(format!(
+            "the base projector in {} has another shape than this run's config: {found:?} vs {expected:?}",
+            dir.display(),
+        )));
+    }
+    // The run's classes (the base's and this data's tokens) replace the base's: nothing about a class is
+    // learned, so the head takes new ones as they are.
+    Projector::load(expected.clone(), &weights, dev)
+        .map_err(|e| TrainError::Model(format!("{}: {e}", dir.display())))
+}
+
+/// Equal configs, except that a CTC head's class list may differ.
+fn same_but_classes(a: &ProjectorConfig, b: &ProjectorConfig) -> bool {
+    let without_classes = |c: &ProjectorConfig| {
+        let mut c = c.clone();
+        if let ProjectorOutput::Ctc { classes, .. } = &mut c.output {
+            classes.clear();
+        }
+        c
+    };
+    without_classes(a) == without_classes(b)
+}
+
+/// The CTC classes of the base projector in run folder `dir`, if it has a CTC head.
+pub(crate) fn base_classes(dir: &Path) -> Result<Option<Vec<u32>>, TrainError> {
+    Ok(read_run_projector(dir)?
+        .0
+        .ctc_classes()
+        .map(<[u32]>::to_vec))
+}
+
+/// The projector of a run folder (projector.json + projector.safetensors), on the CPU.
+pub(crate) fn load_run_projector(dir: &Path) -> Result<Projector, TrainError> {
+    let (config, weights) = read_run_projector(dir)?;
+    Projector::load(config, &weights, tinyalign_nn::cpu())
+        .map_err(|e| TrainError::Model(format!("{}: {e}", dir.display())))
+}
+
+/// The config and weights of a run folder's projector.
+pub(crate) fn read_run_projector(dir: &Path) -> Result<(ProjectorConfig, TensorMap), TrainError> {
+    let manifest_path = dir.join("projector.json");
+    let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+        TrainError::Io(format!(
+            "{}: {e} (the base projector is a training run folder)",
+            manifest_path.display()
+        ))
+    })?;
+    let manifest: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Io(format!("{}: {e}", manifest_path.display())))?;
+    let found: ProjectorConfig = serde_json::from_value(manifest["projector"].clone())
+        .map_err(|e| TrainError::Io(format!("{} `projector`: {e}", manifest_path.display())))?;
+    Ok((found, read_map(&dir.join("projector.safetensors"))?))
+}
+
+/// The best projector so far: weights plus the manifest that ties them to the models they were trained for.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn save_projector<D: NnDevice>(
+    run: &Path,
+    projector: &mut Projector<D>,
+    config: &ProjectorConfig,
+    encoder_hash: &str,
+    llm_hash: &str,
+    state: &CheckpointState,
+    valid_cosine: Option<f32>,
+    train_utterances: usize,
+    objective: Objective,
+    llm: &str,
+) -> Result<(), TrainError> {
+    let weights = write_safetensors(&projector.state_dict(), StoreAs::F32, &[("format", "pt")])
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+    let manifest = json!({
+        "format": "tinyalign-projector/1",
+        "projector": config,
+        "encoder_sha256": encoder_hash,
+        "llm_sha256": llm_hash,
+        // What `--llm` named (a known name or a GGUF path): commands loading this projector default to it.
+        "llm": llm,
+        "frontend_version": crate::features::FRONTEND_VERSION,
+        "objective": objective,
+        "step": state.step,
+        "valid_loss": state.best_valid,
+        "valid_cosine": valid_cosine,
+        "valid_readout_error": state.best_readout_error,
+        "train_utterances": train_utterances,
+    });
+    tinyalign_data::write_atomic(&run.join("projector.safetensors"), &weights)
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+    tinyalign_data::write_atomic(
+        &run.join("projector.json"),
+        &serde_json::to_vec_pretty(&manifest).expect("json"),
+    )
+    .map_err(|e| TrainError::Io(e.to_string()))
+}
