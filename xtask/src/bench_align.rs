@@ -3,7 +3,9 @@
 //! 1. EmbedLink vs LLM-in-the-loop training of the same BridgeFormer (cost per utterance, validation cosine
 //!    reached and when, WER on unseen voices; and time to the same quality, bounded by one more EmbedLink run
 //!    on a quarter of the budget);
-//! 2. BridgeFormer vs the SLAM-ASR MLP projector, both with EmbedLink and instruction injection.
+//! 2. BridgeFormer vs the SLAM-ASR MLP projector, both with EmbedLink and instruction injection;
+//! 3. the same two projectors with a CTC head (`configs/default.toml`; the LLM never runs in training
+//!    either), read into the LLM by the greedy readout.
 //!
 //! With `--seeds K` the two EmbedLink runs repeat with training seeds 0..K (initialisation and batch order),
 //! so their spread shows how much of a difference is noise; the LLM-in-the-loop run, 80× slower per
@@ -47,10 +49,11 @@ pub fn run(args: &[String]) -> Result<()> {
     // Every run trains for the whole budget, its learning-rate schedule stretched over that time (the step
     // cap is out of reach, no early stopping), and validates on the same 16 utterances (the loop run's
     // validation runs the LLM).
-    let runs: [(&str, Vec<&str>); 3] = [
-        ("embedlink-bridgeformer", vec![]),
+    let runs: [(&str, &str, Vec<&str>); 5] = [
+        ("embedlink-bridgeformer", "pooled", vec![]),
         (
             "in-the-loop-bridgeformer",
+            "pooled",
             vec![
                 "loss.objective=llm_in_the_loop",
                 "optim.batch_size=8",
@@ -60,13 +63,18 @@ pub fn run(args: &[String]) -> Result<()> {
         ),
         (
             "embedlink-mlp",
+            "pooled",
             vec!["projector.kind=mlp", "projector.stack=5"],
         ),
+        ("ctc-bridgeformer", "default", vec![]),
+        // The same frame rate as the BridgeFormer (stack 4): the comparison is the trunk's.
+        ("ctc-mlp", "default", vec!["projector.kind=mlp"]),
     ];
-    // (folder name, seed, seconds, overrides): every configuration at seed 0, then the EmbedLink ones again.
-    let mut plan: Vec<(String, u64, u64, &Vec<&str>)> = Vec::new();
+    // (folder name, preset, seed, seconds, overrides): every configuration at seed 0, then the ones that
+    // never run the LLM again.
+    let mut plan: Vec<(String, &str, u64, u64, &Vec<&str>)> = Vec::new();
     for seed in 0..seeds.max(1) {
-        for (name, overrides) in &runs {
+        for (name, preset, overrides) in &runs {
             if seed > 0 && name.starts_with("in-the-loop") {
                 continue;
             }
@@ -75,7 +83,7 @@ pub fn run(args: &[String]) -> Result<()> {
             } else {
                 name.to_string()
             };
-            plan.push((folder, seed, seconds, overrides));
+            plan.push((folder, preset, seed, seconds, overrides));
         }
     }
     // Time to the same quality, bounded from one end: EmbedLink on a quarter of the budget against the loop
@@ -83,18 +91,19 @@ pub fn run(args: &[String]) -> Result<()> {
     let no_overrides = Vec::new();
     plan.push((
         "embedlink-bridgeformer-quick".to_string(),
+        "pooled",
         0,
         (seconds / 4).max(5),
         &no_overrides,
     ));
-    for (i, (name, seed, seconds, overrides)) in plan.iter().enumerate() {
+    for (i, (name, preset, seed, seconds, overrides)) in plan.iter().enumerate() {
         let budget = format!("optim.max_seconds={seconds}");
         let dir = out.join(name);
         println!("\n== {}/{}: {name} ({budget})", i + 1, plan.len());
         let mut train = Command::new(&cli);
         train
             .args(["train", "--config"])
-            .arg(root().join("configs/default.toml"))
+            .arg(root().join(format!("configs/{preset}.toml")))
             .arg("--run")
             .arg(&dir)
             // The LLM-in-the-loop baseline runs SmolLM2's differentiable graph (the only architecture it
@@ -111,7 +120,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let mut compare = Command::new(&cli);
     compare.arg("compare");
-    for (name, _, _, _) in &plan {
+    for (name, _, _, _, _) in &plan {
         compare.arg(out.join(name));
     }
     compare.args(["--eval", "eval-test", "--out"]).arg(&out);

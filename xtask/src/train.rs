@@ -63,7 +63,7 @@ fn parse(args: &[String]) -> Result<Options> {
         .exists()
     {
         bail!(
-            "no preset configs/{}.toml (smoke, default, full)",
+            "no preset configs/{}.toml (smoke, default, pooled, full)",
             options.preset
         );
     }
@@ -168,7 +168,7 @@ pub fn run(args: &[String]) -> Result<()> {
         .clone()
         .unwrap_or_else(|| run_dir.with_file_name(format!("{}-{stamp}", options.preset)));
     println!(
-        "\n== stage 5/7: EmbedLink training of the projector (configs/{}.toml)",
+        "\n== stage 5/7: training of the projector, the LLM never running (configs/{}.toml)",
         options.preset
     );
     let mut train = Command::new(&cli);

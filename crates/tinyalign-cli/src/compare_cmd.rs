@@ -145,20 +145,21 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
         bail!("name at least one run folder");
     }
     let mut md = String::from(
-        "| run | objective | projector | parameters | steps × batch | training s | ms per utterance | best valid cosine | WER | CER | word F1 | loops |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| run | objective | projector | parameters | steps × batch | training s | ms per utterance | best valid cosine | valid token readout | WER | CER | word F1 | loops |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut rows = Vec::new();
     for r in &runs {
         let (steps, seconds, ms_per_utterance) =
             (r.steps(), r.training_seconds(), r.ms_per_utterance());
         let cosine = r.summary["best_valid_cosine"].as_f64();
+        let readout = r.summary["best_valid_readout_error"].as_f64();
         let pct = |key: &str| {
             r.score(key)
                 .map(|v| format!("{:.1}%", 100.0 * v))
                 .unwrap_or_else(|| "-".into())
         };
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} × {} | {:.0} | {:.1} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} × {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
             r.name,
             r.objective,
             r.projector,
@@ -168,6 +169,7 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
             seconds,
             ms_per_utterance,
             cosine.map_or("-".into(), |c| format!("{c:.3}")),
+            readout.map_or("-".into(), |e| format!("{:.1}% TER", 100.0 * e)),
             pct("wer"),
             pct("cer"),
             r.score("f1").map_or("-".into(), |f| format!("{f:.2}")),
@@ -176,7 +178,8 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
         rows.push(json!({
             "run": r.name, "objective": r.objective, "projector": r.projector, "steps": steps,
             "batch": r.batch, "training_seconds": seconds, "ms_per_utterance": ms_per_utterance,
-            "best_valid_cosine": cosine, "eval": r.eval_row, "cosine_curve": r.cosine_curve,
+            "best_valid_cosine": cosine, "best_valid_readout_error": readout, "eval": r.eval_row,
+            "cosine_curve": r.cosine_curve,
         }));
     }
 
@@ -184,7 +187,7 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
     for loop_run in runs.iter().filter(|r| r.objective == "llm_in_the_loop") {
         for embed_run in runs
             .iter()
-            .filter(|r| r.objective == "embedlink" && r.projector == loop_run.projector)
+            .filter(|r| llm_free(&r.objective) && r.projector == loop_run.projector)
         {
             let (fast, slow) = (embed_run.ms_per_utterance(), loop_run.ms_per_utterance());
             md.push_str(&format!(
@@ -205,7 +208,7 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
         };
         let fastest = runs
             .iter()
-            .filter(|r| r.objective == "embedlink" && r.projector == loop_run.projector)
+            .filter(|r| llm_free(&r.objective) && r.projector == loop_run.projector)
             .filter(|r| {
                 r.score("wer").is_some_and(|w| w <= loop_wer)
                     && r.score("f1").is_some_and(|f| f >= loop_f1)
@@ -262,7 +265,7 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
     let mut spread = Vec::new();
     if groups.iter().any(|g| g.1.len() > 1) {
         md.push_str(
-            "\nAcross training seeds (mean, min–max; one seed where only one run):\n\n| configuration | seeds | best valid cosine | WER | CER |\n|---|---|---|---|---|\n",
+            "\nAcross training seeds (mean, min–max; one seed where only one run):\n\n| configuration | seeds | best valid cosine | valid token readout (TER) | WER | CER |\n|---|---|---|---|---|---|\n",
         );
         for (base, members) in &groups {
             let cosine: Vec<f64> = members
@@ -272,16 +275,22 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
             let of =
                 |key: &str| -> Vec<f64> { members.iter().filter_map(|r| r.score(key)).collect() };
             let (wer, cer) = (of("wer"), of("cer"));
+            let readout: Vec<f64> = members
+                .iter()
+                .filter_map(|r| r.summary["best_valid_readout_error"].as_f64())
+                .collect();
             md.push_str(&format!(
-                "| {base} | {} | {} | {} | {} |\n",
+                "| {base} | {} | {} | {} | {} | {} |\n",
                 members.len(),
                 mean_range(&cosine, 1.0, 3, ""),
+                mean_range(&readout, 100.0, 1, "%"),
                 mean_range(&wer, 100.0, 1, "%"),
                 mean_range(&cer, 100.0, 1, "%"),
             ));
             spread.push(json!({
                 "configuration": base, "runs": members.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
-                "best_valid_cosine": cosine, "wer": wer, "cer": cer,
+                "best_valid_cosine": cosine, "best_valid_readout_error": readout, "wer": wer,
+                "cer": cer,
             }));
         }
     }
@@ -320,6 +329,11 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
     print!("{md}");
     eprintln!("comparison: {}", args.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Objectives whose training never runs the LLM (EmbedLink's point): the pooled EmbedLink loss and CTC.
+fn llm_free(objective: &str) -> bool {
+    matches!(objective, "embedlink" | "ctc")
 }
 
 #[cfg(test)]

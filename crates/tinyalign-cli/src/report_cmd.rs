@@ -60,7 +60,7 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
             .map_or("-".into(), |b| format!("{:.2} GB", b / 1e9))
     };
     let mut md = format!(
-        "# Run report: {}\n\n## Training\n\n| objective | projector | parameters | steps | training s | best valid cosine (step) | train utterances | peak RSS |\n|---|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {:.0} | {:.3} ({}) | {} | {} |\n",
+        "# Run report: {}\n\n## Training\n\n| objective | projector | parameters | steps | training s | best step | valid cosine | valid token readout | train utterances | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |\n",
         run.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
@@ -69,8 +69,13 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
         summary["parameters"],
         summary["steps"],
         summary["training_seconds"].as_f64().unwrap_or(0.0),
-        summary["best_valid_cosine"].as_f64().unwrap_or(f64::NAN),
         summary["best_step"],
+        summary["best_valid_cosine"]
+            .as_f64()
+            .map_or("-".into(), |c| format!("{c:.3}")),
+        summary["best_valid_readout_error"]
+            .as_f64()
+            .map_or("-".into(), |e| format!("{:.1}% TER", 100.0 * e)),
         summary["train_utterances"],
         gb(&summary["peak_rss_bytes"]),
     );
@@ -141,7 +146,7 @@ mod tests {
         let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
         assert!(
             md.contains(
-                "| embedlink | bridgeformer | 2253696 | 600 | 199 | 0.684 (550) | 1247 | 0.73 GB |"
+                "| embedlink | bridgeformer | 2253696 | 600 | 199 | 550 | 0.684 | - | 1247 | 0.73 GB |"
             ),
             "{md}"
         );

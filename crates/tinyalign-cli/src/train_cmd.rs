@@ -14,7 +14,7 @@ use crate::data_cmd::cache_dir;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// A preset from configs/ (smoke, default, full) or any TOML file in that format.
+    /// A preset from configs/ (smoke, default, pooled, full) or any TOML file in that format.
     #[arg(long, default_value = "configs/default.toml")]
     config: PathBuf,
     /// Run folder (default: runs/<config name>).

@@ -246,11 +246,11 @@ mod tests {
 
     #[test]
     fn overrides_set_fields_and_refuse_unknown_ones() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/default.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/pooled.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let set = |items: &[&str]| {
             let items: Vec<String> = items.iter().map(|s| s.to_string()).collect();
-            TrainConfig::from_toml_with_overrides(&text, "default", &items)
+            TrainConfig::from_toml_with_overrides(&text, "pooled", &items)
         };
         let c = set(&[
             "optim.batch_size=8",
@@ -291,7 +291,7 @@ mod tests {
 
     #[test]
     fn presets_parse_and_unknown_keys_are_refused() {
-        for preset in ["smoke", "default", "full"] {
+        for preset in ["smoke", "default", "pooled", "full"] {
             let path =
                 Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../configs/{preset}.toml"));
             let config = TrainConfig::read(&path).unwrap();
