@@ -68,18 +68,17 @@ pub fn resolve(choice: &str) -> Result<PathBuf> {
     )
 }
 
-/// The LLM a projector folder was trained for (`projector.json`'s `llm`), if it records one.
-pub fn of_projector(projector_dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(projector_dir.join("projector.json")).ok()?;
-    let manifest: serde_json::Value = serde_json::from_str(&text).ok()?;
-    manifest["llm"].as_str().map(str::to_owned)
+/// The LLM a projector folder was trained for (`projector.json`'s `llm`), if it records one; an unreadable
+/// manifest is an error naming the file.
+pub fn of_projector(projector_dir: &Path) -> Result<Option<String>> {
+    Ok(tinyalign_projector::ProjectorManifest::read(projector_dir)?.llm)
 }
 
 /// `--llm` if given, else the projector's own LLM (SmolLM2 for a manifest that records none).
 pub fn for_projector(flag: Option<&str>, projector_dir: &Path) -> Result<PathBuf> {
     match flag {
         Some(choice) => resolve(choice),
-        None => resolve(&of_projector(projector_dir).unwrap_or_else(|| UNRECORDED_LLM.into())),
+        None => resolve(&of_projector(projector_dir)?.unwrap_or_else(|| UNRECORDED_LLM.into())),
     }
 }
 
@@ -102,9 +101,27 @@ mod tests {
     fn a_projector_names_its_llm() {
         let dir = std::env::temp_dir().join(format!("tinyalign-llm-choice-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        assert_eq!(of_projector(&dir), None);
-        std::fs::write(dir.join("projector.json"), r#"{"llm": "qwen2.5-0.5b"}"#).unwrap();
-        assert_eq!(of_projector(&dir).as_deref(), Some("qwen2.5-0.5b"));
+        let err = of_projector(&dir).unwrap_err().to_string();
+        assert!(err.contains("projector.json"), "{err}");
+        let mut manifest = tinyalign_projector::ProjectorManifest {
+            format: tinyalign_projector::MANIFEST_FORMAT.into(),
+            projector: tinyalign_projector::ProjectorConfig::bridgeformer(384, 896, 0.02),
+            encoder_sha256: "e".into(),
+            llm_sha256: "l".into(),
+            llm: Some("qwen2.5-0.5b".into()),
+            frontend_version: 1,
+            objective: "ctc".into(),
+            step: 1,
+            valid_loss: None,
+            valid_cosine: None,
+            valid_readout_error: None,
+            train_utterances: 1,
+        };
+        std::fs::write(dir.join("projector.json"), manifest.to_json()).unwrap();
+        assert_eq!(of_projector(&dir).unwrap().as_deref(), Some("qwen2.5-0.5b"));
+        manifest.llm = None;
+        std::fs::write(dir.join("projector.json"), manifest.to_json()).unwrap();
+        assert_eq!(of_projector(&dir).unwrap(), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

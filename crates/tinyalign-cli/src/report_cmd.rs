@@ -45,7 +45,7 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
     let run = &args.run;
     let summary = read_json(&run.join("summary.json"))
         .context("not a finished training run (train one with `tinyalign train`)")?;
-    let manifest = read_json(&run.join("projector.json"))?;
+    let manifest = tinyalign_projector::ProjectorManifest::read(run)?;
     let evals = evaluations(run)?;
     if evals.is_empty() {
         bail!(
@@ -64,8 +64,8 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
         run.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        manifest["objective"].as_str().unwrap_or("embedlink"),
-        manifest["projector"]["kind"].as_str().unwrap_or("-"),
+        manifest.objective,
+        format!("{:?}", manifest.projector.kind).to_lowercase(),
         summary["parameters"],
         summary["steps"],
         summary["training_seconds"].as_f64().unwrap_or(0.0),
@@ -124,9 +124,23 @@ mod tests {
             "summary.json",
             r#"{"steps": 600, "training_seconds": 199.2, "best_valid_cosine": 0.684, "best_step": 550, "parameters": 2253696, "train_utterances": 1247, "peak_rss_bytes": 727175168}"#,
         );
+        let manifest = tinyalign_projector::ProjectorManifest {
+            format: tinyalign_projector::MANIFEST_FORMAT.into(),
+            projector: tinyalign_projector::ProjectorConfig::bridgeformer(384, 576, 0.1),
+            encoder_sha256: "e".into(),
+            llm_sha256: "l".into(),
+            llm: None,
+            frontend_version: 1,
+            objective: "embedlink".into(),
+            step: 550,
+            valid_loss: None,
+            valid_cosine: Some(0.684),
+            valid_readout_error: None,
+            train_utterances: 1247,
+        };
         write(
             "projector.json",
-            r#"{"objective": "embedlink", "projector": {"kind": "bridgeformer"}}"#,
+            &String::from_utf8(manifest.to_json()).unwrap(),
         );
         let err = run(&args).unwrap_err().to_string();
         assert!(err.contains("holds no evaluation"), "{err}");

@@ -13,10 +13,9 @@
 
 use std::path::Path;
 
-use serde_json::Value;
 use tinyalign_llm::{GenerateOptions, Generation, KvCache, LlamaModel, SlotPrompt};
 use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
-use tinyalign_projector::{CtcTable, Projector, ProjectorConfig, Readout};
+use tinyalign_projector::{CtcTable, LoadedModels, Projector, ProjectorManifest, Readout};
 use tinyalign_whisper::WhisperEncoder;
 
 /// The default instruction of the transcribe task.
@@ -28,14 +27,8 @@ pub enum AssistantError {
     Io(String),
     #[error("projector {path}: {message}")]
     Projector { path: String, message: String },
-    #[error(
-        "the projector was trained for another {what}: it expects sha256 {expected}, the loaded one is {found}"
-    )]
-    Mismatch {
-        what: &'static str,
-        expected: String,
-        found: String,
-    },
+    #[error(transparent)]
+    Manifest(#[from] tinyalign_projector::ManifestError),
     #[error("audio: {0}")]
     Audio(#[from] tinyalign_mel::AudioError),
     #[error("model: {0}")]
@@ -106,65 +99,34 @@ impl Assistant {
         llm_path: &Path,
         projector_dir: &Path,
     ) -> Result<Self, AssistantError> {
-        let manifest_path = projector_dir.join("projector.json");
         let bad = |message: String| AssistantError::Projector {
             path: projector_dir.display().to_string(),
             message,
         };
-        let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
-            bad(format!(
-                "{}: {e} (train one with `tinyalign train`)",
-                manifest_path.display()
-            ))
-        })?;
-        let manifest: Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("projector.json: {e}")))?;
-        let config: ProjectorConfig = serde_json::from_value(manifest["projector"].clone())
-            .map_err(|e| bad(format!("projector.json `projector`: {e}")))?;
-        let check = |what: &'static str, key: &str, found: String| -> Result<(), AssistantError> {
-            let expected = manifest[key].as_str().unwrap_or_default().to_string();
-            if expected != found {
-                return Err(AssistantError::Mismatch {
-                    what,
-                    expected,
-                    found,
-                });
-            }
-            Ok(())
-        };
+        let manifest = ProjectorManifest::read(projector_dir)?;
         let (encoder, encoder_sha256) =
             tinyalign_whisper::load_encoder_dir_with_sha256(whisper_dir, tinyalign_nn::cpu())
                 .map_err(|e| AssistantError::Model(e.to_string()))?;
-        check("Whisper encoder", "encoder_sha256", encoder_sha256)?;
-        if manifest["frontend_version"].as_u64() != Some(u64::from(tinyalign_mel::FRONTEND_VERSION))
-        {
-            return Err(bad(format!(
-                "made with frontend version {}, this build has {}",
-                manifest["frontend_version"],
-                tinyalign_mel::FRONTEND_VERSION
-            )));
-        }
+        let bands = MelBands::from_count(encoder.config().num_mel_bins)
+            .ok_or_else(|| AssistantError::Model("unsupported mel band count".into()))?;
+        let (llm, llm_sha256) =
+            LlamaModel::load_gguf_with_sha256(llm_path, tinyalign_llm::Precision::Native)
+                .map_err(|e| AssistantError::Model(e.to_string()))?;
+        manifest.check(&LoadedModels {
+            encoder_sha256: &encoder_sha256,
+            llm_sha256: &llm_sha256,
+            frontend_version: tinyalign_mel::FRONTEND_VERSION,
+            d_audio: encoder.config().d_model,
+            d_llm: llm.config.hidden_size,
+        })?;
         let weights_path = projector_dir.join("projector.safetensors");
         let bytes = std::fs::read(&weights_path)
             .map_err(|e| bad(format!("{}: {e}", weights_path.display())))?;
         let weights =
             tinyalign_weights::st::read_safetensors(&bytes, &weights_path.display().to_string())
                 .map_err(|e| bad(e.to_string()))?;
-        let projector = Projector::load(config, &weights, tinyalign_nn::cpu())
+        let projector = Projector::load(manifest.projector, &weights, tinyalign_nn::cpu())
             .map_err(|e| bad(e.to_string()))?;
-        let bands = MelBands::from_count(encoder.config().num_mel_bins)
-            .ok_or_else(|| AssistantError::Model("unsupported mel band count".into()))?;
-        let (llm, llm_sha256) =
-            LlamaModel::load_gguf_with_sha256(llm_path, tinyalign_llm::Precision::Native)
-                .map_err(|e| AssistantError::Model(e.to_string()))?;
-        check("LLM", "llm_sha256", llm_sha256)?;
-        if projector.config().d_llm != llm.config.hidden_size
-            || projector.config().d_audio != encoder.config().d_model
-        {
-            return Err(bad(
-                "its widths do not match the loaded encoder and LLM".into()
-            ));
-        }
         let ctc = match projector.config().ctc_classes() {
             None => None,
             Some(classes) => {

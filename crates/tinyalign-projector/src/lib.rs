@@ -13,12 +13,16 @@
 
 mod config;
 mod ctc_head;
+mod manifest;
 #[cfg(feature = "dfdx")]
 mod model;
 mod pooling;
 
 pub use config::{ProjectorConfig, ProjectorKind, ProjectorOutput, TokenCount};
 pub use ctc_head::{Readout, Segment, greedy_segments, segment_posterior, softmax_rows};
+pub use manifest::{
+    LoadedModels, MANIFEST_FILE, MANIFEST_FORMAT, ManifestError, ProjectorManifest,
+};
 #[cfg(feature = "dfdx")]
 pub use model::{CtcTable, Projector};
 pub use pooling::adaptive_pool_weights;

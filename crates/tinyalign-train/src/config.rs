@@ -106,6 +106,17 @@ pub enum Objective {
     Ctc,
 }
 
+impl Objective {
+    /// The name presets and manifests use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Objective::Embedlink => "embedlink",
+            Objective::LlmInTheLoop => "llm_in_the_loop",
+            Objective::Ctc => "ctc",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimConfig {

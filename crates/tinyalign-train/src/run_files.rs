@@ -3,9 +3,10 @@
 
 use std::path::Path;
 
-use serde_json::json;
 use tinyalign_nn::{AdamW, NnDevice};
-use tinyalign_projector::{Projector, ProjectorConfig, ProjectorOutput};
+use tinyalign_projector::{
+    MANIFEST_FILE, MANIFEST_FORMAT, Projector, ProjectorConfig, ProjectorManifest, ProjectorOutput,
+};
 use tinyalign_weights::TensorMap;
 use tinyalign_weights::st::{StoreAs, read_safetensors, write_safetensors};
 
@@ -88,56 +89,53 @@ pub(crate) fn load_run_projector(dir: &Path) -> Result<Projector, TrainError> {
 
 /// The config and weights of a run folder's projector.
 pub(crate) fn read_run_projector(dir: &Path) -> Result<(ProjectorConfig, TensorMap), TrainError> {
-    let manifest_path = dir.join("projector.json");
-    let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
-        TrainError::Io(format!(
-            "{}: {e} (the base projector is a training run folder)",
-            manifest_path.display()
-        ))
-    })?;
-    let manifest: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| TrainError::Io(format!("{}: {e}", manifest_path.display())))?;
-    let found: ProjectorConfig = serde_json::from_value(manifest["projector"].clone())
-        .map_err(|e| TrainError::Io(format!("{} `projector`: {e}", manifest_path.display())))?;
-    Ok((found, read_map(&dir.join("projector.safetensors"))?))
+    let manifest = ProjectorManifest::read(dir).map_err(|e| TrainError::Io(e.to_string()))?;
+    Ok((
+        manifest.projector,
+        read_map(&dir.join("projector.safetensors"))?,
+    ))
 }
 
-/// The best projector so far: weights plus the manifest that ties them to the models they were trained for.
-#[allow(clippy::too_many_arguments)]
+/// The best projector so far: weights, then the manifest that ties them to the models they were trained
+/// for (each written atomically).
 pub(crate) fn save_projector<D: NnDevice>(
     run: &Path,
     projector: &mut Projector<D>,
-    config: &ProjectorConfig,
-    encoder_hash: &str,
-    llm_hash: &str,
-    state: &CheckpointState,
-    valid_cosine: Option<f32>,
-    train_utterances: usize,
-    objective: Objective,
-    llm: &str,
+    manifest: &ProjectorManifest,
 ) -> Result<(), TrainError> {
     let weights = write_safetensors(&projector.state_dict(), StoreAs::F32, &[("format", "pt")])
         .map_err(|e| TrainError::Io(e.to_string()))?;
-    let manifest = json!({
-        "format": "tinyalign-projector/1",
-        "projector": config,
-        "encoder_sha256": encoder_hash,
-        "llm_sha256": llm_hash,
-        // What `--llm` named (a known name or a GGUF path): commands loading this projector default to it.
-        "llm": llm,
-        "frontend_version": crate::features::FRONTEND_VERSION,
-        "objective": objective,
-        "step": state.step,
-        "valid_loss": state.best_valid,
-        "valid_cosine": valid_cosine,
-        "valid_readout_error": state.best_readout_error,
-        "train_utterances": train_utterances,
-    });
     tinyalign_data::write_atomic(&run.join("projector.safetensors"), &weights)
         .map_err(|e| TrainError::Io(e.to_string()))?;
-    tinyalign_data::write_atomic(
-        &run.join("projector.json"),
-        &serde_json::to_vec_pretty(&manifest).expect("json"),
-    )
-    .map_err(|e| TrainError::Io(e.to_string()))
+    tinyalign_data::write_atomic(&run.join(MANIFEST_FILE), &manifest.to_json())
+        .map_err(|e| TrainError::Io(e.to_string()))
+}
+
+/// A manifest for this run's projector with the best step's scores (see [`ProjectorManifest`]).
+pub(crate) struct ManifestParts<'a> {
+    pub config: &'a ProjectorConfig,
+    pub encoder_hash: &'a str,
+    pub llm_hash: &'a str,
+    pub llm: &'a str,
+    pub objective: Objective,
+    pub train_utterances: usize,
+}
+
+impl ManifestParts<'_> {
+    pub fn manifest(&self, state: &CheckpointState) -> ProjectorManifest {
+        ProjectorManifest {
+            format: MANIFEST_FORMAT.into(),
+            projector: self.config.clone(),
+            encoder_sha256: self.encoder_hash.into(),
+            llm_sha256: self.llm_hash.into(),
+            llm: Some(self.llm.into()),
+            frontend_version: crate::features::FRONTEND_VERSION,
+            objective: self.objective.name().into(),
+            step: state.step,
+            valid_loss: state.best_valid,
+            valid_cosine: state.best_valid_cosine,
+            valid_readout_error: state.best_readout_error,
+            train_utterances: self.train_utterances,
+        }
+    }
 }

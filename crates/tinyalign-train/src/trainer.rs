@@ -21,7 +21,8 @@ use crate::device::{ComputeDevice, TrainDevice};
 use crate::features::{FeatureCache, Features, sha256_hex};
 use crate::in_the_loop::LoopContext;
 use crate::run_files::{
-    base_classes, load_base, load_run_projector, read_map, save_projector, write_checkpoint,
+    ManifestParts, base_classes, load_base, load_run_projector, read_map, save_projector,
+    write_checkpoint,
 };
 use crate::targets::{Target, TargetBuilder};
 use crate::{Objective, TrainConfig, TrainError};
@@ -663,6 +664,14 @@ fn train_on<D: TrainDevice>(
         say(format!("{truncated} training transcripts longer than T"));
         0
     };
+    let manifest_parts = ManifestParts {
+        config: &projector_config,
+        encoder_hash: &encoder_hash,
+        llm_hash: &llm_hash,
+        llm: &config.llm.model,
+        objective: config.loss.objective,
+        train_utterances: train_set.len(),
+    };
     let parts = ObjectiveParts {
         in_loop: in_loop.as_ref(),
         classes: &classes,
@@ -797,18 +806,7 @@ fn train_on<D: TrainDevice>(
                 state.best_step = Some(state.step);
                 state.bad_validations = 0;
                 state.best_valid_cosine = valid_cos;
-                save_projector(
-                    run,
-                    &mut projector,
-                    &projector_config,
-                    &encoder_hash,
-                    &llm_hash,
-                    &state,
-                    valid_cos,
-                    train_set.len(),
-                    config.loss.objective,
-                    &config.llm.model,
-                )?;
+                save_projector(run, &mut projector, &manifest_parts.manifest(&state))?;
             } else {
                 state.bad_validations += 1;
             }

@@ -2,10 +2,9 @@
 //! file system, and the native CLI share it): audio → log-mel (CPU) → Whisper encoder → projector → LLM.
 //! The prompt layout is the CPU assistant's (`tinyalign_llm::slot_prompt_ids`).
 
-use serde_json::Value;
 use tinyalign_llm::GenerateOptions;
 use tinyalign_mel::{Audio, Frontend, FrontendConfig, MelBands};
-use tinyalign_projector::ProjectorConfig;
+use tinyalign_projector::{LoadedModels, ProjectorManifest};
 use tinyalign_weights::gguf::GgufFile;
 use tinyalign_whisper::WhisperConfig;
 
@@ -75,39 +74,18 @@ fn load_projector(
     manifest: &str,
     weights: &[u8],
 ) -> Result<GpuProjector, GpuError> {
-    let manifest: Value =
-        serde_json::from_str(manifest).map_err(|e| model_error("projector.json", e))?;
-    let config: ProjectorConfig = serde_json::from_value(manifest["projector"].clone())
-        .map_err(|e| model_error("projector.json `projector`", e))?;
-    for (what, key, found) in [
-        (
-            "Whisper encoder",
-            "encoder_sha256",
-            &identity.encoder_sha256,
-        ),
-        ("LLM", "llm_sha256", &identity.llm_sha256),
-    ] {
-        let expected = manifest[key].as_str().unwrap_or_default();
-        if expected != found {
-            return Err(GpuError::Model(format!(
-                "the projector was trained against another {what} (sha256 {expected}), not this one \
-                 ({found})"
-            )));
-        }
-    }
-    if manifest["frontend_version"].as_u64() != Some(u64::from(tinyalign_mel::FRONTEND_VERSION)) {
-        return Err(GpuError::Model(format!(
-            "the projector was made with frontend version {}, this build has {}",
-            manifest["frontend_version"],
-            tinyalign_mel::FRONTEND_VERSION
-        )));
-    }
-    if config.d_llm != identity.d_llm || config.d_audio != identity.d_audio {
-        return Err(GpuError::Model(format!(
-            "the projector maps {} → {} but the encoder gives {} and the LLM takes {}",
-            config.d_audio, config.d_llm, identity.d_audio, identity.d_llm
-        )));
-    }
+    let manifest = ProjectorManifest::from_json(manifest, "projector.json")
+        .map_err(|e| GpuError::Model(e.to_string()))?;
+    manifest
+        .check(&LoadedModels {
+            encoder_sha256: &identity.encoder_sha256,
+            llm_sha256: &identity.llm_sha256,
+            frontend_version: tinyalign_mel::FRONTEND_VERSION,
+            d_audio: identity.d_audio,
+            d_llm: identity.d_llm,
+        })
+        .map_err(|e| GpuError::Model(e.to_string()))?;
+    let config = manifest.projector;
     let map = tinyalign_weights::st::read_safetensors(weights, "projector.safetensors")?;
     GpuProjector::load(gpu, config, &map)
 }
