@@ -58,6 +58,11 @@ pub fn run(args: &[String]) -> Result<()> {
 /// Runs the default evaluations of `run` through the release CLI and writes its report.
 pub fn evaluate_run(cli: &Path, run: &Path, limit: usize) -> Result<()> {
     let datasets = fetch::cache_dir().join("datasets");
+    // A CTC projector's transcribe evaluations score every readout (README, "Train a projector"). The
+    // manifest is the trainer's pretty JSON, whose output mode is the only `"mode": "ctc"` in it (xtask
+    // keeps to std and anyhow).
+    let ctc = std::fs::read_to_string(run.join("projector.json"))
+        .is_ok_and(|text| text.contains("\"mode\": \"ctc\""));
     for (i, (dataset, split, task)) in SETS.iter().enumerate() {
         println!(
             "\n-- evaluation {}/{}: {task} task, {dataset} `{split}`, {limit} utterances",
@@ -68,16 +73,18 @@ pub fn evaluate_run(cli: &Path, run: &Path, limit: usize) -> Result<()> {
             "respond" => format!("eval-{dataset}-{split}-respond"),
             _ => format!("eval-{dataset}-{split}"),
         };
-        util::run(
-            Command::new(cli)
-                .args(["eval", "--task", task, "--split", split, "--ablation"])
-                .args(["--limit", &limit.to_string(), "--manifest"])
-                .arg(datasets.join(dataset).join("manifest.jsonl"))
-                .arg("--projector")
-                .arg(run)
-                .arg("--out")
-                .arg(run.join(folder)),
-        )?;
+        let mut eval = Command::new(cli);
+        eval.args(["eval", "--task", task, "--split", split, "--ablation"])
+            .args(["--limit", &limit.to_string(), "--manifest"])
+            .arg(datasets.join(dataset).join("manifest.jsonl"))
+            .arg("--projector")
+            .arg(run)
+            .arg("--out")
+            .arg(run.join(folder));
+        if ctc && *task == "transcribe" {
+            eval.arg("--all-readouts");
+        }
+        util::run(&mut eval)?;
     }
     util::run(Command::new(cli).arg("report").arg(run))
 }
