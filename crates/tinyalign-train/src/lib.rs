@@ -5,12 +5,14 @@
 //! folder holds `config.toml`, `metrics.jsonl`, `loss.svg`, `checkpoint/` (exact resume), the best
 //! `projector.safetensors` + `projector.json` and `summary.json`.
 
+mod batch;
 mod config;
 pub mod ctc;
 mod ctc_objective;
 mod device;
 mod features;
 mod in_the_loop;
+mod objective;
 pub mod plot;
 mod run_files;
 mod targets;

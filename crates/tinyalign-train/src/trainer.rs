@@ -13,18 +13,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tinyalign_data::{Manifest, Split, Utterance};
 use tinyalign_llm::{LlamaModel, Precision};
-use tinyalign_nn::{AdamW, Merge, NnDevice, Scalar, Tape, Taped2, Tensor2};
+use tinyalign_nn::AdamW;
 use tinyalign_projector::{Projector, ProjectorConfig, ProjectorOutput};
 
-use crate::ctc_objective::{self, ClassSet, ReadoutErrors};
+use crate::batch::{Example, epoch_batches, make_batch, make_example};
+use crate::ctc_objective::{self, ClassSet};
 use crate::device::{ComputeDevice, TrainDevice};
-use crate::features::{FeatureCache, Features, sha256_hex};
+use crate::features::{FeatureCache, sha256_hex};
 use crate::in_the_loop::LoopContext;
+use crate::objective::{ObjectiveParts, evaluate, objective_loss};
 use crate::run_files::{
     ManifestParts, base_classes, load_base, load_run_projector, read_map, save_projector,
     write_checkpoint,
 };
-use crate::targets::{Target, TargetBuilder};
+use crate::targets::TargetBuilder;
 use crate::{Objective, TrainConfig, TrainError};
 
 /// Where the models and data are, and how to run.
@@ -78,49 +80,6 @@ fn load_llm(
         Objective::LlmInTheLoop => Some(LoopContext::new(&llm, &file)?),
     };
     Ok((llm, sha256_hex(&bytes), in_loop))
-}
-
-/// The example of utterance `u`: its (cached) encoder features, its EmbedLink target with the projector's
-/// T, and with `answers` (LLM-in-the-loop) the answer the LLM must give.
-fn make_example(
-    cache: &mut FeatureCache,
-    manifest: &Manifest,
-    u: &Utterance,
-    projector: &ProjectorConfig,
-    targets: &TargetBuilder<'_>,
-    answers: Option<(&LoopContext, &LlamaModel)>,
-) -> Result<Example, TrainError> {
-    let features = cache.get(manifest, u)?;
-    let t = projector.tokens_for(features.frames);
-    let (answer_ids, answer_embeds) = match answers {
-        None => (Vec::new(), Vec::new()),
-        Some((context, llm)) => {
-            let ids = context.answer_ids(llm, &u.text);
-            let embeds = llm
-                .embed_tokens(&ids)
-                .map_err(|e| TrainError::Model(e.to_string()))?;
-            (ids, embeds)
-        }
-    };
-    Ok(Example {
-        ids: targets.token_ids(&u.text),
-        target: targets.target(&u.text, t)?,
-        features,
-        answer_ids,
-        answer_embeds,
-    })
-}
-
-/// One example: encoder features and the EmbedLink target.
-#[derive(Debug, Clone)]
-struct Example {
-    features: Features,
-    /// The transcript's LLM token ids (CTC labels, and the token readout's reference).
-    ids: Vec<u32>,
-    target: Target,
-    /// LLM-in-the-loop only: the transcript's token ids then its closing quote, and their input embeddings.
-    answer_ids: Vec<u32>,
-    answer_embeds: Vec<f32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -197,237 +156,6 @@ fn select<'m>(
     Ok(picked)
 }
 
-/// Batches of similar length (less padding), in a seeded order that depends only on (seed, epoch).
-fn epoch_batches(
-    examples: &[Example],
-    batch_size: usize,
-    seed: u64,
-    epoch: u64,
-) -> Vec<Vec<usize>> {
-    let mut by_length: Vec<usize> = (0..examples.len()).collect();
-    by_length.sort_by_key(|&i| (examples[i].features.frames, i));
-    let mut batches: Vec<Vec<usize>> = by_length
-        .chunks(batch_size)
-        .map(<[usize]>::to_vec)
-        .collect();
-    tinyalign_data::seeded_shuffle(
-        &mut batches,
-        seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
-    batches
-}
-
-/// A padded batch on the projector's device: features `(b·n, d_audio)`, targets `(b·t_max, d_llm)`, per-row
-/// weights.
-struct Batch<D: NnDevice> {
-    x: Tensor2<D>,
-    layout: tinyalign_projector::BatchLayout,
-    target: Tensor2<D>,
-    row_weights: Vec<f32>,
-    element_weights: Tensor2<D>,
-    /// The distinct target embeddings of the batch, transposed `(d, k)`, and for each transcript row the
-    /// index of its own: the token-identity term's candidates and labels.
-    candidates: Tensor2<D>,
-    labels: Vec<(usize, usize)>,
-}
-
-fn make_batch<D: NnDevice>(
-    projector: &Projector<D>,
-    examples: &[&Example],
-) -> Result<Batch<D>, TrainError> {
-    let refs: Vec<&[f32]> = examples
-        .iter()
-        .map(|e| e.features.data.as_slice())
-        .collect();
-    let (data, layout) = projector
-        .pad_batch(&refs)
-        .map_err(|e| TrainError::Data(e.to_string()))?;
-    let dev = projector.device();
-    let (d_audio, d_llm) = (projector.config().d_audio, projector.config().d_llm);
-    let t_max = layout.max_tokens;
-    let mut target = vec![0.0; examples.len() * t_max * d_llm];
-    let mut row_weights = vec![0.0; examples.len() * t_max];
-    for (i, e) in examples.iter().enumerate() {
-        let rows = e.target.rows.min(t_max);
-        target[i * t_max * d_llm..(i * t_max + rows) * d_llm]
-            .copy_from_slice(&e.target.data[..rows * d_llm]);
-        row_weights[i * t_max..i * t_max + rows].copy_from_slice(&e.target.weights[..rows]);
-    }
-    let element_weights: Vec<f32> = row_weights
-        .iter()
-        .flat_map(|&w| std::iter::repeat_n(w, d_llm))
-        .collect();
-    let rows = examples.len() * t_max;
-    let mut index: std::collections::HashMap<Vec<u32>, usize> = Default::default();
-    let mut candidates: Vec<&[f32]> = Vec::new();
-    let mut labels = Vec::new();
-    for (r, &w) in row_weights.iter().enumerate() {
-        if w <= 0.0 {
-            continue;
-        }
-        let row = &target[r * d_llm..(r + 1) * d_llm];
-        let key: Vec<u32> = row.iter().map(|v| v.to_bits()).collect();
-        let next = index.len();
-        let k = *index.entry(key).or_insert(next);
-        if k == next {
-            candidates.push(row);
-        }
-        if w == 1.0 {
-            labels.push((r, k));
-        }
-    }
-    let k = candidates.len().max(1);
-    let mut candidates_t = vec![0.0; d_llm * k];
-    for (j, row) in candidates.iter().enumerate() {
-        for (i, v) in row.iter().enumerate() {
-            candidates_t[i * k + j] = *v;
-        }
-    }
-    Ok(Batch {
-        candidates: tinyalign_nn::from_vec2(dev, candidates_t, d_llm, k),
-        labels,
-        x: tinyalign_nn::from_vec2(dev, data, layout.batch() * layout.frames, d_audio),
-        layout,
-        target: tinyalign_nn::from_vec2(dev, target, rows, d_llm),
-        row_weights,
-        element_weights: tinyalign_nn::from_vec2(dev, element_weights, rows, d_llm),
-    })
-}
-
-/// EmbedLink's loss of projector outputs `out` against the batch's targets (see `LossConfig`).
-fn embedlink_loss<T: Tape<f32, D> + Merge<T>, D: NnDevice>(
-    out: Taped2<T, D>,
-    batch: &Batch<D>,
-    config: &TrainConfig,
-    mse_scale: f32,
-) -> Scalar<T, D> {
-    let mse = tinyalign_nn::masked_mse(
-        tinyalign_nn::fork(&out),
-        &batch.target,
-        &batch.element_weights,
-    );
-    if config.loss.token_weight > 0.0 && !batch.labels.is_empty() {
-        // Token identity: each transcript row should be nearer its own token's embedding than any other
-        // token of the batch (softmax over dot products), so outputs settle on real token embeddings.
-        let logits = tinyalign_nn::matmul_const(tinyalign_nn::fork(&out), &batch.candidates);
-        let identity = tinyalign_nn::token_cross_entropy(logits, &batch.labels);
-        let cos = tinyalign_nn::weighted_cosine_distance(out, &batch.target, &batch.row_weights);
-        return mse * (config.loss.mse_weight * mse_scale)
-            + cos * config.loss.cosine_weight
-            + identity * config.loss.token_weight;
-    }
-    let cos = tinyalign_nn::weighted_cosine_distance(out, &batch.target, &batch.row_weights);
-    mse * (config.loss.mse_weight * mse_scale) + cos * config.loss.cosine_weight
-}
-
-/// What the configured objective needs besides the batch: the LLM graph (LLM-in-the-loop) and the class
-/// set (the CTC head's table; every objective's token readout).
-struct ObjectiveParts<'a, D: NnDevice> {
-    in_loop: Option<&'a LoopContext>,
-    classes: &'a ClassSet<D>,
-    mse_scale: f32,
-    pad_id: u32,
-}
-
-/// A loss, and with CTC the host logits `(b·t_max, classes + 1)` it came from.
-type LossAndLogits<T, D> = (Scalar<T, D>, Option<Vec<f32>>);
-
-/// The configured objective's loss of projector outputs `out` for the batch `members`, and with CTC the
-/// host logits.
-fn objective_loss<T: Tape<f32, D> + Merge<T>, D: TrainDevice>(
-    projector: &Projector<D>,
-    out: Taped2<T, D>,
-    batch: &Batch<D>,
-    members: &[&Example],
-    config: &TrainConfig,
-    parts: &ObjectiveParts<'_, D>,
-) -> Result<LossAndLogits<T, D>, TrainError> {
-    if let Some(table) = &parts.classes.table {
-        let labels: Vec<Vec<usize>> = members
-            .iter()
-            .map(|e| parts.classes.labels(&e.ids).0)
-            .collect();
-        let labels: Vec<&[usize]> = labels.iter().map(Vec::as_slice).collect();
-        let (loss, logits, _) =
-            ctc_objective::batch_loss(projector, out, &batch.layout, &labels, table);
-        return Ok((loss, Some(logits)));
-    }
-    match parts.in_loop {
-        None => Ok((embedlink_loss(out, batch, config, parts.mse_scale), None)),
-        Some(context) => {
-            let answers: Vec<&[u32]> = members.iter().map(|e| e.answer_ids.as_slice()).collect();
-            let embeds: Vec<&[f32]> = members.iter().map(|e| e.answer_embeds.as_slice()).collect();
-            D::in_loop_loss(context, out, &batch.layout, &answers, &embeds)
-                .map(|loss| (loss, None))
-                .ok_or_else(|| TrainError::Config(LOOP_ON_CPU_ONLY.into()))
-        }
-    }
-}
-
-const LOOP_ON_CPU_ONLY: &str = "the LLM-in-the-loop objective runs on the CPU only (its LLM graph is built there): use --device cpu";
-
-/// One validation: the objective's mean loss, the mean cosine similarity to the EmbedLink targets
-/// (transcript rows, pooled projectors only, so runs of the pooled objectives compare on one scale), and
-/// the token readout's errors (every objective).
-struct Validation {
-    loss: f32,
-    cosine: Option<f32>,
-    readout: ReadoutErrors,
-}
-
-fn evaluate<D: TrainDevice>(
-    projector: &Projector<D>,
-    examples: &[Example],
-    config: &TrainConfig,
-    parts: &ObjectiveParts<'_, D>,
-) -> Result<Validation, TrainError> {
-    let (mut loss_sum, mut cos_sum, mut rows) = (0.0f64, 0.0f64, 0usize);
-    let mut readout = ReadoutErrors::default();
-    let d = projector.config().d_llm;
-    for chunk in examples.chunks(config.optim.batch_size) {
-        let refs: Vec<&Example> = chunk.iter().collect();
-        let batch = make_batch(projector, &refs)?;
-        let projected = projector.forward(batch.x.clone(), &batch.layout);
-        let out = tinyalign_nn::to_vec2(&projected);
-        let (loss, logits) = objective_loss(projector, projected, &batch, &refs, config, parts)?;
-        loss_sum += f64::from(tinyalign_nn::scalar_value(&loss)) * chunk.len() as f64;
-        let transcripts: Vec<&[u32]> = refs.iter().map(|e| e.ids.as_slice()).collect();
-        if let (Some(logits), Some(table)) = (logits, &parts.classes.table) {
-            readout.add(ctc_objective::ctc_readout_errors(
-                parts.classes,
-                &logits,
-                table.width,
-                &batch.layout,
-                &transcripts,
-            ));
-            continue;
-        }
-        readout.add(ctc_objective::pooled_readout_errors(
-            parts.classes,
-            &out,
-            d,
-            &batch.layout,
-            &transcripts,
-            parts.pad_id,
-        ));
-        let target = tinyalign_nn::to_vec2(&batch.target);
-        for (r, &w) in batch.row_weights.iter().enumerate() {
-            if w == 1.0 {
-                let (a, b) = (&out[r * d..(r + 1) * d], &target[r * d..(r + 1) * d]);
-                let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-                let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                cos_sum += f64::from(dot / (norm(a) * norm(b)));
-                rows += 1;
-            }
-        }
-    }
-    Ok(Validation {
-        loss: (loss_sum / examples.len() as f64) as f32,
-        cosine: (rows > 0).then(|| (cos_sum / rows as f64) as f32),
-        readout,
-    })
-}
-
 /// How well a trained projector aligns, measured without running the LLM.
 #[derive(Debug, Clone, Copy)]
 pub struct Alignment {
@@ -496,7 +224,9 @@ fn train_on_cuda(
     ordinal: usize,
 ) -> Result<TrainSummary, TrainError> {
     if config.loss.objective == Objective::LlmInTheLoop {
-        return Err(TrainError::Config(LOOP_ON_CPU_ONLY.into()));
+        return Err(TrainError::Config(
+            crate::objective::LOOP_ON_CPU_ONLY.into(),
+        ));
     }
     let dev = tinyalign_nn::cuda(ordinal).map_err(|e| TrainError::Config(e.to_string()))?;
     train_on(config, options, dev)
@@ -877,62 +607,4 @@ fn train_on<D: TrainDevice>(
     tinyalign_data::write_atomic(&run.join("summary.json"), &json)
         .map_err(|e| TrainError::Io(e.to_string()))?;
     Ok(summary)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The token-identity term's candidates are the batch's distinct target rows (padding included) and
-    /// each transcript row's label points at its own embedding.
-    #[test]
-    fn token_identity_candidates_are_the_distinct_target_rows() {
-        let (d_audio, d_llm) = (8, 4);
-        let config = ProjectorConfig {
-            tokens: tinyalign_projector::TokenCount::Fixed { tokens: 3 },
-            d_model: 8,
-            ffn_dim: 16,
-            heads: 2,
-            layers: 1,
-            ..ProjectorConfig::bridgeformer(d_audio, d_llm, 1.0)
-        };
-        let projector = Projector::init(config, 0, tinyalign_nn::cpu()).unwrap();
-        let (a, b, pad) = (
-            [1.0, 0.0, 0.0, 0.0],
-            [0.0, 1.0, 0.0, 0.0],
-            [0.0, 0.0, 0.5, 0.5],
-        );
-        let example = |rows: &[[f32; 4]], weights: &[f32]| Example {
-            features: Features {
-                frames: 12,
-                width: d_audio,
-                data: vec![0.1; 12 * d_audio],
-            },
-            target: Target {
-                rows: rows.len(),
-                data: rows.concat(),
-                weights: weights.to_vec(),
-                truncated: 0,
-            },
-            ids: Vec::new(),
-            answer_ids: Vec::new(),
-            answer_embeds: Vec::new(),
-        };
-        // Utterance 0 says "a b", utterance 1 "b" then padding.
-        let first = example(&[a, b, pad], &[1.0, 1.0, 0.1]);
-        let second = example(&[b, pad, pad], &[1.0, 0.1, 0.1]);
-        let batch = make_batch(&projector, &[&first, &second]).unwrap();
-        assert_eq!(
-            tinyalign_nn::shape2(&batch.candidates),
-            (4, 3),
-            "a, b and the pad row"
-        );
-        assert_eq!(batch.labels, [(0, 0), (1, 1), (3, 1)]);
-        let columns = tinyalign_nn::to_vec2(&batch.candidates);
-        let column = |j: usize| (0..4).map(|i| columns[i * 3 + j]).collect::<Vec<f32>>();
-        assert_eq!(
-            (column(0), column(1), column(2)),
-            (a.to_vec(), b.to_vec(), pad.to_vec())
-        );
-    }
 }

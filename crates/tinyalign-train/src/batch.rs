@@ -1,0 +1,210 @@
+//! Examples (cached encoder features, EmbedLink targets, token ids) and the padded, length-bucketed batches
+//! they are trained in.
+
+use tinyalign_data::{Manifest, Utterance};
+use tinyalign_llm::LlamaModel;
+use tinyalign_nn::{NnDevice, Tensor2};
+use tinyalign_projector::{Projector, ProjectorConfig};
+
+use crate::TrainError;
+use crate::features::{FeatureCache, Features};
+use crate::in_the_loop::LoopContext;
+use crate::targets::{Target, TargetBuilder};
+
+/// The example of utterance `u`: its (cached) encoder features, its EmbedLink target with the projector's
+/// T, and with `answers` (LLM-in-the-loop) the answer the LLM must give.
+pub(crate) fn make_example(
+    cache: &mut FeatureCache,
+    manifest: &Manifest,
+    u: &Utterance,
+    projector: &ProjectorConfig,
+    targets: &TargetBuilder<'_>,
+    answers: Option<(&LoopContext, &LlamaModel)>,
+) -> Result<Example, TrainError> {
+    let features = cache.get(manifest, u)?;
+    let t = projector.tokens_for(features.frames);
+    let (answer_ids, answer_embeds) = match answers {
+        None => (Vec::new(), Vec::new()),
+        Some((context, llm)) => {
+            let ids = context.answer_ids(llm, &u.text);
+            let embeds = llm
+                .embed_tokens(&ids)
+                .map_err(|e| TrainError::Model(e.to_string()))?;
+            (ids, embeds)
+        }
+    };
+    Ok(Example {
+        ids: targets.token_ids(&u.text),
+        target: targets.target(&u.text, t)?,
+        features,
+        answer_ids,
+        answer_embeds,
+    })
+}
+
+/// One example: encoder features and the EmbedLink target.
+#[derive(Debug, Clone)]
+pub(crate) struct Example {
+    pub(crate) features: Features,
+    /// The transcript's LLM token ids (CTC labels, and the token readout's reference).
+    pub(crate) ids: Vec<u32>,
+    pub(crate) target: Target,
+    /// LLM-in-the-loop only: the transcript's token ids then its closing quote, and their input embeddings.
+    pub(crate) answer_ids: Vec<u32>,
+    pub(crate) answer_embeds: Vec<f32>,
+}
+
+/// Batches of similar length (less padding), in a seeded order that depends only on (seed, epoch).
+pub(crate) fn epoch_batches(
+    examples: &[Example],
+    batch_size: usize,
+    seed: u64,
+    epoch: u64,
+) -> Vec<Vec<usize>> {
+    let mut by_length: Vec<usize> = (0..examples.len()).collect();
+    by_length.sort_by_key(|&i| (examples[i].features.frames, i));
+    let mut batches: Vec<Vec<usize>> = by_length
+        .chunks(batch_size)
+        .map(<[usize]>::to_vec)
+        .collect();
+    tinyalign_data::seeded_shuffle(
+        &mut batches,
+        seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    batches
+}
+
+/// A padded batch on the projector's device: features `(b·n, d_audio)`, targets `(b·t_max, d_llm)`, per-row
+/// weights.
+pub(crate) struct Batch<D: NnDevice> {
+    pub(crate) x: Tensor2<D>,
+    pub(crate) layout: tinyalign_projector::BatchLayout,
+    pub(crate) target: Tensor2<D>,
+    pub(crate) row_weights: Vec<f32>,
+    pub(crate) element_weights: Tensor2<D>,
+    /// The distinct target embeddings of the batch, transposed `(d, k)`, and for each transcript row the
+    /// index of its own: the token-identity term's candidates and labels.
+    pub(crate) candidates: Tensor2<D>,
+    pub(crate) labels: Vec<(usize, usize)>,
+}
+
+pub(crate) fn make_batch<D: NnDevice>(
+    projector: &Projector<D>,
+    examples: &[&Example],
+) -> Result<Batch<D>, TrainError> {
+    let refs: Vec<&[f32]> = examples
+        .iter()
+        .map(|e| e.features.data.as_slice())
+        .collect();
+    let (data, layout) = projector
+        .pad_batch(&refs)
+        .map_err(|e| TrainError::Data(e.to_string()))?;
+    let dev = projector.device();
+    let (d_audio, d_llm) = (projector.config().d_audio, projector.config().d_llm);
+    let t_max = layout.max_tokens;
+    let mut target = vec![0.0; examples.len() * t_max * d_llm];
+    let mut row_weights = vec![0.0; examples.len() * t_max];
+    for (i, e) in examples.iter().enumerate() {
+        let rows = e.target.rows.min(t_max);
+        target[i * t_max * d_llm..(i * t_max + rows) * d_llm]
+            .copy_from_slice(&e.target.data[..rows * d_llm]);
+        row_weights[i * t_max..i * t_max + rows].copy_from_slice(&e.target.weights[..rows]);
+    }
+    let element_weights: Vec<f32> = row_weights
+        .iter()
+        .flat_map(|&w| std::iter::repeat_n(w, d_llm))
+        .collect();
+    let rows = examples.len() * t_max;
+    let mut index: std::collections::HashMap<Vec<u32>, usize> = Default::default();
+    let mut candidates: Vec<&[f32]> = Vec::new();
+    let mut labels = Vec::new();
+    for (r, &w) in row_weights.iter().enumerate() {
+        if w <= 0.0 {
+            continue;
+        }
+        let row = &target[r * d_llm..(r + 1) * d_llm];
+        let key: Vec<u32> = row.iter().map(|v| v.to_bits()).collect();
+        let next = index.len();
+        let k = *index.entry(key).or_insert(next);
+        if k == next {
+            candidates.push(row);
+        }
+        if w == 1.0 {
+            labels.push((r, k));
+        }
+    }
+    let k = candidates.len().max(1);
+    let mut candidates_t = vec![0.0; d_llm * k];
+    for (j, row) in candidates.iter().enumerate() {
+        for (i, v) in row.iter().enumerate() {
+            candidates_t[i * k + j] = *v;
+        }
+    }
+    Ok(Batch {
+        candidates: tinyalign_nn::from_vec2(dev, candidates_t, d_llm, k),
+        labels,
+        x: tinyalign_nn::from_vec2(dev, data, layout.batch() * layout.frames, d_audio),
+        layout,
+        target: tinyalign_nn::from_vec2(dev, target, rows, d_llm),
+        row_weights,
+        element_weights: tinyalign_nn::from_vec2(dev, element_weights, rows, d_llm),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The token-identity term's candidates are the batch's distinct target rows (padding included) and
+    /// each transcript row's label points at its own embedding.
+    #[test]
+    fn token_identity_candidates_are_the_distinct_target_rows() {
+        let (d_audio, d_llm) = (8, 4);
+        let config = ProjectorConfig {
+            tokens: tinyalign_projector::TokenCount::Fixed { tokens: 3 },
+            d_model: 8,
+            ffn_dim: 16,
+            heads: 2,
+            layers: 1,
+            ..ProjectorConfig::bridgeformer(d_audio, d_llm, 1.0)
+        };
+        let projector = Projector::init(config, 0, tinyalign_nn::cpu()).unwrap();
+        let (a, b, pad) = (
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 0.5, 0.5],
+        );
+        let example = |rows: &[[f32; 4]], weights: &[f32]| Example {
+            features: Features {
+                frames: 12,
+                width: d_audio,
+                data: vec![0.1; 12 * d_audio],
+            },
+            target: Target {
+                rows: rows.len(),
+                data: rows.concat(),
+                weights: weights.to_vec(),
+                truncated: 0,
+            },
+            ids: Vec::new(),
+            answer_ids: Vec::new(),
+            answer_embeds: Vec::new(),
+        };
+        // Utterance 0 says "a b", utterance 1 "b" then padding.
+        let first = example(&[a, b, pad], &[1.0, 1.0, 0.1]);
+        let second = example(&[b, pad, pad], &[1.0, 0.1, 0.1]);
+        let batch = make_batch(&projector, &[&first, &second]).unwrap();
+        assert_eq!(
+            tinyalign_nn::shape2(&batch.candidates),
+            (4, 3),
+            "a, b and the pad row"
+        );
+        assert_eq!(batch.labels, [(0, 0), (1, 1), (3, 1)]);
+        let columns = tinyalign_nn::to_vec2(&batch.candidates);
+        let column = |j: usize| (0..4).map(|i| columns[i * 3 + j]).collect::<Vec<f32>>();
+        assert_eq!(
+            (column(0), column(1), column(2)),
+            (a.to_vec(), b.to_vec(), pad.to_vec())
+        );
+    }
+}
