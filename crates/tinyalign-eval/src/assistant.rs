@@ -5,11 +5,13 @@
 //! Layout (ChatML, the default system message of the model's template):
 //!
 //! ```text
-//! <|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{instruction}\n[T audio embeddings]<|im_end|>\n
-//! <|im_start|>assistant\n
+//! <|im_start|>system\n{system}<|im_end|>\n
+//! [worked examples: <|im_start|>user\n{instruction}\n{example}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>\n]
+//! <|im_start|>user\n{instruction}\n[T audio embeddings]<|im_end|>\n<|im_start|>assistant\n{answer prefix}
 //! ```
 //!
-//! Without injection the user turn holds only the audio embeddings.
+//! Without injection the user turn holds only the audio embeddings. A pooled projector's tokens go in as they
+//! are; a CTC projector's frames go in through a [`Readout`] (one vector per greedy segment).
 
 use std::path::Path;
 
