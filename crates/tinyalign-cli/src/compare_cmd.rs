@@ -191,7 +191,12 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
         {
             let (fast, slow) = (embed_run.ms_per_utterance(), loop_run.ms_per_utterance());
             md.push_str(&format!(
-                "\nPer training utterance, EmbedLink (`{}`) takes {fast:.1} ms and LLM-in-the-loop (`{}`) {slow:.1} ms: {:.0}× less time for the same {} projector.\n",
+                "\nPer training utterance, {} (`{}`) takes {fast:.1} ms and LLM-in-the-loop (`{}`) {slow:.1} ms: {:.0}× less time for the same {} projector.\n",
+                if embed_run.objective == "ctc" {
+                    "CTC onto the LLM's vocabulary"
+                } else {
+                    "EmbedLink"
+                },
                 embed_run.name,
                 loop_run.name,
                 slow / fast,
@@ -247,8 +252,12 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
             md.push_str(&format!(
                 "- `{}`: {}\n",
                 r.name,
-                time_to(&r.cosine_curve, floor)
-                    .map_or("not reached".into(), |s| format!("{s:.0} s"))
+                if r.cosine_curve.is_empty() {
+                    "no cosine (its frames have no target positions)".into()
+                } else {
+                    time_to(&r.cosine_curve, floor)
+                        .map_or("not reached".into(), |s| format!("{s:.0} s"))
+                }
             ));
         }
     }
