@@ -21,21 +21,30 @@ fn metrics(run: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[test]
-fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
-    let needed = [
-        "whisper-tiny.en/hf/model.safetensors",
-        "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
-        "speech-asterisk/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz",
-    ];
-    if needed.iter().any(|rel| cached_model(rel).is_none()) {
-        return;
+/// The models and speech the training tests read (they skip without them).
+const NEEDED: [&str; 3] = [
+    "whisper-tiny.en/hf/model.safetensors",
+    "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+    "speech-asterisk/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz",
+];
+
+/// A fresh folder `name` holding the asterisk manifest, and the smoke preset with `overrides` cut down to
+/// 12 steps of batch 8 on 24 of its utterances, validating twice on 8; `None` without the models.
+fn small_asterisk_run(name: &str, overrides: &[&str]) -> Option<(std::path::PathBuf, TrainConfig)> {
+    if NEEDED.iter().any(|rel| cached_model(rel).is_none()) {
+        return None;
     }
-    let root = std::env::temp_dir().join(format!("tinyalign-train-test-{}", std::process::id()));
+    let root = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     tinyalign_data::build_asterisk(&cache_dir(), &root.join("data"), 0, 0.7, 30.0).unwrap();
     let preset = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/smoke.toml");
-    let mut config = TrainConfig::read(&preset).unwrap();
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    let mut config = TrainConfig::from_toml_with_overrides(
+        &std::fs::read_to_string(&preset).unwrap(),
+        "smoke",
+        &overrides,
+    )
+    .unwrap();
     config.data.manifest = root.join("data/manifest.jsonl").display().to_string();
     config.data.max_train = 24;
     config.data.max_valid = 8;
@@ -43,11 +52,19 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
     config.optim.max_steps = 12;
     config.optim.warmup_steps = 2;
     config.optim.validate_every = 6;
+    Some((root, config))
+}
+
+#[test]
+fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
+    let Some((root, config)) = small_asterisk_run("tinyalign-train-test", &[]) else {
+        return;
+    };
     let options = |run: &str, resume: bool, interrupt_at_step: Option<u64>| TrainOptions {
         run_dir: root.join(run),
         cache_dir: cache_dir(),
         whisper_dir: cache_dir().join("whisper-tiny.en/hf"),
-        llm_path: cache_dir().join(needed[1]),
+        llm_path: cache_dir().join(NEEDED[1]),
         resume,
         stop: Arc::new(AtomicBool::new(false)),
         verbose: false,
@@ -91,7 +108,7 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
 
     // The trained projector plugs into the speech assistant: audio → Whisper → projector → LLM.
     let whisper = cache_dir().join("whisper-tiny.en/hf");
-    let llm = cache_dir().join(needed[1]);
+    let llm = cache_dir().join(NEEDED[1]);
     let assistant =
         tinyalign_eval::Assistant::load(&whisper, &llm, &root.join("straight")).unwrap();
     let wav =
@@ -242,42 +259,17 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
 /// CTC projector grows its class set with the new speaker's tokens.
 #[test]
 fn ctc_training_reads_tokens_and_personalises() {
-    let needed = [
-        "whisper-tiny.en/hf/model.safetensors",
-        "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
-        "speech-asterisk/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz",
-    ];
-    if needed.iter().any(|rel| cached_model(rel).is_none()) {
-        return;
-    }
-    let root = std::env::temp_dir().join(format!("tinyalign-ctc-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    tinyalign_data::build_asterisk(&cache_dir(), &root.join("data"), 0, 0.7, 30.0).unwrap();
-    let preset = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/smoke.toml");
-    let overrides: Vec<String> = [
+    let overrides = [
         "loss.objective=ctc",
         "loss.mse_weight=0",
         "loss.cosine_weight=0",
         "loss.token_weight=0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut config = TrainConfig::from_toml_with_overrides(
-        &std::fs::read_to_string(&preset).unwrap(),
-        "smoke",
-        &overrides,
-    )
-    .unwrap();
-    config.data.manifest = root.join("data/manifest.jsonl").display().to_string();
-    config.data.max_train = 24;
-    config.data.max_valid = 8;
-    config.optim.batch_size = 8;
-    config.optim.max_steps = 12;
-    config.optim.warmup_steps = 2;
-    config.optim.validate_every = 6;
+    ];
+    let Some((root, config)) = small_asterisk_run("tinyalign-ctc-test", &overrides) else {
+        return;
+    };
     let whisper = cache_dir().join("whisper-tiny.en/hf");
-    let llm = cache_dir().join(needed[1]);
+    let llm = cache_dir().join(NEEDED[1]);
     let options = |run: &str, init_from: Option<std::path::PathBuf>| TrainOptions {
         run_dir: root.join(run),
         cache_dir: cache_dir(),

@@ -60,6 +60,14 @@ struct Hearing {
     readout: Readout,
 }
 
+impl Hearing {
+    /// The LLM token of each greedy segment of the CTC head (none for a pooled projector).
+    fn segment_tokens(&self, segments: &[tinyalign_projector::Segment]) -> Vec<u32> {
+        let classes = self.projector.config().ctc_classes().unwrap_or_default();
+        segments.iter().map(|s| classes[s.class]).collect()
+    }
+}
+
 /// What the projector made of an utterance.
 #[derive(Debug, Clone)]
 pub enum HeardAudio {
@@ -254,13 +262,8 @@ impl Assistant {
             return None;
         };
         let (table, _) = hearing.ctc.as_ref()?;
-        let classes = hearing.projector.config().ctc_classes()?;
-        Some(
-            tinyalign_projector::greedy_segments(logits, table.width)
-                .iter()
-                .map(|s| classes[s.class])
-                .collect(),
-        )
+        let segments = tinyalign_projector::greedy_segments(logits, table.width);
+        Some(hearing.segment_tokens(&segments))
     }
 
     /// The audio slot's embeddings `(t, d_llm)` and t: pooled tokens as they are, CTC frames through
@@ -290,10 +293,10 @@ impl Assistant {
         let segments = tinyalign_projector::greedy_segments(logits, width);
         let model = |e: tinyalign_llm::LlmError| AssistantError::Model(e.to_string());
         let slot = match readout.unwrap_or(hearing.readout) {
-            Readout::Greedy => {
-                let ids = self.ctc_token_ids(heard).unwrap_or_default();
-                self.llm.embed_tokens(&ids).map_err(model)?
-            }
+            Readout::Greedy => self
+                .llm
+                .embed_tokens(&hearing.segment_tokens(&segments))
+                .map_err(model)?,
             Readout::Posterior => {
                 let mut probs = logits.clone();
                 tinyalign_projector::softmax_rows(&mut probs, width);

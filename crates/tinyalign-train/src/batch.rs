@@ -34,7 +34,6 @@ pub(crate) fn make_example(
         }
     };
     Ok(Example {
-        ids: targets.token_ids(&u.text),
         target: targets.target(&u.text, t)?,
         features,
         answer_ids,
@@ -46,8 +45,6 @@ pub(crate) fn make_example(
 #[derive(Debug, Clone)]
 pub(crate) struct Example {
     pub(crate) features: Features,
-    /// The transcript's LLM token ids (CTC labels, and the token readout's reference).
-    pub(crate) ids: Vec<u32>,
     pub(crate) target: Target,
     /// LLM-in-the-loop only: the transcript's token ids then its closing quote, and their input embeddings.
     pub(crate) answer_ids: Vec<u32>,
@@ -185,8 +182,8 @@ mod tests {
                 data: rows.concat(),
                 weights: weights.to_vec(),
                 truncated: 0,
+                ids: Vec::new(),
             },
-            ids: Vec::new(),
             answer_ids: Vec::new(),
             answer_embeds: Vec::new(),
         };

@@ -122,27 +122,6 @@ pub fn ctc_loss(
     Some(CtcLoss { loss: -log_p, grad })
 }
 
-/// Greedy CTC decoding: the most likely class per frame, repeats merged, blanks dropped.
-pub fn greedy_decode(logits: &[f32], classes: usize, blank: usize) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut previous = None;
-    for row in logits.chunks_exact(classes) {
-        let best = row
-            .iter()
-            .enumerate()
-            .fold(
-                (0, f32::NEG_INFINITY),
-                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-            )
-            .0;
-        if best != blank && previous != Some(best) {
-            out.push(best);
-        }
-        previous = Some(best);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,14 +217,10 @@ mod tests {
         }
     }
 
+    /// (Greedy decoding of the same paths is `tinyalign_projector::greedy_segments`, tested there.)
     #[test]
-    fn impossible_alignments_and_greedy_decoding() {
+    fn impossible_alignments_have_no_loss() {
         // Two equal labels need a blank between them: 2 frames cannot hold "a a".
         assert!(ctc_loss(&[0.0; 6], 2, 3, 2, &[0, 0]).is_none());
-        // Frames: a, a, blank, a, b → "a a b".
-        let logits = [
-            5.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0, 5.0, 5.0, 0.0, 0.0, 0.0, 5.0, 0.0,
-        ];
-        assert_eq!(greedy_decode(&logits, 3, 2), [0, 0, 1]);
     }
 }

@@ -179,6 +179,15 @@ pub(crate) struct ReadoutErrors {
 }
 
 impl ReadoutErrors {
+    /// One transcript's readout `hypothesis` against its token ids `reference`.
+    fn of<D: NnDevice>(classes: &ClassSet<D>, reference: &[u32], hypothesis: &[u32]) -> Self {
+        Self {
+            edits: token_edits(reference, hypothesis),
+            reference_tokens: reference.len(),
+            uncovered_tokens: classes.labels(reference).1,
+        }
+    }
+
     pub fn add(&mut self, other: ReadoutErrors) {
         self.edits += other.edits;
         self.reference_tokens += other.reference_tokens;
@@ -210,11 +219,7 @@ pub(crate) fn ctc_readout_errors<D: NnDevice>(
             .iter()
             .map(|s| classes.ids[s.class])
             .collect();
-        total.add(ReadoutErrors {
-            edits: token_edits(ids, &hypothesis),
-            reference_tokens: ids.len(),
-            uncovered_tokens: classes.labels(ids).1,
-        });
+        total.add(ReadoutErrors::of(classes, ids, &hypothesis));
     }
     total
 }
@@ -234,11 +239,7 @@ pub(crate) fn pooled_readout_errors<D: NnDevice>(
         let start = i * layout.max_tokens * d;
         let mut hypothesis = classes.nearest(&out[start..start + layout.tokens[i] * d], d);
         hypothesis.retain(|&id| id != pad_id);
-        total.add(ReadoutErrors {
-            edits: token_edits(ids, &hypothesis),
-            reference_tokens: ids.len(),
-            uncovered_tokens: classes.labels(ids).1,
-        });
+        total.add(ReadoutErrors::of(classes, ids, &hypothesis));
     }
     total
 }

@@ -61,7 +61,7 @@ pub(crate) fn objective_loss<T: Tape<f32, D> + Merge<T>, D: TrainDevice>(
     if let Some(table) = &parts.classes.table {
         let labels: Vec<Vec<usize>> = members
             .iter()
-            .map(|e| parts.classes.labels(&e.ids).0)
+            .map(|e| parts.classes.labels(&e.target.ids).0)
             .collect();
         let labels: Vec<&[usize]> = labels.iter().map(Vec::as_slice).collect();
         let (loss, logits, _) =
@@ -104,10 +104,15 @@ pub(crate) fn evaluate<D: TrainDevice>(
         let refs: Vec<&Example> = chunk.iter().collect();
         let batch = make_batch(projector, &refs)?;
         let projected = projector.forward(batch.x.clone(), &batch.layout);
-        let out = tinyalign_nn::to_vec2(&projected);
+        // A pooled projector's rows are read on the host (readout, cosine); a CTC one's logits are.
+        let pooled_out = parts
+            .classes
+            .table
+            .is_none()
+            .then(|| tinyalign_nn::to_vec2(&projected));
         let (loss, logits) = objective_loss(projector, projected, &batch, &refs, config, parts)?;
         loss_sum += f64::from(tinyalign_nn::scalar_value(&loss)) * chunk.len() as f64;
-        let transcripts: Vec<&[u32]> = refs.iter().map(|e| e.ids.as_slice()).collect();
+        let transcripts: Vec<&[u32]> = refs.iter().map(|e| e.target.ids.as_slice()).collect();
         if let (Some(logits), Some(table)) = (logits, &parts.classes.table) {
             readout.add(ctc_objective::ctc_readout_errors(
                 parts.classes,
@@ -116,8 +121,8 @@ pub(crate) fn evaluate<D: TrainDevice>(
                 &batch.layout,
                 &transcripts,
             ));
-            continue;
         }
+        let Some(out) = pooled_out else { continue };
         readout.add(ctc_objective::pooled_readout_errors(
             parts.classes,
             &out,

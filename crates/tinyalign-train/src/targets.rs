@@ -13,6 +13,8 @@ pub struct Target {
     pub weights: Vec<f32>,
     /// Transcript tokens that did not fit into T.
     pub truncated: usize,
+    /// The transcript's token ids, all of them (CTC labels, and the token readout's reference).
+    pub ids: Vec<u32>,
 }
 
 #[derive(Debug)]
@@ -55,16 +57,6 @@ impl<'a> TargetBuilder<'a> {
         })
     }
 
-    /// The transcript's token ids (no BOS), as the targets use them.
-    pub fn token_ids(&self, text: &str) -> Vec<u32> {
-        self.llm.tokenizer.encode(text, false)
-    }
-
-    /// The LLM this builder reads.
-    pub fn llm(&self) -> &LlamaModel {
-        self.llm
-    }
-
     /// The padding token's id.
     pub fn pad_id(&self) -> u32 {
         self.pad_id
@@ -92,6 +84,7 @@ impl<'a> TargetBuilder<'a> {
             data,
             weights,
             truncated: ids.len() - kept,
+            ids,
         })
     }
 }

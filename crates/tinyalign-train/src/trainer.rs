@@ -380,8 +380,8 @@ fn train_on<D: TrainDevice>(
         let too_short = train_set
             .iter()
             .filter(|e| {
-                let repeats = e.ids.windows(2).filter(|w| w[0] == w[1]).count();
-                projector_config.tokens_for(e.features.frames) < e.ids.len() + repeats
+                let repeats = e.target.ids.windows(2).filter(|w| w[0] == w[1]).count();
+                projector_config.tokens_for(e.features.frames) < e.target.ids.len() + repeats
             })
             .count();
         say(format!(
