@@ -272,7 +272,7 @@ fn epoch(c: &mut Criterion) {
     let audio_seconds: f64 = utterances
         .iter()
         .map(|u| {
-            let f = features.get(&manifest, u).expect("features");
+            let f = features.get(&manifest, u, None).expect("features");
             f.frames as f64 * 0.02
         })
         .sum();
@@ -302,7 +302,7 @@ fn epoch(c: &mut Criterion) {
         bench.iter(|| {
             let epoch_features = utterances
                 .iter()
-                .map(|u| features.get(&manifest, u).expect("cached").data)
+                .map(|u| features.get(&manifest, u, None).expect("cached").data)
                 .collect();
             train_epoch(epoch_features)
         })

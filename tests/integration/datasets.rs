@@ -191,6 +191,7 @@ fn synth_recipe_is_deterministic_speaker_and_text_disjoint_and_resumable() {
         valid_speakers: 2,
         test_speakers: 2,
         festival: false,
+        ..Default::default()
     };
     let (a_dir, b_dir) = (temp_dir("synth-a"), temp_dir("synth-b"));
     let mut progress = Vec::new();
@@ -347,6 +348,7 @@ fn every_synth_voice_speaks_festival_included() {
         valid_speakers: 4,
         test_speakers: 4,
         festival: true,
+        ..Default::default()
     };
     let (m, report) = tinyalign_data::build_synth(&dir, &options, &mut |_, _| {}).unwrap();
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
@@ -368,6 +370,99 @@ fn every_synth_voice_speaks_festival_included() {
         festival
             .iter()
             .all(|u| u.duration_s > 0.5 && u.sample_rate >= 16_000)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_espeak_variant_is_a_distinct_voice() {
+    if !crate::common::synthesisers_present() {
+        return;
+    }
+    // espeak-ng falls back to its default voice, silently, on a variant it does not have: each variant of
+    // the wide pool must sound different from every other (and from no variant at all).
+    let dir = temp_dir("variants");
+    std::fs::create_dir_all(&dir).unwrap();
+    let voices = tinyalign_data::synth_voices(0, 8 * 91 + 5, false, true);
+    let mut variants: Vec<&str> = voices
+        .iter()
+        .filter(|v| v.name.starts_with("en-us+"))
+        .map(|v| v.name.as_str())
+        .collect();
+    variants.push("en-us");
+    assert_eq!(variants.len(), 92);
+    let mut seen = std::collections::HashMap::new();
+    for name in variants {
+        let wav = dir.join("v.wav");
+        let status = std::process::Command::new("espeak-ng")
+            .args(["-v", name, "-w"])
+            .arg(&wav)
+            .arg("Seven wide voices.")
+            .status()
+            .unwrap();
+        assert!(status.success(), "{name}");
+        let audio = std::fs::read(&wav).unwrap();
+        if let Some(other) = seen.insert(audio, name) {
+            panic!("{name} sounds exactly like {other}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn synth_wide_reads_wordnet_sentences_with_their_licence() {
+    let wordnet = tinyalign_data::wordnet_dir(&cache_dir());
+    if !crate::common::synthesisers_present()
+        || cached_model("text-wordnet/usr/share/wordnet/data.noun").is_none()
+    {
+        return;
+    }
+    let sentences = tinyalign_data::wordnet_sentences(&wordnet).unwrap();
+    let types: std::collections::HashSet<String> = sentences
+        .iter()
+        .flat_map(|s| {
+            s.split(|c: char| !c.is_ascii_alphabetic() && c != '\'')
+                .map(str::to_lowercase)
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    // Issue #18's text breadth: 30,000 distinct sentences, 15,000 word types.
+    assert!(sentences.len() >= 30_000, "{} sentences", sentences.len());
+    assert!(types.len() >= 15_000, "{} word types", types.len());
+
+    let dir = temp_dir("synth-wide");
+    let options = tinyalign_data::SynthOptions {
+        seed: 2,
+        hours: 0.03,
+        speakers: 30,
+        valid_speakers: 3,
+        test_speakers: 3,
+        every_variant: true,
+        wordnet: Some(wordnet),
+        ..Default::default()
+    };
+    let (m, report) = tinyalign_data::build_synth(&dir, &options, &mut |_, _| {}).unwrap();
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    let from_wordnet = m
+        .utterances
+        .iter()
+        .filter(|u| u.source.contains("WordNet"))
+        .count();
+    // Two thirds of the texts are WordNet's, each with its own licence recorded.
+    let share = from_wordnet as f64 / m.utterances.len() as f64;
+    assert!((0.5..0.85).contains(&share), "{share}");
+    assert!(
+        m.utterances
+            .iter()
+            .all(|u| u.source.contains("WordNet") == u.licence.contains("WordNet"))
+    );
+    let train_texts: std::collections::HashSet<&str> =
+        m.split(Split::Train).map(|u| u.text.as_str()).collect();
+    assert!(
+        m.utterances
+            .iter()
+            .filter(|u| u.split != Split::Train)
+            .all(|u| !train_texts.contains(u.text.as_str()))
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -355,3 +355,88 @@ fn ctc_training_reads_tokens_and_personalises() {
     );
     std::fs::remove_dir_all(root).ok();
 }
+
+/// Augmented copies: each training utterance gets its clean example and `copies` augmented ones, each
+/// recorded with its recipe and cached under its own key; a second run reuses every entry, a corrupt entry
+/// is recomputed, and a stored entry that no longer matches the run is an error naming the file.
+#[test]
+fn augmented_copies_are_recorded_cached_apart_and_reused() {
+    let overrides = [
+        "loss.objective=ctc",
+        "loss.mse_weight=0",
+        "loss.cosine_weight=0",
+        "loss.token_weight=0",
+        "augment.copies=1",
+        "augment.telephone=0.5",
+    ];
+    let Some((root, mut config)) = small_asterisk_run("tinyalign-augment-test", &overrides) else {
+        return;
+    };
+    config.optim.max_steps = 2;
+    config.optim.validate_every = 2;
+    let features = root.join("features");
+    let options = |run: &str| TrainOptions {
+        run_dir: root.join(run),
+        cache_dir: cache_dir(),
+        whisper_dir: cache_dir().join("whisper-tiny.en/hf"),
+        llm_path: cache_dir().join(NEEDED[1]),
+        resume: false,
+        stop: Arc::new(AtomicBool::new(false)),
+        verbose: false,
+        interrupt_at_step: None,
+        init_from: None,
+        feature_dir: Some(features.clone()),
+        device: tinyalign_train::ComputeDevice::Cpu,
+    };
+    let first = tinyalign_train::train(&config, &options("a")).unwrap();
+    // 24 training utterances × (clean + 1 copy) + 8 validation ones, none augmented.
+    assert_eq!((first.features_computed, first.features_reused), (56, 0));
+    let lines = std::fs::read_to_string(root.join("a/augmentations.jsonl")).unwrap();
+    let recipes: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recipes.len(), 24);
+    let tags: std::collections::HashSet<&str> = recipes
+        .iter()
+        .map(|r| r["augmentation"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags.len(), 24, "each copy has its own draw");
+    let telephone = tags.iter().filter(|t| t.contains("telephone")).count();
+    assert!(
+        (4..=20).contains(&telephone),
+        "{telephone} of 24 at p = 0.5"
+    );
+    let mut entries: Vec<_> = std::fs::read_dir(&features)
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    assert_eq!(entries.len(), 56);
+
+    // Same recipes in another run: every entry read back; a truncated one made again.
+    let bytes = std::fs::read(&entries[0]).unwrap();
+    std::fs::write(&entries[0], &bytes[..bytes.len() / 2]).unwrap();
+    let second = tinyalign_train::train(&config, &options("b")).unwrap();
+    assert_eq!((second.features_computed, second.features_reused), (1, 55));
+    assert_eq!(
+        std::fs::read_to_string(root.join("b/augmentations.jsonl")).unwrap(),
+        lines
+    );
+
+    // An entry read at batch time that is not what the run indexed names the file.
+    let file = tinyalign_train::FeatureFile {
+        path: entries[1].clone(),
+        frames: 1,
+        width: 384,
+    };
+    let message = file.load().unwrap_err().to_string();
+    assert!(
+        message.contains(&entries[1].display().to_string()),
+        "{message}"
+    );
+    std::fs::write(&entries[1], b"not a safetensors file").unwrap();
+    assert!(file.load().is_err());
+    let _ = std::fs::remove_dir_all(&root);
+}

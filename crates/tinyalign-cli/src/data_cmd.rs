@@ -17,7 +17,8 @@ pub struct DataArgs {
 #[derive(Debug, Subcommand)]
 enum DataCommand {
     /// Build a dataset's manifest: `asterisk` (one telephone speaker, adapt/heldout) or `pocketsphinx` (test
-    /// recordings) from the cache; `synth` (many synthetic speakers, train/valid/test) or `atypical`
+    /// recordings) from the cache; `synth` (many synthetic speakers, train/valid/test), `synth-wide` (every
+    /// espeak-ng variant and WordNet's 30,000+ example sentences beside the templates) or `atypical`
     /// (synthetic personal users, adapt/heldout) with espeak-ng and flite.
     Build {
         name: String,
@@ -29,12 +30,13 @@ enum DataCommand {
         /// asterisk: fraction of the prompts used for adaptation; the rest are held out.
         #[arg(long, default_value_t = 0.7)]
         adapt_fraction: f64,
-        /// synth: hours of audio over all splits.
-        #[arg(long, default_value_t = 1.0)]
-        hours: f64,
-        /// synth: number of voices (speakers); 4 of them are valid and 4 test speakers.
-        #[arg(long, default_value_t = 48)]
-        speakers: usize,
+        /// synth, synth-wide: hours of audio over all splits [default: 1, synth-wide 5].
+        #[arg(long)]
+        hours: Option<f64>,
+        /// synth, synth-wide: number of voices (speakers), of them 4 valid and 4 test speakers (synth-wide:
+        /// 8 and 8) [default: 48, synth-wide 160].
+        #[arg(long)]
+        speakers: Option<usize>,
         /// synth: add festival's three voices to the pool (slower; changes the seeded voice selection).
         #[arg(long)]
         festival: bool,
@@ -128,12 +130,29 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
                 "synth" => {
                     let options = tinyalign_data::SynthOptions {
                         seed: *seed,
-                        hours: *hours,
-                        speakers: *speakers,
+                        hours: hours.unwrap_or(1.0),
+                        speakers: speakers.unwrap_or(48),
                         festival: *festival,
                         ..Default::default()
                     };
                     tinyalign_data::build_synth(&out, &options, &mut progress_printer("synth"))?
+                }
+                "synth-wide" => {
+                    let options = tinyalign_data::SynthOptions {
+                        seed: *seed,
+                        hours: hours.unwrap_or(5.0),
+                        speakers: speakers.unwrap_or(160),
+                        valid_speakers: 8,
+                        test_speakers: 8,
+                        festival: *festival,
+                        every_variant: true,
+                        wordnet: Some(tinyalign_data::wordnet_dir(&cache)),
+                    };
+                    tinyalign_data::build_synth(
+                        &out,
+                        &options,
+                        &mut progress_printer("synth-wide"),
+                    )?
                 }
                 "atypical" => {
                     let options = tinyalign_data::AtypicalOptions {
@@ -148,7 +167,9 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
                     )?
                 }
                 other => {
-                    bail!("unknown dataset `{other}` (asterisk, pocketsphinx, synth, atypical)")
+                    bail!(
+                        "unknown dataset `{other}` (asterisk, pocketsphinx, synth, synth-wide, atypical)"
+                    )
                 }
             };
             for (id, reason) in &report.skipped {

@@ -2,24 +2,32 @@
 //! reads, importers for layouts users already have, the recipes that build manifests for the packaged real
 //! speech, and statistics.
 
+mod augment;
 mod import;
 mod manifest;
 mod recipes;
 mod stats;
 mod synth;
 mod texts;
+mod voices;
+mod wordnet;
 
+pub use augment::{
+    AUGMENT_RATE, AugmentPolicy, Augmentation, Effect, NoiseColour, Reverb, apply_effect,
+};
 pub use import::{import_common_voice, import_librispeech, import_wav_txt};
 pub use manifest::{Manifest, Split, Task, Utterance};
 pub use recipes::{
     ASTERISK_SPEAKER, RecipeReport, SplitMix, build_asterisk, build_pocketsphinx, seeded_shuffle,
 };
 pub use stats::{ManifestStats, SplitStats};
-pub use synth::{
-    AtypicalOptions, Effect, Engine, SynthOptions, Voice, apply_effect, atypical_voices,
-    build_atypical, build_synth, check_engine, synth_voices,
-};
+pub use synth::{AtypicalOptions, SynthOptions, build_atypical, build_synth};
 pub use texts::TextPool;
+pub use voices::{Engine, Voice, atypical_voices, check_engine, synth_voices};
+pub use wordnet::{
+    WORDNET_CACHE_DIR, WORDNET_LICENCE, WORDNET_SOURCE, examples_in_data_file, wordnet_dir,
+    wordnet_sentences,
+};
 
 use std::path::{Component, Path, PathBuf};
 

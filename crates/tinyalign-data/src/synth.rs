@@ -9,291 +9,23 @@
 //! an interrupted build resumes without redoing finished files and a changed recipe never reuses a stale one.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::recipes::{RecipeReport, SplitMix, finish, probe, seeded_shuffle};
+use crate::augment::{Effect, apply_effect};
+use crate::recipes::{RecipeReport, finish, probe, seeded_shuffle};
 use crate::texts::TextPool;
+use crate::voices::{
+    DEFAULT_SPEAKERS, DEFAULT_TEST_SPEAKERS, DEFAULT_VALID_SPEAKERS, Engine, Voice,
+    atypical_voices, check_engine, default_heldout_voices, synth_voices,
+};
 use crate::{DataError, Manifest, Split, Task, Utterance, relative_path};
 
 const SOURCE: &str =
     "tinyalign synthetic speech (espeak-ng 1.51, flite 2.2), datasets/synth/templates.txt";
 const LICENCE: &str =
     "MIT OR Apache-2.0 (texts); espeak-ng GPL-3.0 and flite BSD-like voices, output unrestricted";
-
-/// espeak-ng's English accents (MODELS.md).
-pub const ESPEAK_ACCENTS: [&str; 8] = [
-    "en-us",
-    "en-gb",
-    "en-gb-scotland",
-    "en-gb-x-rp",
-    "en-gb-x-gbclan",
-    "en-gb-x-gbcwmd",
-    "en-029",
-    "en-us-nyc",
-];
-/// Voice variants of the `synth` set; `atypical` uses others, so its users are unseen voices.
-const ESPEAK_VARIANTS: [&str; 12] = [
-    "f1", "f2", "f3", "f4", "f5", "m1", "m2", "m3", "m4", "m5", "m6", "m7",
-];
-const FLITE_VOICES: [&str; 5] = ["kal", "kal16", "awb", "rms", "slt"];
-/// Festival voices (Debian `festvox-kallpc16k`, `festvox-kdlpc16k`, `festvox-us-slt-hts`); opt-in, because
-/// festival is 20× slower than the others and adding voices reshuffles the seeded selection.
-const FESTIVAL_VOICES: [&str; 3] = ["kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    EspeakNg,
-    Flite,
-    Festival,
-}
-
-impl Engine {
-    pub fn program(self) -> &'static str {
-        match self {
-            Engine::EspeakNg => "espeak-ng",
-            Engine::Flite => "flite",
-            Engine::Festival => "text2wave",
-        }
-    }
-
-    /// The Debian packages that provide it.
-    pub fn packages(self) -> &'static str {
-        match self {
-            Engine::EspeakNg => "espeak-ng",
-            Engine::Flite => "flite",
-            Engine::Festival => "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
-        }
-    }
-}
-
-/// A signal-level change applied after synthesis.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Effect {
-    None,
-    /// Band-pass 300–3400 Hz (two 2nd-order high-pass and two low-pass sections), like a phone line.
-    Telephone,
-    /// White Gaussian noise at this SNR (dB) against the speech's RMS.
-    Noise {
-        snr_db: f64,
-    },
-    /// Amplitude modulation: gain 1 − depth·(1 + sin 2πft)/2.
-    Tremolo {
-        hz: f64,
-        depth: f64,
-    },
-}
-
-impl Effect {
-    fn tag(&self) -> String {
-        match self {
-            Effect::None => "effect=none".into(),
-            Effect::Telephone => "effect=telephone-300-3400hz".into(),
-            Effect::Noise { snr_db } => format!("effect=noise-snr-{snr_db}db"),
-            Effect::Tremolo { hz, depth } => format!("effect=tremolo-{hz}hz-depth-{depth}"),
-        }
-    }
-}
-
-/// One synthetic speaker: a voice, its rate and pitch, and an effect.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Voice {
-    pub speaker: String,
-    pub engine: Engine,
-    /// espeak-ng `accent+variant`, or a flite voice name.
-    pub name: String,
-    /// Speaking rate relative to the engine's default (espeak-ng 175 words/min).
-    pub rate: f64,
-    /// espeak-ng pitch 0–99 (50 is the default); flite keeps its voice's own pitch.
-    pub pitch: u32,
-    pub effect: Effect,
-}
-
-impl Voice {
-    /// Runs the synthesiser, writing `wav`. Festival reads the text from stdin; the others take it as an
-    /// argument (no shell is involved either way).
-    fn run(&self, text: &str, wav: &Path) -> std::io::Result<std::process::Output> {
-        let mut cmd = self.command(text, wav);
-        if self.engine != Engine::Festival {
-            return cmd.output();
-        }
-        use std::io::Write;
-        let mut child = cmd
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        child
-            .stdin
-            .take()
-            .expect("stdin is piped")
-            .write_all(text.as_bytes())?;
-        let output = child.wait_with_output()?;
-        // text2wave exits 0 on Scheme errors (an unknown voice): without its file the utterance counts as
-        // failed, with the error as the reason.
-        if String::from_utf8_lossy(&output.stderr).contains("SIOD ERROR") {
-            let _ = std::fs::remove_file(wav);
-        }
-        Ok(output)
-    }
-
-    fn command(&self, text: &str, wav: &Path) -> Command {
-        let mut cmd = Command::new(self.engine.program());
-        match self.engine {
-            Engine::EspeakNg => {
-                let wpm = (175.0 * self.rate).round() as u32;
-                cmd.args(["-v", &self.name, "-s", &wpm.to_string()])
-                    .args(["-p", &self.pitch.to_string(), "-w"])
-                    .arg(wav)
-                    .arg(text);
-            }
-            Engine::Flite => {
-                cmd.args(["-voice", &self.name, "--setf"])
-                    .arg(format!("duration_stretch={:.3}", 1.0 / self.rate))
-                    .arg("-t")
-                    .arg(text)
-                    .arg("-o")
-                    .arg(wav);
-            }
-            Engine::Festival => {
-                cmd.arg("-o")
-                    .arg(wav)
-                    .arg("-eval")
-                    .arg(format!("(voice_{})", self.name))
-                    .arg("-eval")
-                    .arg(format!(
-                        "(Parameter.set 'Duration_Stretch {:.3})",
-                        1.0 / self.rate
-                    ));
-            }
-        }
-        cmd
-    }
-
-    fn tags(&self) -> Vec<String> {
-        let mut tags = vec![
-            self.engine.program().to_string(),
-            format!("voice={}", self.name),
-            format!("rate={:.2}", self.rate),
-        ];
-        if self.engine == Engine::EspeakNg {
-            tags.push(format!("pitch={}", self.pitch));
-        }
-        if self.effect != Effect::None {
-            tags.push(self.effect.tag());
-        }
-        tags
-    }
-
-    /// What makes this voice's audio for a text: part of the file name, so a changed recipe is re-made.
-    fn fingerprint(&self, text: &str) -> String {
-        format!("{:?}|{text}", self)
-    }
-}
-
-/// Fails early, with the install command, when a synthesiser is missing.
-pub fn check_engine(engine: Engine) -> Result<(), DataError> {
-    let (program, flag) = match engine {
-        Engine::EspeakNg => ("espeak-ng", "--version"),
-        // flite's --version exits 1; listing its voices exits 0.
-        Engine::Flite => ("flite", "-lv"),
-        Engine::Festival => ("festival", "--version"),
-    };
-    match Command::new(program).arg(flag).output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(DataError::Io(format!(
-            "`{program} {flag}` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))),
-        Err(e) => Err(DataError::Io(format!(
-            "{program} is not available ({e}): install it with `apt-get install {}` (`cargo xtask data` does this when it can)",
-            engine.packages()
-        ))),
-    }
-}
-
-/// The `synth` speakers: every accent × variant of espeak-ng, the flite voices and, with `festival`, the
-/// festival voices, shuffled by `seed`, the first `count` kept, each with a seeded rate (0.8–1.25×) and
-/// pitch (25–75; espeak-ng only).
-pub fn synth_voices(seed: u64, count: usize, festival: bool) -> Vec<Voice> {
-    let mut pool: Vec<(Engine, String)> = ESPEAK_ACCENTS
-        .iter()
-        .flat_map(|a| {
-            ESPEAK_VARIANTS
-                .iter()
-                .map(move |v| (Engine::EspeakNg, format!("{a}+{v}")))
-        })
-        .chain(FLITE_VOICES.iter().map(|v| (Engine::Flite, v.to_string())))
-        .chain(
-            FESTIVAL_VOICES
-                .iter()
-                .filter(|_| festival)
-                .map(|v| (Engine::Festival, v.to_string())),
-        )
-        .collect();
-    seeded_shuffle(&mut pool, seed);
-    let mut rng = SplitMix::new(seed ^ 0x5EED_5EED);
-    pool.into_iter()
-        .take(count)
-        .map(|(engine, name)| {
-            let rate = 0.8 + 0.45 * rng.unit();
-            let pitch = 25 + rng.below(51) as u32;
-            let slug = match engine {
-                Engine::EspeakNg => name.replace('+', "-"),
-                Engine::Flite => format!("flite-{name}"),
-                Engine::Festival => format!("festival-{}", name.replace('_', "-")),
-            };
-            Voice {
-                speaker: format!("synth-{slug}"),
-                engine,
-                name,
-                rate: (rate * 100.0).round() / 100.0,
-                pitch,
-                effect: Effect::None,
-            }
-        })
-        .collect()
-}
-
-/// The `atypical` users: unseen espeak-ng voice variants pushed to extremes, and signal-level effects.
-pub fn atypical_voices() -> Vec<Voice> {
-    let voice = |speaker: &str, name: &str, rate: f64, pitch: u32, effect: Effect| Voice {
-        speaker: format!("atypical-{speaker}"),
-        engine: Engine::EspeakNg,
-        name: name.into(),
-        rate,
-        pitch,
-        effect,
-    };
-    vec![
-        voice("slow-croaky", "en-us+croak", 0.55, 40, Effect::None),
-        voice("fast-high", "en-gb+anika", 1.6, 95, Effect::None),
-        voice("low-breathy", "en-us+whisperf", 0.9, 5, Effect::None),
-        voice(
-            "telephone",
-            "en-gb-scotland+grandpa",
-            1.0,
-            45,
-            Effect::Telephone,
-        ),
-        voice(
-            "noisy",
-            "en-029+iven3",
-            1.0,
-            55,
-            Effect::Noise { snr_db: 5.0 },
-        ),
-        voice(
-            "tremolo",
-            "en-us-nyc+grandma",
-            0.8,
-            60,
-            Effect::Tremolo {
-                hz: 5.0,
-                depth: 0.7,
-            },
-        ),
-    ]
-}
+const WIDE_SOURCE: &str = "tinyalign synthetic speech (espeak-ng 1.51, flite 2.2), WordNet 3.0 usage examples (Debian wordnet-base 1:3.0-37)";
+const WIDE_LICENCE: &str =
+    "WordNet 3.0 licence (texts); espeak-ng GPL-3.0 and flite BSD-like voices, output unrestricted";
 
 #[derive(Debug, Clone)]
 pub struct SynthOptions {
@@ -305,6 +37,10 @@ pub struct SynthOptions {
     pub test_speakers: usize,
     /// Add festival's voices to the pool.
     pub festival: bool,
+    /// Every espeak-ng variant in the pool, not only the 12 plain ones (`synth-wide`).
+    pub every_variant: bool,
+    /// WordNet's database folder: two thirds of the texts become its usage examples (`synth-wide`).
+    pub wordnet: Option<PathBuf>,
 }
 
 impl Default for SynthOptions {
@@ -312,10 +48,12 @@ impl Default for SynthOptions {
         Self {
             seed: 0,
             hours: 1.0,
-            speakers: 48,
-            valid_speakers: 4,
-            test_speakers: 4,
+            speakers: DEFAULT_SPEAKERS,
+            valid_speakers: DEFAULT_VALID_SPEAKERS,
+            test_speakers: DEFAULT_TEST_SPEAKERS,
             festival: false,
+            every_variant: false,
+            wordnet: None,
         }
     }
 }
@@ -337,21 +75,21 @@ pub fn build_synth(
         valid_speakers,
         test_speakers,
         festival,
+        every_variant,
+        wordnet,
     } = options.clone();
     if !(hours > 0.0 && hours <= 1000.0) {
         return Err(DataError::Invalid(format!(
             "--hours {hours}: give a positive number of hours"
         )));
     }
-    let max_speakers = ESPEAK_ACCENTS.len() * ESPEAK_VARIANTS.len()
-        + FLITE_VOICES.len()
-        + if festival { FESTIVAL_VOICES.len() } else { 0 };
+    let max_speakers = synth_voices(seed, usize::MAX, festival, every_variant).len();
     if speakers > max_speakers || valid_speakers + test_speakers >= speakers {
         return Err(DataError::Invalid(format!(
             "{speakers} speakers ({valid_speakers} valid, {test_speakers} test): need more speakers than valid + test, at most {max_speakers}"
         )));
     }
-    let voices = synth_voices(seed, speakers, festival);
+    let voices = synth_voices(seed, speakers, festival, every_variant);
     for engine in [Engine::EspeakNg, Engine::Flite, Engine::Festival] {
         if voices.iter().any(|v| v.engine == engine) {
             check_engine(engine)?;
@@ -368,10 +106,8 @@ pub fn build_synth(
     };
     // Texts: a seeded pool, a tenth kept for valid + test only (split-disjoint sentences).
     let target_s = hours * 3600.0;
-    let wanted_texts = ((target_s / 2.5) as usize).clamp(200, 40_000);
-    let mut texts = TextPool::builtin().expand(seed, wanted_texts);
-    seeded_shuffle(&mut texts, seed ^ 0x7E57);
-    let held = (texts.len() / 10).max(1);
+    let texts = text_pool(seed, wanted_texts(hours), wordnet.as_deref())?;
+    let held = held_text_count(texts.len());
     let (held_texts, train_texts) = texts.split_at(held);
     let mut next_text = [0usize; 2];
     let mut sink = Sink {
@@ -391,9 +127,9 @@ pub fn build_synth(
             Split::Train => (train_texts, &mut next_text[0]),
             _ => (held_texts, &mut next_text[1]),
         };
-        let (task, text) = &pool[*cursor % pool.len()];
+        let sentence = &pool[*cursor % pool.len()];
         *cursor += 1;
-        made_s += sink.add("synth", voice, index, *task, text, split)?;
+        made_s += sink.add("synth", voice, index, sentence, split)?;
         progress(made_s.min(target_s), target_s);
         if turn > 40 && sink.report.skipped.len() * 2 > turn {
             return Err(DataError::Invalid(format!(
@@ -403,6 +139,89 @@ pub fn build_synth(
         }
     }
     sink.finish()
+}
+
+/// The default `synth` set's valid + test voices and sentences (its [`SynthOptions::default`] build).
+/// `synth-wide` uses neither, so a projector trained on it is scored on the default set's `test` split
+/// beside one trained on the default set, both on voices and sentences they never heard.
+fn default_heldout() -> (Vec<Voice>, std::collections::HashSet<String>) {
+    let o = SynthOptions::default();
+    let voices = default_heldout_voices();
+    let texts = text_pool(o.seed, wanted_texts(o.hours), None).unwrap_or_default();
+    let held = held_text_count(texts.len());
+    let texts = texts
+        .into_iter()
+        .take(held)
+        .map(|s| s.text.to_lowercase())
+        .collect();
+    (voices, texts)
+}
+
+fn wanted_texts(hours: f64) -> usize {
+    ((hours * 3600.0 / 2.5) as usize).clamp(200, 40_000)
+}
+
+/// A tenth of the texts is kept for valid + test only (split-disjoint sentences).
+fn held_text_count(texts: usize) -> usize {
+    (texts / 10).max(1)
+}
+
+/// A text to synthesise, with where it comes from (recorded per utterance).
+#[derive(Debug, Clone, PartialEq)]
+struct Sentence {
+    task: Task,
+    text: String,
+    source: &'static str,
+    licence: &'static str,
+}
+
+impl Sentence {
+    fn from_template((task, text): (Task, String)) -> Self {
+        Self {
+            task,
+            text,
+            source: SOURCE,
+            licence: LICENCE,
+        }
+    }
+}
+
+/// `wanted` distinct texts in a seeded order: template expansions, or with `wordnet` one third templates
+/// (every request and question) and two thirds WordNet examples (sentences to read), none of them a
+/// valid or test sentence of the default set ([`default_heldout`]).
+fn text_pool(seed: u64, wanted: usize, wordnet: Option<&Path>) -> Result<Vec<Sentence>, DataError> {
+    let Some(dir) = wordnet else {
+        let mut texts: Vec<Sentence> = TextPool::builtin()
+            .expand(seed, wanted)
+            .into_iter()
+            .map(Sentence::from_template)
+            .collect();
+        seeded_shuffle(&mut texts, seed ^ 0x7E57);
+        return Ok(texts);
+    };
+    let mut examples = crate::wordnet_sentences(dir)?;
+    seeded_shuffle(&mut examples, seed ^ 0x0000_0057_0DE7);
+    let from_wordnet = (wanted * 2 / 3).min(examples.len());
+    let (_, mut seen) = default_heldout();
+    let mut texts: Vec<Sentence> = TextPool::builtin()
+        .expand(seed, wanted - from_wordnet)
+        .into_iter()
+        .map(Sentence::from_template)
+        .chain(
+            examples
+                .into_iter()
+                .take(from_wordnet)
+                .map(|text| Sentence {
+                    task: Task::Transcribe,
+                    text,
+                    source: WIDE_SOURCE,
+                    licence: WIDE_LICENCE,
+                }),
+        )
+        .filter(|s| seen.insert(s.text.to_lowercase()))
+        .collect();
+    seeded_shuffle(&mut texts, seed ^ 0x7E57);
+    Ok(texts)
 }
 
 #[derive(Debug, Clone)]
@@ -459,18 +278,21 @@ pub fn build_atypical(
         // Adaptation texts until their audio reaches `adapt_seconds`, then the held-out texts.
         let mut adapt_s = 0.0;
         let mut index = 0;
-        let mut jobs = adapt_pool.iter().map(|item| (Split::Adapt, item));
-        let mut held_jobs = held.iter().map(|item| (Split::Heldout, item));
+        let as_job = |split: Split| {
+            move |item: &(Task, String)| (split, Sentence::from_template(item.clone()))
+        };
+        let mut jobs = adapt_pool.iter().map(as_job(Split::Adapt));
+        let mut held_jobs = held.iter().map(as_job(Split::Heldout));
         loop {
             let next = if adapt_s < options.adapt_seconds {
                 jobs.next().or_else(|| held_jobs.next())
             } else {
                 held_jobs.next()
             };
-            let Some((split, (task, text))) = next else {
+            let Some((split, sentence)) = next else {
                 break;
             };
-            let seconds = sink.add("atypical", voice, index, *task, text, split)?;
+            let seconds = sink.add("atypical", voice, index, &sentence, split)?;
             made_s += seconds;
             if split == Split::Adapt {
                 adapt_s += seconds;
@@ -497,26 +319,25 @@ impl Sink<'_> {
         set: &str,
         voice: &Voice,
         index: usize,
-        task: Task,
-        text: &str,
+        sentence: &Sentence,
         split: Split,
     ) -> Result<f64, DataError> {
         let id = format!("{set}/{}/{index:05}", voice.speaker);
-        match synthesise(self.out_dir, voice, text, index)? {
+        match synthesise(self.out_dir, voice, &sentence.text, index)? {
             Ok((wav, duration_s, sample_rate)) => {
                 self.utterances.push(Utterance {
                     id,
                     audio: relative_path(&wav, self.out_dir)
                         .to_string_lossy()
                         .into_owned(),
-                    text: text.to_string(),
+                    text: sentence.text.clone(),
                     speaker: voice.speaker.clone(),
                     duration_s,
                     sample_rate,
                     split,
-                    source: SOURCE.into(),
-                    licence: LICENCE.into(),
-                    task: Some(task),
+                    source: sentence.source.into(),
+                    licence: sentence.licence.into(),
+                    task: Some(sentence.task),
                     tags: voice.tags(),
                 });
                 Ok(duration_s)
@@ -613,168 +434,42 @@ fn write_wav_pcm16(path: &Path, samples: &[f32], sample_rate: u32) -> Result<(),
     writer.finalize().map_err(io)
 }
 
-/// Applies `effect` in place to mono samples in [-1, 1]; the result is scaled back under full scale.
-pub fn apply_effect(samples: &mut [f32], sample_rate: u32, effect: Effect, seed: u64) {
-    let rate = f64::from(sample_rate);
-    match effect {
-        Effect::None => {}
-        Effect::Telephone => {
-            for _ in 0..2 {
-                Biquad::high_pass(300.0, rate).run(samples);
-                Biquad::low_pass(3400.0_f64.min(rate * 0.45), rate).run(samples);
-            }
-        }
-        Effect::Noise { snr_db } => {
-            let power = samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>()
-                / samples.len().max(1) as f64;
-            let sigma = (power / 10f64.powf(snr_db / 10.0)).sqrt();
-            let mut rng = SplitMix::new(seed);
-            for s in samples.iter_mut() {
-                // Box–Muller.
-                let (u1, u2) = (rng.unit().max(1e-12), rng.unit());
-                let g = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-                *s += (sigma * g) as f32;
-            }
-        }
-        Effect::Tremolo { hz, depth } => {
-            for (i, s) in samples.iter_mut().enumerate() {
-                let phase = std::f64::consts::TAU * hz * i as f64 / rate;
-                *s *= (1.0 - depth * (1.0 + phase.sin()) / 2.0) as f32;
-            }
-        }
-    }
-    let peak = samples.iter().fold(0f32, |m, &s| m.max(s.abs()));
-    if peak > 0.99 {
-        let scale = 0.99 / peak;
-        samples.iter_mut().for_each(|s| *s *= scale);
-    }
-}
-
-/// A 2nd-order section (RBJ audio-EQ cookbook, Q = 1/√2), direct form I.
-struct Biquad {
-    b: [f64; 3],
-    a: [f64; 2],
-}
-
-impl Biquad {
-    fn design(cutoff_hz: f64, rate: f64, high: bool) -> Self {
-        let w = std::f64::consts::TAU * cutoff_hz / rate;
-        let alpha = w.sin() / std::f64::consts::SQRT_2;
-        let c = w.cos();
-        let a0 = 1.0 + alpha;
-        let b = if high {
-            [(1.0 + c) / 2.0, -(1.0 + c), (1.0 + c) / 2.0]
-        } else {
-            [(1.0 - c) / 2.0, 1.0 - c, (1.0 - c) / 2.0]
-        };
-        Self {
-            b: b.map(|x| x / a0),
-            a: [-2.0 * c / a0, (1.0 - alpha) / a0],
-        }
-    }
-
-    fn high_pass(cutoff_hz: f64, rate: f64) -> Self {
-        Self::design(cutoff_hz, rate, true)
-    }
-
-    fn low_pass(cutoff_hz: f64, rate: f64) -> Self {
-        Self::design(cutoff_hz, rate, false)
-    }
-
-    fn run(&self, samples: &mut [f32]) {
-        let (mut x1, mut x2, mut y1, mut y2) = (0.0, 0.0, 0.0, 0.0);
-        for s in samples.iter_mut() {
-            let x = f64::from(*s);
-            let y =
-                self.b[0] * x + self.b[1] * x1 + self.b[2] * x2 - self.a[0] * y1 - self.a[1] * y2;
-            (x2, x1, y2, y1) = (x1, x, y1, y);
-            *s = y as f32;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn tone(hz: f64, rate: u32, seconds: f64) -> Vec<f32> {
-        (0..(f64::from(rate) * seconds) as usize)
-            .map(|i| (0.5 * (std::f64::consts::TAU * hz * i as f64 / f64::from(rate)).sin()) as f32)
-            .collect()
-    }
-
-    fn rms(x: &[f32]) -> f64 {
-        (x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
-    }
-
     #[test]
-    fn telephone_band_passes_speech_and_stops_the_rest() {
-        let rate = 22_050;
-        for (hz, kept) in [(1000.0, true), (60.0, false), (8000.0, false)] {
-            let mut x = tone(hz, rate, 1.0);
-            let before = rms(&x[rate as usize / 2..]);
-            apply_effect(&mut x, rate, Effect::Telephone, 0);
-            let gain = rms(&x[rate as usize / 2..]) / before;
-            // Four 2nd-order sections: ~0.9 in the pass band, under 0.05 two octaves out.
-            if kept {
-                assert!(gain > 0.8, "{hz} Hz: gain {gain}");
-            } else {
-                assert!(gain < 0.05, "{hz} Hz: gain {gain}");
-            }
+    fn the_wide_set_leaves_out_the_default_sets_heldout_voices_and_sentences() {
+        let (voices, texts) = default_heldout();
+        assert_eq!((voices.len(), texts.len()), (8, 144));
+        let wide = synth_voices(3, usize::MAX, false, true);
+        for held in &voices {
+            assert!(
+                wide.iter()
+                    .all(|w| (w.engine, &w.name) != (held.engine, &held.name)),
+                "{}",
+                held.name
+            );
         }
-    }
-
-    #[test]
-    fn noise_has_the_requested_snr() {
-        // Quiet enough that the final rescale under full scale does not kick in.
-        let clean: Vec<f32> = tone(440.0, 16_000, 2.0).iter().map(|s| s * 0.2).collect();
-        let mut noisy = clean.clone();
-        apply_effect(&mut noisy, 16_000, Effect::Noise { snr_db: 5.0 }, 9);
-        let noise: Vec<f32> = noisy.iter().zip(&clean).map(|(a, b)| a - b).collect();
-        let snr = 20.0 * (rms(&clean) / rms(&noise)).log10();
-        assert!((snr - 5.0).abs() < 0.2, "snr {snr}");
-    }
-
-    #[test]
-    fn tremolo_modulates_the_envelope() {
-        let mut x = vec![0.5f32; 16_000];
-        apply_effect(
-            &mut x,
-            16_000,
-            Effect::Tremolo {
-                hz: 5.0,
-                depth: 0.7,
-            },
-            0,
-        );
-        let (lo, hi) = x
+        // A WordNet folder whose every file holds the default set's held-out sentences as examples.
+        let dir = std::env::temp_dir().join(format!("tinyalign-wide-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let examples: Vec<String> = texts
             .iter()
-            .fold((f32::MAX, f32::MIN), |(l, h), &s| (l.min(s), h.max(s)));
-        assert!(
-            (hi - 0.5).abs() < 1e-3 && (lo - 0.15).abs() < 1e-3,
-            "{lo}..{hi}"
+            .chain(["the team is a unit".to_string()].iter())
+            .map(|t| format!("\"{}\"", t.trim_end_matches(['.', '?', '!'])))
+            .collect();
+        let line = format!(
+            "00000001 03 n 01 x 0 000 | gloss; {}\n",
+            examples.join("; ")
         );
-    }
-
-    #[test]
-    fn voices_are_seeded_and_distinct() {
-        let a = synth_voices(1, 48, false);
-        assert_eq!(a, synth_voices(1, 48, false));
-        assert_ne!(a, synth_voices(2, 48, false));
-        let mut names: Vec<_> = a.iter().map(|v| v.speaker.clone()).collect();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), 48);
-        assert!(
-            a.iter()
-                .all(|v| (0.8..=1.25).contains(&v.rate) && (25..=75).contains(&v.pitch))
-        );
-        // The personal users are voices the synth set never uses.
-        let every = synth_voices(0, 104, true);
-        assert_eq!(every.len(), 104);
-        assert!(every.iter().any(|v| v.engine == Engine::Festival));
-        for user in atypical_voices() {
-            assert!(every.iter().all(|v| v.name != user.name), "{}", user.name);
+        for name in ["data.noun", "data.verb", "data.adj", "data.adv"] {
+            std::fs::write(dir.join(name), &line).unwrap();
         }
+        let pool = text_pool(0, 3000, Some(&dir)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(pool.iter().any(|s| s.text == "The team is a unit."));
+        assert!(pool.len() > 500);
+        assert!(pool.iter().all(|s| !texts.contains(&s.text.to_lowercase())));
     }
 }

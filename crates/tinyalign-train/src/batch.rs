@@ -1,28 +1,33 @@
 //! Examples (cached encoder features, EmbedLink targets, token ids) and the padded, length-bucketed batches
 //! they are trained in.
 
-use tinyalign_data::{Manifest, Utterance};
+use std::borrow::Cow;
+
+use tinyalign_data::{AugmentPolicy, Augmentation, Manifest, SplitMix, Utterance};
 use tinyalign_llm::LlamaModel;
 use tinyalign_nn::{NnDevice, Tensor2};
 use tinyalign_projector::{Projector, ProjectorConfig};
 
 use crate::TrainError;
-use crate::features::{FeatureCache, Features};
+use crate::features::{FeatureCache, FeatureFile, Features};
 use crate::in_the_loop::LoopContext;
 use crate::targets::{Target, TargetBuilder};
 
-/// The example of utterance `u`: its (cached) encoder features, its EmbedLink target with the projector's
-/// T, and with `answers` (LLM-in-the-loop) the answer the LLM must give.
+/// The example of utterance `u` (augmented by `augment`): its cached encoder features, its transcript's
+/// token ids, its EmbedLink target rows with the projector's T (only for objectives that use them: the rows
+/// are T × d_llm floats, more than the features), and with `answers` (LLM-in-the-loop) the answer the LLM
+/// must give.
 pub(crate) fn make_example(
     cache: &mut FeatureCache,
     manifest: &Manifest,
     u: &Utterance,
+    augment: Option<&Augmentation>,
     projector: &ProjectorConfig,
     targets: &TargetBuilder<'_>,
     answers: Option<(&LoopContext, &LlamaModel)>,
 ) -> Result<Example, TrainError> {
-    let features = cache.get(manifest, u)?;
-    let t = projector.tokens_for(features.frames);
+    let (file, _) = cache.store(manifest, u, augment)?;
+    let t = projector.tokens_for(file.frames);
     let (answer_ids, answer_embeds) = match answers {
         None => (Vec::new(), Vec::new()),
         Some((context, llm)) => {
@@ -33,18 +38,104 @@ pub(crate) fn make_example(
             (ids, embeds)
         }
     };
+    let mut target = targets.target(&u.text, t)?;
+    if projector.ctc_classes().is_some() {
+        target.rows = 0;
+        target.data = Vec::new();
+        target.weights = Vec::new();
+    }
     Ok(Example {
-        target: targets.target(&u.text, t)?,
-        features,
+        target,
+        features: ExampleFeatures::File(file),
         answer_ids,
         answer_embeds,
     })
 }
 
+/// Makes the examples of a set of utterances, with their augmented copies.
+pub(crate) struct ExampleBuilder<'a, 'llm> {
+    pub(crate) cache: &'a mut FeatureCache,
+    pub(crate) manifest: &'a Manifest,
+    pub(crate) projector: &'a ProjectorConfig,
+    pub(crate) targets: &'a TargetBuilder<'llm>,
+    pub(crate) answers: Option<(&'a LoopContext, &'a LlamaModel)>,
+    /// One JSON line per augmented copy made: `{"id", "copy", "augmentation"}` (its tag).
+    pub(crate) augmentations: String,
+}
+
+impl ExampleBuilder<'_, '_> {
+    /// Per utterance the clean example, then `policy.copies` augmented ones. A copy's draw is seeded by
+    /// the utterance id and the copy number, not the run's seed, so runs with other seeds reuse the cached
+    /// features. `progress(what, done, total)` after each utterance.
+    pub(crate) fn build(
+        &mut self,
+        utts: &[&Utterance],
+        what: &str,
+        policy: &AugmentPolicy,
+        progress: &mut dyn FnMut(&str, usize, usize),
+    ) -> Result<Vec<Example>, TrainError> {
+        let mut out = Vec::with_capacity(utts.len() * (1 + policy.copies));
+        for (i, u) in utts.iter().enumerate() {
+            for copy in 0..=policy.copies {
+                let augment = (copy > 0)
+                    .then(|| policy.draw(SplitMix::new(copy as u64).next_u64() ^ id_seed(&u.id)));
+                if let Some(a) = &augment {
+                    let line =
+                        serde_json::json!({"id": u.id, "copy": copy, "augmentation": a.tag()});
+                    self.augmentations.push_str(&line.to_string());
+                    self.augmentations.push('\n');
+                }
+                out.push(make_example(
+                    self.cache,
+                    self.manifest,
+                    u,
+                    augment.as_ref(),
+                    self.projector,
+                    self.targets,
+                    self.answers,
+                )?);
+            }
+            progress(what, i + 1, utts.len());
+        }
+        Ok(out)
+    }
+}
+
+/// FNV-1a of an utterance id: the per-utterance part of an augmentation's seed.
+fn id_seed(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Where an example's features are: in the cache (training reads them batch by batch), or in memory.
+#[derive(Debug, Clone)]
+pub(crate) enum ExampleFeatures {
+    File(FeatureFile),
+    #[cfg_attr(not(test), allow(dead_code))]
+    Memory(Features),
+}
+
+impl ExampleFeatures {
+    pub(crate) fn frames(&self) -> usize {
+        match self {
+            ExampleFeatures::File(f) => f.frames,
+            ExampleFeatures::Memory(f) => f.frames,
+        }
+    }
+
+    pub(crate) fn load(&self) -> Result<Cow<'_, Features>, TrainError> {
+        match self {
+            ExampleFeatures::File(f) => f.load().map(Cow::Owned),
+            ExampleFeatures::Memory(f) => Ok(Cow::Borrowed(f)),
+        }
+    }
+}
+
 /// One example: encoder features and the EmbedLink target.
 #[derive(Debug, Clone)]
 pub(crate) struct Example {
-    pub(crate) features: Features,
+    pub(crate) features: ExampleFeatures,
     pub(crate) target: Target,
     /// LLM-in-the-loop only: the transcript's token ids then its closing quote, and their input embeddings.
     pub(crate) answer_ids: Vec<u32>,
@@ -59,7 +150,7 @@ pub(crate) fn epoch_batches(
     epoch: u64,
 ) -> Vec<Vec<usize>> {
     let mut by_length: Vec<usize> = (0..examples.len()).collect();
-    by_length.sort_by_key(|&i| (examples[i].features.frames, i));
+    by_length.sort_by_key(|&i| (examples[i].features.frames(), i));
     let mut batches: Vec<Vec<usize>> = by_length
         .chunks(batch_size)
         .map(<[usize]>::to_vec)
@@ -89,10 +180,11 @@ pub(crate) fn make_batch<D: NnDevice>(
     projector: &Projector<D>,
     examples: &[&Example],
 ) -> Result<Batch<D>, TrainError> {
-    let refs: Vec<&[f32]> = examples
+    let loaded = examples
         .iter()
-        .map(|e| e.features.data.as_slice())
-        .collect();
+        .map(|e| e.features.load())
+        .collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<&[f32]> = loaded.iter().map(|f| f.data.as_slice()).collect();
     let (data, layout) = projector
         .pad_batch(&refs)
         .map_err(|e| TrainError::Data(e.to_string()))?;
@@ -172,11 +264,11 @@ mod tests {
             [0.0, 0.0, 0.5, 0.5],
         );
         let example = |rows: &[[f32; 4]], weights: &[f32]| Example {
-            features: Features {
+            features: ExampleFeatures::Memory(Features {
                 frames: 12,
                 width: d_audio,
                 data: vec![0.1; 12 * d_audio],
-            },
+            }),
             target: Target {
                 rows: rows.len(),
                 data: rows.concat(),

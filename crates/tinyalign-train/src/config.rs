@@ -7,6 +7,9 @@ use tinyalign_projector::{ProjectorKind, TokenCount};
 
 use crate::TrainError;
 
+/// The sections a preset may leave out (their defaults apply).
+const OPTIONAL_SECTIONS: [&str; 2] = ["llm", "augment"];
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
@@ -16,6 +19,9 @@ pub struct TrainConfig {
     pub optim: OptimConfig,
     #[serde(default)]
     pub llm: LlmConfig,
+    /// Training augmentation (off unless `copies` > 0); applied when features are made.
+    #[serde(default)]
+    pub augment: tinyalign_data::AugmentPolicy,
 }
 
 /// The frozen LLM: a short name the CLI resolves in the model cache (`smollm2-135m`, `qwen2.5-0.5b`,
@@ -174,6 +180,10 @@ impl TrainConfig {
                 .ok()
                 .and_then(|mut t| t.remove("v"))
                 .unwrap_or_else(|| toml::Value::String(value.to_string()));
+            // Sections with defaults may be absent from a preset and still be overridden.
+            if OPTIONAL_SECTIONS.contains(&section) && !doc.contains_key(section) {
+                doc.insert(section.to_string(), toml::Value::Table(toml::Table::new()));
+            }
             let table = doc
                 .get_mut(section)
                 .and_then(toml::Value::as_table_mut)
@@ -222,7 +232,7 @@ impl TrainConfig {
         if self.data.train_splits.is_empty() || self.data.valid_splits.is_empty() {
             return Err("name at least one train and one valid split".into());
         }
-        Ok(())
+        self.augment.check().map_err(|e| e.to_string())
     }
 
     /// Learning rate at `step` (0-based): linear warm-up, then cosine decay to 10% of the peak.
@@ -286,7 +296,17 @@ mod tests {
             (ctc.loss.objective, ctc.loss.ctc_logit_scale),
             (Objective::Ctc, 16.0)
         );
+        // [augment] is absent from the preset: an override creates it over the defaults.
+        assert_eq!(c.augment.copies, 0);
+        let augmented = set(&["augment.copies=2", "augment.telephone=0.5"]).unwrap();
+        assert_eq!(
+            (augmented.augment.copies, augmented.augment.telephone),
+            (2, 0.5)
+        );
+        assert_eq!(augmented.augment.speeds, [0.9, 1.0, 1.1]);
         for (bad, why) in [
+            ("augment.noise=2", "augment.noise"),
+            ("augment.speeds=[]", "augment.speeds"),
             ("optim.batch_sise=8", "unknown field"),
             ("nosuch.x=1", "no section"),
             ("optim", "not KEY=VALUE"),
@@ -302,7 +322,7 @@ mod tests {
 
     #[test]
     fn presets_parse_and_unknown_keys_are_refused() {
-        for preset in ["smoke", "default", "pooled", "full"] {
+        for preset in ["smoke", "default", "pooled", "full", "wide"] {
             let path =
                 Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../configs/{preset}.toml"));
             let config = TrainConfig::read(&path).unwrap();

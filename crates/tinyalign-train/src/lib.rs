@@ -23,7 +23,7 @@ pub use config::{
     DataConfig, LlmConfig, LossConfig, Objective, OptimConfig, ProjectorSizes, TrainConfig,
 };
 pub use device::ComputeDevice;
-pub use features::{FRONTEND_VERSION, FeatureCache, Features, sha256_hex};
+pub use features::{FRONTEND_VERSION, FeatureCache, FeatureFile, Features, sha256_hex};
 pub use in_the_loop::LoopContext;
 pub use targets::{Target, TargetBuilder};
 pub use tinyalign_data::peak_rss_bytes;

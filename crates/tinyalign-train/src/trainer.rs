@@ -11,12 +11,12 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tinyalign_data::{Manifest, Split, Utterance};
+use tinyalign_data::{AugmentPolicy, Manifest, Split, Utterance};
 use tinyalign_llm::{LlamaModel, Precision};
 use tinyalign_nn::AdamW;
 use tinyalign_projector::{Projector, ProjectorConfig, ProjectorOutput};
 
-use crate::batch::{Example, epoch_batches, make_batch, make_example};
+use crate::batch::{Example, ExampleBuilder, epoch_batches, make_batch, make_example};
 use crate::ctc_objective::{self, ClassSet};
 use crate::device::{ComputeDevice, TrainDevice};
 use crate::features::{FeatureCache, sha256_hex};
@@ -189,7 +189,17 @@ pub fn projector_alignment(
     let mut cache = FeatureCache::new(&options.features_dir(), encoder, &encoder_hash)?;
     let examples = utts
         .iter()
-        .map(|u| make_example(&mut cache, &manifest, u, projector.config(), &targets, None))
+        .map(|u| {
+            make_example(
+                &mut cache,
+                &manifest,
+                u,
+                None,
+                projector.config(),
+                &targets,
+                None,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let class_ids = match projector.config().ctc_classes() {
         Some(classes) => classes.to_vec(),
@@ -349,25 +359,39 @@ fn train_on<D: TrainDevice>(
     let feature_started = Instant::now();
     let mut cache = FeatureCache::new(&options.features_dir(), encoder, &encoder_hash)?;
     let answers = in_loop.as_ref().map(|context| (context, &llm));
-    let mut build = |utts: &[&Utterance], what: &str| -> Result<Vec<Example>, TrainError> {
-        let mut out = Vec::with_capacity(utts.len());
-        for (i, u) in utts.iter().enumerate() {
-            out.push(make_example(
-                &mut cache,
-                &manifest,
-                u,
-                &projector_config,
-                &targets,
-                answers,
-            )?);
-            if (i + 1) % 50 == 0 || i + 1 == utts.len() {
-                say(format!("  {what} features {}/{}", i + 1, utts.len()));
-            }
-        }
-        Ok(out)
+    let mut examples = ExampleBuilder {
+        cache: &mut cache,
+        manifest: &manifest,
+        projector: &projector_config,
+        targets: &targets,
+        answers,
+        augmentations: String::new(),
     };
-    let train_set = build(&train_utts, "train")?;
-    let valid_set = build(&valid_utts, "valid")?;
+    let mut progress = |what: &str, done: usize, total: usize| {
+        if done.is_multiple_of(50) || done == total {
+            say(format!("  {what} features {done}/{total}"));
+        }
+    };
+    let train_set = examples.build(&train_utts, "train", &config.augment, &mut progress)?;
+    // Validation hears the audio as it is (the default policy makes no copies).
+    let valid_set = examples.build(
+        &valid_utts,
+        "valid",
+        &AugmentPolicy::default(),
+        &mut progress,
+    )?;
+    if config.augment.copies > 0 {
+        tinyalign_data::write_atomic(
+            &run.join("augmentations.jsonl"),
+            examples.augmentations.as_bytes(),
+        )
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+        say(format!(
+            "augmentation: {} copies of each of {} training utterances (recipes in augmentations.jsonl)",
+            config.augment.copies,
+            train_utts.len()
+        ));
+    }
     let feature_seconds = feature_started.elapsed().as_secs_f64();
     say(format!(
         "features: {} computed, {} reused from {} in {feature_seconds:.1} s",
@@ -381,7 +405,7 @@ fn train_on<D: TrainDevice>(
             .iter()
             .filter(|e| {
                 let repeats = e.target.ids.windows(2).filter(|w| w[0] == w[1]).count();
-                projector_config.tokens_for(e.features.frames) < e.target.ids.len() + repeats
+                projector_config.tokens_for(e.features.frames()) < e.target.ids.len() + repeats
             })
             .count();
         say(format!(
