@@ -357,8 +357,9 @@ fn ctc_training_reads_tokens_and_personalises() {
 }
 
 /// Augmented copies: each training utterance gets its clean example and `copies` augmented ones, each
-/// recorded with its recipe and cached under its own key; a second run reuses every entry, a corrupt entry
-/// is recomputed, and a stored entry that no longer matches the run is an error naming the file.
+/// recorded with its recipe and cached under its own key; sharded feature-only passes fill the cache that
+/// training then only reads, a corrupt entry is recomputed, and a stored entry that no longer matches the
+/// run is an error naming the file.
 #[test]
 fn augmented_copies_are_recorded_cached_apart_and_reused() {
     let overrides = [
@@ -388,9 +389,22 @@ fn augmented_copies_are_recorded_cached_apart_and_reused() {
         feature_dir: Some(features.clone()),
         device: tinyalign_train::ComputeDevice::Cpu,
     };
+    // Two shards fill the cache first (as two machines would): 24 training utterances × (clean + 1 copy)
+    // + 8 validation ones, none augmented, split between them; training then computes nothing.
+    let mut computed = 0;
+    for index in 0..2 {
+        let shard = tinyalign_train::Shard { index, count: 2 };
+        let report =
+            tinyalign_train::cache_features(&config, &options("a"), shard, &mut |_, _| {}).unwrap();
+        assert!(
+            report.utterances > 4 && report.utterances < 28,
+            "{report:?}"
+        );
+        computed += report.computed;
+    }
+    assert_eq!(computed, 56);
     let first = tinyalign_train::train(&config, &options("a")).unwrap();
-    // 24 training utterances × (clean + 1 copy) + 8 validation ones, none augmented.
-    assert_eq!((first.features_computed, first.features_reused), (56, 0));
+    assert_eq!((first.features_computed, first.features_reused), (0, 56));
     let lines = std::fs::read_to_string(root.join("a/augmentations.jsonl")).unwrap();
     let recipes: Vec<serde_json::Value> = lines
         .lines()

@@ -40,6 +40,13 @@ pub struct TrainArgs {
     /// smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b or a .gguf file.
     #[arg(long)]
     llm: Option<String>,
+    /// Only fill the feature cache (with the config's augmented copies) and exit: what a batch of machines
+    /// runs before training, each with its own --shard, sharing one $TINYALIGN_CACHE.
+    #[arg(long)]
+    features_only: bool,
+    /// With --features-only: this process's part of the utterances, I/N (0-based), by a hash of the id.
+    #[arg(long, value_name = "I/N", requires = "features_only")]
+    shard: Option<String>,
 }
 
 pub fn run(args: &TrainArgs) -> Result<ExitCode> {
@@ -95,6 +102,32 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         feature_dir: None,
         device: args.device,
     };
+    if args.features_only {
+        let shard = match &args.shard {
+            Some(text) => tinyalign_train::Shard::parse(text)?,
+            None => tinyalign_train::Shard::ALL,
+        };
+        let started = std::time::Instant::now();
+        let mut shown = 0;
+        let report = tinyalign_train::cache_features(
+            &config,
+            &options,
+            shard,
+            &mut |done, total| {
+                let tenth = done * 10 / total.max(1);
+                if tenth > shown {
+                    shown = tenth;
+                    let elapsed = started.elapsed().as_secs_f64();
+                    let eta = elapsed * (total - done) as f64 / done as f64;
+                    eprintln!(
+                        "  features {done}/{total} utterances, {elapsed:.0} s elapsed, ETA {eta:.0} s"
+                    );
+                }
+            },
+        )?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let summary = tinyalign_train::train(&config, &options)?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     eprintln!(

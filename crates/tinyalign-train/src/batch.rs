@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use tinyalign_data::{AugmentPolicy, Augmentation, Manifest, SplitMix, Utterance};
+use tinyalign_data::{AugmentPolicy, Augmentation, Manifest, Utterance};
 use tinyalign_llm::LlamaModel;
 use tinyalign_nn::{NnDevice, Tensor2};
 use tinyalign_projector::{Projector, ProjectorConfig};
@@ -11,6 +11,7 @@ use tinyalign_projector::{Projector, ProjectorConfig};
 use crate::TrainError;
 use crate::features::{FeatureCache, FeatureFile, Features};
 use crate::in_the_loop::LoopContext;
+use crate::prepare::augmentation_for;
 use crate::targets::{Target, TargetBuilder};
 
 /// The example of utterance `u` (augmented by `augment`): its cached encoder features, its transcript's
@@ -64,9 +65,8 @@ pub(crate) struct ExampleBuilder<'a, 'llm> {
 }
 
 impl ExampleBuilder<'_, '_> {
-    /// Per utterance the clean example, then `policy.copies` augmented ones. A copy's draw is seeded by
-    /// the utterance id and the copy number, not the run's seed, so runs with other seeds reuse the cached
-    /// features. `progress(what, done, total)` after each utterance.
+    /// Per utterance the clean example, then `policy.copies` augmented ones ([`augmentation_for`]).
+    /// `progress(what, done, total)` after each utterance.
     pub(crate) fn build(
         &mut self,
         utts: &[&Utterance],
@@ -77,8 +77,7 @@ impl ExampleBuilder<'_, '_> {
         let mut out = Vec::with_capacity(utts.len() * (1 + policy.copies));
         for (i, u) in utts.iter().enumerate() {
             for copy in 0..=policy.copies {
-                let augment = (copy > 0)
-                    .then(|| policy.draw(SplitMix::new(copy as u64).next_u64() ^ id_seed(&u.id)));
+                let augment = augmentation_for(policy, &u.id, copy);
                 if let Some(a) = &augment {
                     let line =
                         serde_json::json!({"id": u.id, "copy": copy, "augmentation": a.tag()});
@@ -99,13 +98,6 @@ impl ExampleBuilder<'_, '_> {
         }
         Ok(out)
     }
-}
-
-/// FNV-1a of an utterance id: the per-utterance part of an augmentation's seed.
-fn id_seed(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Where an example's features are: in the cache (training reads them batch by batch), or in memory.

@@ -14,6 +14,7 @@ mod features;
 mod in_the_loop;
 mod objective;
 pub mod plot;
+mod prepare;
 mod run_files;
 mod targets;
 mod trainer;
@@ -25,6 +26,7 @@ pub use config::{
 pub use device::ComputeDevice;
 pub use features::{FRONTEND_VERSION, FeatureCache, FeatureFile, Features, sha256_hex};
 pub use in_the_loop::LoopContext;
+pub use prepare::{FeatureReport, Shard, cache_features};
 pub use targets::{Target, TargetBuilder};
 pub use tinyalign_data::peak_rss_bytes;
 pub use trainer::{Alignment, TrainOptions, TrainSummary, projector_alignment, train};

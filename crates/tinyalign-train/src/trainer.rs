@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tinyalign_data::{AugmentPolicy, Manifest, Split, Utterance};
+use tinyalign_data::{AugmentPolicy, Manifest};
 use tinyalign_llm::{LlamaModel, Precision};
 use tinyalign_nn::AdamW;
 use tinyalign_projector::{Projector, ProjectorConfig, ProjectorOutput};
@@ -22,6 +22,7 @@ use crate::device::{ComputeDevice, TrainDevice};
 use crate::features::{FeatureCache, sha256_hex};
 use crate::in_the_loop::LoopContext;
 use crate::objective::{ObjectiveParts, evaluate, objective_loss};
+use crate::prepare::{read_manifest, select};
 use crate::run_files::{
     ManifestParts, base_classes, load_base, load_run_projector, read_map, save_projector,
     write_checkpoint,
@@ -57,7 +58,7 @@ pub struct TrainOptions {
 
 impl TrainOptions {
     /// Where encoder features are cached: `feature_dir`, else `<cache_dir>/features`.
-    fn features_dir(&self) -> PathBuf {
+    pub(crate) fn features_dir(&self) -> PathBuf {
         self.feature_dir
             .clone()
             .unwrap_or_else(|| self.cache_dir.join("features"))
@@ -132,28 +133,6 @@ pub struct TrainSummary {
 
 pub(crate) fn io<E: std::fmt::Display>(what: &Path) -> impl Fn(E) -> TrainError + '_ {
     move |e| TrainError::Io(format!("{}: {e}", what.display()))
-}
-
-fn select<'m>(
-    manifest: &'m Manifest,
-    splits: &[String],
-    max: usize,
-) -> Result<Vec<&'m Utterance>, TrainError> {
-    let wanted: Vec<Split> = splits
-        .iter()
-        .map(|s| s.parse())
-        .collect::<Result<_, _>>()
-        .map_err(|e| TrainError::Config(format!("{e}")))?;
-    let mut picked = manifest.in_splits(&wanted);
-    if max > 0 {
-        picked.truncate(max);
-    }
-    if picked.is_empty() {
-        return Err(TrainError::Data(format!(
-            "the manifest has no utterances in {splits:?}"
-        )));
-    }
-    Ok(picked)
 }
 
 /// How well a trained projector aligns, measured without running the LLM.
@@ -266,21 +245,7 @@ fn train_on<D: TrainDevice>(
         .map_err(|e| TrainError::Io(e.to_string()))?;
 
     // Data.
-    let manifest_path = {
-        let p = PathBuf::from(&config.data.manifest);
-        if p.is_absolute() {
-            p
-        } else {
-            options.cache_dir.join(p)
-        }
-    };
-    if !manifest_path.exists() {
-        return Err(TrainError::Data(format!(
-            "no manifest at {} (build it with `cargo xtask data asterisk`)",
-            manifest_path.display()
-        )));
-    }
-    let manifest = Manifest::read(&manifest_path).map_err(|e| TrainError::Data(e.to_string()))?;
+    let manifest = read_manifest(config, options)?;
     let train_utts = select(&manifest, &config.data.train_splits, config.data.max_train)?;
     let valid_utts = select(&manifest, &config.data.valid_splits, config.data.max_valid)?;
 
