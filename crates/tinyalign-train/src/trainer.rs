@@ -118,6 +118,9 @@ pub struct TrainSummary {
     pub too_short_for_ctc: usize,
     pub best_step: Option<u64>,
     pub train_utterances: usize,
+    /// Training examples: the utterances and their augmented copies.
+    #[serde(default)]
+    pub train_examples: usize,
     pub valid_utterances: usize,
     pub parameters: usize,
     pub features_computed: usize,
@@ -389,7 +392,7 @@ fn train_on<D: TrainDevice>(
         llm_hash: &llm_hash,
         llm: &config.llm.model,
         objective: config.loss.objective,
-        train_utterances: train_set.len(),
+        train_utterances: train_utts.len(),
     };
     let parts = ObjectiveParts {
         in_loop: in_loop.as_ref(),
@@ -581,7 +584,8 @@ fn train_on<D: TrainDevice>(
         valid_token_coverage: valid_coverage,
         too_short_for_ctc,
         best_step: state.best_step,
-        train_utterances: train_set.len(),
+        train_utterances: train_utts.len(),
+        train_examples: train_set.len(),
         valid_utterances: valid_set.len(),
         parameters,
         features_computed: cache.computed,
