@@ -13,7 +13,7 @@ use tinyalign_weights::ct2::{Ct2Model, whisper_to_hf};
 use tinyalign_weights::st::{StoreAs, write_safetensors};
 use tinyalign_weights::{TensorMap, read_file};
 
-use crate::fsutil::write_atomic;
+use tinyalign_data::write_atomic;
 
 #[derive(Debug, Args)]
 pub struct ConvertWhisperArgs {

@@ -11,8 +11,8 @@ use tinyalign_mel::{Frontend, FrontendConfig, MelBands, npy};
 use tinyalign_weights::st::{StoreAs, write_safetensors};
 use tinyalign_weights::{Tensor, TensorMap};
 
-use crate::fsutil::write_atomic;
 use crate::input_args::InputArgs;
+use tinyalign_data::write_atomic;
 
 #[derive(Debug, Args)]
 pub struct FeaturesArgs {

@@ -9,7 +9,6 @@ mod convert_cmd;
 mod data_cmd;
 mod eval_cmd;
 mod features_cmd;
-mod fsutil;
 mod input_args;
 mod llm_choice;
 mod mel_cmd;

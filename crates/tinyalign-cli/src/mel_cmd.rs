@@ -12,9 +12,9 @@ use tinyalign_mel::{
     AudioErrorKind, Frontend, FrontendConfig, InputFormat, MelBands, npy, read_audio_file,
 };
 
-use crate::fsutil::write_atomic;
 use crate::input_args::InputArgs;
 use crate::spectrogram_png::spectrogram_png;
+use tinyalign_data::write_atomic;
 
 #[derive(Debug, Args)]
 pub struct MelArgs {

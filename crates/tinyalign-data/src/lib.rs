@@ -54,19 +54,38 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder, so readers never see half a file.
+/// Writes `bytes` to `path` so that no reader ever sees half a file: a temporary file beside it
+/// (`.<name>.tmp<pid>`, never mistaken for a finished file), written, synced to disk, then renamed over
+/// `path` (atomic on one file system). On failure the temporary file is removed and `path` is untouched.
+/// The one writer every crate uses for checkpoints, manifests, projectors and cache entries; the sync costs
+/// ~1 ms per file here (measured on 100 kB), against a cache entry that would otherwise survive a crash
+/// empty.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let io = |e: std::io::Error| DataError::Io(format!("{}: {e}", path.display()));
+    use std::io::Write;
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        DataError::Io(format!("{what} {}: {e}", p.display()))
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| DataError::Io(format!("{}: not a file path", path.display())))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
     }
-    let tmp = path.with_extension(format!(
-        "{}.tmp{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let write = || -> Result<(), DataError> {
+        let mut file = std::fs::File::create(&tmp).map_err(|e| io("creating", &tmp, e))?;
+        file.write_all(bytes).map_err(|e| io("writing", &tmp, e))?;
+        file.sync_all().map_err(|e| io("syncing", &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| io("renaming into", path, e))
+    };
+    let result = write();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// `target` as a path relative to folder `base` (both made absolute first), e.g. `../../audio/x.wav`.
@@ -111,6 +130,24 @@ pub fn clean_text(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atomic_writes_replace_whole_files_and_leave_nothing_on_failure() {
+        let dir = std::env::temp_dir().join(format!("tinyalign-atomic-{}", std::process::id()));
+        let path = dir.join("sub/x.json");
+        write_atomic(&path, b"first").unwrap();
+        write_atomic(&path, b"second").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(dir.join("sub")).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file left");
+        // A folder in the way: an error naming the path, and nothing left behind.
+        let blocked = dir.join("sub/blocked");
+        std::fs::create_dir_all(&blocked).unwrap();
+        let message = write_atomic(&blocked, b"x").unwrap_err().to_string();
+        assert!(message.contains("blocked"), "{message}");
+        assert_eq!(std::fs::read_dir(dir.join("sub")).unwrap().count(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn relative_paths() {
