@@ -106,7 +106,7 @@ fn run_audio(args: &AskArgs, audio_path: &std::path::Path) -> Result<ExitCode> {
         .map(crate::personalize_cmd::resolve_projector)
         .context("--audio needs --projector RUN_DIR_OR_USER (a trained projector)")?;
     let llm_path = &crate::llm_choice::for_projector(args.llm.as_deref(), &projector)?;
-    let whisper = crate::features_cmd::default_whisper_dir();
+    let whisper = crate::paths::default_whisper_dir();
     let format = if audio_path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("raw"))

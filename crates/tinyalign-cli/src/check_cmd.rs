@@ -37,7 +37,7 @@ pub fn run(args: &CheckArgs) -> Result<()> {
         bail!("--max-wer must be ≥ 0");
     }
     let mut manifest = Manifest::read(&args.manifest)?;
-    let dir = crate::features_cmd::default_whisper_dir();
+    let dir = crate::paths::default_whisper_dir();
     let model = WhisperModel::load_dir(&dir, tinyalign_nn::cpu())
         .with_context(|| format!("Whisper in {} (run `cargo xtask fetch`)", dir.display()))?;
     let bands = MelBands::from_count(model.encoder.config().num_mel_bins)

@@ -95,13 +95,6 @@ fn progress_printer(name: &'static str) -> impl FnMut(f64, f64) {
     }
 }
 
-/// The model and data cache: `$TINYALIGN_CACHE`, else `.cache/tinyalign` (what `cargo xtask fetch` fills).
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("TINYALIGN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".cache/tinyalign"))
-}
-
 pub fn run(args: &DataArgs) -> Result<ExitCode> {
     match &args.command {
         DataCommand::Build {
@@ -115,7 +108,7 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
             adapt_seconds,
             heldout,
         } => {
-            let cache = cache_dir();
+            let cache = crate::paths::cache_dir();
             let out = out
                 .clone()
                 .unwrap_or_else(|| cache.join("datasets").join(name));

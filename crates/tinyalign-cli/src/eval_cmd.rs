@@ -70,7 +70,7 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     let manifest = Manifest::read(&args.manifest)?;
     let split: Split = args.split.parse()?;
     let task: Task = args.task.parse()?;
-    let whisper_dir = crate::features_cmd::default_whisper_dir();
+    let whisper_dir = crate::paths::default_whisper_dir();
     let projector = args
         .projector
         .as_deref()

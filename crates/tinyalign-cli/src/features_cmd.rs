@@ -32,11 +32,6 @@ pub struct FeaturesArgs {
     input: InputArgs,
 }
 
-/// The default Whisper folder: where `cargo xtask fetch` puts the converted tiny.en.
-pub fn default_whisper_dir() -> PathBuf {
-    crate::data_cmd::cache_dir().join("whisper-tiny.en/hf")
-}
-
 pub fn run(args: &FeaturesArgs) -> Result<ExitCode> {
     let ext = args
         .out
@@ -49,7 +44,10 @@ pub fn run(args: &FeaturesArgs) -> Result<ExitCode> {
             args.out.display()
         );
     }
-    let model_dir = args.model.clone().unwrap_or_else(default_whisper_dir);
+    let model_dir = args
+        .model
+        .clone()
+        .unwrap_or_else(crate::paths::default_whisper_dir);
     if !model_dir.join("model.safetensors").exists() {
         bail!(
             "no Whisper model in {}: run `cargo xtask fetch` (or pass --model DIR with config.json + model.safetensors)",

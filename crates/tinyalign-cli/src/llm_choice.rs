@@ -44,7 +44,7 @@ const UNRECORDED_LLM: &str = "smollm2-135m";
 /// The GGUF path of `choice` (a known name, or a path to a `.gguf` file), which must exist.
 pub fn resolve(choice: &str) -> Result<PathBuf> {
     if let Some(known) = KNOWN_LLMS.iter().find(|k| k.name == choice) {
-        let path = crate::data_cmd::cache_dir().join(known.file);
+        let path = crate::paths::cache_dir().join(known.file);
         if !path.exists() {
             bail!(
                 "LLM `{choice}` is not in the cache ({}): run `{}`",

@@ -12,6 +12,7 @@ mod features_cmd;
 mod input_args;
 mod llm_choice;
 mod mel_cmd;
+mod paths;
 mod personalize_cmd;
 mod report_cmd;
 mod spectrogram_png;

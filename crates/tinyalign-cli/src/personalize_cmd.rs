@@ -69,7 +69,7 @@ pub fn user_store() -> UserStore {
     UserStore::new(
         std::env::var_os("TINYALIGN_USERS")
             .map(PathBuf::from)
-            .unwrap_or_else(|| crate::data_cmd::cache_dir().join("users")),
+            .unwrap_or_else(crate::paths::default_users_dir),
     )
 }
 
@@ -212,7 +212,7 @@ fn evaluate(
     what: &str,
 ) -> Result<EvalReport> {
     let assistant = Assistant::load(
-        &crate::features_cmd::default_whisper_dir(),
+        &crate::paths::default_whisper_dir(),
         &crate::llm_choice::for_projector(None, projector)?,
         projector,
     )?;
@@ -307,8 +307,8 @@ pub fn run(args: &PersonalizeArgs) -> Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&projector_dir);
     let options = TrainOptions {
         run_dir: projector_dir.clone(),
-        cache_dir: crate::data_cmd::cache_dir(),
-        whisper_dir: crate::features_cmd::default_whisper_dir(),
+        cache_dir: crate::paths::cache_dir(),
+        whisper_dir: crate::paths::default_whisper_dir(),
         llm_path: crate::llm_choice::for_projector(None, &base)?,
         resume: false,
         stop: Arc::new(AtomicBool::new(false)),

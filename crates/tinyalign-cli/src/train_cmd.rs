@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tinyalign_train::{ComputeDevice, TrainConfig, TrainOptions};
 
-use crate::data_cmd::cache_dir;
+use crate::paths::cache_dir;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -91,7 +91,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
     let cache = cache_dir();
     let options = TrainOptions {
         run_dir: run_dir.clone(),
-        whisper_dir: crate::features_cmd::default_whisper_dir(),
+        whisper_dir: crate::paths::default_whisper_dir(),
         llm_path,
         cache_dir: cache,
         resume: args.resume,

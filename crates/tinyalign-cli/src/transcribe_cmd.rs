@@ -11,8 +11,8 @@ use serde_json::json;
 use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
 use tinyalign_whisper::WhisperModel;
 
-use crate::features_cmd::default_whisper_dir;
 use crate::input_args::InputArgs;
+use crate::paths::default_whisper_dir;
 
 #[derive(Debug, Args)]
 pub struct TranscribeArgs {
