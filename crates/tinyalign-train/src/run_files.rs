@@ -10,7 +10,7 @@ use tinyalign_projector::{
 use tinyalign_weights::TensorMap;
 use tinyalign_weights::st::{StoreAs, read_safetensors, write_safetensors};
 
-use crate::trainer::{CheckpointState, io};
+use crate::trainer::io;
 use crate::{Objective, TrainError};
 
 pub(crate) fn write_checkpoint<D: NnDevice>(
@@ -138,4 +138,90 @@ impl ManifestParts<'_> {
             train_utterances: self.train_utterances,
         }
     }
+}
+
+/// Where a run stands: written with every checkpoint, read on `--resume`.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct CheckpointState {
+    pub step: u64,
+    pub best_valid: Option<f32>,
+    pub best_step: Option<u64>,
+    #[serde(default)]
+    pub best_valid_cosine: Option<f32>,
+    /// The token readout's error rate at the best step: what picks the best step.
+    #[serde(default)]
+    pub best_readout_error: Option<f32>,
+    pub bad_validations: u64,
+    pub seconds: f64,
+}
+
+impl CheckpointState {
+    /// Records a validation: the token readout picks the best step (what the LLM will be given is what
+    /// matters) and the loss breaks ties, e.g. while a CTC head still emits only blanks. Returns whether it
+    /// is the new best (then the caller saves the projector).
+    pub(crate) fn record_validation(
+        &mut self,
+        valid_loss: f32,
+        readout_error: f32,
+        valid_cosine: Option<f32>,
+    ) -> bool {
+        let improved = match (self.best_readout_error, self.best_valid) {
+            (Some(best_error), Some(best_loss)) => {
+                readout_error < best_error
+                    || (readout_error == best_error && valid_loss < best_loss)
+            }
+            _ => true,
+        };
+        if improved {
+            self.best_valid = Some(valid_loss);
+            self.best_readout_error = Some(readout_error);
+            self.best_step = Some(self.step);
+            self.bad_validations = 0;
+            self.best_valid_cosine = valid_cosine;
+        } else {
+            self.bad_validations += 1;
+        }
+        improved
+    }
+}
+
+/// The checkpoint in `dir`, if a whole one is there (its state file is written last): the state and the
+/// projector's weights, with the optimiser's moments loaded into `opt`.
+pub(crate) fn read_checkpoint<D: NnDevice>(
+    dir: &Path,
+    opt: &mut AdamW<D>,
+) -> Result<Option<(CheckpointState, TensorMap)>, TrainError> {
+    let state_path = dir.join("state.json");
+    if !state_path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&state_path).map_err(io(dir))?;
+    let state: CheckpointState = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Io(format!("checkpoint state {}: {e}", state_path.display())))?;
+    let weights = read_map(&dir.join("projector.safetensors"))?;
+    opt.load_state(&read_map(&dir.join("optimizer.safetensors"))?)
+        .map_err(|e| TrainError::Model(e.to_string()))?;
+    Ok(Some((state, weights)))
+}
+
+/// `metrics.jsonl` cut back to exactly the lines up to `step` (the checkpoint's; 0 empties it), open for
+/// appending.
+pub(crate) fn open_metrics(path: &Path, step: u64) -> Result<std::fs::File, TrainError> {
+    let kept: String = std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= step)
+                && step > 0
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(path, kept).map_err(io(path))?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(io(path))
 }

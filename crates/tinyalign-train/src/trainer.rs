@@ -24,8 +24,8 @@ use crate::in_the_loop::LoopContext;
 use crate::objective::{ObjectiveParts, evaluate, objective_loss};
 use crate::prepare::{read_manifest, select};
 use crate::run_files::{
-    ManifestParts, base_classes, load_base, load_run_projector, read_map, save_projector,
-    write_checkpoint,
+    CheckpointState, ManifestParts, base_classes, load_base, load_run_projector, open_metrics,
+    read_checkpoint, save_projector, write_checkpoint,
 };
 use crate::targets::TargetBuilder;
 use crate::{Objective, TrainConfig, TrainError};
@@ -81,20 +81,6 @@ fn load_llm(
         Objective::LlmInTheLoop => Some(LoopContext::new(&llm, &file)?),
     };
     Ok((llm, sha256_hex(&bytes), in_loop))
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct CheckpointState {
-    pub step: u64,
-    pub best_valid: Option<f32>,
-    pub best_step: Option<u64>,
-    #[serde(default)]
-    pub best_valid_cosine: Option<f32>,
-    /// The token readout's error rate at the best step: what picks the best step.
-    #[serde(default)]
-    pub best_readout_error: Option<f32>,
-    pub bad_validations: u64,
-    pub seconds: f64,
 }
 
 /// What a run did, written to `summary.json`.
@@ -404,49 +390,17 @@ fn train_on<D: TrainDevice>(
     // Optimiser, and the checkpoint to continue from.
     let mut opt = AdamW::new(config.optim.weight_decay, Some(config.optim.grad_clip));
     let checkpoint_dir = run.join("checkpoint");
-    let mut state = CheckpointState {
-        step: 0,
-        best_valid: None,
-        best_step: None,
-        best_valid_cosine: None,
-        best_readout_error: None,
-        bad_validations: 0,
-        seconds: 0.0,
-    };
-    if options.resume && checkpoint_dir.join("state.json").exists() {
-        let text = std::fs::read_to_string(checkpoint_dir.join("state.json"))
-            .map_err(io(&checkpoint_dir))?;
-        state = serde_json::from_str(&text)
-            .map_err(|e| TrainError::Io(format!("checkpoint state: {e}")))?;
-        projector = Projector::load(
-            projector_config.clone(),
-            &read_map(&checkpoint_dir.join("projector.safetensors"))?,
-            dev.clone(),
-        )
-        .map_err(|e| TrainError::Model(format!("checkpoint does not fit this config: {e}")))?;
-        opt.load_state(&read_map(&checkpoint_dir.join("optimizer.safetensors"))?)
-            .map_err(|e| TrainError::Model(e.to_string()))?;
+    let mut state = CheckpointState::default();
+    if options.resume
+        && let Some((resumed, weights)) = read_checkpoint(&checkpoint_dir, &mut opt)?
+    {
+        state = resumed;
+        projector = Projector::load(projector_config.clone(), &weights, dev.clone())
+            .map_err(|e| TrainError::Model(format!("checkpoint does not fit this config: {e}")))?;
         say(format!("resuming at step {}", state.step));
     }
-    // metrics.jsonl keeps exactly the lines up to the checkpoint's step.
     let metrics_path = run.join("metrics.jsonl");
-    let kept: String = std::fs::read_to_string(&metrics_path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v["step"].as_u64())
-                .is_some_and(|s| s <= state.step)
-                && state.step > 0
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(&metrics_path, kept).map_err(io(&metrics_path))?;
-    let mut metrics = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&metrics_path)
-        .map_err(io(&metrics_path))?;
+    let mut metrics = open_metrics(&metrics_path, state.step)?;
 
     let batches_per_epoch = train_set.len().div_ceil(config.optim.batch_size) as u64;
     let started = Instant::now();
@@ -513,24 +467,9 @@ fn train_on<D: TrainDevice>(
                 line["valid_cosine"] = json!(cos);
             }
             line["valid_readout_error"] = json!(readout_error);
-            // The token readout picks the best step (what the LLM will be given is what matters); the loss
-            // breaks ties, e.g. while a CTC head still emits only blanks.
-            let improved = match (state.best_readout_error, state.best_valid) {
-                (Some(best_error), Some(best_loss)) => {
-                    readout_error < best_error
-                        || (readout_error == best_error && valid_loss < best_loss)
-                }
-                _ => true,
-            };
+            let improved = state.record_validation(valid_loss, readout_error, valid_cos);
             if improved {
-                state.best_valid = Some(valid_loss);
-                state.best_readout_error = Some(readout_error);
-                state.best_step = Some(state.step);
-                state.bad_validations = 0;
-                state.best_valid_cosine = valid_cos;
                 save_projector(run, &mut projector, &manifest_parts.manifest(&state))?;
-            } else {
-                state.bad_validations += 1;
             }
             state.seconds = elapsed;
             write_checkpoint(&checkpoint_dir, &mut projector, &opt, &state)?;
