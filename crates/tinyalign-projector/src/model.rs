@@ -347,6 +347,38 @@ impl<D: NnDevice> Projector<D> {
                 class_embeddings.len()
             )));
         }
+        self.ctc_table_of(class_embeddings, *logit_scale)
+    }
+
+    /// The head's table over any subset of the classes (`class_embeddings` `(k, d_llm)`, the blank last at
+    /// index k): training with sampled classes scores each batch against a few thousand of them.
+    pub fn ctc_table_subset(
+        &self,
+        class_embeddings: &[f32],
+    ) -> Result<CtcTable<D>, ProjectorError> {
+        let crate::ProjectorOutput::Ctc { logit_scale, .. } = &self.config.output else {
+            return Err(ProjectorError::Input(
+                "this projector has no CTC head (it pools to T tokens)".into(),
+            ));
+        };
+        if class_embeddings.is_empty() || class_embeddings.len() % self.config.d_llm != 0 {
+            return Err(ProjectorError::Input(format!(
+                "{} class embedding values are not rows of width {}",
+                class_embeddings.len(),
+                self.config.d_llm
+            )));
+        }
+        self.ctc_table_of(class_embeddings, *logit_scale)
+    }
+
+    fn ctc_table_of(
+        &self,
+        class_embeddings: &[f32],
+        logit_scale: f32,
+    ) -> Result<CtcTable<D>, ProjectorError> {
+        let c = &self.config;
+        let d = c.d_llm;
+        let k = class_embeddings.len() / d;
         let width = k + 1;
         let scale = logit_scale / (d as f32 * c.output_rms * c.output_rms);
         let mut table = vec![0.0; d * width];

@@ -89,6 +89,11 @@ pub struct LossConfig {
     /// κ × its cosine with the token's embedding.
     #[serde(default = "default_ctc_logit_scale")]
     pub ctc_logit_scale: f32,
+    /// CTC only: score each training batch against this many classes (its own tokens plus a seeded
+    /// uniform sample of the rest) instead of all (0 = all). With tens of thousands of words the head is
+    /// most of a step's cost; validation always scores every class.
+    #[serde(default)]
+    pub ctc_sampled_classes: usize,
 }
 
 fn default_ctc_logit_scale() -> f32 {
@@ -222,6 +227,8 @@ impl TrainConfig {
             if !(l.ctc_logit_scale.is_finite() && l.ctc_logit_scale > 0.0) {
                 return Err("loss.ctc_logit_scale must be positive".into());
             }
+        } else if l.ctc_sampled_classes > 0 {
+            return Err("loss.ctc_sampled_classes applies to loss.objective = \"ctc\" only".into());
         } else if l.mse_weight < 0.0
             || l.cosine_weight < 0.0
             || l.mse_weight + l.cosine_weight <= 0.0
@@ -306,6 +313,7 @@ mod tests {
         assert_eq!(augmented.augment.speeds, [0.9, 1.0, 1.1]);
         for (bad, why) in [
             ("augment.noise=2", "augment.noise"),
+            ("loss.ctc_sampled_classes=100", "\"ctc\" only"),
             ("augment.speeds=[]", "augment.speeds"),
             ("optim.batch_sise=8", "unknown field"),
             ("nosuch.x=1", "no section"),

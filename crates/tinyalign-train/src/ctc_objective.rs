@@ -33,6 +33,8 @@ pub(crate) fn transcript_classes<'a>(
 pub(crate) struct ClassSet<D: NnDevice> {
     pub ids: Vec<u32>,
     index: HashMap<u32, usize>,
+    /// `(classes, d)` row-major: the LLM's embeddings as they are (what sampled tables are built from).
+    rows: Vec<f32>,
     /// `(classes, d)` row-major, each row divided by its norm.
     unit_rows: Vec<f32>,
     pub table: Option<CtcTable<D>>,
@@ -63,7 +65,7 @@ impl<D: NnDevice> ClassSet<D> {
             None => None,
         };
         let d = llm.config.hidden_size;
-        let mut unit_rows = rows;
+        let mut unit_rows = rows.clone();
         for row in unit_rows.chunks_exact_mut(d) {
             let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
             row.iter_mut().for_each(|v| *v /= norm);
@@ -71,6 +73,7 @@ impl<D: NnDevice> ClassSet<D> {
         Ok(Self {
             index: ids.iter().enumerate().map(|(i, &id)| (id, i)).collect(),
             ids,
+            rows,
             unit_rows,
             table,
         })
@@ -84,6 +87,51 @@ impl<D: NnDevice> ClassSet<D> {
             .collect();
         let dropped = ids.len() - labels.len();
         (labels, dropped)
+    }
+
+    /// A head table over `count` of the classes for one training batch: every class in `labels`, then
+    /// others drawn uniformly without replacement (seeded by `seed`), and the labels renumbered into it.
+    /// Sampled softmax (Jean et al. 2015) for CTC: the normaliser runs over the sample, so each step costs
+    /// `count` classes instead of all of them, and every class still meets the frames as a negative in a
+    /// `count / classes` share of the steps. Validation and inference always score every class.
+    pub fn sampled(
+        &self,
+        projector: &Projector<D>,
+        labels: &[Vec<usize>],
+        count: usize,
+        seed: u64,
+    ) -> Result<(CtcTable<D>, Vec<Vec<usize>>), TrainError> {
+        let total = self.ids.len();
+        let mut chosen: Vec<usize> = labels.iter().flatten().copied().collect();
+        chosen.sort_unstable();
+        chosen.dedup();
+        let mut taken: std::collections::HashSet<usize> = chosen.iter().copied().collect();
+        let mut rng = tinyalign_data::SplitMix::new(seed);
+        let wanted = count.clamp(chosen.len(), total);
+        while chosen.len() < wanted {
+            let c = rng.below(total);
+            if taken.insert(c) {
+                chosen.push(c);
+            }
+        }
+        let position: HashMap<usize, usize> = chosen
+            .iter()
+            .enumerate()
+            .map(|(new, &old)| (old, new))
+            .collect();
+        let d = self.rows.len() / total.max(1);
+        let rows: Vec<f32> = chosen
+            .iter()
+            .flat_map(|&c| self.rows[c * d..(c + 1) * d].iter().copied())
+            .collect();
+        let table = projector
+            .ctc_table_subset(&rows)
+            .map_err(|e| TrainError::Model(e.to_string()))?;
+        let renumbered = labels
+            .iter()
+            .map(|l| l.iter().map(|c| position[c]).collect())
+            .collect();
+        Ok((table, renumbered))
     }
 
     /// The nearest class (by cosine) of each row of `vectors` `(n, d)`, as token ids.
@@ -318,6 +366,59 @@ mod tests {
         }
         let after = tinyalign_nn::scalar_value(&loss_of(&p).0);
         assert!(after < value * 0.8, "{value} → {after}");
+    }
+
+    /// A sampled table holds the batch's classes and a seeded sample of the rest, and scores a frame
+    /// exactly as the full table does on the columns it keeps.
+    #[test]
+    fn sampled_classes_keep_the_labels_and_the_full_tables_logits() {
+        let classes: Vec<u32> = (100..140).collect();
+        let config = ProjectorConfig {
+            d_model: 16,
+            heads: 2,
+            ffn_dim: 24,
+            layers: 1,
+            stack: 2,
+            output: ProjectorOutput::Ctc {
+                classes: classes.clone(),
+                logit_scale: 8.0,
+            },
+            ..ProjectorConfig::bridgeformer(12, 10, 0.05)
+        };
+        let p = Projector::init(config, 3, tinyalign_nn::cpu()).unwrap();
+        let rows: Vec<f32> = lcg(400, 9).iter().map(|v| v * 0.05).collect();
+        let set = ClassSet {
+            index: classes.iter().enumerate().map(|(i, &id)| (id, i)).collect(),
+            ids: classes,
+            rows: rows.clone(),
+            unit_rows: rows.clone(),
+            table: Some(p.ctc_table(&rows).unwrap()),
+        };
+        let labels = vec![vec![3, 17, 3], vec![39]];
+        let (table, renumbered) = set.sampled(&p, &labels, 8, 5).unwrap();
+        assert_eq!(table.width, 9, "8 classes and the blank");
+        let (again, _) = set.sampled(&p, &labels, 8, 5).unwrap();
+        let (other, _) = set.sampled(&p, &labels, 8, 6).unwrap();
+        let out = tinyalign_nn::from_vec2(&tinyalign_nn::cpu(), lcg(30, 2), 3, 10);
+        let full = tinyalign_nn::to_vec2(&p.ctc_logits(out.clone(), set.table.as_ref().unwrap()));
+        let sampled = tinyalign_nn::to_vec2(&p.ctc_logits(out.clone(), &table));
+        assert_eq!(
+            sampled,
+            tinyalign_nn::to_vec2(&p.ctc_logits(out.clone(), &again))
+        );
+        assert_ne!(sampled, tinyalign_nn::to_vec2(&p.ctc_logits(out, &other)));
+        // Each label keeps its logits under its new number; the blank stays last.
+        for (old, new) in labels.iter().flatten().zip(renumbered.iter().flatten()) {
+            for r in 0..3 {
+                assert_eq!(sampled[r * 9 + new], full[r * 41 + old]);
+            }
+        }
+        for r in 0..3 {
+            assert_eq!(sampled[r * 9 + 8], full[r * 41 + 40]);
+        }
+        // Asking for more than there are keeps them all; fewer than the labels keeps the labels.
+        assert_eq!(set.sampled(&p, &labels, 100, 0).unwrap().0.width, 41);
+        assert_eq!(set.sampled(&p, &labels, 1, 0).unwrap().0.width, 4);
     }
 
     #[test]

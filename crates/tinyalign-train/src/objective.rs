@@ -49,7 +49,8 @@ pub(crate) struct ObjectiveParts<'a, D: NnDevice> {
 pub(crate) type LossAndLogits<T, D> = (Scalar<T, D>, Option<Vec<f32>>);
 
 /// The configured objective's loss of projector outputs `out` for the batch `members`, and with CTC the
-/// host logits.
+/// host logits. `class_sample_seed`: a training step's seed for CTC's sampled classes
+/// (`loss.ctc_sampled_classes`); validation passes `None` and scores every class.
 pub(crate) fn objective_loss<T: Tape<f32, D> + Merge<T>, D: TrainDevice>(
     projector: &Projector<D>,
     out: Taped2<T, D>,
@@ -57,12 +58,24 @@ pub(crate) fn objective_loss<T: Tape<f32, D> + Merge<T>, D: TrainDevice>(
     members: &[&Example],
     config: &TrainConfig,
     parts: &ObjectiveParts<'_, D>,
+    class_sample_seed: Option<u64>,
 ) -> Result<LossAndLogits<T, D>, TrainError> {
     if let Some(table) = &parts.classes.table {
         let labels: Vec<Vec<usize>> = members
             .iter()
             .map(|e| parts.classes.labels(&e.target.ids).0)
             .collect();
+        let sample = config.loss.ctc_sampled_classes;
+        if let Some(seed) = class_sample_seed
+            && sample > 0
+            && sample < parts.classes.ids.len()
+        {
+            let (table, labels) = parts.classes.sampled(projector, &labels, sample, seed)?;
+            let labels: Vec<&[usize]> = labels.iter().map(Vec::as_slice).collect();
+            let (loss, logits, _) =
+                ctc_objective::batch_loss(projector, out, &batch.layout, &labels, &table);
+            return Ok((loss, Some(logits)));
+        }
         let labels: Vec<&[usize]> = labels.iter().map(Vec::as_slice).collect();
         let (loss, logits, _) =
             ctc_objective::batch_loss(projector, out, &batch.layout, &labels, table);
@@ -110,7 +123,8 @@ pub(crate) fn evaluate<D: TrainDevice>(
             .table
             .is_none()
             .then(|| tinyalign_nn::to_vec2(&projected));
-        let (loss, logits) = objective_loss(projector, projected, &batch, &refs, config, parts)?;
+        let (loss, logits) =
+            objective_loss(projector, projected, &batch, &refs, config, parts, None)?;
         loss_sum += f64::from(tinyalign_nn::scalar_value(&loss)) * chunk.len() as f64;
         let transcripts: Vec<&[u32]> = refs.iter().map(|e| e.target.ids.as_slice()).collect();
         if let (Some(logits), Some(table)) = (logits, &parts.classes.table) {

@@ -430,7 +430,16 @@ fn train_on<D: TrainDevice>(
             .collect();
         let batch = make_batch(&projector, &members)?;
         let out = projector.forward(tinyalign_nn::traced(&batch.x), &batch.layout);
-        let (total, _) = objective_loss(&projector, out, &batch, &members, config, &parts)?;
+        let class_sample_seed = config.optim.seed ^ state.step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let (total, _) = objective_loss(
+            &projector,
+            out,
+            &batch,
+            &members,
+            config,
+            &parts,
+            Some(class_sample_seed),
+        )?;
         let value = tinyalign_nn::scalar_value(&total);
         if !value.is_finite() {
             return Err(TrainError::Diverged(format!(
