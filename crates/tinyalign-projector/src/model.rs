@@ -361,7 +361,8 @@ impl<D: NnDevice> Projector<D> {
                 "this projector has no CTC head (it pools to T tokens)".into(),
             ));
         };
-        if class_embeddings.is_empty() || class_embeddings.len() % self.config.d_llm != 0 {
+        if class_embeddings.is_empty() || !class_embeddings.len().is_multiple_of(self.config.d_llm)
+        {
             return Err(ProjectorError::Input(format!(
                 "{} class embedding values are not rows of width {}",
                 class_embeddings.len(),
