@@ -104,6 +104,57 @@ pub(crate) struct Validation {
     pub(crate) readout: ReadoutErrors,
 }
 
+/// Padded logits of a CTC chunk are `examples × longest × (classes + 1)` floats, held several times over
+/// (device, host, weights): with tens of thousands of classes and 30 s utterances a training-sized chunk
+/// would take gigabytes. Validation chunks stop at this many logits (64 MB), or at `batch_size` examples.
+const EVALUATION_LOGITS: usize = 1 << 24;
+
+/// Consecutive chunks of `examples` for validation: at most `batch_size` each, and for a CTC projector at
+/// most [`EVALUATION_LOGITS`] padded logits. Scores do not depend on the chunking (losses are weighted by
+/// chunk size; the projector is padding-invariant).
+fn evaluation_chunks<'e, D: TrainDevice>(
+    projector: &Projector<D>,
+    examples: &'e [Example],
+    batch_size: usize,
+    parts: &ObjectiveParts<'_, D>,
+) -> Vec<&'e [Example]> {
+    let width = parts.classes.table.as_ref().map_or(0, |t| t.width);
+    let rows: Vec<usize> = examples
+        .iter()
+        .map(|e| projector.config().tokens_for(e.features.frames()))
+        .collect();
+    chunk_bounds(&rows, batch_size, width, EVALUATION_LOGITS)
+        .into_iter()
+        .map(|r| &examples[r])
+        .collect()
+}
+
+/// Splits items of `rows` rows each, in order, into runs of at most `batch_size` items whose padded size
+/// (items × longest × `width`) stays within `budget`; an item alone over the budget gets a run of its own.
+fn chunk_bounds(
+    rows: &[usize],
+    batch_size: usize,
+    width: usize,
+    budget: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut chunks = Vec::new();
+    let (mut start, mut longest) = (0, 0);
+    for (i, &r) in rows.iter().enumerate() {
+        let grown = longest.max(r);
+        let count = i - start;
+        if count > 0 && (count >= batch_size || (count + 1) * grown * width > budget) {
+            chunks.push(start..i);
+            (start, longest) = (i, r);
+        } else {
+            longest = grown;
+        }
+    }
+    if start < rows.len() {
+        chunks.push(start..rows.len());
+    }
+    chunks
+}
+
 pub(crate) fn evaluate<D: TrainDevice>(
     projector: &Projector<D>,
     examples: &[Example],
@@ -113,7 +164,7 @@ pub(crate) fn evaluate<D: TrainDevice>(
     let (mut loss_sum, mut cos_sum, mut rows) = (0.0f64, 0.0f64, 0usize);
     let mut readout = ReadoutErrors::default();
     let d = projector.config().d_llm;
-    for chunk in examples.chunks(config.optim.batch_size) {
+    for chunk in evaluation_chunks(projector, examples, config.optim.batch_size, parts) {
         let refs: Vec<&Example> = chunk.iter().collect();
         let batch = make_batch(projector, &refs)?;
         let projected = projector.forward(batch.x.clone(), &batch.layout);
@@ -161,4 +212,23 @@ pub(crate) fn evaluate<D: TrainDevice>(
         cosine: (rows > 0).then(|| (cos_sum / rows as f64) as f32),
         readout,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_bounds;
+
+    #[test]
+    fn validation_chunks_respect_the_batch_size_and_the_logits_budget() {
+        // Without a CTC head (width 0) only the batch size counts.
+        assert_eq!(chunk_bounds(&[5; 7], 3, 0, 10), [0..3, 3..6, 6..7]);
+        // 4 classes + blank, budget 100 logits: 4 items of 5 rows fit (4·5·5), a 5th does not.
+        assert_eq!(chunk_bounds(&[5; 6], 16, 5, 100), [0..4, 4..6]);
+        // A long item shrinks its chunk; an item alone over the budget still gets evaluated.
+        assert_eq!(
+            chunk_bounds(&[2, 2, 10, 2, 50], 16, 5, 100),
+            [0..2, 2..4, 4..5]
+        );
+        assert!(chunk_bounds(&[], 4, 5, 100).is_empty());
+    }
 }
