@@ -15,7 +15,7 @@ use crate::recipes::{RecipeReport, finish, probe, seeded_shuffle};
 use crate::texts::TextPool;
 use crate::voices::{
     DEFAULT_SPEAKERS, DEFAULT_TEST_SPEAKERS, DEFAULT_VALID_SPEAKERS, Engine, Voice,
-    atypical_voices, check_engine, default_heldout_voices, synth_voices,
+    atypical_voices, check_engine, synth_voices,
 };
 use crate::{DataError, Manifest, Split, Task, Utterance, relative_path};
 
@@ -141,20 +141,19 @@ pub fn build_synth(
     sink.finish()
 }
 
-/// The default `synth` set's valid + test voices and sentences (its [`SynthOptions::default`] build).
-/// `synth-wide` uses neither, so a projector trained on it is scored on the default set's `test` split
-/// beside one trained on the default set, both on voices and sentences they never heard.
-fn default_heldout() -> (Vec<Voice>, std::collections::HashSet<String>) {
+/// The default `synth` set's valid + test sentences (its [`SynthOptions::default`] build), lowercased.
+/// `synth-wide` uses neither them nor that set's held-out voices
+/// ([`crate::voices::default_heldout_voices`]), so a projector trained on it is scored on the default
+/// set's `test` split beside one trained on the default set, both on voices and sentences they never heard.
+fn default_heldout_texts() -> std::collections::HashSet<String> {
     let o = SynthOptions::default();
-    let voices = default_heldout_voices();
     let texts = text_pool(o.seed, wanted_texts(o.hours), None).unwrap_or_default();
     let held = held_text_count(texts.len());
-    let texts = texts
+    texts
         .into_iter()
         .take(held)
         .map(|s| s.text.to_lowercase())
-        .collect();
-    (voices, texts)
+        .collect()
 }
 
 fn wanted_texts(hours: f64) -> usize {
@@ -188,7 +187,7 @@ impl Sentence {
 
 /// `wanted` distinct texts in a seeded order: template expansions, or with `wordnet` one third templates
 /// (every request and question) and two thirds WordNet examples (sentences to read), none of them a
-/// valid or test sentence of the default set ([`default_heldout`]).
+/// valid or test sentence of the default set ([`default_heldout_texts`]).
 fn text_pool(seed: u64, wanted: usize, wordnet: Option<&Path>) -> Result<Vec<Sentence>, DataError> {
     let Some(dir) = wordnet else {
         let mut texts: Vec<Sentence> = TextPool::builtin()
@@ -202,7 +201,7 @@ fn text_pool(seed: u64, wanted: usize, wordnet: Option<&Path>) -> Result<Vec<Sen
     let mut examples = crate::wordnet_sentences(dir)?;
     seeded_shuffle(&mut examples, seed ^ 0x0000_0057_0DE7);
     let from_wordnet = (wanted * 2 / 3).min(examples.len());
-    let (_, mut seen) = default_heldout();
+    let mut seen = default_heldout_texts();
     let mut texts: Vec<Sentence> = TextPool::builtin()
         .expand(seed, wanted - from_wordnet)
         .into_iter()
@@ -437,10 +436,11 @@ fn write_wav_pcm16(path: &Path, samples: &[f32], sample_rate: u32) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::voices::default_heldout_voices;
 
     #[test]
     fn the_wide_set_leaves_out_the_default_sets_heldout_voices_and_sentences() {
-        let (voices, texts) = default_heldout();
+        let (voices, texts) = (default_heldout_voices(), default_heldout_texts());
         assert_eq!((voices.len(), texts.len()), (8, 144));
         let wide = synth_voices(3, usize::MAX, false, true);
         for held in &voices {
