@@ -39,12 +39,10 @@ pub(crate) fn make_example(
             (ids, embeds)
         }
     };
-    let mut target = targets.target(&u.text, t)?;
-    if projector.ctc_classes().is_some() {
-        target.rows = 0;
-        target.data = Vec::new();
-        target.weights = Vec::new();
-    }
+    let target = match projector.ctc_classes() {
+        Some(_) => targets.ids_only(&u.text)?,
+        None => targets.target(&u.text, t)?,
+    };
     Ok(Example {
         target,
         features: ExampleFeatures::File(file),

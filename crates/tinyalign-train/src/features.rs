@@ -51,10 +51,10 @@ impl FeatureFile {
 }
 
 fn decode(bytes: &[u8], name: &str) -> Result<Features, TrainError> {
-    let map = read_safetensors(bytes, name).map_err(|e| TrainError::Io(e.to_string()))?;
+    let mut map = read_safetensors(bytes, name).map_err(|e| TrainError::Io(e.to_string()))?;
     let t = map
-        .get("features")
-        .map_err(|e| TrainError::Io(format!("{name}: {e}")))?;
+        .remove("features")
+        .ok_or_else(|| TrainError::Io(format!("{name}: no tensor `features`")))?;
     if t.shape.len() != 2 {
         return Err(TrainError::Data(format!(
             "{name}: features of shape {:?}",
@@ -64,7 +64,7 @@ fn decode(bytes: &[u8], name: &str) -> Result<Features, TrainError> {
     Ok(Features {
         frames: t.shape[0],
         width: t.shape[1],
-        data: t.data.clone(),
+        data: t.data,
     })
 }
 

@@ -34,6 +34,14 @@ pub(crate) fn read_manifest(
     Manifest::read(&path).map_err(|e| TrainError::Data(e.to_string()))
 }
 
+/// The frozen Whisper encoder of `options` on the CPU, and its weights' sha256 (the feature cache's key).
+pub(crate) fn load_encoder(
+    options: &TrainOptions,
+) -> Result<(tinyalign_whisper::WhisperEncoder, String), TrainError> {
+    tinyalign_whisper::load_encoder_dir_with_sha256(&options.whisper_dir, tinyalign_nn::cpu())
+        .map_err(|e| TrainError::Model(e.to_string()))
+}
+
 /// The utterances of `splits`, the first `max` in manifest order (0 = all); none is an error.
 pub(crate) fn select<'m>(
     manifest: &'m Manifest,
@@ -128,9 +136,7 @@ pub fn cache_features(
     let manifest = read_manifest(config, options)?;
     let train = select(&manifest, &config.data.train_splits, config.data.max_train)?;
     let valid = select(&manifest, &config.data.valid_splits, config.data.max_valid)?;
-    let (encoder, encoder_hash) =
-        tinyalign_whisper::load_encoder_dir_with_sha256(&options.whisper_dir, tinyalign_nn::cpu())
-            .map_err(|e| TrainError::Model(e.to_string()))?;
+    let (encoder, encoder_hash) = load_encoder(options)?;
     let mut cache = FeatureCache::new(&options.features_dir(), encoder, &encoder_hash)?;
     let jobs: Vec<(&Utterance, usize)> = train
         .iter()

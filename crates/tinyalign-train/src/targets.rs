@@ -63,12 +63,7 @@ impl<'a> TargetBuilder<'a> {
     }
 
     pub fn target(&self, text: &str, t: usize) -> Result<Target, TrainError> {
-        let ids = self.llm.tokenizer.encode(text, false);
-        if ids.is_empty() {
-            return Err(TrainError::Data(format!(
-                "transcript {text:?} has no tokens"
-            )));
-        }
+        let ids = self.token_ids(text)?;
         let kept = ids.len().min(t);
         let mut data = self
             .llm
@@ -86,5 +81,28 @@ impl<'a> TargetBuilder<'a> {
             truncated: ids.len() - kept,
             ids,
         })
+    }
+
+    /// The transcript's token ids alone, without EmbedLink's rows (what a CTC projector trains on: the
+    /// rows would be T × d_llm floats per example, more than its features).
+    pub fn ids_only(&self, text: &str) -> Result<Target, TrainError> {
+        Ok(Target {
+            rows: 0,
+            data: Vec::new(),
+            weights: Vec::new(),
+            truncated: 0,
+            ids: self.token_ids(text)?,
+        })
+    }
+
+    /// The transcript's LLM token ids (no BOS); a transcript without tokens is an error.
+    fn token_ids(&self, text: &str) -> Result<Vec<u32>, TrainError> {
+        let ids = self.llm.tokenizer.encode(text, false);
+        if ids.is_empty() {
+            return Err(TrainError::Data(format!(
+                "transcript {text:?} has no tokens"
+            )));
+        }
+        Ok(ids)
     }
 }

@@ -22,7 +22,7 @@ use crate::device::{ComputeDevice, TrainDevice};
 use crate::features::{FeatureCache, sha256_hex};
 use crate::in_the_loop::LoopContext;
 use crate::objective::{ObjectiveParts, evaluate, objective_loss};
-use crate::prepare::{read_manifest, select};
+use crate::prepare::{load_encoder, read_manifest, select};
 use crate::run_files::{
     CheckpointState, ManifestParts, base_classes, load_base, load_run_projector, open_metrics,
     read_checkpoint, save_projector, write_checkpoint,
@@ -148,9 +148,7 @@ pub fn projector_alignment(
     let projector = load_run_projector(projector_dir)?;
     let manifest = Manifest::read(manifest_path).map_err(|e| TrainError::Data(e.to_string()))?;
     let utts = select(&manifest, &[split.to_string()], limit)?;
-    let (encoder, encoder_hash) =
-        tinyalign_whisper::load_encoder_dir_with_sha256(&options.whisper_dir, tinyalign_nn::cpu())
-            .map_err(|e| TrainError::Model(e.to_string()))?;
+    let (encoder, encoder_hash) = load_encoder(options)?;
     let llm = LlamaModel::load_gguf(&options.llm_path, Precision::Native)
         .map_err(|e| TrainError::Model(e.to_string()))?;
     let targets = TargetBuilder::new(&llm, &config.loss.pad_text, config.loss.pad_weight)?;
@@ -239,9 +237,7 @@ fn train_on<D: TrainDevice>(
     let valid_utts = select(&manifest, &config.data.valid_splits, config.data.max_valid)?;
 
     // Frozen models.
-    let (encoder, encoder_hash) =
-        tinyalign_whisper::load_encoder_dir_with_sha256(&options.whisper_dir, tinyalign_nn::cpu())
-            .map_err(|e| TrainError::Model(e.to_string()))?;
+    let (encoder, encoder_hash) = load_encoder(options)?;
     let d_audio = encoder.config().d_model;
     if config.loss.objective == Objective::LlmInTheLoop {
         say("LLM-in-the-loop: building the frozen LLM's differentiable graph (f32 weights)".into());
