@@ -11,6 +11,7 @@ mod generate;
 #[cfg(feature = "dfdx")]
 mod graph;
 mod kv_cache;
+mod layout;
 mod model;
 mod readout;
 mod tokenizer;
@@ -25,6 +26,7 @@ pub use generate::{Decoding, GenerateOptions, Generation, Sampler, StopReason};
 #[cfg(feature = "dfdx")]
 pub use graph::LlamaGraph;
 pub use kv_cache::KvCache;
+pub use layout::{BlockWeights, LlmWeights, QkvBias};
 pub use model::{LlamaModel, Precision};
 pub use tinyalign_quant::Activations;
 pub use tokenizer::{PreTokenizer, StreamDecoder, Tokenizer};

@@ -8,7 +8,7 @@ use std::path::Path;
 use tinyalign_quant::{Activations, Format, Product, QMatrix};
 use tinyalign_weights::gguf::{GgmlType, GgufFile};
 
-use crate::{KvCache, LlamaConfig, LlmError, RopeStyle, Tokenizer};
+use crate::{KvCache, LlamaConfig, LlmError, LlmWeights, RopeStyle, Tokenizer};
 
 /// How the weight matrices are held in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -20,28 +20,6 @@ pub enum Precision {
     F32,
 }
 
-/// Biases of the Q, K and V projections (Qwen2); `d`, `kv_dim`, `kv_dim` values.
-#[derive(Debug)]
-struct QkvBias {
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-}
-
-#[derive(Debug)]
-struct Layer {
-    attn_norm: Vec<f32>,
-    q: QMatrix,
-    k: QMatrix,
-    v: QMatrix,
-    qkv_bias: Option<QkvBias>,
-    o: QMatrix,
-    ffn_norm: Vec<f32>,
-    gate: QMatrix,
-    up: QMatrix,
-    down: QMatrix,
-}
-
 #[derive(Debug)]
 pub struct LlamaModel {
     pub config: LlamaConfig,
@@ -50,11 +28,8 @@ pub struct LlamaModel {
     /// The system message of every prompt built here: the chat template's default
     /// (`default_system_prompt`) unless replaced; `None` writes no system turn.
     pub system_prompt: Option<String>,
-    /// `vocab × d`; also the output head when the embeddings are tied (SmolLM2).
-    pub(crate) embed: QMatrix,
-    output: Option<QMatrix>,
-    output_norm: Vec<f32>,
-    layers: Vec<Layer>,
+    /// Embedding table (the input embeddings, and the output head when tied), blocks and head.
+    pub(crate) weights: LlmWeights<QMatrix, Vec<f32>>,
     /// Euclidean norm of every input-embedding row, computed on first use by [`Self::nearest_tokens`].
     pub(crate) embed_norms: std::sync::OnceLock<Vec<f32>>,
     /// RoPE inverse frequencies θ^(−2i/head_dim), i < head_dim / 2.
@@ -156,49 +131,15 @@ impl LlamaModel {
     pub fn from_gguf(file: &GgufFile, precision: Precision) -> Result<Self, LlmError> {
         let config = LlamaConfig::from_gguf(file)?;
         let tokenizer = Tokenizer::from_gguf(file)?;
-        let (d, kv, ff) = (
-            config.hidden_size,
-            config.kv_dim(),
-            config.intermediate_size,
-        );
-        let load = |name: &str, rows: usize, cols: usize| -> Result<QMatrix, LlmError> {
-            let m = matrix(file, name, precision)?;
-            expect_shape(file, name, &m, rows, cols)?;
-            Ok(m)
-        };
-        // The embedding table is read row by row (embed_tokens) and, when tied, is the output head too.
-        let embed = load("token_embd.weight", config.vocab_size, d)?;
-        let output = if config.tie_word_embeddings {
-            None
-        } else {
-            Some(load("output.weight", config.vocab_size, d)?)
-        };
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
-        for i in 0..config.num_hidden_layers {
-            let name = |part: &str| format!("blk.{i}.{part}.weight");
-            let bias = |part: &str, len: usize| vector(file, &format!("blk.{i}.{part}.bias"), len);
-            let qkv_bias = if config.architecture.attention_bias() {
-                Some(QkvBias {
-                    q: bias("attn_q", d)?,
-                    k: bias("attn_k", kv)?,
-                    v: bias("attn_v", kv)?,
-                })
-            } else {
-                None
-            };
-            layers.push(Layer {
-                attn_norm: vector(file, &name("attn_norm"), d)?,
-                q: load(&name("attn_q"), d, d)?,
-                k: load(&name("attn_k"), kv, d)?,
-                v: load(&name("attn_v"), kv, d)?,
-                qkv_bias,
-                o: load(&name("attn_output"), d, d)?,
-                ffn_norm: vector(file, &name("ffn_norm"), d)?,
-                gate: load(&name("ffn_gate"), ff, d)?,
-                up: load(&name("ffn_up"), ff, d)?,
-                down: load(&name("ffn_down"), d, ff)?,
-            });
-        }
+        let weights = LlmWeights::load_with(
+            &config,
+            |name, rows, cols| {
+                let m = matrix(file, name, precision)?;
+                expect_shape(file, name, &m, rows, cols)?;
+                Ok(m)
+            },
+            |name, len| vector(file, name, len),
+        )?;
         if tokenizer.vocab_size() != config.vocab_size {
             return Err(LlmError::Model(format!(
                 "{}: tokenizer has {} tokens, the embedding table {}",
@@ -216,15 +157,12 @@ impl LlamaModel {
             })
             .collect();
         Ok(Self {
-            output_norm: vector(file, "output_norm.weight", d)?,
             chat_template: file.meta_str("tokenizer.chat_template").map(str::to_owned),
             system_prompt: crate::default_system_prompt(file.meta_str("tokenizer.chat_template"))
                 .map(str::to_owned),
             config,
             tokenizer,
-            embed,
-            output,
-            layers,
+            weights,
             embed_norms: std::sync::OnceLock::new(),
             inv_freq,
             // llama.cpp's trade-off by default: 8-bit activations make decoding ~1.5× faster here (the README's
@@ -260,7 +198,8 @@ impl LlamaModel {
     /// Bytes of weight data one decoding step reads (every matrix once, the output head included).
     pub fn weight_bytes(&self) -> usize {
         let layers: usize = self
-            .layers
+            .weights
+            .blocks
             .iter()
             .map(|l| {
                 [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]
@@ -269,7 +208,7 @@ impl LlamaModel {
                     .sum::<usize>()
             })
             .sum();
-        layers + self.output.as_ref().unwrap_or(&self.embed).weight_bytes()
+        layers + self.weights.head().weight_bytes()
     }
 
     /// Input embeddings of `ids`: `ids.len() × hidden_size`, row-major. These are the EmbedLink targets.
@@ -282,7 +221,7 @@ impl LlamaModel {
                     self.config.vocab_size
                 )));
             }
-            out.extend(self.embed.row_f32(id as usize));
+            out.extend(self.weights.embed.row_f32(id as usize));
         }
         Ok(out)
     }
@@ -305,7 +244,7 @@ impl LlamaModel {
                 embeds.len()
             )));
         }
-        if cache.kv_dim != c.kv_dim() || cache.keys.len() != self.layers.len() {
+        if cache.kv_dim != c.kv_dim() || cache.keys.len() != self.weights.blocks.len() {
             return Err(LlmError::Shape(
                 "the KV cache was made for another model".into(),
             ));
@@ -333,7 +272,7 @@ impl LlamaModel {
         let start = cache.len;
         let mut hidden = embeds.to_vec();
         let mut normed = vec![0.0; n * d];
-        for (li, layer) in self.layers.iter().enumerate() {
+        for (li, layer) in self.weights.blocks.iter().enumerate() {
             rms_norm(&hidden, &layer.attn_norm, c.rms_norm_eps, &mut normed);
             let mut q = vec![0.0; n * d];
             let mut k = vec![0.0; n * c.kv_dim()];
@@ -380,17 +319,14 @@ impl LlamaModel {
         let m = rows.len();
         rms_norm(
             &hidden[rows.start * d..],
-            &self.output_norm,
+            &self.weights.output_norm,
             c.rms_norm_eps,
             &mut normed[..m * d],
         );
         let mut logits = vec![0.0; m * c.vocab_size];
-        self.output.as_ref().unwrap_or(&self.embed).matmul_with(
-            self.product,
-            &normed[..m * d],
-            m,
-            &mut logits,
-        )?;
+        self.weights
+            .head()
+            .matmul_with(self.product, &normed[..m * d], m, &mut logits)?;
         Ok(logits)
     }
 

@@ -20,7 +20,7 @@ impl LlamaModel {
         let norms = self.embed_norms.get_or_init(|| {
             (0..vocab)
                 .map(|r| {
-                    let row = self.embed.row_f32(r);
+                    let row = self.weights.embed.row_f32(r);
                     tinyalign_quant::dot(&row, &row).sqrt().max(1e-12)
                 })
                 .collect()
@@ -30,7 +30,9 @@ impl LlamaModel {
             activations: Activations::F32,
             ..self.product
         };
-        self.embed.matmul_with(exact, vectors, n, &mut scores)?;
+        self.weights
+            .embed
+            .matmul_with(exact, vectors, n, &mut scores)?;
         Ok(scores
             .chunks_exact(vocab)
             .map(|row| {

@@ -157,8 +157,14 @@ impl Gpu {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
 
-    pub(crate) fn max_binding_bytes(&self) -> u64 {
+    /// The largest storage buffer one binding may hold (the adapter's limit, which this device requested).
+    pub fn max_binding_bytes(&self) -> u64 {
         self.device.limits().max_storage_buffer_binding_size
+    }
+
+    /// The largest buffer this device may create.
+    pub fn max_buffer_bytes(&self) -> u64 {
+        self.device.limits().max_buffer_size
     }
 
     pub(crate) fn dummy(&self) -> &wgpu::Buffer {

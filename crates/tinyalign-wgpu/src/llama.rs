@@ -1,24 +1,11 @@
-//! The frozen Llama-family LLM (SmolLM2) on the GPU: weights kept in their GGUF blocks, prefill and
-//! KV-cached decoding from any mix of token and projected-audio embeddings.
+//! The frozen Llama-family LLM (SmolLM2's llama, Qwen2.5's qwen2) on the GPU: weights kept in their GGUF
+//! blocks, prefill and KV-cached decoding from any mix of token and projected-audio embeddings.
 
-use tinyalign_llm::{Decoding, GenerateOptions, LlamaConfig, StopReason, Tokenizer};
+use tinyalign_llm::{Decoding, GenerateOptions, LlamaConfig, LlmWeights, StopReason, Tokenizer};
 use tinyalign_weights::gguf::GgufFile;
 
 use crate::ops::{self, Activation, AttentionShape};
 use crate::{Gpu, GpuError, GpuMatrix, GpuTensor};
-
-#[derive(Debug)]
-struct LlamaLayer {
-    attn_norm: GpuTensor,
-    q: GpuMatrix,
-    k: GpuMatrix,
-    v: GpuMatrix,
-    o: GpuMatrix,
-    ffn_norm: GpuTensor,
-    gate: GpuMatrix,
-    up: GpuMatrix,
-    down: GpuMatrix,
-}
 
 #[derive(Debug)]
 pub struct GpuLlama {
@@ -26,11 +13,8 @@ pub struct GpuLlama {
     pub tokenizer: Tokenizer,
     /// The chat template's default system message (`tinyalign_llm::default_system_prompt`).
     pub system_prompt: Option<&'static str>,
-    /// `vocab × d`; also the output head when tied (SmolLM2).
-    embed: GpuMatrix,
-    output: Option<GpuMatrix>,
-    output_norm: GpuTensor,
-    layers: Vec<LlamaLayer>,
+    /// The weights as `tinyalign_llm::LlmWeights` describes them (the CPU model loads the same layout).
+    weights: LlmWeights<GpuMatrix, GpuTensor>,
     /// [`ops::rope_table`] for every position the context holds.
     rope: GpuTensor,
     context: usize,
@@ -79,49 +63,32 @@ impl GpuLlama {
     pub fn from_gguf(gpu: &Gpu, file: &GgufFile) -> Result<Self, GpuError> {
         let model = |e: tinyalign_llm::LlmError| GpuError::Model(e.to_string());
         let config = LlamaConfig::from_gguf(file).map_err(model)?;
-        // Qwen2's biases and half-split RoPE have no WGSL path yet: refuse rather than compute wrongly.
         config
-            .require_architecture(&[tinyalign_llm::Architecture::Llama], "the GPU LLM path")
+            .require_architecture(
+                &[
+                    tinyalign_llm::Architecture::Llama,
+                    tinyalign_llm::Architecture::Qwen2,
+                ],
+                "the GPU LLM path",
+            )
             .map_err(model)?;
         let tokenizer = Tokenizer::from_gguf(file).map_err(model)?;
-        let (d, kv, ff) = (
-            config.hidden_size,
-            config.kv_dim(),
-            config.intermediate_size,
-        );
-        let load = |name: &str, rows: usize, cols: usize| -> Result<GpuMatrix, GpuError> {
-            let m = GpuMatrix::from_gguf(gpu, file, name)?;
-            if (m.rows(), m.cols()) != (rows, cols) {
-                return Err(GpuError::Model(format!(
-                    "{}: `{name}` is {}×{}, the config implies {rows}×{cols}",
-                    file.source_name,
-                    m.rows(),
-                    m.cols()
-                )));
-            }
-            Ok(m)
-        };
-        let embed = load("token_embd.weight", config.vocab_size, d)?;
-        let output = if config.tie_word_embeddings {
-            None
-        } else {
-            Some(load("output.weight", config.vocab_size, d)?)
-        };
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
-        for i in 0..config.num_hidden_layers {
-            let name = |part: &str| format!("blk.{i}.{part}.weight");
-            layers.push(LlamaLayer {
-                attn_norm: vector(gpu, file, &name("attn_norm"), d)?,
-                q: load(&name("attn_q"), d, d)?,
-                k: load(&name("attn_k"), kv, d)?,
-                v: load(&name("attn_v"), kv, d)?,
-                o: load(&name("attn_output"), d, d)?,
-                ffn_norm: vector(gpu, file, &name("ffn_norm"), d)?,
-                gate: load(&name("ffn_gate"), ff, d)?,
-                up: load(&name("ffn_up"), ff, d)?,
-                down: load(&name("ffn_down"), d, ff)?,
-            });
-        }
+        let weights = LlmWeights::load_with(
+            &config,
+            |name, rows, cols| {
+                let m = GpuMatrix::from_gguf(gpu, file, name)?;
+                if (m.rows(), m.cols()) != (rows, cols) {
+                    return Err(GpuError::Model(format!(
+                        "{}: `{name}` is {}×{}, the config implies {rows}×{cols}",
+                        file.source_name,
+                        m.rows(),
+                        m.cols()
+                    )));
+                }
+                Ok(m)
+            },
+            |name, len| vector(gpu, file, name, len),
+        )?;
         let context = config.max_position_embeddings.min(ops::MAX_KEYS);
         let rope = gpu.upload(
             &ops::rope_table(context, config.head_dim, config.rope_theta),
@@ -129,15 +96,12 @@ impl GpuLlama {
             config.head_dim,
         )?;
         Ok(Self {
-            output_norm: vector(gpu, file, "output_norm.weight", d)?,
             config,
             tokenizer,
             system_prompt: tinyalign_llm::default_system_prompt(
                 file.meta_str("tokenizer.chat_template"),
             ),
-            embed,
-            output,
-            layers,
+            weights,
             rope,
             context,
         })
@@ -152,10 +116,10 @@ impl GpuLlama {
         let capacity = capacity.clamp(1, self.context);
         let kvd = self.config.kv_dim();
         GpuKvCache {
-            keys: (0..self.layers.len())
+            keys: (0..self.weights.blocks.len())
                 .map(|_| gpu.zeros(capacity, kvd))
                 .collect(),
-            values: (0..self.layers.len())
+            values: (0..self.weights.blocks.len())
                 .map(|_| gpu.zeros(capacity, kvd))
                 .collect(),
             len: 0,
@@ -164,7 +128,7 @@ impl GpuLlama {
 
     /// Input embeddings of `ids` (`ids.len() × hidden_size`), dequantised from the table on the GPU.
     pub fn embed_tokens(&self, gpu: &Gpu, ids: &[u32]) -> Result<GpuTensor, GpuError> {
-        ops::gather(gpu, &self.embed, ids)
+        ops::gather(gpu, &self.weights.embed, ids)
     }
 
     /// Runs `embeds` (`n × hidden_size`) after what `cache` holds, appends their keys and values, and
@@ -183,7 +147,7 @@ impl GpuLlama {
                 embeds.cols()
             )));
         }
-        if cache.keys.len() != self.layers.len() || cache.keys[0].cols() != c.kv_dim() {
+        if cache.keys.len() != self.weights.blocks.len() || cache.keys[0].cols() != c.kv_dim() {
             return Err(GpuError::Shape(
                 "the KV cache was made for another model".into(),
             ));
@@ -204,15 +168,17 @@ impl GpuLlama {
             valid_keys: start + n,
             causal_start: Some(start),
         };
+        let rope_style = c.architecture.rope_style();
         let mut hidden = None;
-        for (li, layer) in self.layers.iter().enumerate() {
+        for (li, layer) in self.weights.blocks.iter().enumerate() {
             let h = hidden.as_ref().unwrap_or(embeds);
             let x = ops::rms_norm(gpu, h, &layer.attn_norm, eps, 1.0)?;
-            let q = ops::linear(gpu, &x, &layer.q, None, Activation::None)?;
-            let k = ops::linear(gpu, &x, &layer.k, None, Activation::None)?;
-            let v = ops::linear(gpu, &x, &layer.v, None, Activation::None)?;
-            ops::rope(gpu, &q, &self.rope, c.head_dim, start)?;
-            ops::rope(gpu, &k, &self.rope, c.head_dim, start)?;
+            let bias = layer.qkv_bias.as_ref();
+            let q = ops::linear(gpu, &x, &layer.q, bias.map(|b| &b.q), Activation::None)?;
+            let k = ops::linear(gpu, &x, &layer.k, bias.map(|b| &b.k), Activation::None)?;
+            let v = ops::linear(gpu, &x, &layer.v, bias.map(|b| &b.v), Activation::None)?;
+            ops::rope(gpu, &q, &self.rope, c.head_dim, start, rope_style)?;
+            ops::rope(gpu, &k, &self.rope, c.head_dim, start, rope_style)?;
             gpu.copy_rows(&k, 0, &cache.keys[li], start, n)?;
             gpu.copy_rows(&v, 0, &cache.values[li], start, n)?;
             let attended = ops::attention(gpu, &q, &cache.keys[li], &cache.values[li], shape)?;
@@ -229,14 +195,8 @@ impl GpuLlama {
         let hidden = hidden.expect("a model has at least one layer");
         let last = gpu.output(1, d);
         gpu.copy_rows(&hidden, n - 1, &last, 0, 1)?;
-        let normed = ops::rms_norm(gpu, &last, &self.output_norm, eps, 1.0)?;
-        ops::linear(
-            gpu,
-            &normed,
-            self.output.as_ref().unwrap_or(&self.embed),
-            None,
-            Activation::None,
-        )
+        let normed = ops::rms_norm(gpu, &last, &self.weights.output_norm, eps, 1.0)?;
+        ops::linear(gpu, &normed, self.weights.head(), None, Activation::None)
     }
 
     /// The chat prompt with `slot` (`t × hidden_size`: projected audio) in the user turn, after

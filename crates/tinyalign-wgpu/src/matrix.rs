@@ -1,7 +1,12 @@
-//! Weight matrices on the GPU, kept in their GGUF block formats (the LLM: Q4_1 layers, Q8_0 embeddings)
-//! or as f32, repacked so every field is 4-byte aligned for WGSL.
+//! Weight matrices on the GPU, kept in GGUF block formats (SmolLM2: Q4_1 layers, Q8_0 embeddings; Qwen2.5:
+//! Q5_0, Q4_K and Q6_K, repacked exactly into the loaders' formats) or as f32, with every field 4-byte
+//! aligned for WGSL. A matrix larger than one storage binding (Qwen2.5's 151,936-row embedding table and
+//! head, ~136 MB each, against WebGPU's usual 128 MiB) is held as row bands, each its own binding.
 
 use half::f16;
+use tinyalign_weights::blocks::{
+    Q4_K_BYTES, Q5_0_BYTES, Q6_K_BYTES, q4_k_block, q5_0_block, q6_k_block,
+};
 use tinyalign_weights::gguf::{GgmlType, GgufFile};
 
 use crate::context::bytes_of_f32;
@@ -10,10 +15,15 @@ use crate::{Gpu, GpuError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightFormat {
     F32,
-    /// 32 values per block: an f16 scale d and 32 signed bytes; value = d · q.
+    /// 32 values per block: a scale d and 32 signed bytes; value = d · q. Holds GGUF Q8_0 and Q5_0
+    /// (q − 16 fits a byte).
     Q8_0,
-    /// 32 values per block: f16 d and m and 32 nibbles; value = d · q + m.
+    /// 32 values per block: d and m and 32 nibbles; value = d · q + m. Holds GGUF Q4_1 and Q4_K (each run of
+    /// 32 of a Q4_K super-block is such a block, with d = scale, m = −min).
     Q4_1,
+    /// 16 values per block: a scale and 16 signed bytes; value = scale · q. Holds GGUF Q6_K (16 runs of 16
+    /// per super-block, scale = d · sc, q ∈ [−32, 31]).
+    Q8x16,
 }
 
 impl WeightFormat {
@@ -23,19 +33,38 @@ impl WeightFormat {
             WeightFormat::F32 => "load_f32",
             WeightFormat::Q8_0 => "load_q8_0",
             WeightFormat::Q4_1 => "load_q4_1",
+            WeightFormat::Q8x16 => "load_q8x16",
+        }
+    }
+
+    /// Bytes of packed values and of f32 block constants for one row of `cols` values.
+    fn row_bytes(self, cols: usize) -> (usize, usize) {
+        match self {
+            WeightFormat::F32 => (cols * 4, 0),
+            WeightFormat::Q8_0 => (cols, cols / 32 * 4),
+            WeightFormat::Q4_1 => (cols / 2, cols / 32 * 8),
+            WeightFormat::Q8x16 => (cols, cols / 16 * 4),
         }
     }
 }
 
-/// A `rows × cols` weight matrix (PyTorch / GGUF layout: one row per output). `words` holds the f32 bits
-/// or the packed quants; `constants` the per-block d (and m).
+/// Rows `first_row .. first_row + rows` of a matrix, each band its own storage binding.
+#[derive(Debug)]
+pub(crate) struct RowBand {
+    pub(crate) first_row: usize,
+    pub(crate) rows: usize,
+    pub(crate) words: wgpu::Buffer,
+    pub(crate) constants: Option<wgpu::Buffer>,
+}
+
+/// A `rows × cols` weight matrix (PyTorch / GGUF layout: one row per output). Each band's `words` holds the
+/// f32 bits or the packed quants, `constants` the per-block scales (and offsets).
 #[derive(Debug)]
 pub struct GpuMatrix {
     pub(crate) rows: usize,
     pub(crate) cols: usize,
     pub(crate) format: WeightFormat,
-    pub(crate) words: wgpu::Buffer,
-    pub(crate) constants: Option<wgpu::Buffer>,
+    pub(crate) bands: Vec<RowBand>,
 }
 
 fn f16_at(bytes: &[u8], at: usize) -> f32 {
@@ -67,6 +96,50 @@ pub fn repack_q4_1(raw: &[u8]) -> (Vec<u8>, Vec<f32>) {
     (nibbles, constants)
 }
 
+/// GGUF Q5_0 blocks → the Q8_0 loader's layout: (q − 16 as bytes; scales). Exact.
+pub fn repack_q5_0(raw: &[u8]) -> (Vec<u8>, Vec<f32>) {
+    let blocks = raw.len() / Q5_0_BYTES;
+    let mut quants = Vec::with_capacity(blocks * 32);
+    let mut scales = Vec::with_capacity(blocks);
+    for block in raw.chunks_exact(Q5_0_BYTES) {
+        let (d, q) = q5_0_block(block);
+        scales.push(d);
+        quants.extend(q.iter().map(|&v| v as u8));
+    }
+    (quants, scales)
+}
+
+/// GGUF Q4_K super-blocks → the Q4_1 loader's layout, one block per run of 32: (nibbles, element e < 16
+/// in the low and e ≥ 16 in the high nibble of byte e mod 16; scale, −min pairs). Exact.
+pub fn repack_q4_k(raw: &[u8]) -> (Vec<u8>, Vec<f32>) {
+    let supers = raw.len() / Q4_K_BYTES;
+    let mut nibbles = Vec::with_capacity(supers * 128);
+    let mut constants = Vec::with_capacity(supers * 16);
+    for block in raw.chunks_exact(Q4_K_BYTES) {
+        let b = q4_k_block(block);
+        for run in 0..8 {
+            constants.push(b.scales[run]);
+            constants.push(-b.mins[run]);
+            let q = &b.q[32 * run..32 * run + 32];
+            nibbles.extend((0..16).map(|e| q[e] | (q[e + 16] << 4)));
+        }
+    }
+    (nibbles, constants)
+}
+
+/// GGUF Q6_K super-blocks → the Q8x16 loader's layout: (q as bytes; one scale per 16). Exact.
+pub fn repack_q6_k(raw: &[u8]) -> (Vec<u8>, Vec<f32>) {
+    let supers = raw.len() / Q6_K_BYTES;
+    let mut quants = Vec::with_capacity(supers * 256);
+    let mut scales = Vec::with_capacity(supers * 16);
+    for block in raw.chunks_exact(Q6_K_BYTES) {
+        let b = q6_k_block(block);
+        scales.extend_from_slice(&b.scales);
+        quants.extend(b.q.iter().map(|&v| v as u8));
+    }
+    (quants, scales)
+}
+
 impl GpuMatrix {
     pub fn rows(&self) -> usize {
         self.rows
@@ -80,14 +153,14 @@ impl GpuMatrix {
         self.format
     }
 
-    fn check_binding(gpu: &Gpu, what: &str, bytes: usize) -> Result<(), GpuError> {
-        if bytes as u64 > gpu.max_binding_bytes() {
-            return Err(GpuError::Model(format!(
-                "{what} needs a {bytes}-byte buffer; this adapter binds at most {}",
-                gpu.max_binding_bytes()
-            )));
-        }
-        Ok(())
+    /// How many row bands the matrix is held in (1 unless it outgrew one binding).
+    pub fn bands(&self) -> usize {
+        self.bands.len()
+    }
+
+    /// The largest buffer one band may be: the adapter's binding and buffer limits.
+    fn band_limit(gpu: &Gpu) -> u64 {
+        gpu.max_binding_bytes().min(gpu.max_buffer_bytes())
     }
 
     pub fn from_f32(gpu: &Gpu, rows: usize, cols: usize, data: &[f32]) -> Result<Self, GpuError> {
@@ -97,17 +170,19 @@ impl GpuMatrix {
                 data.len()
             )));
         }
-        Self::check_binding(gpu, "a matrix", data.len() * 4)?;
-        Ok(Self {
+        Self::upload_bands(
+            gpu,
+            WeightFormat::F32,
             rows,
             cols,
-            format: WeightFormat::F32,
-            words: gpu.upload_words(bytes_of_f32(data)),
-            constants: None,
-        })
+            bytes_of_f32(data),
+            Vec::new(),
+            Self::band_limit(gpu),
+        )
     }
 
-    /// A GGUF matrix tensor `name`: Q8_0 and Q4_1 stay quantised; F32, F16, BF16 and Q4_0 become f32.
+    /// A GGUF matrix tensor `name`: Q8_0, Q4_1, Q5_0, Q4_K and Q6_K stay quantised; F32, F16, BF16 and
+    /// Q4_0 become f32.
     pub fn from_gguf(gpu: &Gpu, file: &GgufFile, name: &str) -> Result<Self, GpuError> {
         let (info, raw) = file.raw(name)?;
         let [rows, cols] = info.shape[..] else {
@@ -128,6 +203,19 @@ impl GpuMatrix {
         cols: usize,
         raw: &[u8],
     ) -> Result<Self, GpuError> {
+        Self::from_blocks_in_bands(gpu, ty, rows, cols, raw, Self::band_limit(gpu))
+    }
+
+    /// [`GpuMatrix::from_blocks`] with bands of at most `band_bytes` each (the adapter's limits apply
+    /// too): how the tests exercise banding on small matrices.
+    pub fn from_blocks_in_bands(
+        gpu: &Gpu,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        raw: &[u8],
+        band_bytes: u64,
+    ) -> Result<Self, GpuError> {
         let expected_raw = ty
             .block()
             .filter(|(per_block, _)| cols.is_multiple_of(*per_block))
@@ -139,28 +227,63 @@ impl GpuMatrix {
                 ty.name()
             )));
         }
-        let (format, words, constants) = match ty {
-            GgmlType::Q8_0 => {
-                let (q, d) = repack_q8_0(raw);
-                (WeightFormat::Q8_0, q, d)
-            }
-            GgmlType::Q4_1 => {
-                let (q, dm) = repack_q4_1(raw);
-                (WeightFormat::Q4_1, q, dm)
-            }
+        let ((words, constants), format) = match ty {
+            GgmlType::Q8_0 => (repack_q8_0(raw), WeightFormat::Q8_0),
+            GgmlType::Q5_0 => (repack_q5_0(raw), WeightFormat::Q8_0),
+            GgmlType::Q4_1 => (repack_q4_1(raw), WeightFormat::Q4_1),
+            GgmlType::Q4K => (repack_q4_k(raw), WeightFormat::Q4_1),
+            GgmlType::Q6K => (repack_q6_k(raw), WeightFormat::Q8x16),
             other => {
                 let values = tinyalign_weights::gguf::dequantize(other, raw)
                     .ok_or_else(|| GpuError::Model(format!("{} has no GPU path", other.name())))?;
-                return Self::from_f32(gpu, rows, cols, &values);
+                ((bytes_of_f32(&values), Vec::new()), WeightFormat::F32)
             }
         };
-        Self::check_binding(gpu, "a matrix", words.len())?;
+        let limit = band_bytes.min(Self::band_limit(gpu));
+        Self::upload_bands(gpu, format, rows, cols, words, constants, limit)
+    }
+
+    /// Uploads the packed matrix as row bands whose words and constants each fit in `limit` bytes.
+    fn upload_bands(
+        gpu: &Gpu,
+        format: WeightFormat,
+        rows: usize,
+        cols: usize,
+        words: Vec<u8>,
+        constants: Vec<f32>,
+        limit: u64,
+    ) -> Result<Self, GpuError> {
+        let (word_bytes, constant_bytes) = format.row_bytes(cols);
+        let widest = word_bytes.max(constant_bytes).max(1) as u64;
+        let band_rows = (limit / widest) as usize;
+        if band_rows == 0 {
+            return Err(GpuError::Model(format!(
+                "one row of {cols} values needs {widest} bytes; this adapter binds at most {limit}"
+            )));
+        }
+        let constants_per_row = constant_bytes / 4;
+        let bands = (0..rows.max(1))
+            .step_by(band_rows)
+            .map(|first_row| {
+                let end = (first_row + band_rows).min(rows);
+                RowBand {
+                    first_row,
+                    rows: end - first_row,
+                    words: gpu
+                        .upload_words(words[first_row * word_bytes..end * word_bytes].to_vec()),
+                    constants: (constants_per_row > 0).then(|| {
+                        gpu.upload_words(bytes_of_f32(
+                            &constants[first_row * constants_per_row..end * constants_per_row],
+                        ))
+                    }),
+                }
+            })
+            .collect();
         Ok(Self {
             rows,
             cols,
             format,
-            words: gpu.upload_words(words),
-            constants: Some(gpu.upload_words(bytes_of_f32(&constants))),
+            bands,
         })
     }
 }

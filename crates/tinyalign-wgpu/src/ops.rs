@@ -1,6 +1,8 @@
 //! Launchers of the WGSL kernels in `src/kernels/`. Each checks shapes on the host, then records one
 //! dispatch into the pending command encoder; results appear when something is read back.
 
+use tinyalign_llm::RopeStyle;
+
 use crate::context::grid;
 use crate::{Gpu, GpuError, GpuMatrix, GpuTensor, WeightFormat};
 
@@ -109,42 +111,62 @@ pub fn linear_with(
         )));
     }
     let out = gpu.output(m, n);
-    let params = [
-        m as u32,
-        n as u32,
-        k as u32,
-        bias.is_some() as u32,
-        act as u32,
-    ];
     let format = w.format();
-    let key = format!("matmul_{}", format.loader());
-    let buffers = [
-        x.buffer(),
-        &w.words,
-        w.constants.as_ref().unwrap_or(gpu.dummy()),
-        bias.map_or(gpu.dummy(), GpuTensor::buffer),
-        out.buffer(),
-    ];
-    let source = || with_loader(include_str!("kernels/matmul.wgsl"), format);
-    if kernel == MatmulKernel::Rows8x4 {
+    // One dispatch per row band of the weight (one band unless it outgrew a binding), each writing its
+    // columns of `out`.
+    for band in &w.bands {
+        let params = [
+            m as u32,
+            band.rows as u32,
+            k as u32,
+            bias.is_some() as u32,
+            act as u32,
+            n as u32,
+            band.first_row as u32,
+        ];
+        let buffers = [
+            x.buffer(),
+            &band.words,
+            band.constants.as_ref().unwrap_or(gpu.dummy()),
+            bias.map_or(gpu.dummy(), GpuTensor::buffer),
+            out.buffer(),
+        ];
+        let cols = band.rows;
+        let (kernel_file, body, entry, groups) = match kernel {
+            MatmulKernel::Rows8x4 => (
+                "matmul_cpu",
+                include_str!("kernels/matmul_cpu.wgsl"),
+                "rows8x4",
+                [cols.div_ceil(64) as u32, m.div_ceil(8) as u32, 1],
+            ),
+            MatmulKernel::Tiled => (
+                "matmul",
+                include_str!("kernels/matmul.wgsl"),
+                "gemm",
+                [cols.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
+            ),
+            MatmulKernel::Vector => (
+                "matmul",
+                include_str!("kernels/matmul.wgsl"),
+                "gemv",
+                grid(cols, 1),
+            ),
+            MatmulKernel::Rows8 => (
+                "matmul",
+                include_str!("kernels/matmul.wgsl"),
+                "rows8",
+                [cols.div_ceil(64) as u32, m.div_ceil(8) as u32, 1],
+            ),
+        };
         gpu.dispatch(
-            &format!("matmul_cpu_{}", format.loader()),
-            "rows8x4",
-            || with_loader(include_str!("kernels/matmul_cpu.wgsl"), format),
+            &format!("{kernel_file}_{}", format.loader()),
+            entry,
+            || with_loader(body, format),
             &params,
             &buffers,
-            [n.div_ceil(64) as u32, m.div_ceil(8) as u32, 1],
+            groups,
         );
-        return Ok(out);
     }
-    let (entry, groups) = match kernel {
-        MatmulKernel::Tiled => ("gemm", [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1]),
-        MatmulKernel::Vector => ("gemv", grid(n, 1)),
-        MatmulKernel::Rows8 | MatmulKernel::Rows8x4 => {
-            ("rows8", [n.div_ceil(64) as u32, m.div_ceil(8) as u32, 1])
-        }
-    };
-    gpu.dispatch(&key, entry, source, &params, &buffers, groups);
     Ok(out)
 }
 
@@ -163,19 +185,27 @@ pub fn gather(gpu: &Gpu, table: &GpuMatrix, ids: &[u32]) -> Result<GpuTensor, Gp
     let out = gpu.output(ids.len(), k);
     let ids_buffer = gpu.upload_u32(ids);
     let format = table.format();
-    gpu.dispatch(
-        &format!("gather_{}", format.loader()),
-        "gather",
-        || with_loader(include_str!("kernels/gather.wgsl"), format),
-        &[ids.len() as u32, k as u32, table.rows() as u32],
-        &[
-            &ids_buffer,
-            &table.words,
-            table.constants.as_ref().unwrap_or(gpu.dummy()),
-            out.buffer(),
-        ],
-        grid(ids.len() * k, 256),
-    );
+    // Each band writes the rows whose ids it holds; the check above puts every id in one band.
+    for band in &table.bands {
+        gpu.dispatch(
+            &format!("gather_{}", format.loader()),
+            "gather",
+            || with_loader(include_str!("kernels/gather.wgsl"), format),
+            &[
+                ids.len() as u32,
+                k as u32,
+                band.rows as u32,
+                band.first_row as u32,
+            ],
+            &[
+                &ids_buffer,
+                &band.words,
+                band.constants.as_ref().unwrap_or(gpu.dummy()),
+                out.buffer(),
+            ],
+            grid(ids.len() * k, 256),
+        );
+    }
     Ok(out)
 }
 
@@ -446,13 +476,14 @@ pub fn rope_table(positions: usize, head_dim: usize, theta: f32) -> Vec<f32> {
 }
 
 /// Rotates x (`n × heads·head_dim`, rows at positions `start..start + n`) in place with a [`rope_table`]
-/// upload (`positions × head_dim`).
+/// upload (`positions × head_dim`), pairing each head's dimensions as `style` says.
 pub fn rope(
     gpu: &Gpu,
     x: &GpuTensor,
     table: &GpuTensor,
     head_dim: usize,
     start: usize,
+    style: RopeStyle,
 ) -> Result<(), GpuError> {
     if !head_dim.is_multiple_of(2) || !x.cols().is_multiple_of(head_dim) || table.cols() != head_dim
     {
@@ -478,6 +509,7 @@ pub fn rope(
             x.cols() as u32,
             head_dim as u32,
             start as u32,
+            (style == RopeStyle::HalfSplit) as u32,
         ],
         &[table.buffer(), x.buffer()],
         grid(x.len() / 2, 256),

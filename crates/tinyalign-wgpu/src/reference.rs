@@ -173,17 +173,31 @@ pub fn attention(
     out
 }
 
-/// RoPE on adjacent pairs of every head of x (rows of `width`), row r at position `start + r`.
-pub fn rope(x: &[f32], width: usize, head_dim: usize, start: usize, theta: f32) -> Vec<f32> {
+/// RoPE on every head of x (rows of `width`), row r at position `start + r`, pairing (x₂ᵢ, x₂ᵢ₊₁), or
+/// (xᵢ, xᵢ₊head_dim/2) with `half_split`; angles in f64.
+pub fn rope(
+    x: &[f32],
+    width: usize,
+    head_dim: usize,
+    start: usize,
+    theta: f32,
+    half_split: bool,
+) -> Vec<f32> {
     let mut out = x.to_vec();
+    let half = head_dim / 2;
     for (r, row) in out.chunks_exact_mut(width).enumerate() {
         for head in row.chunks_exact_mut(head_dim) {
-            for (i, pair) in head.chunks_exact_mut(2).enumerate() {
+            for i in 0..half {
+                let (ia, ib) = if half_split {
+                    (i, i + half)
+                } else {
+                    (2 * i, 2 * i + 1)
+                };
                 let freq = f64::from(theta).powf(-(2.0 * i as f64) / head_dim as f64);
                 let (sin, cos) = ((start + r) as f64 * freq).sin_cos();
-                let (a, b) = (f64::from(pair[0]), f64::from(pair[1]));
-                pair[0] = (a * cos - b * sin) as f32;
-                pair[1] = (a * sin + b * cos) as f32;
+                let (a, b) = (f64::from(head[ia]), f64::from(head[ib]));
+                head[ia] = (a * cos - b * sin) as f32;
+                head[ib] = (a * sin + b * cos) as f32;
             }
         }
     }

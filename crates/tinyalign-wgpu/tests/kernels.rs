@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
+use tinyalign_llm::RopeStyle;
 use tinyalign_weights::gguf::{GgmlType, dequantize};
 use tinyalign_wgpu::ops::{self, Activation, AttentionShape, MatmulKernel};
 use tinyalign_wgpu::{Gpu, GpuMatrix, reference};
@@ -61,15 +62,17 @@ fn apply(act: Activation, x: f32) -> f32 {
     }
 }
 
-/// Random Q8_0 / Q4_1 blocks for a `rows × cols` matrix (valid f16 constants).
+/// Random blocks of a block type for a `rows × cols` matrix, with valid f16 scales (K-quant scales and
+/// quants are any bytes).
 fn random_blocks(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
-    let (_, bytes) = ty.block().expect("a block type");
-    let blocks = rows * cols / 32;
+    let (per_block, bytes) = ty.block().expect("a block type");
+    let blocks = rows * cols / per_block;
     let noise = values(blocks * bytes, seed);
+    let byte = |v: f32| (v.abs() * 255.0) as u8;
+    let f16 = |x: f32| half::f16::from_f32(x).to_le_bytes();
     let mut raw = Vec::with_capacity(blocks * bytes);
     for b in 0..blocks {
         let r = &noise[b * bytes..(b + 1) * bytes];
-        let f16 = |x: f32| half::f16::from_f32(x).to_le_bytes();
         match ty {
             GgmlType::Q8_0 => {
                 raw.extend(f16(0.01 + r[0].abs() * 0.02));
@@ -78,7 +81,20 @@ fn random_blocks(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
             GgmlType::Q4_1 => {
                 raw.extend(f16(0.01 + r[0].abs() * 0.1));
                 raw.extend(f16(r[1] * 0.5));
-                raw.extend(r[4..20].iter().map(|v| (v.abs() * 255.0) as u8));
+                raw.extend(r[4..20].iter().map(|&v| byte(v)));
+            }
+            GgmlType::Q5_0 => {
+                raw.extend(f16(0.01 + r[0].abs() * 0.05));
+                raw.extend(r[2..22].iter().map(|&v| byte(v)));
+            }
+            GgmlType::Q4K => {
+                raw.extend(f16(0.001 + r[0].abs() * 0.01));
+                raw.extend(f16(r[1].abs() * 0.01));
+                raw.extend(r[4..144].iter().map(|&v| byte(v)));
+            }
+            GgmlType::Q6K => {
+                raw.extend(r[0..208].iter().map(|&v| byte(v)));
+                raw.extend(f16(0.0005 + r[208].abs() * 0.001));
             }
             _ => unreachable!(),
         }
@@ -114,28 +130,41 @@ proptest! {
 
     #[test]
     fn linear_and_gather_on_quantised_blocks_match_dequantisation(
-        m in 1usize..9, blocks in 1usize..5, n in 1usize..40, q4 in any::<bool>(), seed in any::<u64>()
+        m in 1usize..9, blocks in 1usize..3, n in 1usize..40, format in 0usize..5, band_rows in 1usize..4,
+        seed in any::<u64>()
     ) {
         let g = gpu();
-        let ty = if q4 { GgmlType::Q4_1 } else { GgmlType::Q8_0 };
-        let k = blocks * 32;
+        let ty = [GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q4K, GgmlType::Q6K][format];
+        let (per_block, _) = ty.block().unwrap();
+        // K-quants come in super-blocks of 256.
+        let k = blocks * per_block.max(32);
         let raw = random_blocks(ty, n, k, seed);
-        // The reference weights come from tinyalign-weights' dequantiser, not from the GPU repacking.
+        // The reference weights come from tinyalign-weights' dequantiser (itself checked against gguf-py's),
+        // not from the GPU repacking.
         let w = dequantize(ty, &raw).unwrap();
-        let matrix = GpuMatrix::from_blocks(g, ty, n, k, &raw).unwrap();
+        let whole = GpuMatrix::from_blocks(g, ty, n, k, &raw).unwrap();
+        // The same matrix in bands of a few rows each: what a table over the binding limit becomes.
+        let banded = GpuMatrix::from_blocks_in_bands(g, ty, n, k, &raw, (k * band_rows) as u64).unwrap();
+        prop_assert!(n <= 2 * band_rows || banded.bands() > 1, "{n} rows in {} bands", banded.bands());
         let x = values(m * k, seed + 1);
         let xt = g.upload(&x, m, k).unwrap();
-        let want = reference::linear(&x, &w, None, m, k, n);
+        let b = values(n, seed + 2);
+        let bt = g.upload(&b, 1, n).unwrap();
+        let want = reference::linear(&x, &w, Some(&b[..]), m, k, n);
         for kernel in [MatmulKernel::Tiled, MatmulKernel::Vector, MatmulKernel::Rows8, MatmulKernel::Rows8x4] {
             if kernel == MatmulKernel::Vector && m > 4 {
                 continue;
             }
-            let out = ops::linear_with(g, &xt, &matrix, None, Activation::None, kernel).unwrap();
-            assert_close(&read(&out), &want, 1e-4, &format!("{kernel:?} {ty:?} linear m={m}"));
+            for (matrix, how) in [(&whole, "whole"), (&banded, "banded")] {
+                let out = ops::linear_with(g, &xt, matrix, Some(&bt), Activation::None, kernel).unwrap();
+                assert_close(&read(&out), &want, 1e-4, &format!("{kernel:?} {ty:?} {how} linear m={m}"));
+            }
         }
         let ids: Vec<u32> = (0..m).map(|i| ((seed as usize + i * 7) % n) as u32).collect();
-        let rows = ops::gather(g, &matrix, &ids).unwrap();
-        assert_close(&read(&rows), &reference::gather(&w, k, &ids), 1e-6, &format!("{ty:?} gather"));
+        for (matrix, how) in [(&whole, "whole"), (&banded, "banded")] {
+            let rows = ops::gather(g, matrix, &ids).unwrap();
+            assert_close(&read(&rows), &reference::gather(&w, k, &ids), 1e-6, &format!("{ty:?} {how} gather"));
+        }
     }
 
     #[test]
@@ -221,7 +250,8 @@ proptest! {
 
     #[test]
     fn rope_matches_reference(
-        rows in 1usize..5, heads in 1usize..4, half in 1usize..33, start in 0usize..300, big_theta in any::<bool>(), seed in any::<u64>()
+        rows in 1usize..5, heads in 1usize..4, half in 1usize..33, start in 0usize..300, big_theta in any::<bool>(),
+        half_split in any::<bool>(), seed in any::<u64>()
     ) {
         let g = gpu();
         let head_dim = half * 2;
@@ -229,8 +259,10 @@ proptest! {
         let x = values(rows * heads * head_dim, seed);
         let xt = g.upload(&x, rows, heads * head_dim).unwrap();
         let table = g.upload(&ops::rope_table(start + rows, head_dim, theta), start + rows, head_dim).unwrap();
-        ops::rope(g, &xt, &table, head_dim, start).unwrap();
-        assert_close(&read(&xt), &reference::rope(&x, heads * head_dim, head_dim, start, theta), 1e-4, "rope");
+        let style = if half_split { RopeStyle::HalfSplit } else { RopeStyle::AdjacentPairs };
+        ops::rope(g, &xt, &table, head_dim, start, style).unwrap();
+        let want = reference::rope(&x, heads * head_dim, head_dim, start, theta, half_split);
+        assert_close(&read(&xt), &want, 1e-4, &format!("rope {style:?}"));
     }
 
     #[test]

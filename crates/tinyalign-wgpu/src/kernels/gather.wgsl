@@ -1,10 +1,11 @@
-// out (rows × k) = rows `ids` of a weight matrix (n × k) in any format: token embeddings from the LLM's table.
+// out (rows × k) = rows `ids` of a weight matrix in any format: token embeddings from the LLM's table. The
+// bound matrix is the band of rows first_row .. first_row + n; ids outside it are left to the other bands.
 
 struct Params {
     rows: u32,
     k: u32,
     n: u32,
-    _pad0: u32,
+    first_row: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -26,7 +27,9 @@ fn gather(
     }
     let r = i / p.k;
     let c = i % p.k;
-    // The launcher checked every id against n; clamp anyway so no read leaves the table.
-    let id = min(ids[r], p.n - 1u);
-    out[i] = load_b(id * p.k + c);
+    let id = ids[r];
+    if (id < p.first_row || id - p.first_row >= p.n) {
+        return;
+    }
+    out[i] = load_b((id - p.first_row) * p.k + c);
 }

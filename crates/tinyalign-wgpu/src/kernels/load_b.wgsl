@@ -14,6 +14,13 @@ fn load_q8_0(idx: u32) -> f32 {
     return w1[idx >> 5u] * f32(q);
 }
 
+// Q8x16: 16 signed bytes per block, four to a word; w1[block] = the block's scale. Value = scale · q.
+fn load_q8x16(idx: u32) -> f32 {
+    let word = bitcast<i32>(w0[idx >> 2u]);
+    let q = extractBits(word, (idx & 3u) * 8u, 8u);
+    return w1[idx >> 4u] * f32(q);
+}
+
 // Q4_1: 16 bytes of nibbles per block (element e < 16 is the low nibble of byte e, element e ≥ 16 the high
 // nibble of byte e − 16), four words per block; w1[2·block] = d, w1[2·block + 1] = m. Value = d · q + m.
 fn load_q4_1(idx: u32) -> f32 {
@@ -35,6 +42,12 @@ fn load4_q8_0(idx: u32) -> vec4<f32> {
     let word = bitcast<i32>(w0[idx >> 2u]);
     let q = vec4<f32>(f32(extractBits(word, 0u, 8u)), f32(extractBits(word, 8u, 8u)), f32(extractBits(word, 16u, 8u)), f32(extractBits(word, 24u, 8u)));
     return w1[idx >> 5u] * q;
+}
+
+fn load4_q8x16(idx: u32) -> vec4<f32> {
+    let word = bitcast<i32>(w0[idx >> 2u]);
+    let q = vec4<f32>(f32(extractBits(word, 0u, 8u)), f32(extractBits(word, 8u, 8u)), f32(extractBits(word, 16u, 8u)), f32(extractBits(word, 24u, 8u)));
+    return w1[idx >> 4u] * q;
 }
 
 fn load4_q4_1(idx: u32) -> vec4<f32> {

@@ -7,9 +7,10 @@ struct Params {
     k: u32,
     has_bias: u32,
     act: u32,
+    // A band of a larger weight matrix writes columns out_offset .. out_offset + n of rows out_stride wide.
+    out_stride: u32,
+    out_offset: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -22,7 +23,7 @@ struct Params {
 fn epilogue(v: f32, col: u32) -> f32 {
     var x = v;
     if (p.has_bias != 0u) {
-        x = x + bias[col];
+        x = x + bias[p.out_offset + col];
     }
     return activate(x, p.act);
 }
@@ -76,7 +77,7 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         for (var j = 0u; j < 4u; j = j + 1u) {
             let c = col0 + lid.x * 4u + j;
             if (r < p.m && c < p.n) {
-                out[r * p.n + c] = epilogue(acc[i * 4u + j], c);
+                out[r * p.out_stride + p.out_offset + c] = epilogue(acc[i * 4u + j], c);
             }
         }
     }
@@ -120,7 +121,7 @@ fn gemv(
         workgroupBarrier();
     }
     if (valid && t < p.m) {
-        out[t * p.n + col] = epilogue(partial[t * 64u], col);
+        out[t * p.out_stride + p.out_offset + col] = epilogue(partial[t * 64u], col);
     }
 }
 
@@ -147,6 +148,6 @@ fn rows8(
         }
     }
     for (var r = 0u; r < rows; r = r + 1u) {
-        out[(row0 + r) * p.n + col] = epilogue(acc[r], col);
+        out[(row0 + r) * p.out_stride + p.out_offset + col] = epilogue(acc[r], col);
     }
 }

@@ -8,9 +8,10 @@ struct Params {
     k: u32,
     has_bias: u32,
     act: u32,
+    // A band of a larger weight matrix writes columns out_offset .. out_offset + n of rows out_stride wide.
+    out_stride: u32,
+    out_offset: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -41,8 +42,8 @@ fn rows8x4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     for (var r = 0u; r < rows; r = r + 1u) {
         var v = acc[r];
         if (p.has_bias != 0u) {
-            v = v + bias[col];
+            v = v + bias[p.out_offset + col];
         }
-        out[(row0 + r) * p.n + col] = activate(v, p.act);
+        out[(row0 + r) * p.out_stride + p.out_offset + col] = activate(v, p.act);
     }
 }
