@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use tinyalign_llm::{Activations, GenerateOptions, KvCache, LlamaModel, Precision};
 use tinyalign_mel::LogMel;
-use tinyalign_projector::{Projector, ProjectorConfig, ProjectorKind, TokenCount};
+use tinyalign_projector::{Projector, ProjectorConfig, ProjectorKind, ProjectorOutput, TokenCount};
 use tinyalign_weights::gguf::GgufFile;
 use tinyalign_wgpu::{Gpu, GpuLlama, GpuProjector, GpuWhisperEncoder};
 
@@ -83,7 +83,7 @@ fn gpu_projector_matches_the_cpu_projector_for_every_kind() {
         }
         let mut cpu = Projector::init(config.clone(), 7, tinyalign_nn::cpu()).unwrap();
         let (want, t) = cpu.project(&features).unwrap();
-        let gpu_projector = GpuProjector::load(g, config, &cpu.state_dict()).unwrap();
+        let gpu_projector = GpuProjector::load(g, config, &cpu.state_dict(), None).unwrap();
         let input = g.upload(&features, 148, 384).unwrap();
         let out = gpu_projector.forward(g, &input).unwrap();
         assert_eq!((out.rows(), out.cols()), (t, 576), "{kind:?}");
@@ -91,6 +91,77 @@ fn gpu_projector_matches_the_cpu_projector_for_every_kind() {
         eprintln!("GPU projector {kind:?}: max abs error {err:e} (outputs' RMS 0.136)");
         assert!(err <= 1e-4, "{kind:?}: max abs error {err} at {at}");
     }
+}
+
+/// A CTC projector on the GPU: one vector per stacked frame and the head's logits (classes against
+/// their LLM embeddings, the learned blank last) as the CPU's `project_ctc`, for every kind, and the same
+/// greedy path.
+#[test]
+fn gpu_ctc_projector_matches_the_cpu_projector_for_every_kind() {
+    let features = load_npy("whisper/tt-weasels.encoder.npy").data;
+    let g = gpu();
+    let d = 576;
+    let classes: Vec<u32> = (0..300).map(|i| 17 + i * 131).collect();
+    // Class embeddings at about SmolLM2's embedding scale (seeded, not the LLM's: the head is what is
+    // compared here; the assistant reads real rows).
+    let class_embeddings: Vec<f32> = (0..classes.len() * d)
+        .map(|i| 0.14 * ((i as f32 * 0.618_034).fract() * 2.0 - 1.0) * 1.7)
+        .collect();
+    for kind in [
+        ProjectorKind::BridgeFormer,
+        ProjectorKind::Mlp,
+        ProjectorKind::Linear,
+    ] {
+        let mut config = ProjectorConfig::bridgeformer(384, d, 0.1356);
+        config.kind = kind;
+        config.output = ProjectorOutput::Ctc {
+            classes: classes.clone(),
+            logit_scale: 16.0,
+        };
+        let mut cpu = Projector::init(config.clone(), 11, tinyalign_nn::cpu()).unwrap();
+        let table = cpu.ctc_table(&class_embeddings).unwrap();
+        let (want_frames, want_logits, n) = cpu.project_ctc(&features, &table).unwrap();
+        let gpu_projector =
+            GpuProjector::load(g, config, &cpu.state_dict(), Some(&class_embeddings)).unwrap();
+        let input = g.upload(&features, 148, 384).unwrap();
+        let frames = gpu_projector.forward(g, &input).unwrap();
+        assert_eq!((frames.rows(), frames.cols()), (n, d), "{kind:?}");
+        let logits = gpu_projector.ctc_logits(g, &frames).unwrap();
+        let (got_frames, got_logits) = (
+            g.read_blocking(&frames).unwrap(),
+            g.read_blocking(&logits).unwrap(),
+        );
+        let (frame_err, _) = max_abs_diff(&got_frames, &want_frames);
+        let (logit_err, at) = max_abs_diff(&got_logits, &want_logits);
+        eprintln!(
+            "GPU CTC projector {kind:?}: frames max abs error {frame_err:e}, logits {logit_err:e} ({n} frames × {} classes + blank)",
+            classes.len()
+        );
+        assert!(frame_err <= 1e-4, "{kind:?}: frames differ by {frame_err}");
+        assert!(
+            logit_err <= 1e-3,
+            "{kind:?}: logit {at}: GPU {} vs CPU {}",
+            got_logits[at],
+            want_logits[at]
+        );
+        let width = classes.len() + 1;
+        assert_eq!(
+            tinyalign_projector::greedy_segments(&got_logits, width),
+            tinyalign_projector::greedy_segments(&want_logits, width),
+            "{kind:?}: greedy paths"
+        );
+    }
+    let mut config = ProjectorConfig::bridgeformer(384, d, 0.1356);
+    config.output = ProjectorOutput::Ctc {
+        classes,
+        logit_scale: 16.0,
+    };
+    let mut cpu = Projector::init(config.clone(), 11, tinyalign_nn::cpu()).unwrap();
+    let err = GpuProjector::load(g, config, &cpu.state_dict(), None).unwrap_err();
+    assert!(
+        err.to_string().contains("embeddings of its classes"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -132,11 +203,12 @@ fn llm_matches_the_cpu_model(gguf: &str, tolerance: f32, max_tokens: usize) {
     .unwrap();
     let (slot, t) = projector.project(&features).unwrap();
     let instruction = "What is the capital of France? Answer in one sentence.";
+    let slot_prompt = tinyalign_llm::SlotPrompt::instruction(instruction);
     let (prompt, history) = llm
-        .slot_prompt(g, &g.upload(&slot, t, d).unwrap(), Some(instruction))
+        .slot_prompt(g, Some(&g.upload(&slot, t, d).unwrap()), &slot_prompt)
         .unwrap();
 
-    let (before, after) = cpu.slot_prompt_ids(&tinyalign_llm::SlotPrompt::instruction(instruction));
+    let (before, after) = cpu.slot_prompt_ids(&slot_prompt);
     let mut embeds = cpu.embed_tokens(&before).unwrap();
     embeds.extend_from_slice(&slot);
     embeds.extend(cpu.embed_tokens(&after).unwrap());

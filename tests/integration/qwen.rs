@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 use tinyalign_llm::{
-    Activations, Architecture, ChatMessage, GenerateOptions, KvCache, LlamaModel, LlmError,
-    Precision, QWEN_SYSTEM_PROMPT, StopReason,
+    Activations, Architecture, ChatMessage, GenerateOptions, KvCache, LlamaModel, Precision,
+    QWEN_SYSTEM_PROMPT, StopReason,
 };
 use tinyalign_quant::{Format, QMatrix};
 use tinyalign_weights::gguf::GgmlType;
@@ -185,17 +185,36 @@ fn greedy_answer_names_paris() {
     assert_eq!(generation.stop_reason, StopReason::StopToken);
 }
 
-/// The backends without a qwen2 path refuse it by name instead of computing something else.
+/// The differentiable graph (LLM-in-the-loop training) over Qwen2's biases and half-split RoPE (its Q/K
+/// rows interleaved at load so the graph's adjacent-pair rotation computes it): last-position logits
+/// against the float64 numpy forward, and the gradient to the input embeddings finite.
 #[test]
-fn backends_without_qwen2_refuse_it() {
-    let Some(path) = cached_model(GGUF) else {
+fn differentiable_graph_matches_numpy_reference() {
+    let Some(model) = native_model() else {
         return;
     };
+    let path = cached_model(GGUF).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     let file = tinyalign_weights::gguf::GgufFile::parse(&bytes, "qwen.gguf").unwrap();
-    let err = tinyalign_llm::LlamaGraph::from_gguf(&file, tinyalign_nn::cpu()).unwrap_err();
-    assert!(
-        matches!(&err, LlmError::Unsupported(m) if m.contains("qwen2")),
-        "{err}"
+    let graph = tinyalign_llm::LlamaGraph::from_gguf(&file, tinyalign_nn::cpu()).unwrap();
+    let dev = graph.device().clone();
+    let (d, vocab) = (graph.config.hidden_size, graph.config.vocab_size);
+    let prompt = ids(&json("llm/qwen_chat_prompt.json")["prompt_ids"]);
+    let n = prompt.len();
+    let x = tinyalign_nn::from_vec2(&dev, model.embed_tokens(&prompt).unwrap(), n, d);
+    let logits = tinyalign_nn::to_vec2(&graph.forward(x.clone()));
+    let (diff, at) = max_abs_diff(
+        &logits[(n - 1) * vocab..],
+        &load_npy("llm/qwen_chat_prompt.last_logits.npy").data,
     );
+    eprintln!("Qwen dfdx graph last-position logits: max |Δ| = {diff:.2e} at token {at}");
+    assert!(diff < 1e-3, "graph logits differ by {diff} at token {at}");
+    let mut pick = vec![0.0; n * vocab];
+    pick[(n - 1) * vocab + at] = 1.0;
+    let pick = tinyalign_nn::from_vec2(&dev, pick, n, vocab);
+    let gradient = tinyalign_nn::gradient(
+        tinyalign_nn::weighted_sum(graph.forward(tinyalign_nn::traced(&x)), &pick),
+        &x,
+    );
+    assert!(gradient.iter().all(|g| g.is_finite()) && gradient.iter().any(|g| *g != 0.0));
 }

@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use tinyalign_llm::GenerateOptions;
+use tinyalign_llm::{GenerateOptions, SlotPrompt};
 use tinyalign_mel::Audio;
 use tinyalign_wgpu::{Gpu, GpuAssistant, ModelFiles};
 use wasm_bindgen::prelude::*;
@@ -157,21 +157,18 @@ impl Assistant {
                 max_tokens: max_tokens as usize,
                 ..GenerateOptions::default()
             };
-            let instruction = (!instruction.trim().is_empty()).then_some(instruction.as_str());
+            let prompt = if instruction.trim().is_empty() {
+                SlotPrompt::audio_only()
+            } else {
+                SlotPrompt::instruction(&instruction)
+            };
             let answer = inner
                 .assistant
-                .answer(
-                    &inner.gpu,
-                    &audio,
-                    instruction,
-                    &options,
-                    &now_ms,
-                    |piece| {
-                        on_text
-                            .call1(&JsValue::NULL, &JsValue::from_str(piece))
-                            .is_ok()
-                    },
-                )
+                .answer(&inner.gpu, &audio, &prompt, &options, &now_ms, |piece| {
+                    on_text
+                        .call1(&JsValue::NULL, &JsValue::from_str(piece))
+                        .is_ok()
+                })
                 .await
                 .map_err(|e| JsValue::from(js_error(e)))?;
             let json = serde_json::to_string(&answer).map_err(|e| JsValue::from(js_error(e)))?;

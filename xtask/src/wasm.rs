@@ -154,11 +154,61 @@ fn users_dir() -> PathBuf {
         .unwrap_or_else(|| fetch::cache_dir().join("users"))
 }
 
-/// Whisper, the LLM, and the projectors the page can choose from: `projector` first (the default, named
-/// "base"), then every personalised user's.
+/// The cached GGUF of each LLM a projector manifest names (`llm`, as `tinyalign --llm` spells it).
+const LLM_FILES: &[(&str, &str)] = &[
+    (
+        "smollm2-135m",
+        "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    (
+        "qwen2.5-0.5b",
+        "qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    ),
+    (
+        "qwen2.5-1.5b",
+        "qwen2.5-coder-1.5b-instruct/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    ),
+];
+
+/// The `llm` a projector's `projector.json` records (a known name or a .gguf path); manifests from before
+/// it was recorded were trained for SmolLM2. A plain scan for one string field: the xtask has no JSON
+/// dependency, and the trainer writes the field as `"llm": "NAME"`.
+fn projector_llm(dir: &Path) -> Result<String> {
+    let path = dir.join("projector.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let Some(at) = text.find("\"llm\"") else {
+        return Ok("smollm2-135m".into());
+    };
+    let rest = text[at + 5..].trim_start();
+    let value = rest
+        .strip_prefix(':')
+        .map(str::trim_start)
+        .and_then(|v| v.strip_prefix('"'))
+        .and_then(|v| v.split_once('"'))
+        .map(|(value, _)| value.to_string())
+        .with_context(|| format!("{}: `llm` is not a string", path.display()))?;
+    Ok(value)
+}
+
+/// The GGUF of the LLM `name` (see [`projector_llm`]).
+fn llm_file(name: &str) -> Result<PathBuf> {
+    if let Some((_, file)) = LLM_FILES.iter().find(|(n, _)| *n == name) {
+        return Ok(fetch::cache_dir().join(file));
+    }
+    if name.ends_with(".gguf") {
+        return Ok(PathBuf::from(name));
+    }
+    bail!("a projector was trained for LLM `{name}`, which the demo does not know")
+}
+
+/// Whisper, the LLM the base projector was trained for, and the projectors the page can choose from:
+/// `projector` first (the default, named "base"), then every personalised user's trained for the same LLM
+/// (the page loads one LLM).
 fn model_files(projector: &Path) -> Result<Vec<ModelFile>> {
     let cache = fetch::cache_dir();
     let whisper = cache.join("whisper-tiny.en/hf");
+    let llm = projector_llm(projector)?;
     let mut files = vec![
         model_file(
             "whisper_config",
@@ -174,9 +224,15 @@ fn model_files(projector: &Path) -> Result<Vec<ModelFile>> {
         )?,
         model_file(
             "llm_gguf",
-            "llm/model.gguf".into(),
+            format!(
+                "llm/{}.gguf",
+                llm.rsplit('/')
+                    .next()
+                    .unwrap_or("model")
+                    .trim_end_matches(".gguf")
+            ),
             None,
-            cache.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            llm_file(&llm)?,
         )?,
     ];
     let mut projectors = vec![("base".to_string(), projector.to_path_buf())];
@@ -194,6 +250,16 @@ fn model_files(projector: &Path) -> Result<Vec<ModelFile>> {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
                     && dir.join("projector.json").exists()
                     && dir.join("projector.safetensors").exists()
+            })
+            .filter(|(name, dir)| match projector_llm(dir) {
+                Ok(theirs) if theirs == llm => true,
+                other => {
+                    eprintln!(
+                        "user `{name}` is left out of the demo: their projector was trained for {} (the page loads {llm})",
+                        other.unwrap_or_else(|e| e.to_string())
+                    );
+                    false
+                }
             })
             .collect();
         users.sort();
@@ -431,14 +497,22 @@ pub fn test(args: &[String]) -> Result<()> {
             util::root().join("runs/latest")
         }
         None => {
-            // A fresh machine (CI) has no trained projector yet: train the smoke preset's for the check.
-            let run = dist().join("smoke-projector");
+            // A fresh machine (CI) has no trained projector yet: train the smoke preset (SmolLM2, the
+            // smallest LLM) with the default CTC objective, whose head and greedy readout the page runs.
+            let run = dist().join("smoke-ctc-projector");
             if !run.join("projector.json").exists() {
                 crate::data(&["asterisk".to_string()])?;
                 util::run(
                     Command::new(&cli)
                         .args(["train", "--config", "configs/smoke.toml", "--run"])
-                        .arg(&run),
+                        .arg(&run)
+                        .args(["--set", "loss.objective=ctc"])
+                        .args([
+                            "--set",
+                            "loss.mse_weight=0",
+                            "--set",
+                            "loss.cosine_weight=0",
+                        ]),
                 )?;
             }
             run

@@ -119,11 +119,14 @@ fn run_audio(args: &AskArgs, audio_path: &std::path::Path) -> Result<ExitCode> {
     };
     let audio = tinyalign_mel::read_audio_file(audio_path, format)?;
     if args.gpu {
-        // The GPU chain takes an instruction only (no answer prefix or stop texts yet): say so before
+        // The GPU chain reads a CTC projector's frames the default (greedy) way only: say so before
         // loading anything.
-        if slot_prompt(args)?.answer_prefix.is_some() {
+        if let Some(readout) = args
+            .readout
+            .filter(|r| *r != tinyalign_eval::Readout::Greedy)
+        {
             bail!(
-                "--gpu has no answer prefix yet: pass the instruction with --instruction (answered freely)"
+                "--gpu reads a CTC projector's frames greedily only; --readout {readout} runs on the CPU (without --gpu)"
             );
         }
         return run_audio_gpu(args, &audio, &whisper, llm_path, &projector);
@@ -206,14 +209,13 @@ fn run_audio_gpu(
     .with_context(|| format!("loading the chain on {}", gpu.adapter_description()))?;
     let load_s = load_started.elapsed().as_secs_f64();
     let prompt = slot_prompt(args)?;
-    let instruction = prompt.instruction.as_deref();
     let clock = Instant::now();
     let now = || clock.elapsed().as_secs_f64() * 1e3;
     let mut stdout = std::io::stdout().lock();
     let answer = tinyalign_wgpu::block_on(assistant.answer(
         &gpu,
         audio,
-        instruction,
+        &prompt,
         &options(args),
         &now,
         |piece| {

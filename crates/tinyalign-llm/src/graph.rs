@@ -1,15 +1,15 @@
-//! The same Llama as a differentiable dfdx graph over f32 (dequantised) weights: gradients flow to the input
-//! embeddings while the weights stay frozen. This is what LLM-in-the-loop training back-propagates
-//! through; inference uses [`crate::LlamaModel`], which is far faster.
+//! The same Llama-family LLM (llama, qwen2) as a differentiable dfdx graph over f32 (dequantised) weights:
+//! gradients flow to the input embeddings while the weights stay frozen. This is what LLM-in-the-loop
+//! training back-propagates through; inference uses [`crate::LlamaModel`], which is far faster.
 
 use tinyalign_nn::{
-    Device, Linear, Merge, RmsNorm, RotaryPairs, Tape, Taped2, Weights, fork,
+    Device, Init, Linear, Merge, RmsNorm, RotaryPairs, Tape, Taped2, Tensor1, Weights, fork,
     grouped_causal_attention, silu,
 };
-use tinyalign_weights::TensorMap;
 use tinyalign_weights::gguf::GgufFile;
+use tinyalign_weights::{Tensor, TensorMap};
 
-use crate::{LlamaConfig, LlmError};
+use crate::{BlockWeights, LlamaConfig, LlmError, LlmWeights, RopeStyle};
 
 #[derive(Debug)]
 struct GraphLayer {
@@ -38,51 +38,87 @@ fn nn_err(e: tinyalign_nn::NnError) -> LlmError {
     LlmError::Model(e.to_string())
 }
 
+/// Reorders the rows of a half-split (NEOX) Q or K projection, `(heads · head_dim, …)` with `cols` values a
+/// row, so that each head's rotation pairs (i, i + head_dim/2) become adjacent (2i, 2i + 1): then the
+/// graph's adjacent-pair RoPE computes Qwen2's rotation. Q·K is unchanged, as both sides move alike.
+fn interleave_halves(t: &mut Tensor, head_dim: usize, cols: usize) {
+    let half = head_dim / 2;
+    let old = t.data.clone();
+    for (h, head) in t.data.chunks_exact_mut(head_dim * cols).enumerate() {
+        let base = h * head_dim * cols;
+        for i in 0..half {
+            for (new_row, old_row) in [(2 * i, i), (2 * i + 1, i + half)] {
+                head[new_row * cols..(new_row + 1) * cols]
+                    .copy_from_slice(&old[base + old_row * cols..base + (old_row + 1) * cols]);
+            }
+        }
+    }
+}
+
 impl LlamaGraph {
-    /// Dequantises every tensor of a GGUF Llama (~540 MB of f32 for SmolLM2-135M, twice the head's 113 MB
-    /// when tied, as the head is kept transposed).
+    /// Dequantises every tensor of a GGUF Llama or Qwen2 (~540 MB of f32 for SmolLM2-135M, ~2.6 GB for
+    /// Qwen2.5-0.5B, the output head twice as it is kept transposed).
     pub fn from_gguf(file: &GgufFile, dev: Device) -> Result<Self, LlmError> {
         let config = LlamaConfig::from_gguf(file)?;
-        // Qwen2's biases and half-split RoPE are not in this graph yet: refuse rather than compute wrongly.
         config.require_architecture(
-            &[crate::Architecture::Llama],
+            &[crate::Architecture::Llama, crate::Architecture::Qwen2],
             "the differentiable LLM graph (LLM-in-the-loop training)",
         )?;
         let mut map = TensorMap::new(file.source_name.clone());
         for info in &file.tensors {
-            map.insert(info.name.clone(), file.tensor(&info.name)?);
+            let mut tensor = file.tensor(&info.name)?;
+            let is_qk = info.name.contains(".attn_q.") || info.name.contains(".attn_k.");
+            if config.architecture.rope_style() == RopeStyle::HalfSplit && is_qk {
+                let cols = tensor.shape.get(1).copied().unwrap_or(1);
+                interleave_halves(&mut tensor, config.head_dim, cols);
+            }
+            map.insert(info.name.clone(), tensor);
         }
         let w = Weights::new(&map, dev.clone());
-        let (d, kv, ff) = (
-            config.hidden_size,
-            config.kv_dim(),
-            config.intermediate_size,
-        );
+        let weights: LlmWeights<Linear, Tensor1> = LlmWeights::load_with(
+            &config,
+            |name, rows, cols| {
+                let prefix = name.strip_suffix(".weight").unwrap_or(name);
+                Linear::load(&w.pp(prefix), cols, rows, false).map_err(nn_err)
+            },
+            |name, len| {
+                let (prefix, leaf) = name.rsplit_once('.').unwrap_or(("", name));
+                w.pp(prefix)
+                    .param1(leaf, len, Init::Constant(0.0))
+                    .map_err(nn_err)
+            },
+        )?;
         let eps = f64::from(config.rms_norm_eps);
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
-        for i in 0..config.num_hidden_layers {
-            let b = w.pp(format!("blk.{i}"));
-            layers.push(GraphLayer {
-                attn_norm: RmsNorm::load(&b.pp("attn_norm"), d, eps).map_err(nn_err)?,
-                q: Linear::load(&b.pp("attn_q"), d, d, false).map_err(nn_err)?,
-                k: Linear::load(&b.pp("attn_k"), d, kv, false).map_err(nn_err)?,
-                v: Linear::load(&b.pp("attn_v"), d, kv, false).map_err(nn_err)?,
-                o: Linear::load(&b.pp("attn_output"), d, d, false).map_err(nn_err)?,
-                ffn_norm: RmsNorm::load(&b.pp("ffn_norm"), d, eps).map_err(nn_err)?,
-                gate: Linear::load(&b.pp("ffn_gate"), d, ff, false).map_err(nn_err)?,
-                up: Linear::load(&b.pp("ffn_up"), d, ff, false).map_err(nn_err)?,
-                down: Linear::load(&b.pp("ffn_down"), ff, d, false).map_err(nn_err)?,
-            });
-        }
+        let norm = |weight| RmsNorm::from_weight(weight, eps);
+        let layers = weights
+            .blocks
+            .into_iter()
+            .map(|b: BlockWeights<Linear, Tensor1>| {
+                let (q, k, v) = match b.qkv_bias {
+                    Some(bias) => (
+                        b.q.with_bias(bias.q),
+                        b.k.with_bias(bias.k),
+                        b.v.with_bias(bias.v),
+                    ),
+                    None => (b.q, b.k, b.v),
+                };
+                GraphLayer {
+                    attn_norm: norm(b.attn_norm),
+                    q,
+                    k,
+                    v,
+                    o: b.o,
+                    ffn_norm: norm(b.ffn_norm),
+                    gate: b.gate,
+                    up: b.up,
+                    down: b.down,
+                }
+            })
+            .collect();
         // The tied head is the embedding table read as a PyTorch `Linear(d, vocab)` weight `(vocab, d)`.
-        let head_name = if config.tie_word_embeddings {
-            "token_embd"
-        } else {
-            "output"
-        };
-        let head = Linear::load(&w.pp(head_name), d, config.vocab_size, false).map_err(nn_err)?;
+        let head = weights.output.unwrap_or(weights.embed);
         Ok(Self {
-            norm: RmsNorm::load(&w.pp("output_norm"), d, eps).map_err(nn_err)?,
+            norm: norm(weights.output_norm),
             config,
             dev,
             layers,

@@ -25,6 +25,15 @@ impl<D: NnDevice> RmsNorm<D> {
         })
     }
 
+    /// From its weight `(d)`, loaded elsewhere (keyed at the root for [`crate::Parameters`]).
+    pub fn from_weight(weight: Tensor1<D>, eps: f64) -> Self {
+        Self {
+            key_prefix: String::new(),
+            weight,
+            eps,
+        }
+    }
+
     /// `(n, d)` → `(n, d)`.
     pub fn forward<T: Tape<f32, D>>(&self, x: Taped2<T, D>) -> Taped2<T, D> {
         let shape = *x.shape();

@@ -87,6 +87,14 @@ impl<D: NnDevice> Linear<D> {
         })
     }
 
+    /// This layer with `bias` `(out)` in place of its own (a frozen model whose biases are stored apart
+    /// from the weights, as GGUF's `attn_q.bias`).
+    pub fn with_bias(mut self, bias: Tensor1<D>) -> Self {
+        self.bias = Some(bias);
+        self.host = HostWeights::default();
+        self
+    }
+
     pub fn in_dim(&self) -> usize {
         self.in_dim
     }

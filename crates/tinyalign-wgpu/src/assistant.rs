@@ -1,14 +1,16 @@
 //! The whole aligned chain on the GPU, built from the model files' bytes (so the browser, which has no
 //! file system, and the native CLI share it): audio → log-mel (CPU) → Whisper encoder → projector → LLM.
-//! The prompt layout is the CPU assistant's (`tinyalign_llm::slot_prompt_ids`).
+//! The prompt layout is the CPU assistant's (`tinyalign_llm::slot_prompt_ids_with_examples`); a CTC
+//! projector's frames go into the LLM as the CPU's default (greedy) readout does: the LLM's own embeddings
+//! of the greedy path's tokens.
 
-use tinyalign_llm::GenerateOptions;
+use tinyalign_llm::{GenerateOptions, SlotPrompt};
 use tinyalign_mel::{Audio, Frontend, FrontendConfig, MelBands};
 use tinyalign_projector::{LoadedModels, ProjectorManifest};
 use tinyalign_weights::gguf::GgufFile;
 use tinyalign_whisper::WhisperConfig;
 
-use crate::{Gpu, GpuError, GpuLlama, GpuProjector, GpuWhisperEncoder};
+use crate::{Gpu, GpuError, GpuLlama, GpuProjector, GpuTensor, GpuWhisperEncoder};
 
 /// The model files, as bytes.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +32,63 @@ pub struct GpuAssistant {
     projector: GpuProjector,
     pub llm: GpuLlama,
     identity: Identity,
+    /// The LLM's input-embedding table as stored, for the class rows of CTC projectors swapped in later.
+    token_table: TokenTable,
+}
+
+/// The LLM's input-embedding table in its GGUF block format (Qwen2.5's Q5_0: 94 MB; SmolLM2's Q8_0: 30 MB),
+/// kept on the host so a CTC projector's class rows can be read without the GGUF file.
+#[derive(Debug)]
+struct TokenTable {
+    ggml_type: tinyalign_weights::gguf::GgmlType,
+    rows: usize,
+    cols: usize,
+    raw: Vec<u8>,
+}
+
+impl TokenTable {
+    fn from_gguf(file: &GgufFile) -> Result<Self, GpuError> {
+        let (info, raw) = file.raw("token_embd.weight")?;
+        let [rows, cols] = info.shape[..] else {
+            return Err(GpuError::Model(format!(
+                "{}: token_embd.weight of shape {:?} is not a matrix",
+                file.source_name, info.shape
+            )));
+        };
+        Ok(Self {
+            ggml_type: info.ggml_type,
+            rows,
+            cols,
+            raw: raw.to_vec(),
+        })
+    }
+
+    /// Rows `ids`, dequantised: `(ids.len(), cols)` row-major.
+    fn rows(&self, ids: &[u32]) -> Result<Vec<f32>, GpuError> {
+        let row_bytes = self.raw.len() / self.rows.max(1);
+        let mut out = Vec::with_capacity(ids.len() * self.cols);
+        for &id in ids {
+            let id = id as usize;
+            if id >= self.rows {
+                return Err(GpuError::Model(format!(
+                    "class token {id} is outside the LLM's {} tokens",
+                    self.rows
+                )));
+            }
+            let row = tinyalign_weights::gguf::dequantize(
+                self.ggml_type,
+                &self.raw[id * row_bytes..(id + 1) * row_bytes],
+            )
+            .ok_or_else(|| {
+                GpuError::Model(format!(
+                    "the LLM's token table is {}, which has no dequantiser",
+                    self.ggml_type.name()
+                ))
+            })?;
+            out.extend(row);
+        }
+        Ok(out)
+    }
 }
 
 /// What one answer took, stage by stage (milliseconds by the caller's clock).
@@ -67,12 +126,14 @@ struct Identity {
 }
 
 /// A projector from its manifest and weights, refused unless it was trained against `identity`'s files
-/// (naming both hashes, as the CPU assistant does) with this frontend version and these widths.
+/// (naming both hashes, as the CPU assistant does) with this frontend version and these widths. A CTC
+/// projector's class embeddings are read from the LLM file's table.
 fn load_projector(
     gpu: &Gpu,
     identity: &Identity,
     manifest: &str,
     weights: &[u8],
+    token_table: &TokenTable,
 ) -> Result<GpuProjector, GpuError> {
     let manifest = ProjectorManifest::from_json(manifest, "projector.json")
         .map_err(|e| GpuError::Model(e.to_string()))?;
@@ -87,7 +148,11 @@ fn load_projector(
         .map_err(|e| GpuError::Model(e.to_string()))?;
     let config = manifest.projector;
     let map = tinyalign_weights::st::read_safetensors(weights, "projector.safetensors")?;
-    GpuProjector::load(gpu, config, &map)
+    let class_embeddings = config
+        .ctc_classes()
+        .map(|classes| token_table.rows(classes))
+        .transpose()?;
+    GpuProjector::load(gpu, config, &map, class_embeddings.as_deref())
 }
 
 impl GpuAssistant {
@@ -112,11 +177,13 @@ impl GpuAssistant {
                 .hidden_size,
         };
         // The projector first: a mismatched one is refused before the big uploads.
+        let token_table = TokenTable::from_gguf(&gguf)?;
         let projector = load_projector(
             gpu,
             &identity,
             files.projector_manifest,
             files.projector_weights,
+            &token_table,
         )?;
         let whisper_map =
             tinyalign_weights::st::read_safetensors(files.whisper_weights, "model.safetensors")?;
@@ -132,6 +199,7 @@ impl GpuAssistant {
             projector,
             llm,
             identity,
+            token_table,
         })
     }
 
@@ -143,7 +211,7 @@ impl GpuAssistant {
         manifest: &str,
         weights: &[u8],
     ) -> Result<(), GpuError> {
-        self.projector = load_projector(gpu, &self.identity, manifest, weights)?;
+        self.projector = load_projector(gpu, &self.identity, manifest, weights, &self.token_table)?;
         Ok(())
     }
 
@@ -160,13 +228,13 @@ impl GpuAssistant {
             .map_err(|e| GpuError::Shape(e.to_string()))
     }
 
-    /// Answers `audio` under `instruction` (None: the audio alone in the user turn), streaming text to
-    /// `on_text`. `now` is the caller's clock in milliseconds (the browser has no `Instant`).
+    /// Answers `audio` under `prompt` (instruction, worked examples, answer prefix, stop texts), streaming
+    /// text to `on_text`. `now` is the caller's clock in milliseconds (the browser has no `Instant`).
     pub async fn answer(
         &self,
         gpu: &Gpu,
         audio: &Audio,
-        instruction: Option<&str>,
+        prompt: &SlotPrompt,
         options: &GenerateOptions,
         now: &dyn Fn() -> f64,
         on_text: impl FnMut(&str) -> bool,
@@ -181,11 +249,38 @@ impl GpuAssistant {
         gpu.read_rows(&features, 0, 1).await?;
         let t2 = now();
         times.encoder_ms = t2 - t1;
-        let slot = self.projector.forward(gpu, &features)?;
-        gpu.read_rows(&slot, 0, 1).await?;
+        let projected = self.projector.forward(gpu, &features)?;
+        let slot = match self.projector.ctc_head() {
+            None => {
+                gpu.read_rows(&projected, 0, 1).await?;
+                Some(projected)
+            }
+            // The greedy path's tokens (blanks and repeats removed) as the LLM's own embeddings; a path of
+            // blanks leaves the slot empty, as on the CPU.
+            Some(head) => {
+                let logits = gpu
+                    .read(&self.projector.ctc_logits(gpu, &projected)?)
+                    .await?;
+                let tokens: Vec<u32> = tinyalign_projector::greedy_segments(&logits, head.width())
+                    .iter()
+                    .map(|s| head.classes[s.class])
+                    .collect();
+                if tokens.is_empty() {
+                    None
+                } else {
+                    Some(self.llm.embed_tokens(gpu, &tokens)?)
+                }
+            }
+        };
         let t3 = now();
         times.projector_ms = t3 - t2;
-        let (prompt, history) = self.llm.slot_prompt(gpu, &slot, instruction)?;
+        let mut options = options.clone();
+        options
+            .stop_strings
+            .extend(prompt.stop_strings.iter().cloned());
+        let options = &options;
+        let audio_tokens = slot.as_ref().map_or(0, GpuTensor::rows);
+        let (prompt, history) = self.llm.slot_prompt(gpu, slot.as_ref(), prompt)?;
         let mut cache = self.llm.new_cache(gpu, prompt.rows() + options.max_tokens);
         if prompt.rows() + 1 > cache.capacity() {
             return Err(GpuError::Shape(format!(
@@ -209,7 +304,7 @@ impl GpuAssistant {
             tokens,
             stop_reason: format!("{reason:?}"),
             audio_seconds: audio.duration_s(),
-            audio_tokens: slot.rows(),
+            audio_tokens,
             prompt_tokens: prompt.rows(),
             times,
         })

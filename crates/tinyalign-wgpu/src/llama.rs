@@ -1,7 +1,9 @@
 //! The frozen Llama-family LLM (SmolLM2's llama, Qwen2.5's qwen2) on the GPU: weights kept in their GGUF
 //! blocks, prefill and KV-cached decoding from any mix of token and projected-audio embeddings.
 
-use tinyalign_llm::{Decoding, GenerateOptions, LlamaConfig, LlmWeights, StopReason, Tokenizer};
+use tinyalign_llm::{
+    Decoding, GenerateOptions, LlamaConfig, LlmWeights, SlotPrompt, StopReason, Tokenizer,
+};
 use tinyalign_weights::gguf::GgufFile;
 
 use crate::ops::{self, Activation, AttentionShape};
@@ -199,25 +201,33 @@ impl GpuLlama {
         ops::linear(gpu, &normed, self.weights.head(), None, Activation::None)
     }
 
-    /// The chat prompt with `slot` (`t × hidden_size`: projected audio) in the user turn, after
-    /// `instruction` when given: the same layout as the CPU assistant (`tinyalign_llm::slot_prompt_ids`).
-    /// Returns the embeddings and the prompt's token ids (for the repetition penalty).
+    /// The chat prompt around `slot` (`t × hidden_size`: the audio; `None` for none) as `prompt` lays it out
+    /// (system message, worked examples, instruction, answer prefix): the CPU assistant's layout
+    /// (`tinyalign_llm::slot_prompt_ids_with_examples`). Returns the embeddings and the prompt's token ids
+    /// (for the repetition penalty). The prompt's stop texts are the caller's to add to its options.
     pub fn slot_prompt(
         &self,
         gpu: &Gpu,
-        slot: &GpuTensor,
-        instruction: Option<&str>,
+        slot: Option<&GpuTensor>,
+        prompt: &SlotPrompt,
     ) -> Result<(GpuTensor, Vec<u32>), GpuError> {
-        let (before, after) =
-            tinyalign_llm::slot_prompt_ids(&self.tokenizer, self.system_prompt, instruction, None);
-        let t = slot.rows();
+        let (before, after) = tinyalign_llm::slot_prompt_ids_with_examples(
+            &self.tokenizer,
+            self.system_prompt,
+            prompt.instruction.as_deref(),
+            prompt.answer_prefix.as_deref(),
+            &prompt.examples,
+        );
+        let t = slot.map_or(0, GpuTensor::rows);
         let before_embeds = self.embed_tokens(gpu, &before)?;
         let after_embeds = self.embed_tokens(gpu, &after)?;
-        let prompt = gpu.output(before.len() + t + after.len(), self.config.hidden_size);
-        gpu.copy_rows(&before_embeds, 0, &prompt, 0, before.len())?;
-        gpu.copy_rows(slot, 0, &prompt, before.len(), t)?;
-        gpu.copy_rows(&after_embeds, 0, &prompt, before.len() + t, after.len())?;
-        Ok((prompt, before.into_iter().chain(after).collect()))
+        let embeds = gpu.output(before.len() + t + after.len(), self.config.hidden_size);
+        gpu.copy_rows(&before_embeds, 0, &embeds, 0, before.len())?;
+        if let Some(slot) = slot {
+            gpu.copy_rows(slot, 0, &embeds, before.len(), t)?;
+        }
+        gpu.copy_rows(&after_embeds, 0, &embeds, before.len() + t, after.len())?;
+        Ok((embeds, before.into_iter().chain(after).collect()))
     }
 
     /// Generates after `prompt` as `LlamaModel::generate` does (same sampler, stop tokens and streaming):

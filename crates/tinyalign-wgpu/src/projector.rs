@@ -1,11 +1,31 @@
-//! The trained projector on the GPU, one utterance at a time, from the trainer's `projector.safetensors`.
+//! The trained projector on the GPU, one utterance at a time, from the trainer's `projector.safetensors`:
+//! pooled to T tokens, or (a CTC projector) one vector per stacked frame with the CTC head's logits.
 
-use tinyalign_projector::{ProjectorConfig, ProjectorKind};
+use tinyalign_projector::{ProjectorConfig, ProjectorKind, ProjectorOutput};
 use tinyalign_weights::TensorMap;
 
 use crate::layers::{EncoderLayer, LayerNorm, Linear, vector};
 use crate::ops::{self, Activation};
-use crate::{Gpu, GpuError, GpuTensor};
+use crate::{Gpu, GpuError, GpuMatrix, GpuTensor};
+
+/// A CTC projector's head as one product: logits `(frames, classes + 1)` = frames · Wᵀ + b with
+/// W = [κ/(d·rms²) · E; w_blank] (`(classes + 1) × d_llm`, E the LLM's input embeddings of the classes) and
+/// b = [0, …, 0, b_blank]: the CPU's `Projector::ctc_logits` (class scores against the frozen table, the
+/// blank's own learned logit last).
+#[derive(Debug)]
+pub struct GpuCtcHead {
+    head: GpuMatrix,
+    bias: GpuTensor,
+    /// The LLM token id of each class, in the head's order.
+    pub classes: Vec<u32>,
+}
+
+impl GpuCtcHead {
+    /// Classes plus the blank: the logits' row width.
+    pub fn width(&self) -> usize {
+        self.classes.len() + 1
+    }
+}
 
 // One value per loaded projector: the size difference between the kinds costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -30,19 +50,36 @@ pub struct GpuProjector {
     config: ProjectorConfig,
     body: Body,
     output_norm: GpuTensor,
+    ctc: Option<GpuCtcHead>,
 }
 
 impl GpuProjector {
-    /// From a state dict with the trainer's PyTorch keys, every shape checked against `config`.
-    pub fn load(gpu: &Gpu, config: ProjectorConfig, map: &TensorMap) -> Result<Self, GpuError> {
+    /// From a state dict with the trainer's PyTorch keys, every shape checked against `config`. A CTC
+    /// projector also needs `class_embeddings`: the LLM's input embeddings of its classes,
+    /// `(classes, d_llm)` row-major in the config's class order.
+    pub fn load(
+        gpu: &Gpu,
+        config: ProjectorConfig,
+        map: &TensorMap,
+        class_embeddings: Option<&[f32]>,
+    ) -> Result<Self, GpuError> {
         config
             .validate()
             .map_err(|e| GpuError::Model(e.to_string()))?;
-        if config.ctc_classes().is_some() {
-            return Err(GpuError::Model(
-                "this projector has a CTC head (trained with loss.objective = \"ctc\"); the GPU path runs pooled projectors only: run it on the CPU (ask without --gpu)".into(),
-            ));
-        }
+        let ctc = match &config.output {
+            ProjectorOutput::Pooled => None,
+            ProjectorOutput::Ctc {
+                classes,
+                logit_scale,
+            } => Some(Self::load_ctc_head(
+                gpu,
+                &config,
+                map,
+                classes,
+                *logit_scale,
+                class_embeddings,
+            )?),
+        };
         let c = &config;
         let eps = c.norm_eps;
         let kd = c.stack * c.d_audio;
@@ -83,6 +120,43 @@ impl GpuProjector {
             output_norm: vector(gpu, map, "output_norm.weight", c.d_llm)?,
             config,
             body,
+            ctc,
+        })
+    }
+
+    fn load_ctc_head(
+        gpu: &Gpu,
+        config: &ProjectorConfig,
+        map: &TensorMap,
+        classes: &[u32],
+        logit_scale: f32,
+        class_embeddings: Option<&[f32]>,
+    ) -> Result<GpuCtcHead, GpuError> {
+        let d = config.d_llm;
+        let embeddings = class_embeddings.ok_or_else(|| {
+            GpuError::Model(
+                "this projector has a CTC head: it needs the LLM's embeddings of its classes"
+                    .into(),
+            )
+        })?;
+        if embeddings.len() != classes.len() * d {
+            return Err(GpuError::Shape(format!(
+                "{} class embedding values for {} classes of width {d}",
+                embeddings.len(),
+                classes.len()
+            )));
+        }
+        let scale = logit_scale / (d as f32 * config.output_rms * config.output_rms);
+        let blank_weight = map.get_shaped("ctc_blank.weight", &[1, d])?;
+        let blank_bias = map.get_shaped("ctc_blank.bias", &[1])?;
+        let mut head: Vec<f32> = embeddings.iter().map(|v| v * scale).collect();
+        head.extend_from_slice(&blank_weight.data);
+        let mut bias = vec![0.0; classes.len() + 1];
+        bias[classes.len()] = blank_bias.data[0];
+        Ok(GpuCtcHead {
+            head: GpuMatrix::from_f32(gpu, classes.len() + 1, d, &head)?,
+            bias: gpu.upload(&bias, 1, classes.len() + 1)?,
+            classes: classes.to_vec(),
         })
     }
 
@@ -90,7 +164,22 @@ impl GpuProjector {
         &self.config
     }
 
-    /// Encoder features `(frames, d_audio)` → audio tokens `(T, d_llm)`, T = `tokens_for(frames)`.
+    /// The CTC head, for a projector trained with the CTC objective.
+    pub fn ctc_head(&self) -> Option<&GpuCtcHead> {
+        self.ctc.as_ref()
+    }
+
+    /// A CTC projector's logits `(frames, classes + 1)` of its frame vectors (what [`Self::forward`]
+    /// returns for it).
+    pub fn ctc_logits(&self, gpu: &Gpu, frames: &GpuTensor) -> Result<GpuTensor, GpuError> {
+        let head = self.ctc.as_ref().ok_or_else(|| {
+            GpuError::Model("this projector has no CTC head (it pools to T tokens)".into())
+        })?;
+        ops::linear(gpu, frames, &head.head, Some(&head.bias), Activation::None)
+    }
+
+    /// Encoder features `(frames, d_audio)` → audio tokens `(T, d_llm)`, T = `tokens_for(frames)`; for a
+    /// CTC projector one vector per stacked frame, `(ceil(frames / stack), d_llm)`.
     pub fn forward(&self, gpu: &Gpu, features: &GpuTensor) -> Result<GpuTensor, GpuError> {
         let c = &self.config;
         let frames = features.rows();
@@ -133,7 +222,11 @@ impl GpuProjector {
                     h = layer.forward(gpu, &h, valid)?;
                 }
                 let h = encoder_norm.forward(gpu, &h)?;
-                let pooled = ops::adaptive_pool(gpu, &h, valid, tokens)?;
+                let pooled = if self.ctc.is_some() {
+                    h
+                } else {
+                    ops::adaptive_pool(gpu, &h, valid, tokens)?
+                };
                 let h = output_fc1.forward(gpu, &pooled, Activation::Gelu)?;
                 output_fc2.forward(gpu, &h, Activation::None)?
             }
@@ -146,7 +239,11 @@ impl GpuProjector {
                     )?,
                     None => fc1.forward(gpu, &stacked, Activation::None)?,
                 };
-                ops::adaptive_pool(gpu, &h, valid, tokens)?
+                if self.ctc.is_some() {
+                    h
+                } else {
+                    ops::adaptive_pool(gpu, &h, valid, tokens)?
+                }
             }
         };
         ops::rms_norm(gpu, &projected, &self.output_norm, c.norm_eps, c.output_rms)
