@@ -369,6 +369,8 @@ fn augmented_copies_are_recorded_cached_apart_and_reused() {
         "loss.token_weight=0",
         "augment.copies=1",
         "augment.telephone=0.5",
+        "augment.babble=0.5",
+        "augment.babble_talkers=[2, 3]",
     ];
     let Some((root, mut config)) = small_asterisk_run("tinyalign-augment-test", &overrides) else {
         return;
@@ -421,6 +423,9 @@ fn augmented_copies_are_recorded_cached_apart_and_reused() {
         (4..=20).contains(&telephone),
         "{telephone} of 24 at p = 0.5"
     );
+    // Babble: two or three other training recordings of the same speaker set, named in the tag.
+    let babble = tags.iter().filter(|t| t.contains("babble=")).count();
+    assert!((4..=20).contains(&babble), "{babble} of 24 at p = 0.5");
     let mut entries: Vec<_> = std::fs::read_dir(&features)
         .unwrap()
         .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())

@@ -3,9 +3,12 @@
 //! utterance copy from an [`AugmentPolicy`] and applied when encoder features are made, so the feature cache
 //! keys an entry by audio + [`Augmentation::tag`]).
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 use crate::DataError;
+use crate::babble::Babble;
 use crate::recipes::SplitMix;
 
 /// The rate augmentation works at and returns: Whisper's.
@@ -127,8 +130,9 @@ pub enum NoiseColour {
 }
 
 /// One utterance copy's augmentation; every field is already rounded to what [`Augmentation::tag`] prints,
-/// so the tag is the whole recipe. Applied in this order: speed, reverberation, noise, telephone, gain.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// so the tag is the whole recipe. Applied in this order: speed, reverberation, noise, babble, telephone,
+/// gain.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Augmentation {
     /// Speed perturbation (tempo and pitch together, Ko et al. 2015): the 16 kHz signal is read as if it
     /// were sampled at 16 kHz·speed and resampled back. Two decimals.
@@ -138,6 +142,8 @@ pub struct Augmentation {
     pub reverb: Option<Reverb>,
     /// Additive noise at this SNR (dB, against the speech's RMS over the whole utterance).
     pub noise: Option<(NoiseColour, f64)>,
+    /// Other training recordings talking over the speech ([`Babble`]).
+    pub babble: Option<Babble>,
     /// A telephone line: down to 8 kHz, band-pass 300–3400 Hz, G.711 µ-law 8-bit, back up to 16 kHz.
     pub telephone: bool,
     /// Gain in dB; samples past full scale clip, as a hot recording does.
@@ -172,6 +178,11 @@ pub struct AugmentPolicy {
     pub speeds: Vec<f64>,
     /// Gain range (dB).
     pub gain_db: [f64; 2],
+    /// Probability of babble (0 by default: the presets' draws and cache keys predate it), how many other
+    /// training recordings talk (inclusive range) and at what speech-to-babble ratio (dB).
+    pub babble: f64,
+    pub babble_talkers: [usize; 2],
+    pub babble_snr_db: [f64; 2],
 }
 
 impl Default for AugmentPolicy {
@@ -187,6 +198,9 @@ impl Default for AugmentPolicy {
             drr_db: [0.0, 12.0],
             speeds: vec![0.9, 1.0, 1.1],
             gain_db: [-12.0, 6.0],
+            babble: 0.0,
+            babble_talkers: [3, 6],
+            babble_snr_db: [5.0, 20.0],
         }
     }
 }
@@ -206,6 +220,7 @@ impl AugmentPolicy {
             ("telephone", self.telephone),
             ("noise", self.noise),
             ("reverb", self.reverb),
+            ("babble", self.babble),
         ] {
             if !(0.0..=1.0).contains(&p) {
                 return bad(field, format!("{p} is not a probability"));
@@ -216,6 +231,7 @@ impl AugmentPolicy {
             ("rt60_s", self.rt60_s),
             ("drr_db", self.drr_db),
             ("gain_db", self.gain_db),
+            ("babble_snr_db", self.babble_snr_db),
         ] {
             if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
                 return bad(field, format!("[{lo}, {hi}] is not a range"));
@@ -233,11 +249,19 @@ impl AugmentPolicy {
         if self.copies > 16 {
             return bad("copies", format!("{} (at most 16)", self.copies));
         }
+        let [few, many] = self.babble_talkers;
+        if !(1 <= few && few <= many && many <= 16) {
+            return bad(
+                "babble_talkers",
+                format!("[{few}, {many}]: give a range within 1–16"),
+            );
+        }
         Ok(())
     }
 
     /// The augmentation for `seed` (derive it from the utterance and the copy): the same on every machine.
-    pub fn draw(&self, seed: u64) -> Augmentation {
+    /// Babble talkers come from `babble_pool` (the training recordings), never `own` (the utterance's).
+    pub fn draw(&self, seed: u64, babble_pool: &[PathBuf], own: &Path) -> Augmentation {
         let mut rng = SplitMix::new(seed ^ 0xA06D_E27A_710F_5EED);
         let mut uniform = |[lo, hi]: [f64; 2]| lo + (hi - lo) * rng.unit();
         let speed = round_to(
@@ -258,10 +282,22 @@ impl AugmentPolicy {
         };
         let telephone = uniform([0.0, 1.0]) < self.telephone;
         let gain_db = round_to(uniform(self.gain_db), 1);
+        // Its own stream, so policies without babble draw exactly what they drew before it existed.
+        let mut babble_rng = SplitMix::new(seed ^ 0x00BA_BB1E_5EED);
+        let babble = (self.babble > 0.0 && babble_rng.unit() < self.babble)
+            .then(|| {
+                let [few, many] = self.babble_talkers;
+                let count = few + babble_rng.below(many - few + 1);
+                let [lo, hi] = self.babble_snr_db;
+                let snr_db = round_to(lo + (hi - lo) * babble_rng.unit(), 1);
+                Babble::draw(babble_pool, own, count, snr_db, &mut babble_rng)
+            })
+            .flatten();
         Augmentation {
             speed,
             reverb,
             noise,
+            babble,
             telephone,
             gain_db,
             seed,
@@ -281,6 +317,9 @@ impl Augmentation {
         }
         if let Some((colour, snr)) = self.noise {
             parts.push(format!("noise={colour:?}-{snr:.1}db").to_lowercase());
+        }
+        if let Some(babble) = &self.babble {
+            parts.push(babble.tag());
         }
         if self.telephone {
             parts.push("telephone=8khz-300-3400hz-ulaw".into());
@@ -308,6 +347,9 @@ impl Augmentation {
         if let Some((colour, snr_db)) = self.noise {
             add_noise(&mut x, colour, snr_db, self.seed);
         }
+        if let Some(babble) = &self.babble {
+            babble.add_to(&mut x, self.seed)?;
+        }
         if self.telephone {
             let mut narrow = resample(&x, AUGMENT_RATE, 8_000)?;
             apply_effect(&mut narrow, 8_000, Effect::Telephone, 0);
@@ -330,7 +372,7 @@ fn gaussian(rng: &mut SplitMix) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-fn rms(x: &[f32]) -> f64 {
+pub(crate) fn rms(x: &[f32]) -> f64 {
     (x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
 }
 
@@ -503,6 +545,7 @@ mod tests {
             speed: 1.0,
             reverb: None,
             noise: None,
+            babble: None,
             telephone: false,
             gain_db: 0.0,
             seed: 1,
@@ -513,8 +556,9 @@ mod tests {
     fn draws_are_seeded_rounded_and_tagged_in_full() {
         let policy = AugmentPolicy::default();
         policy.check().unwrap();
-        let a: Vec<_> = (0..200).map(|s| policy.draw(s)).collect();
-        assert_eq!(a, (0..200).map(|s| policy.draw(s)).collect::<Vec<_>>());
+        let draw = |s| policy.draw(s, &[], Path::new("own.wav"));
+        let a: Vec<_> = (0..200).map(draw).collect();
+        assert_eq!(a, (0..200).map(draw).collect::<Vec<_>>());
         let tags: std::collections::HashSet<_> = a.iter().map(Augmentation::tag).collect();
         assert_eq!(tags.len(), 200, "the seed is part of the tag");
         let share =
@@ -531,6 +575,48 @@ mod tests {
                 assert!((5.0..=30.0).contains(&snr));
             }
         }
+    }
+
+    #[test]
+    fn babble_draws_from_the_pool_and_leaves_other_draws_alone() {
+        let plain = AugmentPolicy::default();
+        let babbling = AugmentPolicy {
+            babble: 0.5,
+            ..Default::default()
+        };
+        let pool: Vec<PathBuf> = (0..20)
+            .map(|i| PathBuf::from(format!("s{i}/u.wav")))
+            .collect();
+        let own = Path::new("s3/u.wav");
+        let mut with = 0;
+        for seed in 0..200 {
+            let (a, b) = (
+                plain.draw(seed, &pool, own),
+                babbling.draw(seed, &pool, own),
+            );
+            assert_eq!(a.babble, None);
+            assert_eq!(
+                Augmentation {
+                    babble: None,
+                    ..b.clone()
+                },
+                a,
+                "babble has its own stream"
+            );
+            if let Some(babble) = &b.babble {
+                with += 1;
+                assert!((3..=6).contains(&babble.talkers.len()));
+                assert!((5.0..=20.0).contains(&babble.snr_db));
+                assert!(babble.talkers.iter().all(|t| t != own && pool.contains(t)));
+                assert!(b.tag().contains(&babble.tag()));
+            }
+        }
+        assert!(
+            (70..=130).contains(&with),
+            "{with} of 200 at probability 0.5"
+        );
+        // Without a pool (or with too few others) there is no babble to draw.
+        assert!((0..50).all(|s| babbling.draw(s, &pool[3..4], own).babble.is_none()));
     }
 
     #[test]
@@ -584,6 +670,27 @@ mod tests {
                     ..Default::default()
                 },
                 "augment.copies",
+            ),
+            (
+                AugmentPolicy {
+                    babble: -0.1,
+                    ..Default::default()
+                },
+                "augment.babble",
+            ),
+            (
+                AugmentPolicy {
+                    babble_talkers: [4, 2],
+                    ..Default::default()
+                },
+                "augment.babble_talkers",
+            ),
+            (
+                AugmentPolicy {
+                    babble_snr_db: [f64::NAN, 3.0],
+                    ..Default::default()
+                },
+                "augment.babble_snr_db",
             ),
         ];
         for (policy, field) in cases {

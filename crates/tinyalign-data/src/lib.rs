@@ -3,6 +3,7 @@
 //! speech, and statistics.
 
 mod augment;
+mod babble;
 mod import;
 mod manifest;
 mod recipes;
@@ -15,6 +16,7 @@ mod wordnet;
 pub use augment::{
     AUGMENT_RATE, AugmentPolicy, Augmentation, Effect, NoiseColour, Reverb, apply_effect,
 };
+pub use babble::Babble;
 pub use import::{import_common_voice, import_librispeech, import_wav_txt};
 pub use manifest::{Manifest, Split, Task, Utterance};
 pub use recipes::{

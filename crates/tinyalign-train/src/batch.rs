@@ -11,7 +11,7 @@ use tinyalign_projector::{Projector, ProjectorConfig};
 use crate::TrainError;
 use crate::features::{FeatureCache, FeatureFile, Features};
 use crate::in_the_loop::LoopContext;
-use crate::prepare::augmentation_for;
+use crate::prepare::Augmenter;
 use crate::targets::{Target, TargetBuilder};
 
 /// The example of utterance `u` (augmented by `augment`): its cached encoder features, its transcript's
@@ -63,7 +63,7 @@ pub(crate) struct ExampleBuilder<'a, 'llm> {
 }
 
 impl ExampleBuilder<'_, '_> {
-    /// Per utterance the clean example, then `policy.copies` augmented ones ([`augmentation_for`]).
+    /// Per utterance the clean example, then `policy.copies` augmented ones ([`Augmenter::copy`]).
     /// `progress(what, done, total)` after each utterance.
     pub(crate) fn build(
         &mut self,
@@ -73,9 +73,10 @@ impl ExampleBuilder<'_, '_> {
         progress: &mut dyn FnMut(&str, usize, usize),
     ) -> Result<Vec<Example>, TrainError> {
         let mut out = Vec::with_capacity(utts.len() * (1 + policy.copies));
+        let augmenter = Augmenter::new(policy, self.manifest, utts);
         for (i, u) in utts.iter().enumerate() {
             for copy in 0..=policy.copies {
-                let augment = augmentation_for(policy, &u.id, copy);
+                let augment = augmenter.copy(u, copy);
                 if let Some(a) = &augment {
                     let line =
                         serde_json::json!({"id": u.id, "copy": copy, "augmentation": a.tag()});

@@ -50,6 +50,47 @@ impl FeatureFile {
     }
 }
 
+/// The `(frames, width)` of a stored entry from its safetensors header alone (8-byte length + JSON), the
+/// f16 data unread; `None` when the file is missing, truncated or not a features entry (it is recomputed).
+/// At start-up a run learns every entry's shape this way: 13,768 entries were 5.4 s of decoding whole files.
+fn stored_shape(path: &Path) -> Option<(usize, usize)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let file_len = file.metadata().ok()?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).ok()?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > 1 << 20 || 8 + header_len > file_len {
+        return None;
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    let entry = header.get("features")?;
+    let shape: Vec<usize> = entry
+        .get("shape")?
+        .as_array()?
+        .iter()
+        .map(|v| v.as_u64().map(|v| v as usize))
+        .collect::<Option<_>>()?;
+    let offsets: Vec<u64> = entry
+        .get("data_offsets")?
+        .as_array()?
+        .iter()
+        .map(serde_json::Value::as_u64)
+        .collect::<Option<_>>()?;
+    let (&[frames, width], &[start, end], Some("F16")) = (
+        shape.as_slice(),
+        offsets.as_slice(),
+        entry.get("dtype").and_then(serde_json::Value::as_str),
+    ) else {
+        return None;
+    };
+    let complete = end.checked_sub(start) == Some((frames * width * 2) as u64)
+        && 8 + header_len + end == file_len;
+    complete.then_some((frames, width))
+}
+
 fn decode(bytes: &[u8], name: &str) -> Result<Features, TrainError> {
     let mut map = read_safetensors(bytes, name).map_err(|e| TrainError::Io(e.to_string()))?;
     let t = map
@@ -124,7 +165,7 @@ impl FeatureCache {
     }
 
     /// Makes sure the features of `u` (augmented by `augment`) are stored, and says where. Returns them
-    /// too when they were computed now (a cached entry is only read to check its shape).
+    /// too when they were computed now (of a cached entry only the header is read, for its shape).
     pub fn store(
         &mut self,
         manifest: &Manifest,
@@ -144,14 +185,12 @@ impl FeatureCache {
             .concat(),
         );
         let file = self.dir.join(format!("{}.safetensors", &key[..32]));
-        if let Ok(stored) = std::fs::read(&file)
-            && let Ok(features) = decode(&stored, &file.display().to_string())
-        {
+        if let Some((frames, width)) = stored_shape(&file) {
             self.reused += 1;
             let entry = FeatureFile {
                 path: file,
-                frames: features.frames,
-                width: features.width,
+                frames,
+                width,
             };
             return Ok((entry, None));
         }
@@ -199,5 +238,41 @@ impl FeatureCache {
             width,
         };
         Ok((entry, Some(features)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(frames: usize, width: usize, store_as: StoreAs) -> Vec<u8> {
+        let mut map = TensorMap::new("features");
+        let data = (0..frames * width).map(|i| i as f32 * 0.25).collect();
+        map.insert("features", HostTensor::new(vec![frames, width], data));
+        write_safetensors(&map, store_as, &[("utterance", "u1")]).unwrap()
+    }
+
+    #[test]
+    fn a_stored_shape_comes_from_the_header_and_a_damaged_entry_has_none() {
+        let dir = std::env::temp_dir().join(format!("tinyalign-shape-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("entry.safetensors");
+        let bytes = entry(37, 384, StoreAs::F16);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(stored_shape(&path), Some((37, 384)));
+        let decoded = decode(&bytes, "entry").unwrap();
+        assert_eq!((decoded.frames, decoded.width), (37, 384));
+        // Truncated (a crash before the rename cannot leave one, a full disk or a copy can), one byte too
+        // many, another dtype, a missing file: recomputed, not trusted.
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        assert_eq!(stored_shape(&path), None);
+        std::fs::write(&path, [bytes.as_slice(), &[0]].concat()).unwrap();
+        assert_eq!(stored_shape(&path), None);
+        std::fs::write(&path, entry(37, 384, StoreAs::F32)).unwrap();
+        assert_eq!(stored_shape(&path), None);
+        std::fs::write(&path, &bytes[..5]).unwrap();
+        assert_eq!(stored_shape(&path), None);
+        assert_eq!(stored_shape(&dir.join("missing.safetensors")), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

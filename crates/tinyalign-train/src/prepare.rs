@@ -65,14 +65,47 @@ pub(crate) fn select<'m>(
     Ok(picked)
 }
 
-/// The augmentation of copy `copy` of utterance `id` (copy 0 is the clean one): seeded by the id and the
-/// copy only, not the run's seed, so runs with other seeds (and [`cache_features`]) make the same copies.
-pub(crate) fn augmentation_for(
-    policy: &AugmentPolicy,
-    id: &str,
-    copy: usize,
-) -> Option<Augmentation> {
-    (copy > 0).then(|| policy.draw(SplitMix::new(copy as u64).next_u64() ^ id_seed(id)))
+/// A policy's augmentations of a run's training utterances, with what babble draws from: the training
+/// WAV recordings (none when the policy has no babble).
+pub(crate) struct Augmenter<'a> {
+    policy: &'a AugmentPolicy,
+    manifest: &'a Manifest,
+    babble_pool: Vec<PathBuf>,
+}
+
+impl<'a> Augmenter<'a> {
+    pub(crate) fn new(
+        policy: &'a AugmentPolicy,
+        manifest: &'a Manifest,
+        train: &[&Utterance],
+    ) -> Self {
+        let babble_pool = if policy.babble > 0.0 {
+            train
+                .iter()
+                .filter(|u| u.input_format() == tinyalign_mel::InputFormat::Wav)
+                .map(|u| manifest.audio_path(u))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self {
+            policy,
+            manifest,
+            babble_pool,
+        }
+    }
+
+    /// The augmentation of copy `copy` of `u` (copy 0 is the clean one): seeded by the id and the copy
+    /// only, not the run's seed, so runs with other seeds (and [`cache_features`]) make the same copies.
+    pub(crate) fn copy(&self, u: &Utterance, copy: usize) -> Option<Augmentation> {
+        (copy > 0).then(|| {
+            self.policy.draw(
+                SplitMix::new(copy as u64).next_u64() ^ id_seed(&u.id),
+                &self.babble_pool,
+                &self.manifest.audio_path(u),
+            )
+        })
+    }
 }
 
 /// FNV-1a of an utterance id: the per-utterance part of an augmentation's seed, and of its shard.
@@ -144,10 +177,10 @@ pub fn cache_features(
         .chain(valid.iter().map(|u| (*u, 0)))
         .filter(|(u, _)| shard.contains(&u.id))
         .collect();
+    let augmenter = Augmenter::new(&config.augment, &manifest, &train);
     for (done, (u, copies)) in jobs.iter().enumerate() {
         for copy in 0..=*copies {
-            let augment = augmentation_for(&config.augment, &u.id, copy);
-            cache.store(&manifest, u, augment.as_ref())?;
+            cache.store(&manifest, u, augmenter.copy(u, copy).as_ref())?;
         }
         progress(done + 1, jobs.len());
     }
@@ -192,11 +225,28 @@ mod tests {
 
     #[test]
     fn copy_zero_is_clean_and_copies_are_seeded_by_id_and_copy() {
-        let policy = AugmentPolicy::default();
-        assert_eq!(augmentation_for(&policy, "a", 0), None);
-        let a1 = augmentation_for(&policy, "a", 1).unwrap();
-        assert_eq!(Some(a1), augmentation_for(&policy, "a", 1));
-        assert_ne!(Some(a1), augmentation_for(&policy, "a", 2));
-        assert_ne!(Some(a1), augmentation_for(&policy, "b", 1));
+        let utterance = |id: &str| -> Utterance {
+            serde_json::from_value(serde_json::json!({
+                "id": id, "audio": format!("{id}.wav"), "text": "x", "speaker": id, "duration_s": 1.0,
+                "sample_rate": 16000, "split": "train", "source": "test", "licence": "test"
+            }))
+            .unwrap()
+        };
+        let (a, b) = (utterance("a"), utterance("b"));
+        let manifest = Manifest::new(std::path::Path::new("/data"), vec![a.clone(), b.clone()]);
+        let policy = AugmentPolicy {
+            babble: 1.0,
+            babble_talkers: [1, 1],
+            ..AugmentPolicy::default()
+        };
+        let augmenter = Augmenter::new(&policy, &manifest, &[&a, &b]);
+        assert_eq!(augmenter.copy(&a, 0), None);
+        let a1 = augmenter.copy(&a, 1).unwrap();
+        assert_eq!(Some(&a1), augmenter.copy(&a, 1).as_ref());
+        assert_ne!(Some(&a1), augmenter.copy(&a, 2).as_ref());
+        assert_ne!(Some(&a1), augmenter.copy(&b, 1).as_ref());
+        // The only other training recording is the babble.
+        let babble = a1.babble.expect("babble at probability 1");
+        assert_eq!(babble.talkers, vec![PathBuf::from("/data/b.wav")]);
     }
 }
