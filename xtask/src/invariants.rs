@@ -25,8 +25,10 @@ const LAYERS: &[(&str, u8)] = &[
     // The GPU forward passes reuse the model crates' configs, readers and tokenizers (their dfdx parts
     // behind the default `dfdx` feature, which it turns off).
     ("tinyalign-wgpu", 3),
-    ("tinyalign-cli", 4),
-    ("tinyalign-wasm", 4),
+    // Personalisation runs training and evaluation.
+    ("tinyalign-personal", 4),
+    ("tinyalign-cli", 5),
+    ("tinyalign-wasm", 5),
 ];
 
 /// Crates that do machine learning; the bottom layer must not pull any of them in, even indirectly.
