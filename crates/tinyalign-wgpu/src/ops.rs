@@ -131,32 +131,23 @@ pub fn linear_with(
             bias.map_or(gpu.dummy(), GpuTensor::buffer),
             out.buffer(),
         ];
-        let cols = band.rows;
-        let (kernel_file, body, entry, groups) = match kernel {
-            MatmulKernel::Rows8x4 => (
-                "matmul_cpu",
-                include_str!("kernels/matmul_cpu.wgsl"),
-                "rows8x4",
-                [cols.div_ceil(64) as u32, m.div_ceil(8) as u32, 1],
-            ),
-            MatmulKernel::Tiled => (
-                "matmul",
-                include_str!("kernels/matmul.wgsl"),
-                "gemm",
-                [cols.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
-            ),
-            MatmulKernel::Vector => (
-                "matmul",
-                include_str!("kernels/matmul.wgsl"),
-                "gemv",
-                grid(cols, 1),
-            ),
-            MatmulKernel::Rows8 => (
-                "matmul",
-                include_str!("kernels/matmul.wgsl"),
-                "rows8",
-                [cols.div_ceil(64) as u32, m.div_ceil(8) as u32, 1],
-            ),
+        let tiles = |rows_per_group: usize| {
+            [
+                band.rows.div_ceil(64) as u32,
+                m.div_ceil(rows_per_group) as u32,
+                1,
+            ]
+        };
+        let (kernel_file, entry, groups) = match kernel {
+            MatmulKernel::Rows8x4 => ("matmul_cpu", "rows8x4", tiles(8)),
+            MatmulKernel::Tiled => ("matmul", "gemm", tiles(64)),
+            MatmulKernel::Vector => ("matmul", "gemv", grid(band.rows, 1)),
+            MatmulKernel::Rows8 => ("matmul", "rows8", tiles(8)),
+        };
+        let body = if kernel == MatmulKernel::Rows8x4 {
+            include_str!("kernels/matmul_cpu.wgsl")
+        } else {
+            include_str!("kernels/matmul.wgsl")
         };
         gpu.dispatch(
             &format!("{kernel_file}_{}", format.loader()),
