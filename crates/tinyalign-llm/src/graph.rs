@@ -57,7 +57,8 @@ fn interleave_halves(t: &mut Tensor, head_dim: usize, cols: usize) {
 
 impl LlamaGraph {
     /// Dequantises every tensor of a GGUF Llama or Qwen2 (~540 MB of f32 for SmolLM2-135M, ~2.6 GB for
-    /// Qwen2.5-0.5B, the output head twice as it is kept transposed).
+    /// Qwen2.5-0.5B: the output head twice as it is kept transposed, and Qwen's untied input table, which
+    /// the graph never multiplies by, is loaded too because the shared description asks for it).
     pub fn from_gguf(file: &GgufFile, dev: Device) -> Result<Self, LlmError> {
         let config = LlamaConfig::from_gguf(file)?;
         config.require_architecture(
