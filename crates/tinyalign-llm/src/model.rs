@@ -45,18 +45,7 @@ fn matrix(file: &GgufFile, name: &str, precision: Precision) -> Result<QMatrix, 
             file.source_name, info.shape
         )));
     };
-    let format = match info.ggml_type {
-        GgmlType::F32 => Some(Format::F32),
-        GgmlType::F16 => Some(Format::F16),
-        GgmlType::Q8_0 => Some(Format::Q8_0),
-        GgmlType::Q4_0 => Some(Format::Q4_0),
-        GgmlType::Q4_1 => Some(Format::Q4_1),
-        GgmlType::Q5_0 => Some(Format::Q5_0),
-        GgmlType::Q4K => Some(Format::Q4K),
-        GgmlType::Q6K => Some(Format::Q6K),
-        _ => None,
-    };
-    let m = match format {
+    let m = match Format::from_ggml(info.ggml_type) {
         Some(format) => QMatrix::from_gguf_bytes(format, rows, cols, raw)
             .map_err(|e| LlmError::Model(format!("{}: `{name}`: {e}", file.source_name)))?,
         // BF16 and friends: readable, but without a kernel; hold them as f32.

@@ -103,6 +103,22 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format a GGUF tensor of type `ty` is read as (`None`: no kernel; BF16 and the rest).
+    pub fn from_ggml(ty: tinyalign_weights::gguf::GgmlType) -> Option<Self> {
+        use tinyalign_weights::gguf::GgmlType;
+        Some(match ty {
+            GgmlType::F32 => Format::F32,
+            GgmlType::F16 => Format::F16,
+            GgmlType::Q8_0 => Format::Q8_0,
+            GgmlType::Q4_0 => Format::Q4_0,
+            GgmlType::Q4_1 => Format::Q4_1,
+            GgmlType::Q5_0 => Format::Q5_0,
+            GgmlType::Q4K => Format::Q4K,
+            GgmlType::Q6K => Format::Q6K,
+            _ => return None,
+        })
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Format::F32 => "F32",
@@ -159,6 +175,34 @@ enum Storage {
     Q8x16 {
         scales: Vec<[f32; 2]>,
         quants: Vec<[u8; 32]>,
+    },
+}
+
+/// A matrix's values as held, block by block in row order, for other backends to copy as they are (the GPU
+/// path's loaders use the same layouts).
+#[derive(Debug, Clone, Copy)]
+pub enum Packed<'a> {
+    F32(&'a [f32]),
+    /// x = scales[b] · q (q as i8).
+    Q8_0 {
+        scales: &'a [f32],
+        quants: &'a [[u8; 32]],
+    },
+    /// x = scales[b] · (q − 8); element j in the low nibble of byte j, j + 16 in its high nibble.
+    Q4_0 {
+        scales: &'a [f32],
+        nibbles: &'a [[u8; 16]],
+    },
+    /// x = scales[b] · q + mins[b]; nibbles as Q4_0's.
+    Q4_1 {
+        scales: &'a [f32],
+        mins: &'a [f32],
+        nibbles: &'a [[u8; 16]],
+    },
+    /// x = scales[b][e / 16] · q (q as i8).
+    Q8x16 {
+        scales: &'a [[f32; 2]],
+        quants: &'a [[u8; 32]],
     },
 }
 
@@ -287,6 +331,25 @@ impl QMatrix {
             storage,
             source: format,
         })
+    }
+
+    /// The values as held (Q5_0 as Q8_0, Q4_K as Q4_1, Q6_K as Q8x16: exactly, see [`Format`]).
+    pub fn packed(&self) -> Packed<'_> {
+        match &self.storage {
+            Storage::F32(values) => Packed::F32(values),
+            Storage::Q8_0 { scales, quants } => Packed::Q8_0 { scales, quants },
+            Storage::Q4_0 { scales, nibbles } => Packed::Q4_0 { scales, nibbles },
+            Storage::Q4_1 {
+                scales,
+                mins,
+                nibbles,
+            } => Packed::Q4_1 {
+                scales,
+                mins,
+                nibbles,
+            },
+            Storage::Q8x16 { scales, quants } => Packed::Q8x16 { scales, quants },
+        }
     }
 
     /// The format of the file the matrix came from.

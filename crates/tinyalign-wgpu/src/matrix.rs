@@ -1,12 +1,9 @@
 //! Weight matrices on the GPU, kept in GGUF block formats (SmolLM2: Q4_1 layers, Q8_0 embeddings; Qwen2.5:
-//! Q5_0, Q4_K and Q6_K, repacked exactly into the loaders' formats) or as f32, with every field 4-byte
+//! Q5_0, Q4_K and Q6_K, in the layouts `tinyalign-quant` repacks them to exactly) or as f32, with every field 4-byte
 //! aligned for WGSL. A matrix larger than one storage binding (Qwen2.5's 151,936-row embedding table and
 //! head, ~136 MB each, against WebGPU's usual 128 MiB) is held as row bands, each its own binding.
 
-use half::f16;
-use tinyalign_weights::blocks::{
-    Q4_K_BYTES, Q5_0_BYTES, Q6_K_BYTES, q4_k_block, q5_0_block, q6_k_block,
-};
+use tinyalign_quant::{Format, Packed, QMatrix};
 use tinyalign_weights::gguf::{GgmlType, GgufFile};
 
 use crate::context::bytes_of_f32;
@@ -67,79 +64,6 @@ pub struct GpuMatrix {
     pub(crate) bands: Vec<RowBand>,
 }
 
-fn f16_at(bytes: &[u8], at: usize) -> f32 {
-    f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
-}
-
-/// GGUF Q8_0 blocks (34 bytes: f16 d, 32 × i8) → (quant bytes, padded to words; scales).
-pub fn repack_q8_0(raw: &[u8]) -> (Vec<u8>, Vec<f32>) {
-    let blocks = raw.len() / 34;
-    let mut quants = Vec::with_capacity(blocks * 32);
-    let mut scales = Vec::with_capacity(blocks);
-    for block in raw.chunks_exact(34) {
-        scales.push(f16_at(block, 0));
-        quants.extend_from_slice(&block[2..34]);
-    }
-    (quants, scales)
-}
-
-/// GGUF Q4_1 blocks (20 bytes: f16 d, f16 m, 16 bytes of nibbles) → (nibble bytes; d, m pairs).
-pub fn repack_q4_1(raw: &[u8]) -> (Vec<u8>, Vec<f32>) {
-    let blocks = raw.len() / 20;
-    let mut nibbles = Vec::with_capacity(blocks * 16);
-    let mut constants = Vec::with_capacity(blocks * 2);
-    for block in raw.chunks_exact(20) {
-        constants.push(f16_at(block, 0));
-        constants.push(f16_at(block, 2));
-        nibbles.extend_from_slice(&block[4..20]);
-    }
-    (nibbles, constants)
-}
-
-/// GGUF Q5_0 blocks → the Q8_0 loader's layout: (q − 16 as bytes; scales). Exact.
-pub fn repack_q5_0(raw: &[u8]) -> (Vec<u8>, Vec<f32>) {
-    let blocks = raw.len() / Q5_0_BYTES;
-    let mut quants = Vec::with_capacity(blocks * 32);
-    let mut scales = Vec::with_capacity(blocks);
-    for block in raw.chunks_exact(Q5_0_BYTES) {
-        let (d, q) = q5_0_block(block);
-        scales.push(d);
-        quants.extend(q.iter().map(|&v| v as u8));
-    }
-    (quants, scales)
-}
-
-/// GGUF Q4_K super-blocks → the Q4_1 loader's layout, one block per run of 32: (nibbles, element e < 16
-/// in the low and e ≥ 16 in the high nibble of byte e mod 16; scale, −min pairs). Exact.
-pub fn repack_q4_k(raw: &[u8]) -> (Vec<u8>, Vec<f32>) {
-    let supers = raw.len() / Q4_K_BYTES;
-    let mut nibbles = Vec::with_capacity(supers * 128);
-    let mut constants = Vec::with_capacity(supers * 16);
-    for block in raw.chunks_exact(Q4_K_BYTES) {
-        let b = q4_k_block(block);
-        for run in 0..8 {
-            constants.push(b.scales[run]);
-            constants.push(-b.mins[run]);
-            let q = &b.q[32 * run..32 * run + 32];
-            nibbles.extend((0..16).map(|e| q[e] | (q[e + 16] << 4)));
-        }
-    }
-    (nibbles, constants)
-}
-
-/// GGUF Q6_K super-blocks → the Q8x16 loader's layout: (q as bytes; one scale per 16). Exact.
-pub fn repack_q6_k(raw: &[u8]) -> (Vec<u8>, Vec<f32>) {
-    let supers = raw.len() / Q6_K_BYTES;
-    let mut quants = Vec::with_capacity(supers * 256);
-    let mut scales = Vec::with_capacity(supers * 16);
-    for block in raw.chunks_exact(Q6_K_BYTES) {
-        let b = q6_k_block(block);
-        scales.extend_from_slice(&b.scales);
-        quants.extend(b.q.iter().map(|&v| v as u8));
-    }
-    (quants, scales)
-}
-
 impl GpuMatrix {
     pub fn rows(&self) -> usize {
         self.rows
@@ -175,8 +99,8 @@ impl GpuMatrix {
             WeightFormat::F32,
             rows,
             cols,
-            bytes_of_f32(data),
-            Vec::new(),
+            &bytes_of_f32(data),
+            &[],
             Self::band_limit(gpu),
         )
     }
@@ -227,20 +151,49 @@ impl GpuMatrix {
                 ty.name()
             )));
         }
-        let ((words, constants), format) = match ty {
-            GgmlType::Q8_0 => (repack_q8_0(raw), WeightFormat::Q8_0),
-            GgmlType::Q5_0 => (repack_q5_0(raw), WeightFormat::Q8_0),
-            GgmlType::Q4_1 => (repack_q4_1(raw), WeightFormat::Q4_1),
-            GgmlType::Q4K => (repack_q4_k(raw), WeightFormat::Q4_1),
-            GgmlType::Q6K => (repack_q6_k(raw), WeightFormat::Q8x16),
-            other => {
-                let values = tinyalign_weights::gguf::dequantize(other, raw)
-                    .ok_or_else(|| GpuError::Model(format!("{} has no GPU path", other.name())))?;
-                ((bytes_of_f32(&values), Vec::new()), WeightFormat::F32)
+        let bad = |e: tinyalign_quant::QuantError| GpuError::Model(e.to_string());
+        // The CPU path's exact repacking (Q5_0 as Q8_0, Q4_K as Q4_1, Q6_K as Q8x16), whose layouts the
+        // loaders read as they are; F16, BF16 and Q4_0 become f32.
+        let matrix = match Format::from_ggml(ty) {
+            Some(format) => QMatrix::from_gguf_bytes(format, rows, cols, raw).map_err(bad)?,
+            None => {
+                let values = tinyalign_weights::gguf::dequantize(ty, raw)
+                    .ok_or_else(|| GpuError::Model(format!("{} has no GPU path", ty.name())))?;
+                QMatrix::from_f32(rows, cols, values).map_err(bad)?
             }
         };
         let limit = band_bytes.min(Self::band_limit(gpu));
-        Self::upload_bands(gpu, format, rows, cols, words, constants, limit)
+        let upload = |format, words: &[u8], constants: &[f32]| {
+            Self::upload_bands(gpu, format, rows, cols, words, constants, limit)
+        };
+        match matrix.packed() {
+            Packed::F32(values) => upload(WeightFormat::F32, &bytes_of_f32(values), &[]),
+            Packed::Q8_0 { scales, quants } => {
+                upload(WeightFormat::Q8_0, quants.as_flattened(), scales)
+            }
+            Packed::Q4_1 {
+                scales,
+                mins,
+                nibbles,
+            } => {
+                let pairs: Vec<f32> = scales
+                    .iter()
+                    .zip(mins)
+                    .flat_map(|(d, m)| [*d, *m])
+                    .collect();
+                upload(WeightFormat::Q4_1, nibbles.as_flattened(), &pairs)
+            }
+            Packed::Q8x16 { scales, quants } => upload(
+                WeightFormat::Q8x16,
+                quants.as_flattened(),
+                scales.as_flattened(),
+            ),
+            // No Q4_0 loader: such matrices (none in the supported models) go up as f32.
+            Packed::Q4_0 { .. } => {
+                let values: Vec<f32> = (0..rows).flat_map(|r| matrix.row_f32(r)).collect();
+                upload(WeightFormat::F32, &bytes_of_f32(&values), &[])
+            }
+        }
     }
 
     /// Uploads the packed matrix as row bands whose words and constants each fit in `limit` bytes.
@@ -249,8 +202,8 @@ impl GpuMatrix {
         format: WeightFormat,
         rows: usize,
         cols: usize,
-        words: Vec<u8>,
-        constants: Vec<f32>,
+        words: &[u8],
+        constants: &[f32],
         limit: u64,
     ) -> Result<Self, GpuError> {
         let (word_bytes, constant_bytes) = format.row_bytes(cols);
