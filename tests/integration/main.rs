@@ -3,6 +3,7 @@
 mod audio_errors;
 mod common;
 mod datasets;
+mod formats;
 mod gpu;
 mod in_the_loop;
 mod llm;

@@ -48,7 +48,9 @@ enum DataCommand {
         heldout: usize,
     },
     /// Import recordings into a manifest: a folder of x.wav + x.txt (--wav-txt), a LibriSpeech tree
-    /// (--librispeech) or a Common Voice TSV (--common-voice).
+    /// (--librispeech), a Common Voice TSV (--common-voice), a NeMo manifest (--nemo), a Hugging Face
+    /// audiofolder (--audiofolder) or a Kaldi/ESPnet data folder (--kaldi). Fields a NeMo or audiofolder
+    /// record carries beyond the ones read are kept in the manifest and written back by `data export`.
     Import {
         #[arg(long, group = "layout")]
         wav_txt: Option<PathBuf>,
@@ -56,23 +58,58 @@ enum DataCommand {
         librispeech: Option<PathBuf>,
         #[arg(long, group = "layout")]
         common_voice: Option<PathBuf>,
+        /// A NeMo manifest (JSON lines with audio_filepath, duration, text).
+        #[arg(long, group = "layout")]
+        nemo: Option<PathBuf>,
+        /// A Hugging Face audiofolder: metadata.jsonl/.csv with file_name, in it or in train/ validation/
+        /// test/ folders (which then give the splits).
+        #[arg(long, group = "layout")]
+        audiofolder: Option<PathBuf>,
+        /// A Kaldi/ESPnet data folder: wav.scp, text and optionally utt2spk.
+        #[arg(long, group = "layout")]
+        kaldi: Option<PathBuf>,
         /// The manifest to write.
         #[arg(long)]
         out: PathBuf,
         /// train, valid, test, adapt or heldout.
         #[arg(long, default_value = "train")]
         split: String,
-        /// --wav-txt: one speaker name for every file (default: each file's folder name).
+        /// One speaker name for every utterance (default: the layout's speaker field, else each file's
+        /// folder name; Kaldi without utt2spk: each utterance its own).
         #[arg(long)]
         speaker: Option<String>,
-        /// --wav-txt: the recordings' licence, recorded in the manifest.
-        #[arg(long, default_value = "unspecified")]
-        licence: String,
+        /// The recordings' licence, recorded in the manifest (--wav-txt: "unspecified" when not given).
+        #[arg(long)]
+        licence: Option<String>,
+    },
+    /// Write a manifest in another toolkit's layout: `nemo` (a JSON-lines file at --out) or `hf` (a Hugging
+    /// Face audiofolder: --out is the folder, metadata.jsonl goes in it). Extra fields are written back.
+    Export {
+        manifest: PathBuf,
+        #[arg(long)]
+        format: ExportFormat,
+        #[arg(long)]
+        out: PathBuf,
+        /// hf: copy audio from outside --out into --out/audio/ (the datasets loader only finds files
+        /// inside the folder).
+        #[arg(long)]
+        copy_audio: bool,
     },
     /// Hours, utterances, speakers and words per split, and a duration histogram.
-    Stats { manifest: PathBuf },
+    Stats {
+        manifest: PathBuf,
+        /// Also refuse fields this tool does not read (kept and written back otherwise).
+        #[arg(long)]
+        strict: bool,
+    },
     /// Whisper round-trip quality filter: tag (or drop) utterances Whisper hears far from their text.
     Check(crate::check_cmd::CheckArgs),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Nemo,
+    Hf,
 }
 
 /// A progress line to stderr at every further tenth of the work, with the elapsed time and an ETA.
@@ -180,6 +217,9 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
             wav_txt,
             librispeech,
             common_voice,
+            nemo,
+            audiofolder,
+            kaldi,
             out,
             split,
             speaker,
@@ -187,17 +227,37 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
         } => {
             let split: Split = split.parse()?;
             let dir = out.parent().map(PathBuf::from).unwrap_or_default();
-            let utterances = match (wav_txt, librispeech, common_voice) {
-                (Some(d), _, _) => {
-                    tinyalign_data::import_wav_txt(d, speaker.as_deref(), split, licence, &dir)?
-                }
-                (_, Some(d), _) => tinyalign_data::import_librispeech(d, split, &dir)?,
-                (_, _, Some(t)) => tinyalign_data::import_common_voice(t, split, &dir)?,
-                _ => bail!(
-                    "say what to import: --wav-txt DIR, --librispeech DIR or --common-voice TSV"
-                ),
+            let speaker = speaker.as_deref();
+            let mut utterances = if let Some(d) = wav_txt {
+                let licence = licence.as_deref().unwrap_or("unspecified");
+                tinyalign_data::import_wav_txt(d, speaker, split, licence, &dir)?
+            } else if let Some(d) = librispeech {
+                tinyalign_data::import_librispeech(d, split, &dir)?
+            } else if let Some(t) = common_voice {
+                tinyalign_data::import_common_voice(t, split, &dir)?
+            } else if let Some(f) = nemo {
+                tinyalign_data::import_nemo(f, split, speaker, &dir)?
+            } else if let Some(d) = audiofolder {
+                tinyalign_data::import_audiofolder(d, split, speaker, &dir)?
+            } else if let Some(d) = kaldi {
+                tinyalign_data::import_kaldi(d, split, speaker, &dir)?
+            } else {
+                bail!(
+                    "say what to import: --wav-txt DIR, --librispeech DIR, --common-voice TSV, \
+                     --nemo FILE, --audiofolder DIR or --kaldi DIR"
+                )
             };
-            let manifest = Manifest::new(&dir, utterances);
+            if let Some(licence) = licence.as_deref().filter(|_| wav_txt.is_none()) {
+                for u in utterances.iter_mut().filter(|u| u.licence.is_empty()) {
+                    u.licence = licence.to_string();
+                }
+            }
+            // The same checks as reading it back (ids, speaker-disjoint splits), before anything is written.
+            let manifest = Manifest::parse(
+                &Manifest::new(&dir, utterances).to_jsonl(),
+                dir.clone(),
+                &out.display().to_string(),
+            )?;
             manifest
                 .write(out)
                 .with_context(|| format!("writing {}", out.display()))?;
@@ -209,8 +269,29 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
             print!("{}", ManifestStats::of(&manifest));
         }
         DataCommand::Check(check) => crate::check_cmd::run(check)?,
-        DataCommand::Stats { manifest } => {
+        DataCommand::Export {
+            manifest,
+            format,
+            out,
+            copy_audio,
+        } => {
             let m = Manifest::read(manifest)?;
+            match format {
+                ExportFormat::Nemo => tinyalign_data::export_nemo(&m, out)?,
+                ExportFormat::Hf => tinyalign_data::export_audiofolder(&m, out, *copy_audio)?,
+            }
+            let written = match format {
+                ExportFormat::Nemo => out.clone(),
+                ExportFormat::Hf => out.join("metadata.jsonl"),
+            };
+            println!("{} utterances → {}", m.utterances.len(), written.display());
+        }
+        DataCommand::Stats { manifest, strict } => {
+            let m = if *strict {
+                Manifest::read_strict(manifest)?
+            } else {
+                Manifest::read(manifest)?
+            };
             print!("{}", ManifestStats::of(&m));
             let missing = m.missing_audio();
             if !missing.is_empty() {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::{DataError, Split, Task, Utterance, clean_text, relative_path};
 
 /// Decodes `path` for its duration and rate; compressed formats we cannot decode get a conversion hint.
-fn probe(path: &Path) -> Result<(f64, u32), DataError> {
+pub(crate) fn probe(path: &Path) -> Result<(f64, u32), DataError> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -56,6 +56,7 @@ fn utterance(
         licence: licence.to_string(),
         task: Some(Task::Transcribe),
         tags: Vec::new(),
+        extra: Default::default(),
     })
 }
 

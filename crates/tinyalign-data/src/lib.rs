@@ -4,6 +4,7 @@
 
 mod augment;
 mod babble;
+mod formats;
 mod import;
 mod manifest;
 mod recipes;
@@ -17,8 +18,9 @@ pub use augment::{
     AUGMENT_RATE, AugmentPolicy, Augmentation, Effect, NoiseColour, Reverb, apply_effect,
 };
 pub use babble::Babble;
+pub use formats::{export_audiofolder, export_nemo, import_audiofolder, import_kaldi, import_nemo};
 pub use import::{import_common_voice, import_librispeech, import_wav_txt};
-pub use manifest::{Manifest, Split, Task, Utterance};
+pub use manifest::{KNOWN_FIELDS, Manifest, Split, Task, Utterance};
 pub use recipes::{
     ASTERISK_SPEAKER, RecipeReport, SplitMix, build_asterisk, build_pocketsphinx, seeded_shuffle,
 };

@@ -4,7 +4,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::DataError;
 
@@ -93,8 +95,9 @@ impl std::str::FromStr for Task {
     }
 }
 
+/// One line of a manifest. Read through [`Utterance::from_fields`], so a wrong type names its field.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "Map<String, Value>")]
 pub struct Utterance {
     pub id: String,
     /// Relative to the manifest's folder (or absolute).
@@ -104,15 +107,82 @@ pub struct Utterance {
     pub duration_s: f64,
     pub sample_rate: u32,
     pub split: Split,
+    /// Where the speech came from; empty when the manifest does not say.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
+    /// Its licence; empty when the manifest does not say.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub licence: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<Task>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Fields this tool does not read (another system's transcript, NeMo's `offset`, a corpus's own ids):
+    /// kept with their values and written back after the known ones (in name order). `Manifest::read_strict`
+    /// refuses them.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The names [`Utterance`] reads; every other field of a line goes to `extra`.
+pub const KNOWN_FIELDS: [&str; 11] = [
+    "id",
+    "audio",
+    "text",
+    "speaker",
+    "duration_s",
+    "sample_rate",
+    "split",
+    "source",
+    "licence",
+    "task",
+    "tags",
+];
+
+impl TryFrom<Map<String, Value>> for Utterance {
+    type Error = String;
+    fn try_from(fields: Map<String, Value>) -> Result<Self, String> {
+        Utterance::from_fields(fields)
+    }
 }
 
 impl Utterance {
+    /// Takes the known fields out of one JSON object (the rest become `extra`). A missing required field,
+    /// or a wrong type in any known one, is an error naming the field; `null` counts as missing.
+    pub fn from_fields(mut fields: Map<String, Value>) -> Result<Self, String> {
+        fn take<T: DeserializeOwned>(
+            fields: &mut Map<String, Value>,
+            name: &str,
+        ) -> Result<Option<T>, String> {
+            match fields.remove(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(value) => serde_json::from_value(value)
+                    .map(Some)
+                    .map_err(|e| format!("field `{name}`: {e}")),
+            }
+        }
+        fn required<T: DeserializeOwned>(
+            fields: &mut Map<String, Value>,
+            name: &str,
+        ) -> Result<T, String> {
+            take(fields, name)?.ok_or_else(|| format!("missing field `{name}`"))
+        }
+        Ok(Utterance {
+            id: required(&mut fields, "id")?,
+            audio: required(&mut fields, "audio")?,
+            text: required(&mut fields, "text")?,
+            speaker: required(&mut fields, "speaker")?,
+            duration_s: required(&mut fields, "duration_s")?,
+            sample_rate: required(&mut fields, "sample_rate")?,
+            split: required(&mut fields, "split")?,
+            source: take(&mut fields, "source")?.unwrap_or_default(),
+            licence: take(&mut fields, "licence")?.unwrap_or_default(),
+            task: take(&mut fields, "task")?,
+            tags: take(&mut fields, "tags")?.unwrap_or_default(),
+            extra: fields,
+        })
+    }
+
     /// How to decode the audio: headerless PCM16 for `.raw`/`.pcm` files (at `sample_rate`), WAV otherwise.
     pub fn input_format(&self) -> tinyalign_mel::InputFormat {
         let lower = self.audio.to_ascii_lowercase();
@@ -211,7 +281,9 @@ impl Manifest {
                 line: i + 1,
                 message,
             };
-            let u: Utterance = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
+            let fields: Map<String, Value> =
+                serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
+            let u = Utterance::from_fields(fields).map_err(at)?;
             u.check().map_err(at)?;
             if !ids.insert(u.id.clone()) {
                 return Err(at(format!("duplicate id `{}`", u.id)));
@@ -227,6 +299,24 @@ impl Manifest {
             base_dir,
             utterances,
         })
+    }
+
+    /// Like [`Manifest::read`], and also refuses fields this tool does not read (a misspelt `speakr` would
+    /// otherwise be kept quietly as an extra field); the error names the file, the line's id and the fields.
+    pub fn read_strict(path: &Path) -> Result<Self, DataError> {
+        let manifest = Self::read(path)?;
+        if let Some(u) = manifest.utterances.iter().find(|u| !u.extra.is_empty()) {
+            let names: Vec<&str> = u.extra.keys().map(String::as_str).collect();
+            return Err(DataError::Invalid(format!(
+                "{}: utterance `{}` has fields this tool does not read: {} (known: {}); without \
+                 --strict they are kept and written back unchanged",
+                path.display(),
+                u.id,
+                names.join(", "),
+                KNOWN_FIELDS.join(", ")
+            )));
+        }
+        Ok(manifest)
     }
 
     /// The manifest as JSON Lines.
@@ -317,10 +407,17 @@ mod tests {
             ),
             (line("a", "x").replace("1.5", "0"), 1, "duration"),
             (
-                line("a", "x").replace("\"tags\"", "\"colour\""),
+                line("a", "x").replace("1.5", "\"1.5\""),
                 1,
-                "unknown field",
+                "field `duration_s`: invalid type: string",
             ),
+            (
+                line("a", "x").replace("\"speaker\"", "\"speakr\""),
+                1,
+                "missing field `speaker`",
+            ),
+            (line("a", "x").replace("\"s1\"", "null"), 1, "missing field"),
+            ("[1, 2]".to_string(), 1, "expected a map"),
         ];
         for (text, want_line, want) in cases {
             let err = Manifest::parse(&text, "/".into(), "m.jsonl").unwrap_err();
@@ -335,6 +432,42 @@ mod tests {
             );
         }
         assert!(Manifest::parse("\n", "/".into(), "empty").is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_and_source_and_licence_are_optional() {
+        let extra = line("a", "x").replace(
+            "\"tags\":[\"x\"]",
+            "\"tags\":[\"x\"],\"pred_text\":\"eks\",\"nemo\":{\"offset\":0.0,\"lang\":[\"en\"]}",
+        );
+        let bare = line("b", "y")
+            .replace(",\"source\":\"test\"", "")
+            .replace(",\"licence\":\"CC0\"", "");
+        let m = Manifest::parse(&format!("{extra}\n{bare}"), "/".into(), "m").unwrap();
+        let (a, b) = (&m.utterances[0], &m.utterances[1]);
+        assert_eq!(a.extra["pred_text"], "eks");
+        assert_eq!(a.extra["nemo"]["lang"][0], "en");
+        assert_eq!((b.source.as_str(), b.licence.as_str()), ("", ""));
+        // Written back with every value as it was read, and the absent source/licence stay absent.
+        let written = m.to_jsonl();
+        let lines: Vec<&str> = written.lines().collect();
+        let reread: Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(reread, serde_json::from_str::<Value>(&extra).unwrap());
+        assert!(!lines[1].contains("source") && !lines[1].contains("licence"));
+        assert_eq!(Manifest::parse(&written, "/".into(), "again").unwrap(), m);
+
+        let dir = std::env::temp_dir().join(format!("tinyalign-strict-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.jsonl");
+        std::fs::write(&path, &written).unwrap();
+        let err = Manifest::read_strict(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("m.jsonl") && err.contains("`a`") && err.contains("nemo, pred_text"),
+            "{err}"
+        );
+        std::fs::write(&path, format!("{bare}\n")).unwrap();
+        assert!(Manifest::read_strict(&path).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -129,6 +129,7 @@ pub fn build_asterisk(
             licence: "CC-BY-SA-3.0".into(),
             task: Some(Task::Transcribe),
             tags: vec!["telephone-8k".into()],
+            extra: Default::default(),
         });
     }
     utterances.sort_by(|a, b| a.id.cmp(&b.id));
@@ -234,6 +235,7 @@ fn pocketsphinx_utterance(
         licence: "BSD-2-Clause".into(),
         task: Some(Task::Transcribe),
         tags: Vec::new(),
+        extra: Default::default(),
     }
 }
 

@@ -338,6 +338,7 @@ impl Sink<'_> {
                     licence: sentence.licence.into(),
                     task: Some(sentence.task),
                     tags: voice.tags(),
+                    extra: Default::default(),
                 });
                 Ok(duration_s)
             }
