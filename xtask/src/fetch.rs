@@ -29,7 +29,13 @@ const OPTIONAL: &[(&str, &Item)] = &[
     ("qwen2.5-1.5b", &QWEN_15B),
 ];
 
+/// `cargo xtask fetch`: Whisper is converted by the dev build of the CLI (what `cargo test` builds anyway).
 pub fn run(args: &[String]) -> Result<()> {
+    run_with(args, None)
+}
+
+/// Fetches, and converts Whisper with `cli` (the caller's release build) or else the dev build.
+pub fn run_with(args: &[String], cli: Option<&Path>) -> Result<()> {
     let mut items = vec![
         &WHISPER_TINY_EN,
         &SMOLLM2,
@@ -64,9 +70,9 @@ pub fn run(args: &[String]) -> Result<()> {
         eprintln!("[{}/{}] {}", i + 1, items.len(), item.what);
         fetch_item(&cache, item)?;
     }
-    convert_whisper(&cache, WHISPER_TINY_EN.dir)?;
+    convert_whisper(&cache, WHISPER_TINY_EN.dir, cli)?;
     if with_base {
-        convert_whisper(&cache, WHISPER_BASE.dir)?;
+        convert_whisper(&cache, WHISPER_BASE.dir, cli)?;
     }
     eprintln!("models and speech data are in {}", cache.display());
     Ok(())
@@ -386,18 +392,26 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// `tinyalign convert-whisper`: CTranslate2 model.bin → canonical `model.safetensors` + HF `config.json`.
-fn convert_whisper(cache: &Path, dir: &str) -> Result<()> {
+fn convert_whisper(cache: &Path, dir: &str, cli: Option<&Path>) -> Result<()> {
     let folder = cache.join(dir);
     let target = folder.join("hf");
     if target.join("model.safetensors").exists() && target.join("config.json").exists() {
         return Ok(());
     }
     eprintln!("converting {dir} to canonical safetensors");
-    // The dev profile (numeric crates at opt-level 3) is fast enough for a one-off conversion and shares its
-    // build with `cargo test`, so CI compiles the workspace once less.
-    util::cargo(&["build", "--quiet", "-p", "tinyalign-cli"])?;
+    // Without a caller's CLI: the dev profile (numeric crates at opt-level 3) is fast enough for a one-off
+    // conversion and shares its build with `cargo test`, so CI compiles the workspace once less. The main job
+    // passes its release build instead: a dev build used once cost a fresh clone 8 of its 27 minutes.
+    let dev = root().join("target/debug/tinyalign");
+    let cli = match cli {
+        Some(cli) => cli,
+        None => {
+            util::cargo(&["build", "--quiet", "-p", "tinyalign-cli"])?;
+            dev.as_path()
+        }
+    };
     util::run(
-        Command::new(root().join("target/debug/tinyalign"))
+        Command::new(cli)
             .arg("convert-whisper")
             .arg(folder.join("model.bin"))
             .arg("--out")

@@ -82,12 +82,11 @@ fn data(args: &[String]) -> Result<()> {
         "asterisk" | "pocketsphinx" | "synth" | "atypical" => vec![name.as_str()],
         other => bail!("unknown dataset '{other}' (asterisk, pocketsphinx, synth, atypical, all)"),
     };
-    fetch::run(&[])?;
     if names.iter().any(|n| ["synth", "atypical"].contains(n)) {
         util::ensure_synthesisers()?;
     }
-    util::cargo(&["build", "--release", "--quiet", "-p", "tinyalign-cli"])?;
-    let cli = util::root().join("target/release/tinyalign");
+    let cli = util::release_cli(&[])?;
+    fetch::run_with(&[], Some(&cli))?;
     for name in names {
         util::run(
             std::process::Command::new(&cli)

@@ -75,23 +75,15 @@ fn parse(args: &[String]) -> Result<Options> {
 
 pub fn run(args: &[String]) -> Result<()> {
     let options = parse(args)?;
-    println!("== stage 1/7: fetch the pinned models and speech data");
-    fetch::run(&[])?;
-    if options.device == "cpu" {
-        util::cargo(&["build", "--release", "--quiet", "-p", "tinyalign-cli"])?;
+    println!("== stage 1/7: build the release CLI, fetch the pinned models and speech data");
+    // One release build for every stage, Whisper's conversion included. The CUDA build (dfdx's backend)
+    // needs the CUDA toolkit (nvcc, nvidia-smi) where it builds; see the README.
+    let cli = if options.device == "cpu" {
+        util::release_cli(&[])?
     } else {
-        // dfdx's CUDA backend: needs the CUDA toolkit (nvcc, nvidia-smi) where this builds; see the README.
-        util::cargo(&[
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "tinyalign-cli",
-            "--features",
-            "cuda",
-        ])?;
-    }
-    let cli = root().join("target/release/tinyalign");
+        util::release_cli(&["cuda"])?
+    };
+    fetch::run_with(&[], Some(&cli))?;
 
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)

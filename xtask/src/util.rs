@@ -1,6 +1,6 @@
 //! Running cargo and other programs from the workspace root, failing loudly.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -55,45 +55,164 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// The offline synthesisers the `synth` and `atypical` datasets need (../shared/MODELS.md). Installed with
-/// apt-get when missing and this process may (root); otherwise an error says what to install.
-pub fn ensure_synthesisers() -> Result<()> {
-    let present = |program: &str, flag: &str| {
-        Command::new(program)
-            .arg(flag)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    // flite's --version exits 1; -lv (list voices) exits 0.
-    if present("espeak-ng", "--version") && present("flite", "-lv") {
-        return Ok(());
+/// Builds the release CLI (with `features`, e.g. `cuda`) and returns its path: the one binary every stage of
+/// the main job runs, Whisper's conversion included.
+pub fn release_cli(features: &[&str]) -> Result<PathBuf> {
+    let mut args = vec!["build", "--release", "--quiet", "-p", "tinyalign-cli"];
+    let joined = features.join(",");
+    if !features.is_empty() {
+        args.extend(["--features", joined.as_str()]);
     }
-    let packages = ["espeak-ng", "flite"];
-    let is_root = Command::new("id")
+    cargo(&args)?;
+    Ok(root().join("target/release/tinyalign"))
+}
+
+/// Something a step needs from the system, and the Debian packages that provide it.
+pub struct SystemNeed {
+    pub what: &'static str,
+    pub present: fn() -> bool,
+    pub packages: &'static [&'static str],
+}
+
+fn runs(program: &str, flag: &str) -> bool {
+    Command::new(program)
+        .arg(flag)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// espeak-ng and flite: the voices of the `synth` and `atypical` datasets (../shared/MODELS.md).
+pub const SYNTHESISERS: SystemNeed = SystemNeed {
+    what: "the synthetic datasets (espeak-ng, flite)",
+    // flite's --version exits 1; -lv (list voices) exits 0.
+    present: || runs("espeak-ng", "--version") && runs("flite", "-lv"),
+    packages: &["espeak-ng", "flite"],
+};
+
+/// Festival and its three voices: the synth recipe's festival test.
+pub const FESTIVAL: SystemNeed = SystemNeed {
+    what: "the festival voice tests (text2wave and three voices)",
+    present: || {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .any(|dir| dir.join("text2wave").is_file())
+            && Path::new("/usr/share/festival/voices/us/cmu_us_slt_arctic_hts").is_dir()
+    },
+    packages: &[
+        "festival",
+        "festvox-kallpc16k",
+        "festvox-kdlpc16k",
+        "festvox-us-slt-hts",
+    ],
+};
+
+/// Mesa's software Vulkan (llvmpipe): the adapter the wgpu kernel and model tests run on.
+pub const SOFTWARE_VULKAN: SystemNeed = SystemNeed {
+    what: "the GPU tests on a software adapter (Mesa's Vulkan)",
+    present: || {
+        std::fs::read_dir("/usr/share/vulkan/icd.d").is_ok_and(|entries| {
+            entries.filter_map(|e| e.ok()).any(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("lvp_icd.") && name.ends_with(".json")
+            })
+        })
+    },
+    packages: &["mesa-vulkan-drivers", "libvulkan1"],
+};
+
+/// Chromium and node/npm: the browser demo's test (npm playwright-core drives Debian's Chromium).
+pub const BROWSER: SystemNeed = SystemNeed {
+    what: "the browser test (chromium, node, npm)",
+    // wasm-demo/test/browser.mjs starts $CHROMIUM, else /usr/bin/chromium.
+    present: || {
+        std::env::var_os("CHROMIUM")
+            .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+            .is_file()
+            && runs("node", "--version")
+            && runs("npm", "--version")
+    },
+    packages: &["chromium", "nodejs", "npm"],
+};
+
+fn is_root() -> bool {
+    Command::new("id")
         .arg("-u")
         .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !is_root {
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Installs what `needs` lack with apt-get when this process may: as root, or under CI (`$CI` set) through
+/// passwordless sudo; otherwise stops at once with the exact command to run. Present needs cost one quick
+/// probe each.
+pub fn ensure_system(needs: &[&SystemNeed]) -> Result<()> {
+    let missing: Vec<&SystemNeed> = needs.iter().copied().filter(|n| !(n.present)()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing
+        .iter()
+        .flat_map(|n| n.packages.iter().copied())
+        .collect();
+    let what: Vec<&str> = missing.iter().map(|n| n.what).collect();
+    let sudo = if is_root() {
+        None
+    } else if std::env::var_os("CI").is_some()
+        && runs_quietly(Command::new("sudo").args(["-n", "true"]))
+    {
+        Some("sudo")
+    } else {
         bail!(
-            "the synthetic datasets need espeak-ng and flite: run `sudo apt-get install -y {}`",
+            "missing for {}: run `sudo apt-get install -y --no-install-recommends {}` and start again",
+            what.join("; "),
             packages.join(" ")
         );
-    }
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(packages)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
     };
-    eprintln!("installing {} with apt-get", packages.join(" "));
+    let apt = |args: &[&str]| {
+        let mut cmd = match sudo {
+            Some(sudo) => {
+                let mut cmd = Command::new(sudo);
+                cmd.arg("apt-get");
+                cmd
+            }
+            None => Command::new("apt-get"),
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    let install = || {
+        let mut cmd = apt(&["install", "-y", "-q", "--no-install-recommends"]);
+        cmd.args(&packages).status().is_ok_and(|s| s.success())
+    };
+    eprintln!(
+        "installing {} with apt-get (for {})",
+        packages.join(" "),
+        what.join("; ")
+    );
     if !install() {
         // A fresh machine may have no package lists yet.
-        run(Command::new("apt-get").args(["update", "-q"]))?;
+        run(&mut apt(&["update", "-q"]))?;
         if !install() {
             bail!("apt-get install {} failed", packages.join(" "));
         }
     }
+    if let Some(still) = missing.iter().find(|n| !(n.present)()) {
+        bail!(
+            "installed {} but {} is still missing",
+            packages.join(" "),
+            still.what
+        );
+    }
     Ok(())
+}
+
+/// Whether `cmd` exits successfully; its output is dropped.
+pub fn runs_quietly(cmd: &mut Command) -> bool {
+    cmd.stdin(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The synthesisers the `synth` and `atypical` datasets need.
+pub fn ensure_synthesisers() -> Result<()> {
+    ensure_system(&[&SYNTHESISERS])
 }

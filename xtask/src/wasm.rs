@@ -486,11 +486,10 @@ pub fn test(args: &[String]) -> Result<()> {
         &[],
         &["--projector", "--wav", "--max-tokens", "--timeout"],
     )?;
-    fetch::run(&[])?;
+    let cli = util::release_cli(&[])?;
+    fetch::run_with(&[], Some(&cli))?;
     let max_tokens = option(args, "--max-tokens").unwrap_or("2");
     let timeout = option(args, "--timeout").unwrap_or("900");
-    let cli = util::root().join("target/release/tinyalign");
-    util::cargo(&["build", "--release", "--quiet", "-p", "tinyalign-cli"])?;
     let projector = match option(args, "--projector") {
         Some(dir) => PathBuf::from(dir),
         None if util::root().join("runs/latest/projector.json").exists() => {
