@@ -1,7 +1,10 @@
 //! `cargo xtask <command>`: the project's workflow. It drives cargo and the `tinyalign` binary instead of
 //! linking the library crates, so it builds in seconds and never pins their features.
 
+mod bench;
 mod bench_align;
+mod bench_peers;
+mod bench_report;
 mod catalog;
 mod ci;
 mod eval;
@@ -43,8 +46,12 @@ commands:
            (--wav FILE, --projector RUN_DIR_OR_USER, --max-tokens 2); saves target/wasm-demo/wasm-test.png
   ci       everything CI checks: fmt, clippy -D warnings, tests, dependency invariants, wasm32 build,
            the browser test
-  bench    criterion benchmarks: frontend (times real time), Whisper encoder (FLOP/s),
-           SmolLM2 prefill/decode (tokens/s) against the measured memory bandwidth
+  bench    every stage's speed on this machine in one report (bench/report.md, report.json, chart.svg):
+           the criterion benches (log-mel, encoder, LLM kernels, projector step, GPU kernels), then
+           through the release CLI Whisper transcribe, LLM prefill/decode per cached LLM, a training
+           step per projector kind, personalisation on 5 min of speech; where the peers are installed
+           (benches/reference/peers.py in <cache>/venv-peers: faster-whisper, llama.cpp) the same
+           inputs through them, interleaved, as speed ratios. --quick, --device cuda, --out DIR
   help     this text
 ";
 
@@ -58,7 +65,7 @@ fn main() -> Result<()> {
         "train" => train::run(rest),
         "ci" => ci::run(rest),
         "fetch" => fetch::run(rest),
-        "bench" => util::cargo(&["bench", "-p", "tinyalign-benches"]),
+        "bench" => bench::run(rest),
         "data" => data(rest),
         "eval" => eval::run(rest),
         "bench-align" => bench_align::run(rest),

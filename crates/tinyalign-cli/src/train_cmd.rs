@@ -134,9 +134,11 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         "run folder: {} (loss.svg, metrics.jsonl, projector.safetensors)",
         run_dir.display()
     );
-    Ok(if summary.stopped_because == "interrupted" {
-        ExitCode::from(130)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if summary.stopped_because == tinyalign_train::StopReason::Interrupted {
+            ExitCode::from(130)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }

@@ -29,7 +29,7 @@ pub use in_the_loop::LoopContext;
 pub use prepare::{FeatureReport, Shard, cache_features};
 pub use targets::{Target, TargetBuilder};
 pub use tinyalign_data::peak_rss_bytes;
-pub use trainer::{Alignment, TrainOptions, TrainSummary, projector_alignment, train};
+pub use trainer::{Alignment, StopReason, TrainOptions, TrainSummary, projector_alignment, train};
 pub use users::{PersonalisationResult, UserInfo, UserStore};
 
 #[derive(Debug, thiserror::Error)]
