@@ -92,7 +92,7 @@ fn stored_shape(path: &Path) -> Option<(usize, usize)> {
 }
 
 fn decode(bytes: &[u8], name: &str) -> Result<Features, TrainError> {
-    let mut map = read_safetensors(bytes, name).map_err(|e| TrainError::Io(e.to_string()))?;
+    let mut map = read_safetensors(bytes, name)?;
     let t = map
         .remove("features")
         .ok_or_else(|| TrainError::Io(format!("{name}: no tensor `features`")))?;
@@ -226,9 +226,8 @@ impl FeatureCache {
         if augment.is_some() {
             metadata.push(("augmentation", tag.as_str()));
         }
-        let encoded = write_safetensors(&map, StoreAs::F16, &metadata)
-            .map_err(|e| TrainError::Io(e.to_string()))?;
-        tinyalign_data::write_atomic(&file, &encoded).map_err(|e| TrainError::Io(e.to_string()))?;
+        let encoded = write_safetensors(&map, StoreAs::F16, &metadata)?;
+        tinyalign_data::write_atomic(&file, &encoded)?;
         self.computed += 1;
         // Return what later runs will read (f16-rounded), so a cached and a fresh run train identically.
         let features = decode(&encoded, "features")?;

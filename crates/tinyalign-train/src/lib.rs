@@ -46,4 +46,10 @@ pub enum TrainError {
     Diverged(String),
     #[error(transparent)]
     Audio(#[from] tinyalign_mel::AudioError),
+    /// A run or cache file written atomically (the message names the file).
+    #[error(transparent)]
+    File(#[from] tinyalign_data::DataError),
+    /// A safetensors or GGUF file that does not read or write (the message names it).
+    #[error(transparent)]
+    Weights(#[from] tinyalign_weights::WeightsError),
 }

@@ -29,7 +29,7 @@ pub fn write_loss_svg(metrics: &Path, out: &Path) -> Result<(), TrainError> {
         "loss",
         &[("train loss", train, 1.0), ("validation loss", valid, 2.0)],
     );
-    tinyalign_data::write_atomic(out, svg.as_bytes()).map_err(|e| TrainError::Io(e.to_string()))
+    tinyalign_data::write_atomic(out, svg.as_bytes()).map_err(TrainError::from)
 }
 
 /// One line of a chart: its legend name, `(x, y)` points and stroke width.

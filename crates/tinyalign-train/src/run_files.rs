@@ -19,25 +19,21 @@ pub(crate) fn write_checkpoint<D: NnDevice>(
     opt: &AdamW<D>,
     state: &CheckpointState,
 ) -> Result<(), TrainError> {
-    let weights = write_safetensors(&projector.state_dict(), StoreAs::F32, &[])
-        .map_err(|e| TrainError::Io(e.to_string()))?;
-    let moments = write_safetensors(&opt.state(), StoreAs::F32, &[])
-        .map_err(|e| TrainError::Io(e.to_string()))?;
+    let weights = write_safetensors(&projector.state_dict(), StoreAs::F32, &[])?;
+    let moments = write_safetensors(&opt.state(), StoreAs::F32, &[])?;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     // The state file is written last: a checkpoint without it (interrupted mid-write) is not used.
     let state_path = dir.join("state.json");
     let _ = std::fs::remove_file(&state_path);
-    tinyalign_data::write_atomic(&dir.join("projector.safetensors"), &weights)
-        .map_err(|e| TrainError::Io(e.to_string()))?;
-    tinyalign_data::write_atomic(&dir.join("optimizer.safetensors"), &moments)
-        .map_err(|e| TrainError::Io(e.to_string()))?;
+    tinyalign_data::write_atomic(&dir.join("projector.safetensors"), &weights)?;
+    tinyalign_data::write_atomic(&dir.join("optimizer.safetensors"), &moments)?;
     let json = serde_json::to_vec_pretty(state).expect("state serialises");
-    tinyalign_data::write_atomic(&state_path, &json).map_err(|e| TrainError::Io(e.to_string()))
+    tinyalign_data::write_atomic(&state_path, &json).map_err(TrainError::from)
 }
 
 pub(crate) fn read_map(path: &Path) -> Result<TensorMap, TrainError> {
     let bytes = std::fs::read(path).map_err(io(path))?;
-    read_safetensors(&bytes, &path.display().to_string()).map_err(|e| TrainError::Io(e.to_string()))
+    read_safetensors(&bytes, &path.display().to_string()).map_err(TrainError::from)
 }
 
 /// A trained projector to start from, on `dev`; its config (from projector.json) must be the one this run
@@ -103,12 +99,10 @@ pub(crate) fn save_projector<D: NnDevice>(
     projector: &mut Projector<D>,
     manifest: &ProjectorManifest,
 ) -> Result<(), TrainError> {
-    let weights = write_safetensors(&projector.state_dict(), StoreAs::F32, &[("format", "pt")])
-        .map_err(|e| TrainError::Io(e.to_string()))?;
-    tinyalign_data::write_atomic(&run.join("projector.safetensors"), &weights)
-        .map_err(|e| TrainError::Io(e.to_string()))?;
+    let weights = write_safetensors(&projector.state_dict(), StoreAs::F32, &[("format", "pt")])?;
+    tinyalign_data::write_atomic(&run.join("projector.safetensors"), &weights)?;
     tinyalign_data::write_atomic(&run.join(MANIFEST_FILE), &manifest.to_json())
-        .map_err(|e| TrainError::Io(e.to_string()))
+        .map_err(TrainError::from)
 }
 
 /// A manifest for this run's projector with the best step's scores (see [`ProjectorManifest`]).

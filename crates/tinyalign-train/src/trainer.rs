@@ -72,7 +72,7 @@ fn load_llm(
     objective: Objective,
 ) -> Result<(LlamaModel, String, Option<LoopContext>), TrainError> {
     let model = |e: tinyalign_llm::LlmError| TrainError::Model(e.to_string());
-    let bytes = tinyalign_weights::read_file(path).map_err(|e| TrainError::Io(e.to_string()))?;
+    let bytes = tinyalign_weights::read_file(path)?;
     let file = tinyalign_weights::gguf::GgufFile::parse(&bytes, &path.display().to_string())
         .map_err(|e| TrainError::Model(e.to_string()))?;
     let llm = LlamaModel::from_gguf(&file, Precision::Native).map_err(model)?;
@@ -254,8 +254,7 @@ fn train_on<D: TrainDevice>(
     };
     let run = &options.run_dir;
     std::fs::create_dir_all(run).map_err(io(run))?;
-    tinyalign_data::write_atomic(&run.join("config.toml"), config.to_toml().as_bytes())
-        .map_err(|e| TrainError::Io(e.to_string()))?;
+    tinyalign_data::write_atomic(&run.join("config.toml"), config.to_toml().as_bytes())?;
 
     // Data.
     let manifest = read_manifest(config, options)?;
@@ -360,8 +359,7 @@ fn train_on<D: TrainDevice>(
         tinyalign_data::write_atomic(
             &run.join("augmentations.jsonl"),
             examples.augmentations.as_bytes(),
-        )
-        .map_err(|e| TrainError::Io(e.to_string()))?;
+        )?;
         say(format!(
             "augmentation: {} copies of each of {} training utterances (recipes in augmentations.jsonl)",
             config.augment.copies,
@@ -573,8 +571,7 @@ fn train_on<D: TrainDevice>(
         device: options.device.to_string(),
     };
     let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
-    tinyalign_data::write_atomic(&run.join("summary.json"), &json)
-        .map_err(|e| TrainError::Io(e.to_string()))?;
+    tinyalign_data::write_atomic(&run.join("summary.json"), &json)?;
     Ok(summary)
 }
 
