@@ -40,6 +40,9 @@ enum DataCommand {
         /// synth: add festival's three voices to the pool (slower; changes the seeded voice selection).
         #[arg(long)]
         festival: bool,
+        /// synth-wide: sentences the LLM wrote (`data write-sentences`), up to a third of the texts.
+        #[arg(long)]
+        llm_sentences: Option<PathBuf>,
         /// atypical: seconds of adaptation audio per user.
         #[arg(long, default_value_t = 300.0)]
         adapt_seconds: f64,
@@ -104,6 +107,10 @@ enum DataCommand {
     },
     /// Whisper round-trip quality filter: tag (or drop) utterances Whisper hears far from their text.
     Check(crate::check_cmd::CheckArgs),
+    /// The frozen LLM writes training sentences (seeded sampling over topics with numbers, dates, names
+    /// and places; filtered, deduplicated) into a JSON Lines file; `data build synth-wide --llm-sentences`
+    /// reads them. Continues an existing file.
+    WriteSentences(crate::sentences_cmd::WriteSentencesArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -142,6 +149,7 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
             hours,
             speakers,
             festival,
+            llm_sentences,
             adapt_seconds,
             heldout,
         } => {
@@ -177,6 +185,7 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
                         festival: *festival,
                         every_variant: true,
                         wordnet: Some(tinyalign_data::wordnet_dir(&cache)),
+                        llm_sentences: llm_sentences.clone(),
                     };
                     tinyalign_data::build_synth(
                         &out,
@@ -269,6 +278,7 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
             print!("{}", ManifestStats::of(&manifest));
         }
         DataCommand::Check(check) => crate::check_cmd::run(check)?,
+        DataCommand::WriteSentences(write) => crate::sentences_cmd::run(write)?,
         DataCommand::Export {
             manifest,
             format,

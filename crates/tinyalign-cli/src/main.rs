@@ -15,6 +15,7 @@ mod mel_cmd;
 mod paths;
 mod personalize_cmd;
 mod report_cmd;
+mod sentences_cmd;
 mod spectrogram_png;
 mod train_cmd;
 mod transcribe_cmd;

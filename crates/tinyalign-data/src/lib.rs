@@ -6,6 +6,7 @@ mod augment;
 mod babble;
 mod formats;
 mod import;
+mod llm_texts;
 mod manifest;
 mod recipes;
 mod stats;
@@ -20,6 +21,9 @@ pub use augment::{
 pub use babble::Babble;
 pub use formats::{export_audiofolder, export_nemo, import_audiofolder, import_kaldi, import_nemo};
 pub use import::{import_common_voice, import_librispeech, import_wav_txt};
+pub use llm_texts::{
+    LlmSentence, TOPICS, check_sentence, read_llm_sentences, sentence_prompt, sentences_in,
+};
 pub use manifest::{KNOWN_FIELDS, Manifest, Split, Task, Utterance};
 pub use recipes::{
     ASTERISK_SPEAKER, RecipeReport, SplitMix, build_asterisk, build_pocketsphinx, seeded_shuffle,
