@@ -121,7 +121,10 @@ fn audiofolders_read_split_folders_csv_and_jsonl_and_export_back() {
         )
     );
     assert_eq!(a.extra["accent"], json!("US, telephone"));
-    assert_eq!((b.split, b.speaker.as_str()), (Split::Test, "mel"));
+    assert_eq!(
+        (b.split, b.speaker.as_str(), b.id.as_str()),
+        (Split::Test, "mel", "880")
+    );
     assert_eq!(b.extra["reader"]["chapter"], json!(1));
 
     // Audio outside the export folder is refused by name unless copied in.

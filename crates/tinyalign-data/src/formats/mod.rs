@@ -59,6 +59,11 @@ fn from_record(
             record.insert(key.into(), value);
         }
     };
+    // Corpora often number their records: an integer id is taken as its digits.
+    if let Some(Value::Number(n)) = record.get("id") {
+        let digits = n.to_string();
+        record.insert("id".into(), digits.into());
+    }
     put(&mut record, "id", defaults.id.into());
     put(&mut record, "split", defaults.split.name().into());
     put(&mut record, "task", Task::Transcribe.name().into());
