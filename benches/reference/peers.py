@@ -58,6 +58,7 @@ def llm(gguf, prompt, max_tokens, threads):
     messages = [{"role": "user", "content": prompt}]
     warm = model.create_chat_completion(messages=messages, max_tokens=1, temperature=0.0)
     prompt_tokens = warm["usage"]["prompt_tokens"]  # the templated prompt, as tinyalign's --stats counts it
+    model.reset()  # else the timed call reuses the warm-up's KV cache for the whole prompt
     t = time.perf_counter()
     first, count = None, 0
     for chunk in model.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0, stream=True):

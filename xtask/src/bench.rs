@@ -261,7 +261,7 @@ fn llm_rows(cli: &Path, peers: &Peers, rounds: usize, quick: bool) -> Vec<Row> {
             let max = tokens.to_string();
             let (mut prefill, mut decode) = (Vec::new(), Vec::new());
             let (mut peer_prefill, mut peer_decode) = (Measured::default(), Measured::default());
-            let mut ours_error = None;
+            let (mut ours_error, mut prompts) = (None, (None, None));
             for _ in 0..rounds {
                 let args = [
                     "ask",
@@ -276,10 +276,14 @@ fn llm_rows(cli: &Path, peers: &Peers, rounds: usize, quick: bool) -> Vec<Row> {
                     Ok(v) => {
                         prefill.extend(v["prefill_tokens_per_s"].as_f64());
                         decode.extend(v["decode_tokens_per_s"].as_f64());
+                        prompts.0 = v["prompt_tokens"].as_u64();
                     }
                     Err(e) => ours_error = Some(format!("{e:#}")),
                 }
                 let peer = peers.run(&["llm", &gguf_s, LLM_PROMPT, &max, &threads()]);
+                if let Ok(v) = &peer {
+                    prompts.1 = v["prompt_tokens"].as_u64();
+                }
                 peer_prefill.add(peer.clone(), "prefill_tokens_per_s");
                 peer_decode.add(peer, "decode_tokens_per_s");
             }
@@ -289,7 +293,7 @@ fn llm_rows(cli: &Path, peers: &Peers, rounds: usize, quick: bool) -> Vec<Row> {
             ] {
                 let row_name = format!("{name} {what}, {tokens}-token answer");
                 rows.push(match median(ours) {
-                    Some(v) => Row::timed("llm", &row_name, v, "tokens/s", "higher is better")
+                    Some(v) => Row::timed("llm", &row_name, v, "tokens/s", &prompt_note(prompts))
                         .with_peer(
                             peer.tool.as_deref().unwrap_or("llama.cpp"),
                             median(peer.values),
@@ -306,6 +310,16 @@ fn llm_rows(cli: &Path, peers: &Peers, rounds: usize, quick: bool) -> Vec<Row> {
         rows.push(Row::skipped("llm", "every LLM", "no GGUF in the cache"));
     }
     rows
+}
+
+/// The templated prompt's length on each side: both apply the GGUF's chat template, so they should agree.
+fn prompt_note((ours, theirs): (Option<u64>, Option<u64>)) -> String {
+    let count = |n: Option<u64>| n.map_or("?".into(), |n| n.to_string());
+    format!(
+        "higher is better; prompt {} tokens (the peer's: {})",
+        count(ours),
+        count(theirs)
+    )
 }
 
 /// A short training run per projector kind on `synth` (built when missing), timed per step from its
