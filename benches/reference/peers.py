@@ -34,21 +34,21 @@ def transcribe(model_dir, wav, threads):
     return {"tool": f"faster-whisper {faster_whisper.__version__} float32", "seconds": statistics.median(times), "text": text}
 
 
-def encoder(model_dir, threads):
+def encoder(model_dir, threads, warmups=2, repeats=7):
     import ctranslate2
     import numpy as np
 
     model = ctranslate2.models.Whisper(model_dir, device="cpu", compute_type="float32", intra_threads=threads, inter_threads=1)
     mel = np.random.default_rng(0).standard_normal((1, 80, 3000)).astype(np.float32) * 0.5
     features = ctranslate2.StorageView.from_array(mel)
-    for _ in range(2):
+    for _ in range(warmups):
         model.encode(features, to_cpu=True)
     times = []
-    for _ in range(7):
+    for _ in range(repeats):
         t = time.perf_counter()
         model.encode(features, to_cpu=True)
         times.append(time.perf_counter() - t)
-    return {"tool": f"CTranslate2 {ctranslate2.__version__} float32", "seconds": statistics.median(times)}
+    return {"tool": f"CTranslate2 {ctranslate2.__version__} float32", "seconds": statistics.median(times), "min_seconds": min(times)}
 
 
 def llm(gguf, prompt, max_tokens, threads):

@@ -226,51 +226,39 @@ fn other_layouts_bad_input_names_the_file_line_and_what_to_do() {
 
     let kaldi = root.join("kaldi");
     copy_sample("formats/kaldi", &kaldi);
+    let kaldi_err = || {
+        err_of(tinyalign_data::import_kaldi(
+            &kaldi,
+            Split::Train,
+            None,
+            &root,
+        ))
+    };
     std::fs::write(
         kaldi.join("wav.scp"),
         "allison-weasels sox x.flac -t wav - |\n",
     )
     .unwrap();
-    let err = err_of(tinyalign_data::import_kaldi(
-        &kaldi,
-        Split::Train,
-        None,
-        &root,
-    ));
+    let err = kaldi_err();
     assert!(
         err.contains("wav.scp:1:") && err.contains("is a command"),
         "{err}"
     );
     std::fs::write(kaldi.join("wav.scp"), "allison-weasels feats.ark:123\n").unwrap();
-    let err = err_of(tinyalign_data::import_kaldi(
-        &kaldi,
-        Split::Train,
-        None,
-        &root,
-    ));
+    let err = kaldi_err();
     assert!(err.contains("archives"), "{err}");
     std::fs::write(
         kaldi.join("wav.scp"),
         format!("allison-weasels {}\n", fixture(WEASELS.0).display()),
     )
     .unwrap();
-    let err = err_of(tinyalign_data::import_kaldi(
-        &kaldi,
-        Split::Train,
-        None,
-        &root,
-    ));
+    let err = kaldi_err();
     assert!(
         err.contains("text:2:") && err.contains("`lv0880-0001` has no line in wav.scp"),
         "{err}"
     );
     std::fs::write(kaldi.join("segments"), "x allison-weasels 0.0 1.0\n").unwrap();
-    let err = err_of(tinyalign_data::import_kaldi(
-        &kaldi,
-        Split::Train,
-        None,
-        &root,
-    ));
+    let err = kaldi_err();
     assert!(err.contains("segments"), "{err}");
 
     let hf = root.join("hf");

@@ -75,10 +75,7 @@ pub struct SystemNeed {
 }
 
 fn runs(program: &str, flag: &str) -> bool {
-    Command::new(program)
-        .arg(flag)
-        .output()
-        .is_ok_and(|o| o.status.success())
+    runs_quietly(Command::new(program).arg(flag))
 }
 
 /// espeak-ng and flite: the voices of the `synth` and `atypical` datasets (../shared/MODELS.md).

@@ -26,9 +26,10 @@ pub fn import_audiofolder(
     speaker: Option<&str>,
     manifest_dir: &Path,
 ) -> Result<Vec<Utterance>, DataError> {
-    let mut parts: Vec<(PathBuf, Split, &str)> = Vec::new();
-    if metadata_file(dir).is_some() {
-        parts.push((dir.to_path_buf(), split, ""));
+    // (folder, its metadata file, split, id prefix)
+    let mut parts: Vec<(PathBuf, PathBuf, Split, &str)> = Vec::new();
+    if let Some(metadata) = metadata_file(dir) {
+        parts.push((dir.to_path_buf(), metadata, split, ""));
     } else {
         for (folder, split) in [
             ("train", Split::Train),
@@ -37,8 +38,8 @@ pub fn import_audiofolder(
             ("dev", Split::Valid),
             ("test", Split::Test),
         ] {
-            if metadata_file(&dir.join(folder)).is_some() {
-                parts.push((dir.join(folder), split, folder));
+            if let Some(metadata) = metadata_file(&dir.join(folder)) {
+                parts.push((dir.join(folder), metadata, split, folder));
             }
         }
     }
@@ -49,8 +50,7 @@ pub fn import_audiofolder(
         )));
     }
     let mut records = Vec::new();
-    for (folder, split, prefix) in parts {
-        let metadata = metadata_file(&folder).expect("checked above");
+    for (folder, metadata, split, prefix) in parts {
         for (line, mut record) in metadata_records(&metadata)? {
             let Some(Value::String(name)) = record.remove("file_name") else {
                 return Err(at(&metadata, line)("no `file_name`".into()));
