@@ -262,3 +262,57 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn quantisers_write_the_bytes_gguf_py_writes() {
+    let bytes = read("weights/quant_blocks.gguf");
+    let g = GgufFile::parse(&bytes, "quant_blocks.gguf").expect("parses");
+    let x = g.tensor("x").expect("x").data;
+    for (name, ty) in [
+        ("q8_0", GgmlType::Q8_0),
+        ("q4_0", GgmlType::Q4_0),
+        ("q4_1", GgmlType::Q4_1),
+        ("q5_0", GgmlType::Q5_0),
+    ] {
+        let (info, want) = g.raw(name).expect("present");
+        assert_eq!(info.ggml_type, ty);
+        let got = tinyalign_weights::quantize::quantize(ty, &x).expect("writable");
+        assert_eq!(got.len(), want.len(), "{name}");
+        let block = ty.block().unwrap().1;
+        for (i, (a, b)) in got.chunks(block).zip(want.chunks(block)).enumerate() {
+            assert_eq!(a, b, "{name}: block {i} differs from gguf-py's");
+        }
+    }
+}
+
+#[test]
+fn a_gguf_py_file_written_back_parses_to_the_same_metadata_and_tensors() {
+    let bytes = read("weights/tiny.gguf");
+    let g = GgufFile::parse(&bytes, "tiny.gguf").expect("parses");
+    let mut builder = tinyalign_weights::gguf_write::GgufBuilder::new();
+    for (key, value) in &g.metadata {
+        builder.meta(key, value.clone());
+    }
+    for info in &g.tensors {
+        let raw = g.raw(&info.name).unwrap().1.to_vec();
+        builder
+            .tensor(&info.name, &info.shape, info.ggml_type, raw)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let written = builder.to_bytes();
+    let back = GgufFile::parse(&written, "written").expect("parses");
+    let mut metadata = back.metadata.clone();
+    // The writer always states its alignment (the default, 32); gguf-py leaves it implicit.
+    assert_eq!(
+        metadata.remove("general.alignment"),
+        Some(GgufValue::U32(32))
+    );
+    assert_eq!(metadata, g.metadata);
+    for info in &g.tensors {
+        let (a, b) = (g.raw(&info.name).unwrap(), back.raw(&info.name).unwrap());
+        assert_eq!(
+            (&a.0.shape, a.0.ggml_type, a.1),
+            (&b.0.shape, b.0.ggml_type, b.1)
+        );
+    }
+}

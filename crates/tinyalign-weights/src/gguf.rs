@@ -101,6 +101,22 @@ impl GgmlType {
         }
     }
 
+    /// The type's number in GGUF tensor infos (`ggml_type` in `ggml.h`).
+    pub fn code(self) -> u32 {
+        match self {
+            Self::F32 => 0,
+            Self::F16 => 1,
+            Self::Q4_0 => 2,
+            Self::Q4_1 => 3,
+            Self::Q5_0 => 6,
+            Self::Q8_0 => 8,
+            Self::Q4K => 12,
+            Self::Q6K => 14,
+            Self::Bf16 => 30,
+            Self::Other(code) => code,
+        }
+    }
+
     /// (elements per block, bytes per block).
     pub fn block(self) -> Option<(usize, usize)> {
         Some(match self {

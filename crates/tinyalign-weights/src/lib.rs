@@ -1,7 +1,8 @@
 //! Weight files into named host tensors, with no ML dependency (builds for wasm32):
-//! - safetensors (read F32/F16/BF16, write F32/F16),
+//! - safetensors (read F32/F16/BF16, write F32/F16/BF16),
 //! - CTranslate2 `model.bin` (the packaged Whisper models), mapped to Hugging Face keys,
-//! - GGUF v2/v3 (the packaged SmolLM2), metadata plus tensors dequantised or as raw quantised blocks.
+//! - GGUF v2/v3 (the packaged SmolLM2), metadata plus tensors dequantised or as raw quantised blocks,
+//!   and written back ([`gguf_write`], with llama.cpp's reference quantisers in [`quantize`]).
 //!
 //! Every reader bounds-checks sizes and offsets against the file before slicing or allocating, so a
 //! truncated or corrupted file is an error naming the file, never a panic or an absurd allocation.
@@ -11,6 +12,8 @@ pub mod ct2;
 mod error;
 mod floats;
 pub mod gguf;
+pub mod gguf_write;
+pub mod quantize;
 mod reader;
 pub mod st;
 mod tensor;

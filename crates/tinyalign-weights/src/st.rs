@@ -1,4 +1,4 @@
-//! safetensors reading (F32/F16/BF16 widened to f32) and writing (as F32 or F16).
+//! safetensors reading (F32/F16/BF16 widened to f32) and writing (as F32, F16 or BF16).
 
 use safetensors::{Dtype, SafeTensors};
 
@@ -36,6 +36,8 @@ pub enum StoreAs {
     F32,
     /// Half precision: lossless for weights that came from an f16 file (CTranslate2's Whisper).
     F16,
+    /// bfloat16, the dtype most Hugging Face LLM checkpoints are published in.
+    Bf16,
 }
 
 /// Serialises tensors (sorted by name) with optional `__metadata__` string pairs.
@@ -54,6 +56,11 @@ pub fn write_safetensors(
                     .iter()
                     .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
                     .collect(),
+                StoreAs::Bf16 => t
+                    .data
+                    .iter()
+                    .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                    .collect(),
             };
             (name.clone(), t.shape.clone(), bytes)
         })
@@ -61,6 +68,7 @@ pub fn write_safetensors(
     let dtype = match store_as {
         StoreAs::F32 => Dtype::F32,
         StoreAs::F16 => Dtype::F16,
+        StoreAs::Bf16 => Dtype::BF16,
     };
     let views = encoded
         .iter()
