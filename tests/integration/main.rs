@@ -5,6 +5,7 @@ mod common;
 mod datasets;
 mod formats;
 mod gpu;
+mod hf_llm;
 mod in_the_loop;
 mod llm;
 mod mel_properties;

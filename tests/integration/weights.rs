@@ -299,7 +299,7 @@ fn a_gguf_py_file_written_back_parses_to_the_same_metadata_and_tensors() {
             .tensor(&info.name, &info.shape, info.ggml_type, raw)
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    let written = builder.to_bytes();
+    let written = builder.into_bytes();
     let back = GgufFile::parse(&written, "written").expect("parses");
     let mut metadata = back.metadata.clone();
     // The writer always states its alignment (the default, 32); gguf-py leaves it implicit.

@@ -34,7 +34,7 @@ pub struct AskArgs {
     /// Put only the audio tokens in the user turn (the ablation without instruction injection).
     #[arg(long)]
     no_injection: bool,
-    /// The frozen LLM: smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b (from the cache) or a .gguf file. Default:
+    /// The frozen LLM: smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b (from the cache), a .gguf file or a Hugging Face folder (`DIR`, or `DIR@q8_0` to quantise it at load). Default:
     /// with --projector, the LLM it was trained for; else qwen2.5-0.5b.
     #[arg(long, alias = "model")]
     llm: Option<String>,
@@ -195,7 +195,7 @@ fn run_audio_gpu(
         read_text(projector_dir.join("projector.json"))?,
         read(projector_dir.join("projector.safetensors"))?,
     );
-    let gguf = read(llm_path.to_path_buf())?;
+    let gguf = tinyalign_llm::read_llm_bytes(llm_path)?;
     let assistant = tinyalign_wgpu::GpuAssistant::load(
         &gpu,
         tinyalign_wgpu::ModelFiles {

@@ -107,3 +107,38 @@ fn ct2_generation_options(model_path: &Path) -> Result<Option<serde_json::Map<St
     }
     Ok(Some(out))
 }
+
+#[derive(Debug, Args)]
+pub struct ConvertLlmArgs {
+    /// A Hugging Face folder (config.json, model.safetensors, tokenizer.json) of a SmolLM2 or Qwen2.5
+    /// model; `DIR@q8_0` (or f32, f16, bf16, q5_0, q4_1, q4_0) quantises its matrices.
+    model: PathBuf,
+    /// The GGUF file to write (through a temporary file, so a failure leaves nothing behind).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `tinyalign convert-llm DIR[@FORMAT] --out model.gguf`: the GGUF that `--llm DIR` loads in memory, kept
+/// as a file for the browser demo, llama.cpp, or a faster start.
+pub fn run_llm(args: &ConvertLlmArgs) -> Result<ExitCode> {
+    if tinyalign_llm::hf_choice(&args.model)?.is_none() {
+        anyhow::bail!(
+            "{} is not a Hugging Face model folder (DIR or DIR@FORMAT)",
+            args.model.display()
+        );
+    }
+    let bytes = tinyalign_llm::read_llm_bytes(&args.model)?;
+    // Parse it back as every loader will, before anything is written.
+    tinyalign_llm::LlamaModel::from_gguf(
+        &tinyalign_weights::gguf::GgufFile::parse(&bytes, &args.out.display().to_string())?,
+        tinyalign_llm::Precision::Native,
+    )?;
+    write_atomic(&args.out, &bytes)?;
+    println!(
+        "{} ({:.1} MB, sha256 {})",
+        args.out.display(),
+        bytes.len() as f64 / 1e6,
+        tinyalign_weights::sha256_hex(&bytes)
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -26,7 +26,7 @@ pub struct EvalArgs {
     /// Without one, only the whisper, cascade and text-oracle rows are scored (the LLM's ceiling).
     #[arg(long)]
     projector: Option<PathBuf>,
-    /// The frozen LLM (smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b or a .gguf file). Default: the one the
+    /// The frozen LLM (smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b, a .gguf file or a Hugging Face folder (`DIR`, or `DIR@q8_0` to quantise it at load)). Default: the one the
     /// projector was trained for; without a projector, qwen2.5-0.5b.
     #[arg(long)]
     llm: Option<String>,

@@ -1,5 +1,6 @@
-//! `--llm NAME|PATH.gguf`: the frozen LLM, by the short name of a model `cargo xtask fetch` puts in the
-//! cache, or any GGUF file of a supported architecture (llama, qwen2).
+//! `--llm NAME|PATH.gguf|DIR[@FORMAT]`: the frozen LLM, by the short name of a model `cargo xtask fetch`
+//! puts in the cache, any GGUF file of a supported architecture (llama, qwen2), or a Hugging Face folder of
+//! one (`config.json`, `model.safetensors`, `tokenizer.json`), optionally quantised at load (`DIR@q8_0`).
 //!
 //! Which LLM a projector was trained for is recorded in its `projector.json` (`llm`, next to the
 //! `llm_sha256` that loading checks), so commands that load a projector default to that one.
@@ -41,6 +42,11 @@ pub const DEFAULT_LLM: &str = "qwen2.5-0.5b";
 /// recorded).
 const UNRECORDED_LLM: &str = "smollm2-135m";
 
+/// Whether `choice` is the short name of a model the fetch step knows.
+pub fn is_known(choice: &str) -> bool {
+    KNOWN_LLMS.iter().any(|k| k.name == choice)
+}
+
 /// The GGUF path of `choice` (a known name, or a path to a `.gguf` file), which must exist.
 pub fn resolve(choice: &str) -> Result<PathBuf> {
     if let Some(known) = KNOWN_LLMS.iter().find(|k| k.name == choice) {
@@ -55,6 +61,21 @@ pub fn resolve(choice: &str) -> Result<PathBuf> {
         return Ok(path);
     }
     let path = Path::new(choice);
+    if let Some((dir, quantize)) = tinyalign_llm::hf_choice(path)? {
+        if !dir.join("config.json").exists() {
+            bail!(
+                "--llm `{choice}`: {} has no config.json (a Hugging Face model folder has config.json, \
+                 model.safetensors and tokenizer.json)",
+                dir.display()
+            );
+        }
+        // Canonical, with the quantisation kept: what a projector's manifest records and reloads.
+        let dir = std::fs::canonicalize(&dir)?;
+        return Ok(match quantize {
+            Some(ty) => PathBuf::from(format!("{}@{}", dir.display(), ty.name().to_lowercase())),
+            None => dir,
+        });
+    }
     if path.extension().is_some_and(|e| e == "gguf") {
         if !path.exists() {
             bail!("LLM file {} does not exist", path.display());
@@ -63,7 +84,7 @@ pub fn resolve(choice: &str) -> Result<PathBuf> {
     }
     let names: Vec<_> = KNOWN_LLMS.iter().map(|k| k.name).collect();
     bail!(
-        "--llm `{choice}`: neither a known LLM ({}) nor a .gguf file",
+        "--llm `{choice}`: neither a known LLM ({}), a .gguf file nor a Hugging Face folder",
         names.join(", ")
     )
 }

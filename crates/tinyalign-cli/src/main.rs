@@ -1,6 +1,7 @@
 //! `tinyalign`: the command-line face of tinyalign. Subcommands arrive with the crates behind them; today:
 //! `mel` (audio → Whisper log-mel features), `features` (Whisper encoder outputs), `transcribe`, `ask`
-//! (the frozen LLM on a text prompt) and `convert-whisper` (CTranslate2 → safetensors).
+//! (the frozen LLM on a text prompt), `convert-whisper` (CTranslate2 → safetensors) and `convert-llm`
+//! (a Hugging Face LLM folder → GGUF).
 
 mod ask_cmd;
 mod check_cmd;
@@ -62,6 +63,8 @@ enum Command {
     Ask(ask_cmd::AskArgs),
     /// Convert a CTranslate2 Whisper model.bin to canonical safetensors + config.json.
     ConvertWhisper(convert_cmd::ConvertWhisperArgs),
+    /// Convert a Hugging Face LLM folder (SmolLM2, Qwen2.5) to one GGUF file, optionally quantised.
+    ConvertLlm(convert_cmd::ConvertLlmArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Mel(args) => mel_cmd::run(&args),
         Command::ConvertWhisper(args) => convert_cmd::run(&args),
+        Command::ConvertLlm(args) => convert_cmd::run_llm(&args),
         Command::Features(args) => features_cmd::run(&args),
         Command::Transcribe(args) => transcribe_cmd::run(&args),
         Command::Ask(args) => ask_cmd::run(&args),

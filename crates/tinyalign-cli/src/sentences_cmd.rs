@@ -19,7 +19,7 @@ pub struct WriteSentencesArgs {
     /// Stop when the file holds this many sentences.
     #[arg(long, default_value_t = 1000)]
     count: usize,
-    /// The LLM that writes (smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b or a .gguf file).
+    /// The LLM that writes (smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b, a .gguf file or a Hugging Face folder (`DIR`, or `DIR@q8_0` to quantise it at load)).
     #[arg(long, default_value = "qwen2.5-0.5b")]
     llm: String,
     /// Sentences asked for per prompt.

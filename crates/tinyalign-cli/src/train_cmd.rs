@@ -37,7 +37,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "cpu")]
     device: ComputeDevice,
     /// The frozen LLM whose embedding table is the target (overrides the config's `[llm] model`):
-    /// smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b or a .gguf file.
+    /// smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b, a .gguf file or a Hugging Face folder (`DIR`, or `DIR@q8_0` to quantise it at load).
     #[arg(long)]
     llm: Option<String>,
     /// Only fill the feature cache (with the config's augmented copies) and exit: what a batch of machines
@@ -70,6 +70,11 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         config.llm.model = llm.clone();
     }
     let llm_path = crate::llm_choice::resolve(&config.llm.model)?;
+    if !crate::llm_choice::is_known(&config.llm.model) {
+        // A file or folder is recorded absolute (with its `@FORMAT`), so the projector's manifest finds the
+        // same LLM from any working directory.
+        config.llm.model = llm_path.display().to_string();
+    }
     let name = args
         .config
         .file_stem()

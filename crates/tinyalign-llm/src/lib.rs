@@ -1,4 +1,5 @@
-//! The frozen LLM of the bridge: a Llama-family model (SmolLM2-135M-Instruct by default) read from GGUF,
+//! The frozen LLM of the bridge: a Llama-family model (SmolLM2-135M-Instruct, Qwen2.5) read from GGUF or a
+//! Hugging Face folder (converted to the same GGUF bytes in memory),
 //! its byte-level BPE tokenizer, the input-embedding table EmbedLink trains against, and KV-cached
 //! generation from any mix of token and projected-audio embeddings.
 //!
@@ -10,6 +11,8 @@ mod config;
 mod generate;
 #[cfg(feature = "dfdx")]
 mod graph;
+mod hf_folder;
+mod hf_tokenizer;
 mod kv_cache;
 mod layout;
 mod model;
@@ -25,6 +28,7 @@ pub use config::{Architecture, LlamaConfig, RopeStyle};
 pub use generate::{Decoding, GenerateOptions, Generation, Sampler, StopReason};
 #[cfg(feature = "dfdx")]
 pub use graph::LlamaGraph;
+pub use hf_folder::{gguf_from_hf_folder, hf_choice, read_llm_bytes};
 pub use kv_cache::KvCache;
 pub use layout::{BlockWeights, LlmWeights, QkvBias};
 pub use model::{LlamaModel, Precision};

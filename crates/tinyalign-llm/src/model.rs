@@ -103,13 +103,14 @@ impl LlamaModel {
         Ok(Self::load_gguf_with_sha256(path, precision)?.0)
     }
 
-    /// Loads the model and returns the sha256 of its file too, reading the file once (projector
-    /// manifests identify the LLM by it).
+    /// Loads the model and returns the sha256 of its GGUF bytes too, reading the file once (projector
+    /// manifests identify the LLM by it). `path` may also be a Hugging Face folder (`DIR` or `DIR@q8_0`,
+    /// see [`crate::read_llm_bytes`]); its sha256 is that of the GGUF it converts to.
     pub fn load_gguf_with_sha256(
         path: &Path,
         precision: Precision,
     ) -> Result<(Self, String), LlmError> {
-        let bytes = tinyalign_weights::read_file(path)?;
+        let bytes = crate::read_llm_bytes(path)?;
         let file = GgufFile::parse(&bytes, &path.display().to_string())?;
         Ok((
             Self::from_gguf(&file, precision)?,

@@ -72,7 +72,7 @@ fn load_llm(
     objective: Objective,
 ) -> Result<(LlamaModel, String, Option<LoopContext>), TrainError> {
     let model = |e: tinyalign_llm::LlmError| TrainError::Model(e.to_string());
-    let bytes = tinyalign_weights::read_file(path)?;
+    let bytes = tinyalign_llm::read_llm_bytes(path).map_err(model)?;
     let file = tinyalign_weights::gguf::GgufFile::parse(&bytes, &path.display().to_string())
         .map_err(|e| TrainError::Model(e.to_string()))?;
     let llm = LlamaModel::from_gguf(&file, Precision::Native).map_err(model)?;

@@ -19,7 +19,7 @@ struct PendingTensor {
     data: Vec<u8>,
 }
 
-/// Collects metadata and tensors, then serialises them with [`Self::to_bytes`].
+/// Collects metadata and tensors, then serialises them with [`Self::into_bytes`].
 #[derive(Debug, Default)]
 pub struct GgufBuilder {
     metadata: Vec<(String, GgufValue)>,
@@ -87,8 +87,25 @@ impl GgufBuilder {
         Ok(self)
     }
 
-    /// The whole file.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// The whole file; each tensor's copy is freed once it is written, so the peak is about one model.
+    pub fn into_bytes(self) -> Vec<u8> {
+        let mut out = self.header();
+        let total = out.len()
+            + self
+                .tensors
+                .iter()
+                .map(|t| t.data.len().next_multiple_of(ALIGNMENT))
+                .sum::<usize>();
+        out.reserve_exact(total - out.len());
+        for t in self.tensors {
+            out.extend_from_slice(&t.data);
+            out.resize(out.len().next_multiple_of(ALIGNMENT), 0);
+        }
+        out
+    }
+
+    /// Header, key/values and tensor infos, padded to where the data starts.
+    fn header(&self) -> Vec<u8> {
         let mut out = b"GGUF".to_vec();
         out.extend_from_slice(&3u32.to_le_bytes());
         out.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
@@ -120,10 +137,6 @@ impl GgufBuilder {
             offset = (offset + t.data.len()).next_multiple_of(ALIGNMENT);
         }
         out.resize(out.len().next_multiple_of(ALIGNMENT), 0);
-        for t in &self.tensors {
-            out.extend_from_slice(&t.data);
-            out.resize(out.len().next_multiple_of(ALIGNMENT), 0);
-        }
         out
     }
 }
@@ -207,7 +220,7 @@ mod tests {
         b.tensor("m", &[2, 3], GgmlType::F32, f32_bytes).unwrap();
         b.tensor("q", &[1, 32], GgmlType::Q8_0, vec![0; 34])
             .unwrap();
-        let bytes = b.to_bytes();
+        let bytes = b.into_bytes();
         let g = GgufFile::parse(&bytes, "written").unwrap();
         assert_eq!(g.meta_str("general.architecture"), Some("llama"));
         assert_eq!(g.meta_u64("a.u32"), Some(7));

@@ -30,6 +30,49 @@ pub fn read_safetensors(bytes: &[u8], source_name: &str) -> Result<TensorMap, We
     Ok(out)
 }
 
+/// One tensor of a safetensors file as stored: its float dtype as the ggml type of the same encoding, and
+/// its little-endian bytes (borrowed from the file).
+#[derive(Debug)]
+pub struct RawTensor<'a> {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub ty: crate::gguf::GgmlType,
+    pub data: &'a [u8],
+}
+
+/// The tensors of a safetensors file without widening them (F32, F16 and BF16; another dtype is an error
+/// naming the tensor), in the file's order.
+pub fn read_safetensors_raw<'a>(
+    bytes: &'a [u8],
+    source_name: &str,
+) -> Result<Vec<RawTensor<'a>>, WeightsError> {
+    use crate::gguf::GgmlType;
+    let fail = |kind| WeightsError::new(source_name, kind);
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| fail(WeightsErrorKind::Safetensors(e.to_string())))?;
+    let mut out = Vec::new();
+    for (name, view) in st.iter() {
+        let ty = match view.dtype() {
+            Dtype::F32 => GgmlType::F32,
+            Dtype::F16 => GgmlType::F16,
+            Dtype::BF16 => GgmlType::Bf16,
+            other => {
+                return Err(fail(WeightsErrorKind::UnsupportedDtype {
+                    name: name.to_string(),
+                    dtype: format!("{other:?}"),
+                }));
+            }
+        };
+        out.push(RawTensor {
+            name: name.to_string(),
+            shape: view.shape().to_vec(),
+            ty,
+            data: view.data(),
+        });
+    }
+    Ok(out)
+}
+
 /// Storage precision when writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreAs {
