@@ -418,6 +418,43 @@ fn a_small_folder_loads_and_bad_folders_name_what_is_wrong() {
         g.info("blk.0.ffn_up.weight").unwrap().ggml_type,
         GgmlType::Q8_0
     );
+    // The same weights in two shards with an index, in another folder, load to the same bytes: the
+    // identity a projector records depends on the contents only.
+    let single = read_llm_bytes(&dir).unwrap();
+    let all = tinyalign_weights::st::read_safetensors(
+        &std::fs::read(dir.join("model.safetensors")).unwrap(),
+        "single",
+    )
+    .unwrap();
+    let mut index = serde_json::Map::new();
+    let mut shards = [TensorMap::new("1"), TensorMap::new("2")];
+    for (name, tensor) in all.iter() {
+        let shard = usize::from(name.starts_with("model.layers."));
+        let file = format!("model-0000{}-of-00002.safetensors", shard + 1);
+        index.insert(name.clone(), file.into());
+        shards[shard].insert(name.clone(), tensor.clone());
+    }
+    let sharded = temp_dir("tiny-sharded");
+    for (i, shard) in shards.iter().enumerate() {
+        let bytes = write_safetensors(shard, StoreAs::F16, &[]).unwrap();
+        let file = sharded.join(format!("model-0000{}-of-00002.safetensors", i + 1));
+        std::fs::write(file, bytes).unwrap();
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": index });
+    std::fs::write(
+        sharded.join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(dir.join(file), sharded.join(file)).unwrap();
+    }
+    assert!(
+        read_llm_bytes(&sharded).unwrap() == single,
+        "sharded and single-file folders differ"
+    );
+    std::fs::remove_dir_all(&sharded).unwrap();
+
     let err = load_error(&PathBuf::from(format!("{}@q3_k", dir.display())));
     assert!(err.contains("q3_k") && err.contains("q8_0"), "{err}");
 
@@ -461,5 +498,11 @@ fn a_small_folder_loads_and_bad_folders_name_what_is_wrong() {
     assert!(load_error(&dir).contains("model.safetensors"));
     std::fs::remove_file(dir.join("model.safetensors")).unwrap();
     assert!(load_error(&dir).contains("model.safetensors.index.json"));
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        r#"{"weight_map": {"model.norm.weight": "model-00002-of-00002.safetensors"}}"#,
+    )
+    .unwrap();
+    assert!(load_error(&dir).contains("model-00002-of-00002.safetensors"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -177,12 +177,12 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, LlmError> {
     Ok(files.into_iter().map(|f| dir.join(f)).collect())
 }
 
-fn metadata(builder: &mut GgufBuilder, config: &LlamaConfig, name: &str) {
+/// No `general.name`: the bytes, and so a projector's record of them, depend on the folder's contents
+/// only, not on where it lies.
+fn metadata(builder: &mut GgufBuilder, config: &LlamaConfig) {
     let arch = config.architecture.gguf_name();
     let u32_of = |v: usize| GgufValue::U32(v as u32);
-    builder
-        .meta("general.architecture", GgufValue::String(arch.into()))
-        .meta("general.name", GgufValue::String(name.into()));
+    builder.meta("general.architecture", GgufValue::String(arch.into()));
     for (key, value) in [
         ("context_length", u32_of(config.max_position_embeddings)),
         ("embedding_length", u32_of(config.hidden_size)),
@@ -251,12 +251,7 @@ pub fn gguf_from_hf_folder(dir: &Path, quantize_to: Option<GgmlType>) -> Result<
         }
     }
     let mut builder = GgufBuilder::new();
-    let name = dir
-        .canonicalize()
-        .ok()
-        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "model".into());
-    metadata(&mut builder, &config, &name);
+    metadata(&mut builder, &config);
     tokenizer_metadata(&mut builder, tokenizer);
 
     let permute_heads = |gguf: &str| match (config.architecture, gguf) {
