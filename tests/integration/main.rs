@@ -10,6 +10,7 @@ mod in_the_loop;
 mod llm;
 mod mel_properties;
 mod mel_reference;
+mod projector_pytorch;
 mod qwen;
 mod real_models;
 mod resampler;
