@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use tinyalign_mel::{Frontend, FrontendConfig, InputFormat, MelBands};
 use tinyalign_whisper::WhisperModel;
 
-use crate::common::{cache_dir, cached_model, fixture};
+use crate::common::{cache_dir, cached_model, fixture, max_abs_diff};
 
 fn model() -> Option<WhisperModel> {
     let weights = cached_model("whisper-tiny.en/hf/model.safetensors")?;
@@ -137,4 +137,44 @@ fn normaliser_handles_case_punctuation_and_numbers() {
         normalise("Cold-hearted, isn't it?"),
         "cold hearted isn't it"
     );
+}
+
+/// The KV-cached step gives the full recomputation's logits at every position of a real transcript.
+#[test]
+fn cached_decoding_steps_equal_full_recomputation() {
+    let Some(model) = model() else { return };
+    let rel = format!("{ASTERISK}/conf-onlyperson.wav");
+    if cached_model(&rel).is_none() {
+        return;
+    }
+    let frontend = Frontend::new(FrontendConfig {
+        bands: MelBands::Mel80,
+        pad_to_30s: true,
+    });
+    let mel = frontend
+        .file_to_log_mel(&cache_dir().join(&rel), InputFormat::Wav)
+        .unwrap();
+    let context = model
+        .decoder
+        .audio_context(&model.encoder.forward(&mel).unwrap());
+    let (ids, _) = transcribe(&model, &rel);
+    let mut tokens = model.tokenizer.transcribe_prompt();
+    tokens.extend(&ids);
+    let prompt = model.tokenizer.transcribe_prompt().len();
+    let mut cache = model.decoder.new_cache();
+    let mut worst = 0.0f32;
+    for end in prompt..=tokens.len() {
+        let cached =
+            model
+                .decoder
+                .next_logits_cached(&tokens[cache.len()..end], &mut cache, &context);
+        let full = model.decoder.next_logits(&tokens[..end], &context);
+        worst = worst.max(max_abs_diff(&cached, &full).0);
+    }
+    assert_eq!(cache.len(), tokens.len());
+    eprintln!(
+        "cached vs full logits over {} steps: max |Δ| = {worst:.2e}",
+        ids.len() + 1
+    );
+    assert!(worst < 1e-3, "cached logits differ by {worst}");
 }

@@ -515,6 +515,26 @@ impl<D: NnDevice> MultiHeadAttention<D> {
         )
     }
 
+    /// Keys and values of `x` `(n, d)` as host rows `(n, d)` each: what a decoder's KV cache appends.
+    pub fn project_kv_rows(&self, x: Tensor2<D>) -> (Vec<f32>, Vec<f32>) {
+        (
+            crate::to_vec2(&self.k.forward(x.clone())),
+            crate::to_vec2(&self.v.forward(x)),
+        )
+    }
+
+    /// [`Self::project_kv`]'s layout built from cached host rows `(n, d)` of keys and values.
+    pub fn kv_from_rows(&self, dev: &D, keys: &[f32], values: &[f32]) -> (Tensor3<D>, Tensor3<D>) {
+        let n = keys.len() / self.dim;
+        let (h, dh) = (self.heads, self.dim / self.heads);
+        let k = crate::from_vec2(dev, keys.to_vec(), n, self.dim);
+        let v = crate::from_vec2(dev, values.to_vec(), n, self.dim);
+        (
+            k.reshape_like(&(n, h, dh)).permute::<_, Axes3<1, 2, 0>>(),
+            v.reshape_like(&(n, h, dh)).permute::<_, Axes3<1, 0, 2>>(),
+        )
+    }
+
     /// Attention of queries from `x` `(n_q, d)` over projected keys/values of `n_k` positions, with an optional
     /// additive mask `(n_q, n_k)` (0 or a large negative number), → `(n_q, d)`.
     pub fn attend(

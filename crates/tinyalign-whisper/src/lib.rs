@@ -25,7 +25,7 @@ mod transcribe;
 
 pub use config::WhisperConfig;
 #[cfg(feature = "dfdx")]
-pub use decoder::{AudioContext, WhisperDecoder};
+pub use decoder::{AudioContext, DecoderCache, WhisperDecoder};
 #[cfg(feature = "dfdx")]
 pub use encoder::{WhisperEncoder, load_encoder_dir, load_encoder_dir_with_sha256};
 pub use files::read_model_dir;
