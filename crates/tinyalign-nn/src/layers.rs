@@ -523,6 +523,19 @@ impl<D: NnDevice> MultiHeadAttention<D> {
         )
     }
 
+    /// Decoder attention on host rows: queries from `x` `(n_q, d)` over key/value rows `(n_k, d)` (from
+    /// [`Self::project_kv_rows`]), every query seeing every key (a decoder running one token at a time
+    /// appends its own key first). → `(n_q, d)`.
+    pub fn attend_rows(&self, x: &[f32], keys: &[f32], values: &[f32]) -> Vec<f32> {
+        let d = self.dim;
+        let (n_q, n_k) = (x.len() / d, keys.len() / d);
+        let scale = (1.0 / ((d / self.heads) as f64).sqrt()) as f32;
+        let mut q = self.q.forward_rows(x);
+        q.iter_mut().for_each(|v| *v *= scale);
+        let ctx = crate::fast::attention((&q, keys, values), d, (n_q, n_k, d), self.heads, None);
+        self.out.forward_rows(&ctx)
+    }
+
     /// [`Self::project_kv`]'s layout built from cached host rows `(n, d)` of keys and values.
     pub fn kv_from_rows(&self, dev: &D, keys: &[f32], values: &[f32]) -> (Tensor3<D>, Tensor3<D>) {
         let n = keys.len() / self.dim;

@@ -10,8 +10,7 @@
 use std::path::Path;
 
 use tinyalign_nn::{
-    Device, Embedding, LayerNorm, Linear, MultiHeadAttention, Tensor2, Tensor3, Weights,
-    causal_mask, gelu,
+    Device, Embedding, LayerNorm, Linear, MultiHeadAttention, Tensor2, Weights, causal_mask, gelu,
 };
 use tinyalign_weights::TensorMap;
 
@@ -31,10 +30,11 @@ struct DecoderLayer {
     fc2: Linear,
 }
 
-/// Cross-attention keys and values of one utterance's encoder output, per decoder layer.
+/// Cross-attention keys and values of one utterance's encoder output, per decoder layer: host rows
+/// `(frames, d)` each, projected once per utterance.
 #[derive(Debug, Clone)]
 pub struct AudioContext {
-    kv: Vec<(Tensor3, Tensor3)>,
+    kv: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
 /// Self-attention keys and values of the tokens decoded so far: per layer, host rows `(len, d)`.
@@ -64,6 +64,8 @@ pub struct WhisperDecoder {
     /// the whole 80 MB table again at every step; a row-parallel matrix-vector product reads it once.
     head: tinyalign_quant::QMatrix,
     positions: Embedding,
+    /// `(max_target_positions, d)`: the learned positions as host rows, for the cached steps.
+    position_rows: Vec<f32>,
     layers: Vec<DecoderLayer>,
     final_norm: LayerNorm,
     suppress: Vec<usize>,
@@ -116,6 +118,7 @@ impl WhisperDecoder {
             tokens: Embedding::load(&w.pp("embed_tokens"), vocab, d)?,
             head,
             positions: Embedding::load(&w.pp("embed_positions"), config.max_target_positions, d)?,
+            position_rows: w.host("embed_positions.weight", &[config.max_target_positions, d])?,
             final_norm: LayerNorm::load(&w.pp("layer_norm"), d, LN_EPS)?,
             layers,
             suppress: ids(&config.suppress_tokens),
@@ -131,7 +134,7 @@ impl WhisperDecoder {
             kv: self
                 .layers
                 .iter()
-                .map(|l| l.cross_attn.project_kv(audio.clone()))
+                .map(|l| l.cross_attn.project_kv_rows(audio.clone()))
                 .collect(),
         }
     }
@@ -145,50 +148,58 @@ impl WhisperDecoder {
     }
 
     /// Logits `(vocab)` for the token after the cached tokens and `new` (the prompt on the first call, then
-    /// one token per step), whose keys and values join the cache. Queries see the cached keys and the new
-    /// ones up to their own position.
+    /// one token per step), whose keys and values join the cache.
     pub fn next_logits_cached(
         &self,
         new: &[usize],
         cache: &mut DecoderCache,
         audio: &AudioContext,
     ) -> Vec<f32> {
-        let (start, m) = (cache.len, new.len());
-        let total = start + m;
-        let positions: Vec<usize> = (start..total).collect();
-        let mut x = self.tokens.forward(new) + self.positions.forward(&positions);
-        // `(m, total)`: query i sits at position start + i.
-        let mask = (0..m * total)
-            .map(|idx| {
-                if idx % total > start + idx / total {
-                    -1e9
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let mask = tinyalign_nn::from_vec2(&self.dev, mask, m, total);
-        for ((layer, kv), (keys, values)) in self
+        // One token at a time, even for the prompt: each then sees exactly the cached keys (no causal mask),
+        // and every product is a single row, which the host kernels serve without packing any operand.
+        let mut last = Vec::new();
+        for &token in new {
+            last = self.step(token, cache, audio);
+        }
+        self.final_norm.forward_rows_in_place(&mut last);
+        self.logits(&last)
+    }
+
+    /// Runs `token` at the next position through every layer, appending its keys and values to the
+    /// cache; → its final hidden state `(d)`, before the last LayerNorm.
+    fn step(&self, token: usize, cache: &mut DecoderCache, audio: &AudioContext) -> Vec<f32> {
+        let d = self.config.d_model;
+        let position = &self.position_rows[cache.len * d..(cache.len + 1) * d];
+        let mut x = self.head.row_f32(token);
+        add_in_place(&mut x, position);
+        for ((layer, (audio_k, audio_v)), (keys, values)) in self
             .layers
             .iter()
             .zip(&audio.kv)
             .zip(cache.layers.iter_mut())
         {
-            let h = layer.self_norm.forward(x.clone());
-            let (k, v) = layer.self_attn.project_kv_rows(h.clone());
+            let mut h = x.clone();
+            layer.self_norm.forward_rows_in_place(&mut h);
+            let (k, v) = layer.self_attn.project_kv_rows(tinyalign_nn::from_vec2(
+                &self.dev,
+                h.clone(),
+                1,
+                d,
+            ));
             keys.extend(k);
             values.extend(v);
-            let self_kv = layer.self_attn.kv_from_rows(&self.dev, keys, values);
-            x = x + layer.self_attn.attend(h, &self_kv, Some(&mask));
-            let h = layer.cross_norm.forward(x.clone());
-            x = x + layer.cross_attn.attend(h, kv, None);
-            x = x.clone()
-                + layer
-                    .fc2
-                    .forward(gelu(layer.fc1.forward(layer.mlp_norm.forward(x))));
+            add_in_place(&mut x, &layer.self_attn.attend_rows(&h, keys, values));
+            let mut h = x.clone();
+            layer.cross_norm.forward_rows_in_place(&mut h);
+            add_in_place(&mut x, &layer.cross_attn.attend_rows(&h, audio_k, audio_v));
+            let mut h = x.clone();
+            layer.mlp_norm.forward_rows_in_place(&mut h);
+            let mut h = layer.fc1.forward_rows(&h);
+            tinyalign_nn::gelu_rows_in_place(&mut h);
+            add_in_place(&mut x, &layer.fc2.forward_rows(&h));
         }
-        cache.len = total;
-        self.logits(&tinyalign_nn::row(&self.final_norm.forward(x), m - 1))
+        cache.len += 1;
+        x
     }
 
     /// Logits `(vocab)` for the token after `prefix`, recomputing the whole prefix (no cache).
@@ -202,20 +213,24 @@ impl WhisperDecoder {
             let self_kv = layer.self_attn.project_kv(h.clone());
             x = x + layer.self_attn.attend(h, &self_kv, Some(&mask));
             let h = layer.cross_norm.forward(x.clone());
-            x = x + layer.cross_attn.attend(h, kv, None);
+            let kv = layer.cross_attn.kv_from_rows(&self.dev, &kv.0, &kv.1);
+            x = x + layer.cross_attn.attend(h, &kv, None);
             x = x.clone()
                 + layer
                     .fc2
                     .forward(gelu(layer.fc1.forward(layer.mlp_norm.forward(x))));
         }
-        self.logits(&tinyalign_nn::row(&self.final_norm.forward(x), n - 1))
+        self.logits(&tinyalign_nn::to_vec2(&tinyalign_nn::row(
+            &self.final_norm.forward(x),
+            n - 1,
+        )))
     }
 
-    /// `(1, d)` final hidden state → logits `(vocab)` against the tied token table.
-    fn logits(&self, last: &Tensor2) -> Vec<f32> {
+    /// The final hidden state `(d)` → logits `(vocab)` against the tied token table.
+    fn logits(&self, last: &[f32]) -> Vec<f32> {
         let mut out = vec![0.0; self.head.rows()];
         self.head
-            .matvec(&tinyalign_nn::to_vec2(last), &mut out)
+            .matvec(last, &mut out)
             .expect("the head is (vocab, d) and the state (1, d)");
         out
     }
@@ -256,6 +271,10 @@ impl WhisperDecoder {
         }
         tokens.split_off(start)
     }
+}
+
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
 }
 
 fn argmax(x: &[f32]) -> usize {
