@@ -316,7 +316,7 @@ fn epoch(c: &mut Criterion) {
                     let audio =
                         tinyalign_mel::read_audio_file(&path, u.input_format()).expect("audio");
                     let mel = frontend.audio_to_log_mel(&audio, &u.id).expect("mel");
-                    tinyalign_nn::to_vec2(&encoder.forward(&mel).expect("encoder"))
+                    encoder.forward(&mel).expect("encoder").data
                 })
                 .collect();
             train_epoch(epoch_features)

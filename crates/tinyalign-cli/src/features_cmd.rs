@@ -69,10 +69,12 @@ pub fn run(args: &FeaturesArgs) -> Result<ExitCode> {
     let mel = frontend.file_to_log_mel(&args.file, format)?;
     let t_mel = t0.elapsed();
     let t1 = Instant::now();
-    let hidden = encoder.forward(&mel)?;
+    let tinyalign_whisper::Features {
+        frames,
+        width: dim,
+        data,
+    } = encoder.forward(&mel)?;
     let t_enc = t1.elapsed();
-    let (frames, dim) = tinyalign_nn::shape2(&hidden);
-    let data = tinyalign_nn::to_vec2(&hidden);
 
     let bytes = if ext == "npy" {
         npy::to_npy_bytes(&[frames, dim], &data)

@@ -224,7 +224,7 @@ impl Assistant {
             .map_err(|e| AssistantError::Model(e.to_string()))?;
         let encode_ms = started.elapsed().as_secs_f64() * 1e3;
         let started = std::time::Instant::now();
-        let features = tinyalign_nn::to_vec2(&features);
+        let features = features.data;
         let model = |e: tinyalign_projector::ProjectorError| AssistantError::Model(e.to_string());
         let heard = match &hearing.ctc {
             None => {

@@ -515,12 +515,10 @@ impl<D: NnDevice> MultiHeadAttention<D> {
         )
     }
 
-    /// Keys and values of `x` `(n, d)` as host rows `(n, d)` each: what a decoder's KV cache appends.
-    pub fn project_kv_rows(&self, x: Tensor2<D>) -> (Vec<f32>, Vec<f32>) {
-        (
-            crate::to_vec2(&self.k.forward(x.clone())),
-            crate::to_vec2(&self.v.forward(x)),
-        )
+    /// Keys and values of host rows `x` `(n, d)`, as host rows `(n, d)` each: what a decoder's KV cache
+    /// appends.
+    pub fn project_kv_rows(&self, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        (self.k.forward_rows(x), self.v.forward_rows(x))
     }
 
     /// Decoder attention on host rows: queries from `x` `(n_q, d)` over key/value rows `(n_k, d)` (from

@@ -17,13 +17,7 @@ use crate::TrainError;
 pub use tinyalign_mel::FRONTEND_VERSION;
 pub use tinyalign_weights::sha256_hex;
 
-/// Encoder features of one utterance: `frames × width`, row-major.
-#[derive(Debug, Clone)]
-pub struct Features {
-    pub frames: usize,
-    pub width: usize,
-    pub data: Vec<f32>,
-}
+pub use tinyalign_whisper::Features;
 
 /// Stored features of one utterance copy: the file and its shape, read when a batch needs them.
 #[derive(Debug, Clone)]
@@ -214,12 +208,14 @@ impl FeatureCache {
             )));
         }
         let mel = self.frontend.audio_to_log_mel(&audio, &name)?;
-        let out = self
+        let Features {
+            frames,
+            width,
+            data,
+        } = self
             .encoder
             .forward(&mel)
             .map_err(|e| TrainError::Model(format!("{name}: {e}")))?;
-        let (frames, width) = tinyalign_nn::shape2(&out);
-        let data = tinyalign_nn::to_vec2(&out);
         let mut map = TensorMap::new("features");
         map.insert("features", HostTensor::new(vec![frames, width], data));
         let mut metadata = vec![("utterance", u.id.as_str())];

@@ -10,12 +10,12 @@
 use std::path::Path;
 
 use tinyalign_nn::{
-    Device, Embedding, LayerNorm, Linear, MultiHeadAttention, Tensor2, Weights, causal_mask, gelu,
+    Device, Embedding, LayerNorm, Linear, MultiHeadAttention, Weights, causal_mask, gelu,
 };
 use tinyalign_weights::TensorMap;
 
 use crate::tokenizer::WhisperTokenizer;
-use crate::{WhisperConfig, WhisperError};
+use crate::{Features, WhisperConfig, WhisperError};
 
 const LN_EPS: f64 = 1e-5;
 
@@ -129,12 +129,12 @@ impl WhisperDecoder {
     }
 
     /// Projects the encoder output `(frames, d)` into every layer's cross-attention keys and values.
-    pub fn audio_context(&self, audio: &Tensor2) -> AudioContext {
+    pub fn audio_context(&self, audio: &Features) -> AudioContext {
         AudioContext {
             kv: self
                 .layers
                 .iter()
-                .map(|l| l.cross_attn.project_kv_rows(audio.clone()))
+                .map(|l| l.cross_attn.project_kv_rows(&audio.data))
                 .collect(),
         }
     }
@@ -180,12 +180,7 @@ impl WhisperDecoder {
         {
             let mut h = x.clone();
             layer.self_norm.forward_rows_in_place(&mut h);
-            let (k, v) = layer.self_attn.project_kv_rows(tinyalign_nn::from_vec2(
-                &self.dev,
-                h.clone(),
-                1,
-                d,
-            ));
+            let (k, v) = layer.self_attn.project_kv_rows(&h);
             keys.extend(k);
             values.extend(v);
             add_in_place(&mut x, &layer.self_attn.attend_rows(&h, keys, values));

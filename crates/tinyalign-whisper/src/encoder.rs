@@ -4,12 +4,12 @@ use std::path::Path;
 
 use tinyalign_mel::LogMel;
 use tinyalign_nn::{
-    Conv1d, Device, LayerNorm, Linear, MultiHeadAttention, Tensor2, Weights, gelu_rows_in_place,
+    Conv1d, Device, LayerNorm, Linear, MultiHeadAttention, Weights, gelu_rows_in_place,
 };
 use tinyalign_weights::TensorMap;
 
 use crate::files::{read_model_dir, read_model_dir_hashed};
-use crate::{WhisperConfig, WhisperError};
+use crate::{Features, WhisperConfig, WhisperError};
 
 /// PyTorch's default LayerNorm epsilon, which Whisper keeps.
 const LN_EPS: f64 = 1e-5;
@@ -45,7 +45,6 @@ fn add_in_place(x: &mut [f32], y: &[f32]) {
 #[derive(Debug, Clone)]
 pub struct WhisperEncoder {
     config: WhisperConfig,
-    dev: Device,
     conv1: Conv1d,
     conv2: Conv1d,
     /// `(max_source_positions, d)` sinusoidal table, row-major on the host; sliced per input length.
@@ -102,7 +101,6 @@ impl WhisperEncoder {
             final_norm: LayerNorm::load(&w.pp("layer_norm"), d, LN_EPS)?,
             layers,
             config,
-            dev,
         })
     }
 
@@ -116,7 +114,7 @@ impl WhisperEncoder {
     }
 
     /// Encodes log-mel features `(n_mels, frames)` into `(ceil(frames / 2), d_model)` hidden states.
-    pub fn forward(&self, mel: &LogMel) -> Result<Tensor2, WhisperError> {
+    pub fn forward(&self, mel: &LogMel) -> Result<Features, WhisperError> {
         if mel.n_mels != self.config.num_mel_bins {
             return Err(WhisperError::MelBands {
                 expected: self.config.num_mel_bins,
@@ -152,6 +150,10 @@ impl WhisperEncoder {
             layer.forward_rows(&mut x);
         }
         self.final_norm.forward_rows_in_place(&mut x);
-        Ok(tinyalign_nn::from_vec2(&self.dev, x, t_out, d))
+        Ok(Features {
+            frames: t_out,
+            width: d,
+            data: x,
+        })
     }
 }

@@ -18,6 +18,7 @@ mod config;
 mod decoder;
 #[cfg(feature = "dfdx")]
 mod encoder;
+mod features;
 mod files;
 mod tokenizer;
 #[cfg(feature = "dfdx")]
@@ -28,6 +29,7 @@ pub use config::WhisperConfig;
 pub use decoder::{AudioContext, DecoderCache, WhisperDecoder};
 #[cfg(feature = "dfdx")]
 pub use encoder::{WhisperEncoder, load_encoder_dir, load_encoder_dir_with_sha256};
+pub use features::Features;
 pub use files::read_model_dir;
 pub use tokenizer::{SpecialTokens, WhisperTokenizer};
 #[cfg(feature = "dfdx")]
