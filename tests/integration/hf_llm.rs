@@ -485,11 +485,23 @@ fn a_small_folder_loads_and_bad_folders_name_what_is_wrong() {
         err.contains("model.layers.1.input_layernorm.weight"),
         "{err}"
     );
+    let err = edit_config("num_hidden_layers", 1_000_000_000_000u64.into());
+    assert!(err.contains("num_hidden_layers"), "{err}");
     let err = edit_config("vocab_size", 8.into());
     assert!(
-        err.contains("tokenizer.json") && err.contains("vocab_size"),
+        err.contains("model.embed_tokens.weight") && err.contains("[8, 64]"),
         "{err}"
     );
+    // An absurd vocabulary is refused by the table's shape before anything is allocated for it.
+    let err = edit_config("vocab_size", 1_000_000_000_000u64.into());
+    assert!(err.contains("model.embed_tokens.weight"), "{err}");
+    let err = edit_config("num_attention_heads", 0.into());
+    assert!(
+        err.contains("config.json") && err.contains("heads"),
+        "{err}"
+    );
+    let err = edit_config("num_key_value_heads", 3.into());
+    assert!(err.contains("key/value heads"), "{err}");
 
     std::fs::rename(dir.join("tokenizer.json"), dir.join("moved.json")).unwrap();
     assert!(load_error(&dir).contains("tokenizer.json"));

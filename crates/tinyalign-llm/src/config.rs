@@ -133,7 +133,7 @@ impl LlamaConfig {
         Ok(config)
     }
 
-    fn validate(&self, source: &str) -> Result<(), LlmError> {
+    pub(crate) fn validate(&self, source: &str) -> Result<(), LlmError> {
         let bad = |what: String| Err(LlmError::Model(format!("{source}: {what}")));
         if self.num_attention_heads == 0 || self.num_key_value_heads == 0 || self.head_dim == 0 {
             return bad("zero heads or head size".into());

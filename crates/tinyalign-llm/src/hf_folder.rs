@@ -238,7 +238,8 @@ pub fn gguf_from_hf_folder(dir: &Path, quantize_to: Option<GgmlType>) -> Result<
     let config_path = dir.join("config.json");
     let config_json = read_json(&config_path)?;
     let config = llama_config(&config_json, &config_path)?;
-    let tokenizer = hf_tokenizer::read(dir, config.vocab_size, &config_json)?;
+    // Heads that split the width evenly before any row is permuted by them.
+    config.validate(&config_path.display().to_string())?;
     let files = weight_files(dir)?;
     let file_bytes = files
         .iter()
@@ -250,6 +251,30 @@ pub fn gguf_from_hf_folder(dir: &Path, quantize_to: Option<GgmlType>) -> Result<
             tensors.insert(t.name.clone(), (t, path));
         }
     }
+    // Every block has tensors of its own: a layer count beyond the files' tensor count is refused before
+    // the weight description is sized by it (a smaller shortfall names the first missing tensor below).
+    if config.num_hidden_layers > tensors.len() {
+        return Err(LlmError::Model(format!(
+            "{}: num_hidden_layers {} needs more than the {} tensors the weight files hold",
+            config_path.display(),
+            config.num_hidden_layers,
+            tensors.len()
+        )));
+    }
+    // The embedding table vouches for `vocab_size` before the tokenizer allocates a slot per id.
+    let embed = hf_name("token_embd.weight");
+    if let Some((t, path)) = tensors.get(&embed)
+        && t.shape != [config.vocab_size, config.hidden_size]
+    {
+        return Err(LlmError::Model(format!(
+            "{}: `{embed}` is {:?}, config.json implies [{}, {}]",
+            path.display(),
+            t.shape,
+            config.vocab_size,
+            config.hidden_size
+        )));
+    }
+    let tokenizer = hf_tokenizer::read(dir, config.vocab_size, &config_json)?;
     let mut builder = GgufBuilder::new();
     metadata(&mut builder, &config);
     tokenizer_metadata(&mut builder, tokenizer);
