@@ -214,3 +214,24 @@ proptest! {
         }
     }
 }
+
+/// Whisper's window, checked in one place for every caller: 30 s at any rate passes, a sample more does not.
+#[test]
+fn audio_past_whispers_window_is_refused_by_name() {
+    for rate in [8_000u32, 16_000, 44_100] {
+        let mut audio = tinyalign_mel::Audio {
+            samples: vec![0.0; 30 * rate as usize],
+            sample_rate: rate,
+            source_channels: 1,
+        };
+        audio.check_whisper_window("call.wav").expect("30 s fits");
+        audio.samples.push(0.0);
+        let err = audio.check_whisper_window("call.wav").unwrap_err();
+        assert!(matches!(err.kind, AudioErrorKind::LongerThanWindow { .. }));
+        let message = err.to_string();
+        assert!(
+            message.starts_with("call.wav: 30.0 s is longer"),
+            "{message}"
+        );
+    }
+}

@@ -55,12 +55,7 @@ pub fn run(args: &TranscribeArgs) -> Result<ExitCode> {
             let t0 = Instant::now();
             let audio = tinyalign_mel::read_audio_file(file, format)?;
             let name = file.display().to_string();
-            if audio.duration_s() > 30.0 {
-                bail!(
-                    "{name}: {:.1} s is longer than Whisper's 30 s window; split it first",
-                    audio.duration_s()
-                );
-            }
+            audio.check_whisper_window(&name)?;
             let mel = frontend.audio_to_log_mel(&audio, &name)?;
             let t_mel = t0.elapsed();
             let t1 = Instant::now();

@@ -209,12 +209,7 @@ impl Assistant {
 
     /// What the projector makes of an utterance.
     pub fn hear(&self, audio: &tinyalign_mel::Audio, name: &str) -> Result<Heard, AssistantError> {
-        if audio.duration_s() > 30.0 {
-            return Err(AssistantError::Io(format!(
-                "{name}: {:.1} s is over Whisper's 30 s window",
-                audio.duration_s()
-            )));
-        }
+        audio.check_whisper_window(name)?;
         let hearing = self.hearing()?;
         let started = std::time::Instant::now();
         let mel = hearing.frontend.audio_to_log_mel(audio, name)?;

@@ -66,6 +66,8 @@ pub enum AudioErrorKind {
     },
     #[error("the file holds no audio samples")]
     NoSamples,
+    #[error("{seconds:.1} s is longer than Whisper's 30 s window; split it first")]
+    LongerThanWindow { seconds: f64 },
     #[error("sample {index} (channel {channel}) is {value}, not a finite number")]
     NonFiniteSample {
         index: usize,

@@ -21,6 +21,21 @@ impl Audio {
     pub fn duration_s(&self) -> f64 {
         self.samples.len() as f64 / f64::from(self.sample_rate)
     }
+
+    /// Whisper's one input rule, for every caller: at most its 30 s window (`N_SAMPLES_30S` at 16 kHz).
+    /// Longer audio is an error naming `name`, never silently cut.
+    pub fn check_whisper_window(&self, name: &str) -> Result<(), AudioError> {
+        let limit = crate::N_SAMPLES_30S as f64 / f64::from(crate::SAMPLE_RATE);
+        if self.duration_s() > limit {
+            return Err(AudioError::new(
+                name,
+                AudioErrorKind::LongerThanWindow {
+                    seconds: self.duration_s(),
+                },
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How to interpret an input file.

@@ -201,12 +201,7 @@ impl FeatureCache {
                 .map_err(|e| TrainError::Data(format!("{name}: {e}")))?;
             audio.sample_rate = tinyalign_data::AUGMENT_RATE;
         }
-        if audio.duration_s() > 30.0 {
-            return Err(TrainError::Data(format!(
-                "{name}: {:.1} s is over Whisper's 30 s window",
-                audio.duration_s()
-            )));
-        }
+        audio.check_whisper_window(&name)?;
         let mel = self.frontend.audio_to_log_mel(&audio, &name)?;
         let Features {
             frames,

@@ -217,12 +217,9 @@ impl GpuAssistant {
 
     /// The log-mel the encoder will see: `(n_mels, frames)` row-major.
     pub fn log_mel(&self, audio: &Audio) -> Result<tinyalign_mel::LogMel, GpuError> {
-        if audio.duration_s() > 30.0 {
-            return Err(GpuError::Shape(format!(
-                "{:.1} s of audio is over Whisper's 30 s window",
-                audio.duration_s()
-            )));
-        }
+        audio
+            .check_whisper_window("audio")
+            .map_err(|e| GpuError::Shape(e.to_string()))?;
         self.frontend
             .audio_to_log_mel(audio, "audio")
             .map_err(|e| GpuError::Shape(e.to_string()))
