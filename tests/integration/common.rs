@@ -11,6 +11,33 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// A fresh, empty folder under the system's temp dir for one test (`name` unique in the test binary).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tinyalign-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A JSON array of token ids (the LLM fixtures' `prompt_ids`, `ids`, ...).
+pub fn ids(value: &serde_json::Value) -> Vec<u32> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// The LLM's logits at the last position of `prompt`, from a fresh cache.
+pub fn last_logits(model: &tinyalign_llm::LlamaModel, prompt: &[u32]) -> Vec<f32> {
+    let mut cache = tinyalign_llm::KvCache::new(&model.config, prompt.len());
+    let embeds = model.embed_tokens(prompt).unwrap();
+    model
+        .forward_embeds(&embeds, prompt.len(), &mut cache, false)
+        .unwrap()
+}
+
 pub fn load_npy(rel: &str) -> NpyArray {
     let path = fixture(rel);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

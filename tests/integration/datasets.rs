@@ -4,7 +4,7 @@ use std::path::Path;
 
 use tinyalign_data::{ASTERISK_SPEAKER, Manifest, ManifestStats, Split};
 
-use crate::common::{cache_dir, cached_model, pcm16_spec, wav_bytes};
+use crate::common::{cache_dir, cached_model, pcm16_spec, temp_dir, wav_bytes};
 
 fn write_wav(path: &Path, seconds: f32, rate: u32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -12,13 +12,6 @@ fn write_wav(path: &Path, seconds: f32, rate: u32) {
         .map(|i| ((i % 50) as i16 - 25) * 100)
         .collect();
     std::fs::write(path, wav_bytes(pcm16_spec(1, rate), &samples)).unwrap();
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("tinyalign-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

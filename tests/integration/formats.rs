@@ -1,19 +1,12 @@
 //! Other toolkits' manifests (NeMo, Hugging Face audiofolder, Kaldi/ESPnet) on the committed samples of
 //! `tests/fixtures/formats/`, exported back, and their bad inputs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 use tinyalign_data::{Manifest, Split, Task, Utterance};
 
-use crate::common::fixture;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tinyalign-formats-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use crate::common::{fixture, temp_dir};
 
 fn same_file(a: &Path, b: &Path) -> bool {
     a.canonicalize().unwrap() == b.canonicalize().unwrap()

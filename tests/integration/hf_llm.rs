@@ -7,23 +7,16 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use tinyalign_llm::{KvCache, LlamaModel, Precision, read_llm_bytes};
+use tinyalign_llm::{LlamaModel, Precision, read_llm_bytes};
 use tinyalign_weights::gguf::{GgmlType, GgufFile, GgufValue};
 use tinyalign_weights::gguf_write::GgufBuilder;
 use tinyalign_weights::st::{StoreAs, write_safetensors};
 use tinyalign_weights::{Tensor, TensorMap};
 
-use crate::common::{cached_model, fixture, load_npy, max_abs_diff};
+use crate::common::{cached_model, fixture, ids, last_logits, load_npy, max_abs_diff, temp_dir};
 
 const SMOLLM2: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tinyalign-hf-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -162,29 +155,12 @@ fn write_folder(
     std::fs::write(out.join("model.safetensors"), st).unwrap();
 }
 
-fn last_logits(model: &LlamaModel, prompt: &[u32]) -> Vec<f32> {
-    let mut cache = KvCache::new(&model.config, prompt.len());
-    let embeds = model.embed_tokens(prompt).unwrap();
-    model
-        .forward_embeds(&embeds, prompt.len(), &mut cache, false)
-        .unwrap()
-}
-
 fn argmax(v: &[f32]) -> usize {
     v.iter()
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1))
         .unwrap()
         .0
-}
-
-fn ids(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
 }
 
 fn assert_tokenizer_matches(model: &LlamaModel, cases: &str) {

@@ -11,7 +11,7 @@ use tinyalign_llm::{
 };
 use tinyalign_weights::gguf::GgufFile;
 
-use crate::common::{cached_model, fixture, load_npy, max_abs_diff};
+use crate::common::{cached_model, fixture, ids, last_logits, load_npy, max_abs_diff};
 
 const GGUF: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -28,15 +28,6 @@ fn native_model() -> Option<&'static LlamaModel> {
 fn chat_fixture() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture("llm/chat_prompt.json")).unwrap())
         .unwrap()
-}
-
-fn ids(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
 }
 
 #[test]
@@ -137,14 +128,6 @@ fn f32_logits_match_numpy_reference() {
         |_| true,
     );
     assert_eq!(generation.unwrap().tokens, ids(&fixture_json["greedy_ids"]));
-}
-
-fn last_logits(model: &LlamaModel, prompt: &[u32]) -> Vec<f32> {
-    let mut cache = KvCache::new(&model.config, prompt.len());
-    let embeds = model.embed_tokens(prompt).unwrap();
-    model
-        .forward_embeds(&embeds, prompt.len(), &mut cache, false)
-        .unwrap()
 }
 
 /// Quantised weights with f32 activations: the Q4_1/Q8_0 kernels on the real model, as exact as the f32 path.

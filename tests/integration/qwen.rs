@@ -6,13 +6,13 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 use tinyalign_llm::{
-    Activations, Architecture, ChatMessage, GenerateOptions, KvCache, LlamaModel, Precision,
+    Activations, Architecture, ChatMessage, GenerateOptions, LlamaModel, Precision,
     QWEN_SYSTEM_PROMPT, StopReason,
 };
 use tinyalign_quant::{Format, QMatrix};
 use tinyalign_weights::gguf::GgmlType;
 
-use crate::common::{cached_model, fixture, load_npy, max_abs_diff};
+use crate::common::{cached_model, fixture, ids, last_logits, load_npy, max_abs_diff};
 
 const GGUF: &str = "qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
@@ -24,15 +24,6 @@ fn native_model() -> Option<&'static LlamaModel> {
 
 fn json(rel: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture(rel)).unwrap()).unwrap()
-}
-
-fn ids(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
 }
 
 /// Real Q5_0 / Q4_K / Q6_K blocks: our dequantiser and the kernels' repacked storage both give gguf-py's
@@ -151,11 +142,7 @@ fn logits_match_numpy_reference() {
             .encode(fixture_json["prompt"].as_str().unwrap(), true),
         prompt
     );
-    let mut cache = KvCache::new(&model.config, prompt.len());
-    let embeds = model.embed_tokens(&prompt).unwrap();
-    let logits = model
-        .forward_embeds(&embeds, prompt.len(), &mut cache, false)
-        .unwrap();
+    let logits = last_logits(&model, &prompt);
     let (diff, at) = max_abs_diff(
         &logits,
         &load_npy("llm/qwen_chat_prompt.last_logits.npy").data,

@@ -9,9 +9,7 @@
 
 use std::path::Path;
 
-use tinyalign_nn::{
-    Device, Embedding, LayerNorm, Linear, MultiHeadAttention, Weights, causal_mask, gelu,
-};
+use tinyalign_nn::{Device, LayerNorm, Linear, MultiHeadAttention, Weights, causal_mask, gelu};
 use tinyalign_weights::TensorMap;
 
 use crate::tokenizer::WhisperTokenizer;
@@ -59,12 +57,11 @@ impl DecoderCache {
 pub struct WhisperDecoder {
     config: WhisperConfig,
     dev: Device,
-    tokens: Embedding,
-    /// `(vocab, d)`: the token table as the tied output head. A one-row product through dfdx's gemm packed
-    /// the whole 80 MB table again at every step; a row-parallel matrix-vector product reads it once.
+    /// `(vocab, d)`: the token table, held once: its rows are the input embeddings, and it is the tied
+    /// output head. A one-row product through dfdx's gemm packed the whole 80 MB table again at every
+    /// step; a row-parallel matrix-vector product reads it once.
     head: tinyalign_quant::QMatrix,
-    positions: Embedding,
-    /// `(max_target_positions, d)`: the learned positions as host rows, for the cached steps.
+    /// `(max_target_positions, d)`: the learned positions as host rows.
     position_rows: Vec<f32>,
     layers: Vec<DecoderLayer>,
     final_norm: LayerNorm,
@@ -115,9 +112,7 @@ impl WhisperDecoder {
                 .collect()
         };
         Ok(Self {
-            tokens: Embedding::load(&w.pp("embed_tokens"), vocab, d)?,
             head,
-            positions: Embedding::load(&w.pp("embed_positions"), config.max_target_positions, d)?,
             position_rows: w.host("embed_positions.weight", &[config.max_target_positions, d])?,
             final_norm: LayerNorm::load(&w.pp("layer_norm"), d, LN_EPS)?,
             layers,
@@ -168,10 +163,7 @@ impl WhisperDecoder {
     /// Runs `token` at the next position through every layer, appending its keys and values to the
     /// cache; → its final hidden state `(d)`, before the last LayerNorm.
     fn step(&self, token: usize, cache: &mut DecoderCache, audio: &AudioContext) -> Vec<f32> {
-        let d = self.config.d_model;
-        let position = &self.position_rows[cache.len * d..(cache.len + 1) * d];
-        let mut x = self.head.row_f32(token);
-        add_in_place(&mut x, position);
+        let mut x = self.embed(&[token], cache.len);
         for ((layer, (audio_k, audio_v)), (keys, values)) in self
             .layers
             .iter()
@@ -200,8 +192,8 @@ impl WhisperDecoder {
     /// Logits `(vocab)` for the token after `prefix`, recomputing the whole prefix (no cache).
     pub fn next_logits(&self, prefix: &[usize], audio: &AudioContext) -> Vec<f32> {
         let n = prefix.len();
-        let positions: Vec<usize> = (0..n).collect();
-        let mut x = self.tokens.forward(prefix) + self.positions.forward(&positions);
+        let d = self.config.d_model;
+        let mut x = tinyalign_nn::from_vec2(&self.dev, self.embed(prefix, 0), n, d);
         let mask = causal_mask(&self.dev, n);
         for (layer, kv) in self.layers.iter().zip(&audio.kv) {
             let h = layer.self_norm.forward(x.clone());
@@ -219,6 +211,18 @@ impl WhisperDecoder {
             &self.final_norm.forward(x),
             n - 1,
         )))
+    }
+
+    /// Rows `(tokens, d)`: each token's embedding plus its position's, positions counted from `start`.
+    fn embed(&self, tokens: &[usize], start: usize) -> Vec<f32> {
+        let d = self.config.d_model;
+        let mut rows = Vec::with_capacity(tokens.len() * d);
+        for (&t, p) in tokens.iter().zip(start..) {
+            let mut row = self.head.row_f32(t);
+            add_in_place(&mut row, &self.position_rows[p * d..(p + 1) * d]);
+            rows.extend(row);
+        }
+        rows
     }
 
     /// The final hidden state `(d)` → logits `(vocab)` against the tied token table.
