@@ -358,8 +358,9 @@ fn ctc_training_reads_tokens_and_personalises() {
 
 /// Augmented copies: each training utterance gets its clean example and `copies` augmented ones, each
 /// recorded with its recipe and cached under its own key; sharded feature-only passes fill the cache that
-/// training then only reads, a corrupt entry is recomputed, and a stored entry that no longer matches the
-/// run is an error naming the file.
+/// training then only reads, a damaged shard is an error naming it, entry files of earlier versions are
+/// read (a missing one recomputed), and a stored entry that no longer matches the run is an error naming
+/// the file.
 #[test]
 fn augmented_copies_are_recorded_cached_apart_and_reused() {
     let overrides = [
@@ -426,36 +427,75 @@ fn augmented_copies_are_recorded_cached_apart_and_reused() {
     // Babble: two or three other training recordings of the same speaker set, named in the tag.
     let babble = tags.iter().filter(|t| t.contains("babble=")).count();
     assert!((4..=20).contains(&babble), "{babble} of 24 at p = 0.5");
-    let mut entries: Vec<_> = std::fs::read_dir(&features)
+    // The two passes wrote one shard each (64 MB holds them all), 56 entries between them.
+    let shards: Vec<_> = std::fs::read_dir(&features)
         .unwrap()
-        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path().join("shards")).unwrap())
         .map(|e| e.unwrap().path())
         .collect();
-    entries.sort();
-    assert_eq!(entries.len(), 56);
+    assert_eq!(shards.len(), 2, "{shards:?}");
+    let tensors_in = |path: &std::path::Path| {
+        let bytes = std::fs::read(path).unwrap();
+        tinyalign_weights::st::read_safetensors_raw(&bytes, "shard")
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.name, t.shape, t.data.to_vec()))
+            .collect::<Vec<_>>()
+    };
+    let first_shard = tensors_in(&shards[0]);
+    assert_eq!(first_shard.len() + tensors_in(&shards[1]).len(), 56);
 
-    // Same recipes in another run: every entry read back; a truncated one made again.
-    let bytes = std::fs::read(&entries[0]).unwrap();
-    std::fs::write(&entries[0], &bytes[..bytes.len() / 2]).unwrap();
+    // A truncated shard stops the next run with its name.
+    let bytes = std::fs::read(&shards[0]).unwrap();
+    std::fs::write(&shards[0], &bytes[..bytes.len() / 2]).unwrap();
+    let message = tinyalign_train::train(&config, &options("b"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains(&shards[0].display().to_string()) && message.contains("damaged"),
+        "{message}"
+    );
+    // Its entries as files of their own (how earlier versions stored them, still read), one of them
+    // missing: computed again, the rest reused, the same recipes.
+    std::fs::remove_file(&shards[0]).unwrap();
+    let folder = shards[0].parent().unwrap().parent().unwrap();
+    let mut entry_files = Vec::new();
+    for (key, shape, data) in &first_shard[1..] {
+        let mut map = tinyalign_weights::TensorMap::new("features");
+        let values = data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect();
+        map.insert(
+            "features",
+            tinyalign_weights::Tensor::new(shape.clone(), values),
+        );
+        let path = folder.join(format!("{key}.safetensors"));
+        let encoded = tinyalign_weights::st::write_safetensors(
+            &map,
+            tinyalign_weights::st::StoreAs::F16,
+            &[("utterance", "u")],
+        )
+        .unwrap();
+        std::fs::write(&path, encoded).unwrap();
+        entry_files.push(path);
+    }
     let second = tinyalign_train::train(&config, &options("b")).unwrap();
     assert_eq!((second.features_computed, second.features_reused), (1, 55));
+    assert_eq!(second.best_valid_loss, first.best_valid_loss);
     assert_eq!(
         std::fs::read_to_string(root.join("b/augmentations.jsonl")).unwrap(),
         lines
     );
 
     // An entry read at batch time that is not what the run indexed names the file.
-    let file = tinyalign_train::FeatureFile {
-        path: entries[1].clone(),
-        frames: 1,
-        width: 384,
-    };
+    let file = tinyalign_train::FeatureFile::entry_file(entry_files[0].clone(), 1, 384);
     let message = file.load().unwrap_err().to_string();
     assert!(
-        message.contains(&entries[1].display().to_string()),
+        message.contains(&entry_files[0].display().to_string()),
         "{message}"
     );
-    std::fs::write(&entries[1], b"not a safetensors file").unwrap();
+    std::fs::write(&entry_files[0], b"not a safetensors file").unwrap();
     assert!(file.load().is_err());
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -111,6 +111,9 @@ enum DataCommand {
     /// and places; filtered, deduplicated) into a JSON Lines file; `data build synth-wide --llm-sentences`
     /// reads them. Continues an existing file.
     WriteSentences(crate::sentences_cmd::WriteSentencesArgs),
+    /// Move a feature cache's entry files (one per utterance copy, from versions before packed shards)
+    /// into shards of at most 64 MB; each file is deleted once the shard holding it is written.
+    PackFeatures(crate::pack_features_cmd::PackFeaturesArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -279,6 +282,7 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
         }
         DataCommand::Check(check) => crate::check_cmd::run(check)?,
         DataCommand::WriteSentences(write) => crate::sentences_cmd::run(write)?,
+        DataCommand::PackFeatures(pack) => return crate::pack_features_cmd::run(pack),
         DataCommand::Export {
             manifest,
             format,

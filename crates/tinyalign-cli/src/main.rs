@@ -13,6 +13,7 @@ mod features_cmd;
 mod input_args;
 mod llm_choice;
 mod mel_cmd;
+mod pack_features_cmd;
 mod paths;
 mod personalize_cmd;
 mod report_cmd;

@@ -9,7 +9,8 @@ use tinyalign_nn::{NnDevice, Tensor2};
 use tinyalign_projector::{Projector, ProjectorConfig};
 
 use crate::TrainError;
-use crate::features::{FeatureCache, FeatureFile, Features};
+use crate::feature_store::FeatureFile;
+use crate::features::{FeatureCache, Features};
 use crate::in_the_loop::LoopContext;
 use crate::prepare::Augmenter;
 use crate::targets::{Target, TargetBuilder};

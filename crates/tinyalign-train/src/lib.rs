@@ -10,6 +10,8 @@ mod config;
 pub mod ctc;
 mod ctc_objective;
 mod device;
+mod feature_shards;
+mod feature_store;
 mod features;
 mod in_the_loop;
 mod objective;
@@ -24,7 +26,9 @@ pub use config::{
     DataConfig, LlmConfig, LossConfig, Objective, OptimConfig, ProjectorSizes, TrainConfig,
 };
 pub use device::ComputeDevice;
-pub use features::{FRONTEND_VERSION, FeatureCache, FeatureFile, Features, sha256_hex};
+pub use feature_shards::SHARD_BYTES;
+pub use feature_store::{FeatureFile, FeatureStore, PackReport};
+pub use features::{FRONTEND_VERSION, FeatureCache, Features, sha256_hex};
 pub use in_the_loop::LoopContext;
 pub use prepare::{FeatureReport, Shard, cache_features};
 pub use targets::{Target, TargetBuilder};

@@ -184,6 +184,7 @@ pub fn cache_features(
         }
         progress(done + 1, jobs.len());
     }
+    cache.flush()?;
     Ok(FeatureReport {
         shard: format!("{}/{}", shard.index, shard.count),
         utterances: jobs.len(),

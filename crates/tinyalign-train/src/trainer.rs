@@ -193,6 +193,7 @@ pub fn projector_alignment(
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
+    cache.flush()?;
     let class_ids = match projector.config().ctc_classes() {
         Some(classes) => classes.to_vec(),
         None => ctc_objective::transcript_classes(&llm, utts.iter().map(|u| u.text.as_str())),
@@ -355,6 +356,7 @@ fn train_on<D: TrainDevice>(
         &AugmentPolicy::default(),
         &mut progress,
     )?;
+    examples.cache.flush()?;
     if config.augment.copies > 0 {
         tinyalign_data::write_atomic(
             &run.join("augmentations.jsonl"),
