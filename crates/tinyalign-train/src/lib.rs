@@ -1,9 +1,10 @@
 //! EmbedLink training (Tiny-Align §3.2): the projector learns to map frozen Whisper features onto the frozen
 //! LLM's own input embeddings of the transcript, so the LLM never runs during training.
 //!
-//! `train` reads a manifest, computes (or reuses) encoder features, builds targets, and runs the loop; a run
-//! folder holds `config.toml`, `metrics.jsonl`, `loss.svg`, `checkpoint/` (exact resume), the best
-//! `projector.safetensors` + `projector.json` and `summary.json`.
+//! `train` runs in two stages: `run_setup` reads the manifest, loads the frozen models, computes (or reuses)
+//! encoder features and builds targets; `train_loop` trains, validates and checkpoints. Everything goes into
+//! a `run_folder`: `config.toml`, `metrics.jsonl` (typed [`MetricsLine`]s), `loss.svg`, `checkpoint/` (exact
+//! resume), the best `projector.safetensors` + `projector.json` and `summary.json`.
 
 mod batch;
 mod config;
@@ -18,7 +19,10 @@ mod objective;
 pub mod plot;
 mod prepare;
 mod run_files;
+mod run_folder;
+mod run_setup;
 mod targets;
+mod train_loop;
 mod trainer;
 mod users;
 
@@ -31,6 +35,7 @@ pub use feature_store::{FeatureFile, FeatureStore, PackReport};
 pub use features::{FRONTEND_VERSION, FeatureCache, Features, sha256_hex};
 pub use in_the_loop::LoopContext;
 pub use prepare::{FeatureReport, Shard, cache_features};
+pub use run_folder::{MetricsLine, read_metrics};
 pub use targets::{Target, TargetBuilder};
 pub use tinyalign_data::peak_rss_bytes;
 pub use trainer::{Alignment, StopReason, TrainOptions, TrainSummary, projector_alignment, train};

@@ -197,25 +197,3 @@ pub(crate) fn read_checkpoint<D: NnDevice>(
         .map_err(|e| TrainError::Model(e.to_string()))?;
     Ok(Some((state, weights)))
 }
-
-/// `metrics.jsonl` cut back to exactly the lines up to `step` (the checkpoint's; 0 empties it), open for
-/// appending.
-pub(crate) fn open_metrics(path: &Path, step: u64) -> Result<std::fs::File, TrainError> {
-    let kept: String = std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v["step"].as_u64())
-                .is_some_and(|s| s <= step)
-                && step > 0
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(path, kept).map_err(io(path))?;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(io(path))
-}

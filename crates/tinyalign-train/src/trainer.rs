@@ -3,31 +3,26 @@
 //! exact resumption (the batch order is a function of the seed and the step, so a checkpoint only needs the
 //! weights, the optimiser moments and the step).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-use tinyalign_data::{AugmentPolicy, Manifest};
+use tinyalign_data::Manifest;
 use tinyalign_llm::{LlamaModel, Precision};
-use tinyalign_nn::AdamW;
-use tinyalign_projector::{Projector, ProjectorConfig, ProjectorOutput};
 
-use crate::batch::{Example, ExampleBuilder, epoch_batches, make_batch, make_example};
+use crate::batch::make_example;
 use crate::ctc_objective::{self, ClassSet};
 use crate::device::{ComputeDevice, TrainDevice};
 use crate::features::{FeatureCache, sha256_hex};
 use crate::in_the_loop::LoopContext;
-use crate::objective::{ObjectiveParts, evaluate, objective_loss};
-use crate::prepare::{load_encoder, read_manifest, select};
-use crate::run_files::{
-    CheckpointState, ManifestParts, base_classes, load_base, load_run_projector, open_metrics,
-    read_checkpoint, save_projector, write_checkpoint,
-};
+use crate::objective::{ObjectiveParts, evaluate};
+use crate::prepare::{load_encoder, select};
+use crate::run_files::{ManifestParts, load_run_projector};
+use crate::run_folder::RunFolder;
+use crate::run_setup::prepare_run;
 use crate::targets::TargetBuilder;
+use crate::train_loop::{LoopInputs, training_loop};
 use crate::{Objective, TrainConfig, TrainError};
 
 /// Where the models and data are, and how to run.
@@ -67,7 +62,7 @@ impl TrainOptions {
 
 /// The frozen LLM read once from its GGUF: the inference model, the file's sha256 and, for LLM-in-the-loop,
 /// the differentiable graph built from the same parsed file.
-fn load_llm(
+pub(crate) fn load_llm(
     path: &Path,
     objective: Objective,
 ) -> Result<(LlamaModel, String, Option<LoopContext>), TrainError> {
@@ -253,328 +248,54 @@ fn train_on<D: TrainDevice>(
             eprintln!("{line}");
         }
     };
-    let run = &options.run_dir;
-    std::fs::create_dir_all(run).map_err(io(run))?;
-    tinyalign_data::write_atomic(&run.join("config.toml"), config.to_toml().as_bytes())?;
-
-    // Data.
-    let manifest = read_manifest(config, options)?;
-    let train_utts = select(&manifest, &config.data.train_splits, config.data.max_train)?;
-    let valid_utts = select(&manifest, &config.data.valid_splits, config.data.max_valid)?;
-
-    // Frozen models.
-    let (encoder, encoder_hash) = load_encoder(options)?;
-    let d_audio = encoder.config().d_model;
-    if config.loss.objective == Objective::LlmInTheLoop {
-        say("LLM-in-the-loop: building the frozen LLM's differentiable graph (f32 weights)".into());
-    }
-    let (llm, llm_hash, in_loop) = load_llm(&options.llm_path, config.loss.objective)?;
-    let targets = TargetBuilder::new(&llm, &config.loss.pad_text, config.loss.pad_weight)?;
-
-    // The class set: every token of the training transcripts (and of the base's, when personalising a CTC
-    // projector); the pooled readout also needs the padding token its targets hold.
-    let mut class_ids =
-        ctc_objective::transcript_classes(&llm, train_utts.iter().map(|u| u.text.as_str()));
-    if let Some(base) = &options.init_from
-        && let Some(base) = base_classes(base)?
-    {
-        class_ids.extend(base);
-    }
-    if config.loss.objective != Objective::Ctc {
-        class_ids.push(targets.pad_id());
-    }
-    class_ids.sort_unstable();
-    class_ids.dedup();
-    let output = match config.loss.objective {
-        Objective::Ctc => ProjectorOutput::Ctc {
-            classes: class_ids.clone(),
-            logit_scale: config.loss.ctc_logit_scale,
-        },
-        _ => ProjectorOutput::Pooled,
-    };
-
-    // Projector (its T rule decides the target lengths).
-    let p = &config.projector;
-    let projector_config = ProjectorConfig {
-        kind: p.kind,
-        d_audio,
-        d_llm: llm.config.hidden_size,
-        d_model: p.d_model,
-        layers: p.layers,
-        heads: p.heads,
-        ffn_dim: p.ffn_dim,
-        stack: p.stack,
-        tokens: p.tokens,
-        frames_per_second: 50.0,
-        output_rms: targets.embedding_rms,
-        norm_eps: 1e-5,
-        output,
-    };
-    let mut projector = Projector::init(projector_config.clone(), config.optim.seed, dev.clone())
-        .map_err(|e| TrainError::Config(e.to_string()))?;
-    if let Some(base) = &options.init_from {
-        projector = load_base(base, &projector_config, dev.clone())?;
-        say(format!("starting from {}", base.display()));
-    }
+    let run = RunFolder::create(&options.run_dir, config)?;
+    let prepared = prepare_run(config, options, &run, dev, &say)?;
+    let mut projector = prepared.projector;
     let parameters = projector.parameter_count();
-    say(format!(
-        "projector: {:?}{}, {parameters} parameters, output RMS {:.4}, {} classes, training on {}",
-        p.kind,
-        if config.loss.objective == Objective::Ctc {
-            " with a CTC head"
-        } else {
-            ""
+    let inputs = LoopInputs {
+        train_set: &prepared.train_set,
+        valid_set: &prepared.valid_set,
+        parts: ObjectiveParts {
+            in_loop: prepared.in_loop.as_ref(),
+            classes: &prepared.classes,
+            mse_scale: prepared.mse_scale,
+            pad_id: prepared.pad_id,
         },
-        targets.embedding_rms,
-        class_ids.len(),
-        options.device
-    ));
-    let classes = ClassSet::new(class_ids, &llm, &projector)?;
-
-    // Features (cached) and targets.
-    let feature_started = Instant::now();
-    let mut cache = FeatureCache::new(&options.features_dir(), encoder, &encoder_hash)?;
-    let answers = in_loop.as_ref().map(|context| (context, &llm));
-    let mut examples = ExampleBuilder {
-        cache: &mut cache,
-        manifest: &manifest,
-        projector: &projector_config,
-        targets: &targets,
-        answers,
-        augmentations: String::new(),
+        manifest: ManifestParts {
+            config: &prepared.projector_config,
+            encoder_hash: &prepared.encoder_hash,
+            llm_hash: &prepared.llm_hash,
+            llm: &config.llm.model,
+            objective: config.loss.objective,
+            train_utterances: prepared.train_utterances,
+        },
     };
-    let mut progress = |what: &str, done: usize, total: usize| {
-        if done.is_multiple_of(50) || done == total {
-            say(format!("  {what} features {done}/{total}"));
-        }
-    };
-    let train_set = examples.build(&train_utts, "train", &config.augment, &mut progress)?;
-    // Validation hears the audio as it is (the default policy makes no copies).
-    let valid_set = examples.build(
-        &valid_utts,
-        "valid",
-        &AugmentPolicy::default(),
-        &mut progress,
-    )?;
-    examples.cache.flush()?;
-    if config.augment.copies > 0 {
-        tinyalign_data::write_atomic(
-            &run.join("augmentations.jsonl"),
-            examples.augmentations.as_bytes(),
-        )?;
-        say(format!(
-            "augmentation: {} copies of each of {} training utterances (recipes in augmentations.jsonl)",
-            config.augment.copies,
-            train_utts.len()
-        ));
-    }
-    let feature_seconds = feature_started.elapsed().as_secs_f64();
-    say(format!(
-        "features: {} computed, {} reused from {} in {feature_seconds:.1} s",
-        cache.computed,
-        cache.reused,
-        cache.dir().display()
-    ));
-    let too_short_for_ctc = if config.loss.objective == Objective::Ctc {
-        // CTC needs a frame per token plus one between repeated tokens.
-        let too_short = train_set
-            .iter()
-            .filter(|e| {
-                let repeats = e.target.ids.windows(2).filter(|w| w[0] == w[1]).count();
-                projector_config.tokens_for(e.features.frames()) < e.target.ids.len() + repeats
-            })
-            .count();
-        say(format!(
-            "CTC: {} frames per second after stacking; {too_short} training utterances have too few frames for their tokens and are skipped",
-            projector_config.frames_per_second / projector_config.stack as f32
-        ));
-        too_short
-    } else {
-        let truncated = train_set.iter().filter(|e| e.target.truncated > 0).count();
-        say(format!("{truncated} training transcripts longer than T"));
-        0
-    };
-    let manifest_parts = ManifestParts {
-        config: &projector_config,
-        encoder_hash: &encoder_hash,
-        llm_hash: &llm_hash,
-        llm: &config.llm.model,
-        objective: config.loss.objective,
-        train_utterances: train_utts.len(),
-    };
-    let parts = ObjectiveParts {
-        in_loop: in_loop.as_ref(),
-        classes: &classes,
-        mse_scale: 1.0 / (targets.embedding_rms * targets.embedding_rms),
-        pad_id: targets.pad_id(),
-    };
-    // Targets, answers and class rows are built, so the frozen LLM's weights (~0.5 GB for Qwen2.5-0.5B as
-    // stored, more for larger ones; the in-the-loop graph holds its own copy) leave memory before the loop,
-    // which then holds no more for a larger LLM. Measured on the 20-hour `synth-wide` run (18,034 classes,
-    // 20 steps and one validation): peak RSS 1.54 → 1.35 GB, the same validation scores. A small run's
-    // peak is at load instead (the GGUF's bytes and the model side by side: 1.31 GB either way).
-    drop(targets);
-    drop(llm);
-
-    // Optimiser, and the checkpoint to continue from.
-    let mut opt = AdamW::new(config.optim.weight_decay, Some(config.optim.grad_clip));
-    let checkpoint_dir = run.join("checkpoint");
-    let mut state = CheckpointState::default();
-    if options.resume
-        && let Some((resumed, weights)) = read_checkpoint(&checkpoint_dir, &mut opt)?
-    {
-        state = resumed;
-        projector = Projector::load(projector_config.clone(), &weights, dev.clone())
-            .map_err(|e| TrainError::Model(format!("checkpoint does not fit this config: {e}")))?;
-        say(format!("resuming at step {}", state.step));
-    }
-    let metrics_path = run.join("metrics.jsonl");
-    let mut metrics = open_metrics(&metrics_path, state.step)?;
-
-    let batches_per_epoch = train_set.len().div_ceil(config.optim.batch_size) as u64;
-    let started = Instant::now();
-    let mut valid_coverage = None;
-    let seconds_before = state.seconds;
-    let first_step = state.step;
-    let mut recent_loss = Vec::new();
-    let stopped_because = loop {
-        if state.step >= config.optim.max_steps {
-            break StopReason::MaxSteps;
-        }
-        if options.stop.load(Ordering::SeqCst)
-            || options.interrupt_at_step.is_some_and(|s| state.step >= s)
-        {
-            break StopReason::Interrupted;
-        }
-        let epoch = state.step / batches_per_epoch;
-        let order = epoch_batches(
-            &train_set,
-            config.optim.batch_size,
-            config.optim.seed,
-            epoch,
-        );
-        let members: Vec<&Example> = order[(state.step % batches_per_epoch) as usize]
-            .iter()
-            .map(|&i| &train_set[i])
-            .collect();
-        let batch = make_batch(&projector, &members)?;
-        let out = projector.forward(tinyalign_nn::traced(&batch.x), &batch.layout);
-        let class_sample_seed = config.optim.seed ^ state.step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let (total, _) = objective_loss(
-            &projector,
-            out,
-            &batch,
-            &members,
-            config,
-            &parts,
-            Some(class_sample_seed),
-        )?;
-        let value = tinyalign_nn::scalar_value(&total);
-        if !value.is_finite() {
-            return Err(TrainError::Diverged(format!(
-                "loss is {value} at step {}; the last good checkpoint is in {}",
-                state.step,
-                checkpoint_dir.display()
-            )));
-        }
-        let mut grads = tinyalign_nn::backward(total);
-        let lr = config.lr_at_time(state.step, seconds_before + started.elapsed().as_secs_f64());
-        let report = opt.step(&mut projector, &mut grads, lr);
-        if !report.grad_norm.is_finite() {
-            return Err(TrainError::Diverged(format!(
-                "gradient norm is {} at step {}; the last good checkpoint is in {}",
-                report.grad_norm,
-                state.step,
-                checkpoint_dir.display()
-            )));
-        }
-        state.step += 1;
-        recent_loss.push(value);
-        let elapsed = seconds_before + started.elapsed().as_secs_f64();
-        let out_of_time = config.optim.max_seconds > 0.0 && elapsed >= config.optim.max_seconds;
-        let mut line = json!({"step": state.step, "epoch": epoch, "loss": value, "lr": lr, "grad_norm": report.grad_norm, "seconds": elapsed});
-        if state.step.is_multiple_of(config.optim.validate_every)
-            || state.step == config.optim.max_steps
-            || out_of_time
-        {
-            let validation = evaluate(&projector, &valid_set, config, &parts)?;
-            let (valid_loss, valid_cos) = (validation.loss, validation.cosine);
-            let readout_error = validation.readout.rate();
-            line["valid_loss"] = json!(valid_loss);
-            if let Some(cos) = valid_cos {
-                line["valid_cosine"] = json!(cos);
-            }
-            line["valid_readout_error"] = json!(readout_error);
-            let improved = state.record_validation(valid_loss, readout_error, valid_cos);
-            if improved {
-                save_projector(run, &mut projector, &manifest_parts.manifest(&state))?;
-            }
-            state.seconds = elapsed;
-            write_checkpoint(&checkpoint_dir, &mut projector, &opt, &state)?;
-            let train_mean = recent_loss.iter().sum::<f32>() / recent_loss.len().max(1) as f32;
-            recent_loss.clear();
-            let steps_this_session = (state.step - first_step).max(1) as f64;
-            let mut eta = (config.optim.max_steps - state.step) as f64
-                * started.elapsed().as_secs_f64()
-                / steps_this_session;
-            if config.optim.max_seconds > 0.0 {
-                eta = eta.min((config.optim.max_seconds - elapsed).max(0.0));
-            }
-            say(format!(
-                "step {:>5}/{}  train {train_mean:.4}  valid {valid_loss:.4}{}  readout {:.1}% TER{}  lr {lr:.2e}  {elapsed:.0} s  ETA {eta:.0} s",
-                state.step,
-                config.optim.max_steps,
-                valid_cos
-                    .map(|c| format!("  cos {c:.3}"))
-                    .unwrap_or_default(),
-                100.0 * readout_error,
-                if improved { " *" } else { "" }
-            ));
-            valid_coverage = Some(validation.readout.coverage());
-            if config.optim.patience > 0 && state.bad_validations >= config.optim.patience {
-                writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
-                break StopReason::EarlyStopping;
-            }
-            if out_of_time {
-                writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
-                break StopReason::TimeBudget;
-            }
-        }
-        writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
-    };
-    if stopped_because == StopReason::Interrupted {
-        state.seconds = seconds_before + started.elapsed().as_secs_f64();
-        write_checkpoint(&checkpoint_dir, &mut projector, &opt, &state)?;
-        say(format!(
-            "interrupted at step {}: checkpoint written; continue with --resume",
-            state.step
-        ));
-    }
-    crate::plot::write_loss_svg(&metrics_path, &run.join("loss.svg"))?;
+    let outcome = training_loop(config, options, &run, projector, &inputs, &say)?;
+    run.write_loss_plot()?;
+    let state = &outcome.state;
     let summary = TrainSummary {
         steps: state.step,
-        stopped_because,
+        stopped_because: outcome.stopped_because,
         best_valid_loss: state.best_valid,
         best_valid_cosine: state.best_valid_cosine,
         best_valid_readout_error: state.best_readout_error,
-        classes: classes.ids.len(),
-        valid_token_coverage: valid_coverage,
-        too_short_for_ctc,
+        classes: prepared.classes.ids.len(),
+        valid_token_coverage: outcome.valid_coverage,
+        too_short_for_ctc: prepared.too_short_for_ctc,
         best_step: state.best_step,
-        train_utterances: train_utts.len(),
-        train_examples: train_set.len(),
-        valid_utterances: valid_set.len(),
+        train_utterances: prepared.train_utterances,
+        train_examples: prepared.train_set.len(),
+        valid_utterances: prepared.valid_set.len(),
         parameters,
-        features_computed: cache.computed,
-        features_reused: cache.reused,
-        feature_seconds,
-        training_seconds: seconds_before + started.elapsed().as_secs_f64(),
+        features_computed: prepared.features_computed,
+        features_reused: prepared.features_reused,
+        feature_seconds: prepared.feature_seconds,
+        training_seconds: outcome.seconds,
         peak_rss_bytes: tinyalign_data::peak_rss_bytes(),
-        projector: run.join("projector.safetensors"),
+        projector: run.projector_path(),
         device: options.device.to_string(),
     };
-    let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
-    tinyalign_data::write_atomic(&run.join("summary.json"), &json)?;
+    run.write_summary(&summary)?;
     Ok(summary)
 }
 
