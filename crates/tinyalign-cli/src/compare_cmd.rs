@@ -65,12 +65,9 @@ fn read_json(path: &Path) -> Result<Value> {
 fn load(dir: &Path, eval: &str) -> Result<Run> {
     let config = TrainConfig::read(&dir.join("config.toml"))?;
     let summary = read_json(&dir.join("summary.json"))?;
-    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .with_context(|| format!("reading {}/metrics.jsonl", dir.display()))?;
-    let cosine_curve = metrics
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| Some((v["seconds"].as_f64()?, v["valid_cosine"].as_f64()?)))
+    let cosine_curve = tinyalign_train::read_metrics(&dir.join("metrics.jsonl"))?
+        .into_iter()
+        .filter_map(|m| Some((m.seconds, f64::from(m.valid_cosine?))))
         .collect();
     let eval_path = dir.join(eval).join("report.json");
     let eval_row = if eval_path.exists() {

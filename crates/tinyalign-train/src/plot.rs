@@ -6,24 +6,15 @@ use std::path::Path;
 use crate::TrainError;
 
 pub fn write_loss_svg(metrics: &Path, out: &Path) -> Result<(), TrainError> {
-    let text = std::fs::read_to_string(metrics)
-        .map_err(|e| TrainError::Io(format!("{}: {e}", metrics.display())))?;
-    let mut train = Vec::new();
-    let mut valid = Vec::new();
-    for v in text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-    {
-        let Some(step) = v["step"].as_f64() else {
-            continue;
-        };
-        if let Some(loss) = v["loss"].as_f64() {
-            train.push((step, loss));
-        }
-        if let Some(loss) = v["valid_loss"].as_f64() {
-            valid.push((step, loss));
-        }
-    }
+    let lines = crate::read_metrics(metrics)?;
+    let train = lines
+        .iter()
+        .map(|m| (m.step as f64, f64::from(m.loss)))
+        .collect();
+    let valid = lines
+        .iter()
+        .filter_map(|m| Some((m.step as f64, f64::from(m.valid_loss?))))
+        .collect();
     let svg = line_chart_svg(
         "step",
         "loss",
