@@ -37,6 +37,15 @@ pub enum AssistantError {
     Model(String),
     #[error("data: {0}")]
     Data(String),
+    /// The frozen LLM (loading it, its embeddings, generation).
+    #[error("model: {0}")]
+    Llm(#[from] tinyalign_llm::LlmError),
+    /// The frozen Whisper encoder or decoder.
+    #[error("model: {0}")]
+    Whisper(#[from] tinyalign_whisper::WhisperError),
+    /// A results file that could not be written (the message names it).
+    #[error(transparent)]
+    File(#[from] tinyalign_data::DataError),
 }
 
 #[derive(Debug)]
@@ -115,13 +124,11 @@ impl Assistant {
         };
         let manifest = ProjectorManifest::read(projector_dir)?;
         let (encoder, encoder_sha256) =
-            tinyalign_whisper::load_encoder_dir_with_sha256(whisper_dir, tinyalign_nn::cpu())
-                .map_err(|e| AssistantError::Model(e.to_string()))?;
+            tinyalign_whisper::load_encoder_dir_with_sha256(whisper_dir, tinyalign_nn::cpu())?;
         let bands = MelBands::from_count(encoder.config().num_mel_bins)
             .ok_or_else(|| AssistantError::Model("unsupported mel band count".into()))?;
         let (llm, llm_sha256) =
-            LlamaModel::load_gguf_with_sha256(llm_path, tinyalign_llm::Precision::Native)
-                .map_err(|e| AssistantError::Model(e.to_string()))?;
+            LlamaModel::load_gguf_with_sha256(llm_path, tinyalign_llm::Precision::Native)?;
         manifest.check(&LoadedModels {
             encoder_sha256: &encoder_sha256,
             llm_sha256: &llm_sha256,
@@ -149,9 +156,7 @@ impl Assistant {
                         llm.config.vocab_size
                     )));
                 }
-                let rows = llm
-                    .embed_tokens(classes)
-                    .map_err(|e| AssistantError::Model(e.to_string()))?;
+                let rows = llm.embed_tokens(classes)?;
                 let table = projector.ctc_table(&rows).map_err(|e| bad(e.to_string()))?;
                 Some((table, rows))
             }
@@ -193,8 +198,7 @@ impl Assistant {
     /// The LLM alone: answers to text in the audio slot (text oracle, cascade); asking it to hear audio
     /// is an error.
     pub fn load_text_only(llm_path: &Path) -> Result<Self, AssistantError> {
-        let llm = LlamaModel::load_gguf(llm_path, tinyalign_llm::Precision::Native)
-            .map_err(|e| AssistantError::Model(e.to_string()))?;
+        let llm = LlamaModel::load_gguf(llm_path, tinyalign_llm::Precision::Native)?;
         Ok(Self {
             hearing: None,
             llm,
@@ -213,10 +217,7 @@ impl Assistant {
         let hearing = self.hearing()?;
         let started = std::time::Instant::now();
         let mel = hearing.frontend.audio_to_log_mel(audio, name)?;
-        let features = hearing
-            .encoder
-            .forward(&mel)
-            .map_err(|e| AssistantError::Model(e.to_string()))?;
+        let features = hearing.encoder.forward(&mel)?;
         let encode_ms = started.elapsed().as_secs_f64() * 1e3;
         let started = std::time::Instant::now();
         let features = features.data;

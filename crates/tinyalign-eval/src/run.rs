@@ -107,8 +107,7 @@ impl EvalReport {
             ("report.json", json),
             ("report.md", self.to_markdown().into_bytes()),
         ] {
-            tinyalign_data::write_atomic(&dir.join(name), &bytes)
-                .map_err(|e| AssistantError::Io(e.to_string()))?;
+            tinyalign_data::write_atomic(&dir.join(name), &bytes)?;
         }
         Ok(())
     }
@@ -309,10 +308,7 @@ pub fn evaluate(
     // The LLM answering a text put in the audio slot as its token embeddings, as at inference.
     let answer_text = |text: &str, prompt: &SlotPrompt| -> Result<String, AssistantError> {
         let ids = assistant.llm.tokenizer.encode(text, false);
-        let embeds = assistant
-            .llm
-            .embed_tokens(&ids)
-            .map_err(|e| AssistantError::Model(e.to_string()))?;
+        let embeds = assistant.llm.embed_tokens(&ids)?;
         let g = assistant.answer_embeddings(&embeds, ids.len(), prompt, &options, |_| true)?;
         Ok(g.text)
     };
@@ -332,9 +328,7 @@ pub fn evaluate(
         if let (Some(whisper), Some(padded)) = (whisper, &padded) {
             let started = Instant::now();
             let mel = padded.audio_to_log_mel(&audio, &name)?;
-            let text = whisper
-                .transcribe(&mel, 224)
-                .map_err(|e| AssistantError::Model(e.to_string()))?;
+            let text = whisper.transcribe(&mel, 224)?;
             let whisper_ms = started.elapsed().as_secs_f64() * 1e3;
             let started = Instant::now();
             let cascade = answer_text(&text, &prompt)?;
@@ -362,10 +356,7 @@ pub fn evaluate(
                 let started = Instant::now();
                 let ids = match assistant.ctc_token_ids(&heard.audio) {
                     Some(ids) => ids,
-                    None => assistant
-                        .llm
-                        .nearest_tokens(&slot, t)
-                        .map_err(|e| AssistantError::Model(e.to_string()))?,
+                    None => assistant.llm.nearest_tokens(&slot, t)?,
                 };
                 let text = assistant.llm.tokenizer.decode(&ids, true);
                 let ms = heard_ms + started.elapsed().as_secs_f64() * 1e3;

@@ -34,9 +34,7 @@ pub(crate) fn make_example(
         None => (Vec::new(), Vec::new()),
         Some((context, llm)) => {
             let ids = context.answer_ids(llm, &u.text);
-            let embeds = llm
-                .embed_tokens(&ids)
-                .map_err(|e| TrainError::Model(e.to_string()))?;
+            let embeds = llm.embed_tokens(&ids)?;
             (ids, embeds)
         }
     };

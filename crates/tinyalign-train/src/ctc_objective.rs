@@ -46,9 +46,7 @@ impl<D: NnDevice> ClassSet<D> {
         llm: &LlamaModel,
         projector: &Projector<D>,
     ) -> Result<Self, TrainError> {
-        let rows = llm
-            .embed_tokens(&ids)
-            .map_err(|e| TrainError::Model(e.to_string()))?;
+        let rows = llm.embed_tokens(&ids)?;
         let table = match projector.config().ctc_classes() {
             Some(classes) => {
                 if classes != ids.as_slice() {
@@ -56,11 +54,7 @@ impl<D: NnDevice> ClassSet<D> {
                         "the CTC projector's classes differ from the run's class set".into(),
                     ));
                 }
-                Some(
-                    projector
-                        .ctc_table(&rows)
-                        .map_err(|e| TrainError::Model(e.to_string()))?,
-                )
+                Some(projector.ctc_table(&rows)?)
             }
             None => None,
         };
@@ -124,9 +118,7 @@ impl<D: NnDevice> ClassSet<D> {
             .iter()
             .flat_map(|&c| self.rows[c * d..(c + 1) * d].iter().copied())
             .collect();
-        let table = projector
-            .ctc_table_subset(&rows)
-            .map_err(|e| TrainError::Model(e.to_string()))?;
+        let table = projector.ctc_table_subset(&rows)?;
         let renumbered = labels
             .iter()
             .map(|l| l.iter().map(|c| position[c]).collect())

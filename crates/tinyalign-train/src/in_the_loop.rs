@@ -28,13 +28,12 @@ pub struct LoopContext {
 impl LoopContext {
     /// `file` is the parsed GGUF that `llm` was loaded from.
     pub fn new(llm: &LlamaModel, file: &GgufFile) -> Result<Self, TrainError> {
-        let model = |e: tinyalign_llm::LlmError| TrainError::Model(e.to_string());
-        let graph = LlamaGraph::from_gguf(file, tinyalign_nn::cpu()).map_err(model)?;
+        let graph = LlamaGraph::from_gguf(file, tinyalign_nn::cpu())?;
         let (before_ids, after_ids) = llm.slot_prompt_ids(&SlotPrompt::transcribe());
         Ok(Self {
-            before: llm.embed_tokens(&before_ids).map_err(model)?,
+            before: llm.embed_tokens(&before_ids)?,
             before_len: before_ids.len(),
-            after: llm.embed_tokens(&after_ids).map_err(model)?,
+            after: llm.embed_tokens(&after_ids)?,
             after_len: after_ids.len(),
             d: llm.config.hidden_size,
             graph,

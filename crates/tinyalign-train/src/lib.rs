@@ -61,4 +61,19 @@ pub enum TrainError {
     /// A safetensors or GGUF file that does not read or write (the message names it).
     #[error(transparent)]
     Weights(#[from] tinyalign_weights::WeightsError),
+    /// The frozen LLM (loading it, or its embedding table).
+    #[error("model: {0}")]
+    Llm(#[from] tinyalign_llm::LlmError),
+    /// The frozen Whisper encoder.
+    #[error("model: {0}")]
+    Whisper(#[from] tinyalign_whisper::WhisperError),
+    /// The projector: its shapes, weights or a batch it cannot take.
+    #[error("model: {0}")]
+    Projector(#[from] tinyalign_projector::ProjectorError),
+    /// A run folder's `projector.json`.
+    #[error("{0}")]
+    Manifest(#[from] tinyalign_projector::ManifestError),
+    /// Optimiser moments that do not fit the projector.
+    #[error("model: {0}")]
+    Nn(#[from] tinyalign_nn::NnError),
 }

@@ -31,15 +31,17 @@ pub(crate) fn read_manifest(
             path.display()
         )));
     }
-    Manifest::read(&path).map_err(|e| TrainError::Data(e.to_string()))
+    Ok(Manifest::read(&path)?)
 }
 
 /// The frozen Whisper encoder of `options` on the CPU, and its weights' sha256 (the feature cache's key).
 pub(crate) fn load_encoder(
     options: &TrainOptions,
 ) -> Result<(tinyalign_whisper::WhisperEncoder, String), TrainError> {
-    tinyalign_whisper::load_encoder_dir_with_sha256(&options.whisper_dir, tinyalign_nn::cpu())
-        .map_err(|e| TrainError::Model(e.to_string()))
+    Ok(tinyalign_whisper::load_encoder_dir_with_sha256(
+        &options.whisper_dir,
+        tinyalign_nn::cpu(),
+    )?)
 }
 
 /// The utterances of `splits`, the first `max` in manifest order (0 = all); none is an error.

@@ -85,7 +85,7 @@ pub(crate) fn load_run_projector(dir: &Path) -> Result<Projector, TrainError> {
 
 /// The config and weights of a run folder's projector.
 pub(crate) fn read_run_projector(dir: &Path) -> Result<(ProjectorConfig, TensorMap), TrainError> {
-    let manifest = ProjectorManifest::read(dir).map_err(|e| TrainError::Io(e.to_string()))?;
+    let manifest = ProjectorManifest::read(dir)?;
     Ok((
         manifest.projector,
         read_map(&dir.join("projector.safetensors"))?,
@@ -193,7 +193,6 @@ pub(crate) fn read_checkpoint<D: NnDevice>(
     let state: CheckpointState = serde_json::from_str(&text)
         .map_err(|e| TrainError::Io(format!("checkpoint state {}: {e}", state_path.display())))?;
     let weights = read_map(&dir.join("projector.safetensors"))?;
-    opt.load_state(&read_map(&dir.join("optimizer.safetensors"))?)
-        .map_err(|e| TrainError::Model(e.to_string()))?;
+    opt.load_state(&read_map(&dir.join("optimizer.safetensors"))?)?;
     Ok(Some((state, weights)))
 }

@@ -36,9 +36,7 @@ impl<'a> TargetBuilder<'a> {
         let vocab = llm.config.vocab_size as u32;
         let mut sum_sq = 0.0f64;
         for chunk in (0..vocab).collect::<Vec<_>>().chunks(4096) {
-            let rows = llm
-                .embed_tokens(chunk)
-                .map_err(|e| TrainError::Model(e.to_string()))?;
+            let rows = llm.embed_tokens(chunk)?;
             sum_sq += rows
                 .iter()
                 .map(|v| f64::from(*v) * f64::from(*v))
@@ -48,9 +46,7 @@ impl<'a> TargetBuilder<'a> {
             (sum_sq / (f64::from(vocab) * llm.config.hidden_size as f64)).sqrt() as f32;
         Ok(Self {
             llm,
-            pad_embedding: llm
-                .embed_tokens(&[pad_id])
-                .map_err(|e| TrainError::Model(e.to_string()))?,
+            pad_embedding: llm.embed_tokens(&[pad_id])?,
             pad_id,
             pad_weight,
             embedding_rms,
@@ -65,10 +61,7 @@ impl<'a> TargetBuilder<'a> {
     pub fn target(&self, text: &str, t: usize) -> Result<Target, TrainError> {
         let ids = self.token_ids(text)?;
         let kept = ids.len().min(t);
-        let mut data = self
-            .llm
-            .embed_tokens(&ids[..kept])
-            .map_err(|e| TrainError::Model(e.to_string()))?;
+        let mut data = self.llm.embed_tokens(&ids[..kept])?;
         let mut weights = vec![1.0; kept];
         for _ in kept..t {
             data.extend_from_slice(&self.pad_embedding);

@@ -66,11 +66,10 @@ pub(crate) fn load_llm(
     path: &Path,
     objective: Objective,
 ) -> Result<(LlamaModel, String, Option<LoopContext>), TrainError> {
-    let model = |e: tinyalign_llm::LlmError| TrainError::Model(e.to_string());
-    let bytes = tinyalign_llm::read_llm_bytes(path).map_err(model)?;
+    let bytes = tinyalign_llm::read_llm_bytes(path)?;
     let file = tinyalign_weights::gguf::GgufFile::parse(&bytes, &path.display().to_string())
         .map_err(|e| TrainError::Model(e.to_string()))?;
-    let llm = LlamaModel::from_gguf(&file, Precision::Native).map_err(model)?;
+    let llm = LlamaModel::from_gguf(&file, Precision::Native)?;
     let in_loop = match objective {
         Objective::Embedlink | Objective::Ctc => None,
         Objective::LlmInTheLoop => Some(LoopContext::new(&llm, &file)?),
@@ -167,11 +166,10 @@ pub fn projector_alignment(
     options: &TrainOptions,
 ) -> Result<Alignment, TrainError> {
     let projector = load_run_projector(projector_dir)?;
-    let manifest = Manifest::read(manifest_path).map_err(|e| TrainError::Data(e.to_string()))?;
+    let manifest = Manifest::read(manifest_path)?;
     let utts = select(&manifest, &[split.to_string()], limit)?;
     let (encoder, encoder_hash) = load_encoder(options)?;
-    let llm = LlamaModel::load_gguf(&options.llm_path, Precision::Native)
-        .map_err(|e| TrainError::Model(e.to_string()))?;
+    let llm = LlamaModel::load_gguf(&options.llm_path, Precision::Native)?;
     let targets = TargetBuilder::new(&llm, &config.loss.pad_text, config.loss.pad_weight)?;
     let mut cache = FeatureCache::new(&options.features_dir(), encoder, &encoder_hash)?;
     let examples = utts
