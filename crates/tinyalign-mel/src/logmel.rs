@@ -27,6 +27,18 @@ impl LogMel {
     pub fn shape(&self) -> [usize; 2] {
         [self.n_mels, self.n_frames]
     }
+
+    /// The same values frame by frame: `(n_frames, n_mels)` row-major, what the encoder's first
+    /// convolution reads as rows.
+    pub fn time_major(&self) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.n_frames * self.n_mels];
+        for m in 0..self.n_mels {
+            for (t, &v) in self.band(m).iter().enumerate() {
+                out[t * self.n_mels + m] = v;
+            }
+        }
+        out
+    }
 }
 
 /// Number of log-mel frames for `n_samples` of 16 kHz audio: the centred STFT has `1 + n / 160` frames and
@@ -164,6 +176,17 @@ pub fn pad_or_trim(samples: &[f32], len: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_major_puts_each_frame_s_bands_together() {
+        let mel = LogMel {
+            n_mels: 3,
+            n_frames: 2,
+            // Bands: [0, 1], [10, 11], [20, 21].
+            data: vec![0.0, 1.0, 10.0, 11.0, 20.0, 21.0],
+        };
+        assert_eq!(mel.time_major(), vec![0.0, 10.0, 20.0, 1.0, 11.0, 21.0]);
+    }
 
     #[test]
     fn reflect_matches_numpy() {

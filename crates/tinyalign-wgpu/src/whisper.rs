@@ -84,13 +84,7 @@ impl GpuWhisperEncoder {
                 c.max_mel_frames()
             )));
         }
-        // (n_mels, frames) → time-major (frames, n_mels).
-        let mut time_major = vec![0.0f32; frames * mel.n_mels];
-        for m in 0..mel.n_mels {
-            for (t, &v) in mel.band(m).iter().enumerate() {
-                time_major[t * mel.n_mels + m] = v;
-            }
-        }
+        let time_major = mel.time_major();
         let x = gpu.upload(&time_major, frames, mel.n_mels)?;
         let x = self
             .conv1

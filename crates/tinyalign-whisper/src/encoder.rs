@@ -132,13 +132,7 @@ impl WhisperEncoder {
         if t_out == 0 {
             return Err(WhisperError::TooShort { frames });
         }
-        // (n_mels, frames) -> time-major (frames, n_mels).
-        let mut time_major = vec![0.0f32; frames * mel.n_mels];
-        for m in 0..mel.n_mels {
-            for (t, &v) in mel.band(m).iter().enumerate() {
-                time_major[t * mel.n_mels + m] = v;
-            }
-        }
+        let time_major = mel.time_major();
         // Inference only (the encoder is frozen): host rows through tinyalign-nn's multi-threaded kernels.
         let mut x = self.conv1.forward_rows(&time_major);
         gelu_rows_in_place(&mut x);
