@@ -13,6 +13,7 @@
 
 mod config;
 mod ctc_head;
+mod layout;
 mod manifest;
 #[cfg(feature = "dfdx")]
 mod model;
@@ -20,6 +21,7 @@ mod pooling;
 
 pub use config::{ProjectorConfig, ProjectorKind, ProjectorOutput, TokenCount};
 pub use ctc_head::{Readout, Segment, greedy_segments, segment_posterior, softmax_rows};
+pub use layout::{BodyLayout, PartLoaders, ProjectorLayout};
 pub use manifest::{
     LoadedModels, MANIFEST_FILE, MANIFEST_FORMAT, ManifestError, ProjectorManifest,
 };

@@ -6,7 +6,8 @@ use tinyalign_nn::{
 };
 use tinyalign_weights::TensorMap;
 
-use crate::{BatchLayout, ProjectorConfig, ProjectorError, ProjectorKind, adaptive_pool_weights};
+use crate::layout::{BodyLayout, PartLoaders, ProjectorLayout};
+use crate::{BatchLayout, ProjectorConfig, ProjectorError, adaptive_pool_weights};
 
 #[derive(Debug, Clone)]
 struct EncoderLayer<D: NnDevice> {
@@ -17,19 +18,8 @@ struct EncoderLayer<D: NnDevice> {
     fc2: Linear<D>,
 }
 
-#[derive(Debug, Clone)]
-enum Body<D: NnDevice> {
-    BridgeFormer {
-        input_fc1: Linear<D>,
-        input_fc2: Linear<D>,
-        layers: Vec<EncoderLayer<D>>,
-        encoder_norm: LayerNorm<D>,
-    },
-    Stacked {
-        fc1: Linear<D>,
-        fc2: Option<Linear<D>>,
-    },
-}
+/// The body as the layout describes it, with dfdx layers.
+type Body<D> = BodyLayout<Linear<D>, LayerNorm<D>, EncoderLayer<D>>;
 
 /// The projector on device `D` (the CPU unless training on a GPU).
 #[derive(Debug, Clone)]
@@ -62,12 +52,18 @@ impl<D: NnDevice> Projector<D> {
         config.validate()?;
         let c = &config;
         let eps = f64::from(c.norm_eps);
-        let (body, output_fc1, output_fc2) = match c.kind {
-            ProjectorKind::BridgeFormer => {
-                let mut layers = Vec::with_capacity(c.layers);
-                for i in 0..c.layers {
-                    let l = w.pp(format!("layers.{i}"));
-                    layers.push(EncoderLayer {
+        let layout = ProjectorLayout::load_with(
+            c,
+            PartLoaders {
+                linear: |prefix: &str, d_in, d_out| -> Result<_, ProjectorError> {
+                    Ok(Linear::load(&w.pp(prefix), d_in, d_out, true)?)
+                },
+                layer_norm: |prefix: &str, d| -> Result<_, ProjectorError> {
+                    Ok(LayerNorm::load(&w.pp(prefix), d, eps)?)
+                },
+                encoder_layer: |prefix: &str| -> Result<_, ProjectorError> {
+                    let l = w.pp(prefix);
+                    Ok(EncoderLayer {
                         attn_norm: LayerNorm::load(&l.pp("self_attn_layer_norm"), c.d_model, eps)?,
                         attn: MultiHeadAttention::load(
                             &l.pp("self_attn"),
@@ -78,52 +74,21 @@ impl<D: NnDevice> Projector<D> {
                         ffn_norm: LayerNorm::load(&l.pp("final_layer_norm"), c.d_model, eps)?,
                         fc1: Linear::load(&l.pp("fc1"), c.d_model, c.ffn_dim, true)?,
                         fc2: Linear::load(&l.pp("fc2"), c.ffn_dim, c.d_model, true)?,
-                    });
-                }
-                let body = Body::BridgeFormer {
-                    input_fc1: Linear::load(
-                        &w.pp("input_proj.fc1"),
-                        c.stack * c.d_audio,
-                        c.d_model,
-                        true,
-                    )?,
-                    input_fc2: Linear::load(&w.pp("input_proj.fc2"), c.d_model, c.d_model, true)?,
-                    layers,
-                    encoder_norm: LayerNorm::load(&w.pp("encoder_layer_norm"), c.d_model, eps)?,
-                };
-                let fc1 = Linear::load(&w.pp("output_proj.fc1"), c.d_model, c.d_model, true)?;
-                let fc2 = Linear::load(&w.pp("output_proj.fc2"), c.d_model, c.d_llm, true)?;
-                (body, Some(fc1), Some(fc2))
-            }
-            ProjectorKind::Mlp => {
-                let fc1 = Linear::load(&w.pp("proj.fc1"), c.stack * c.d_audio, c.d_model, true)?;
-                let fc2 = Linear::load(&w.pp("proj.fc2"), c.d_model, c.d_llm, true)?;
-                (
-                    Body::Stacked {
-                        fc1,
-                        fc2: Some(fc2),
-                    },
-                    None,
-                    None,
-                )
-            }
-            ProjectorKind::Linear => {
-                let fc1 = Linear::load(&w.pp("proj.fc1"), c.stack * c.d_audio, c.d_llm, true)?;
-                (Body::Stacked { fc1, fc2: None }, None, None)
-            }
-        };
-        let blank = match c.ctc_classes() {
-            Some(_) => Some(Linear::load(&w.pp("ctc_blank"), c.d_llm, 1, true)?),
-            None => None,
-        };
+                    })
+                },
+                rms_norm: |prefix: &str, d| -> Result<_, ProjectorError> {
+                    Ok(RmsNorm::load(&w.pp(prefix), d, eps)?)
+                },
+            },
+        )?;
         Ok(Self {
-            blank,
-            output_norm: RmsNorm::load(&w.pp("output_norm"), c.d_llm, eps)?,
+            blank: layout.ctc_blank,
+            output_norm: layout.output_norm,
             dev: w.device().clone(),
             config,
-            body,
-            output_fc1,
-            output_fc2,
+            body: layout.body,
+            output_fc1: layout.output_fc1,
+            output_fc2: layout.output_fc2,
         })
     }
 
@@ -490,7 +455,7 @@ impl<D: NnDevice> Parameters<D> for Projector<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TokenCount;
+    use crate::{ProjectorKind, TokenCount};
     use proptest::prelude::*;
 
     fn lcg(n: usize, seed: u64) -> Vec<f32> {

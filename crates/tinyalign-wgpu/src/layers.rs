@@ -43,6 +43,20 @@ impl Linear {
         })
     }
 
+    /// From host rows: `weight` `d_out × d_in` (PyTorch layout), `bias` `d_out`.
+    pub fn from_host(
+        gpu: &Gpu,
+        d_in: usize,
+        d_out: usize,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Self, GpuError> {
+        Ok(Self {
+            w: GpuMatrix::from_f32(gpu, d_out, d_in, weight)?,
+            b: bias.map(|b| gpu.upload(b, 1, d_out)).transpose()?,
+        })
+    }
+
     pub fn forward(
         &self,
         gpu: &Gpu,

@@ -1,7 +1,9 @@
 //! The trained projector on the GPU, one utterance at a time, from the trainer's `projector.safetensors`:
 //! pooled to T tokens, or (a CTC projector) one vector per stacked frame with the CTC head's logits.
 
-use tinyalign_projector::{ProjectorConfig, ProjectorKind, ProjectorOutput};
+use tinyalign_projector::{
+    BodyLayout, PartLoaders, ProjectorConfig, ProjectorLayout, ProjectorOutput,
+};
 use tinyalign_weights::TensorMap;
 
 use crate::layers::{EncoderLayer, LayerNorm, Linear, vector};
@@ -45,6 +47,34 @@ enum Body {
     },
 }
 
+/// A linear layer's weights read from the state dict (shapes checked) before they go to the GPU: the body's
+/// layers are uploaded as they are, the CTC blank joins the head's one matrix.
+#[derive(Debug)]
+struct HostLinear<'a> {
+    /// `d_out × d_in`
+    weight: &'a [f32],
+    bias: &'a [f32],
+    d_in: usize,
+    d_out: usize,
+}
+
+impl<'a> HostLinear<'a> {
+    fn read(map: &'a TensorMap, prefix: &str, d_in: usize, d_out: usize) -> Result<Self, GpuError> {
+        Ok(Self {
+            weight: &map
+                .get_shaped(&format!("{prefix}.weight"), &[d_out, d_in])?
+                .data,
+            bias: &map.get_shaped(&format!("{prefix}.bias"), &[d_out])?.data,
+            d_in,
+            d_out,
+        })
+    }
+
+    fn upload(self, gpu: &Gpu) -> Result<Linear, GpuError> {
+        Linear::from_host(gpu, self.d_in, self.d_out, self.weight, Some(self.bias))
+    }
+}
+
 #[derive(Debug)]
 pub struct GpuProjector {
     config: ProjectorConfig,
@@ -66,71 +96,77 @@ impl GpuProjector {
         config
             .validate()
             .map_err(|e| GpuError::Model(e.to_string()))?;
-        let ctc = match &config.output {
-            ProjectorOutput::Pooled => None,
-            ProjectorOutput::Ctc {
-                classes,
-                logit_scale,
-            } => Some(Self::load_ctc_head(
+        let c = &config;
+        let eps = c.norm_eps;
+        let layout = ProjectorLayout::load_with(
+            c,
+            PartLoaders {
+                linear: |prefix: &str, d_in, d_out| HostLinear::read(map, prefix, d_in, d_out),
+                layer_norm: |prefix: &str, d| LayerNorm::load(gpu, map, prefix, d, eps),
+                encoder_layer: |prefix: &str| {
+                    EncoderLayer::load(gpu, map, prefix, c.d_model, c.heads, c.ffn_dim, true, eps)
+                },
+                rms_norm: |prefix: &str, d| vector(gpu, map, &format!("{prefix}.weight"), d),
+            },
+        )?;
+        let ctc = match (&config.output, layout.ctc_blank) {
+            (
+                ProjectorOutput::Ctc {
+                    classes,
+                    logit_scale,
+                },
+                Some(blank),
+            ) => Some(Self::build_ctc_head(
                 gpu,
                 &config,
-                map,
                 classes,
                 *logit_scale,
                 class_embeddings,
+                blank,
             )?),
+            _ => None,
         };
-        let c = &config;
-        let eps = c.norm_eps;
-        let kd = c.stack * c.d_audio;
-        let body = match c.kind {
-            ProjectorKind::BridgeFormer => Body::BridgeFormer {
-                input_fc1: Linear::load(gpu, map, "input_proj.fc1", kd, c.d_model, true)?,
-                input_fc2: Linear::load(gpu, map, "input_proj.fc2", c.d_model, c.d_model, true)?,
-                layers: (0..c.layers)
-                    .map(|i| {
-                        EncoderLayer::load(
-                            gpu,
-                            map,
-                            &format!("layers.{i}"),
-                            c.d_model,
-                            c.heads,
-                            c.ffn_dim,
-                            true,
-                            eps,
-                        )
-                    })
-                    .collect::<Result<_, _>>()?,
-                encoder_norm: LayerNorm::load(gpu, map, "encoder_layer_norm", c.d_model, eps)?,
-                output_fc1: Linear::load(gpu, map, "output_proj.fc1", c.d_model, c.d_model, true)?,
-                output_fc2: Linear::load(gpu, map, "output_proj.fc2", c.d_model, c.d_llm, true)?,
-            },
-            ProjectorKind::Mlp => Body::Stacked {
-                fc1: Linear::load(gpu, map, "proj.fc1", kd, c.d_model, true)?,
-                fc2: Some(Linear::load(
-                    gpu, map, "proj.fc2", c.d_model, c.d_llm, true,
-                )?),
-            },
-            ProjectorKind::Linear => Body::Stacked {
-                fc1: Linear::load(gpu, map, "proj.fc1", kd, c.d_llm, true)?,
-                fc2: None,
+        let body = match layout.body {
+            BodyLayout::BridgeFormer {
+                input_fc1,
+                input_fc2,
+                layers,
+                encoder_norm,
+            } => {
+                let (Some(output_fc1), Some(output_fc2)) = (layout.output_fc1, layout.output_fc2)
+                else {
+                    return Err(GpuError::Model("a BridgeFormer without output_proj".into()));
+                };
+                Body::BridgeFormer {
+                    input_fc1: input_fc1.upload(gpu)?,
+                    input_fc2: input_fc2.upload(gpu)?,
+                    layers,
+                    encoder_norm,
+                    output_fc1: output_fc1.upload(gpu)?,
+                    output_fc2: output_fc2.upload(gpu)?,
+                }
+            }
+            BodyLayout::Stacked { fc1, fc2 } => Body::Stacked {
+                fc1: fc1.upload(gpu)?,
+                fc2: fc2.map(|fc2| fc2.upload(gpu)).transpose()?,
             },
         };
         Ok(Self {
-            output_norm: vector(gpu, map, "output_norm.weight", c.d_llm)?,
+            output_norm: layout.output_norm,
             config,
             body,
             ctc,
         })
     }
 
-    fn load_ctc_head(
+    /// The head `[κ/(d·rms²) · E; w_blank]` with bias `[0, …, 0, b_blank]` (see [`GpuCtcHead`]).
+    fn build_ctc_head(
         gpu: &Gpu,
         config: &ProjectorConfig,
-        map: &TensorMap,
         classes: &[u32],
         logit_scale: f32,
         class_embeddings: Option<&[f32]>,
+        blank: HostLinear<'_>,
     ) -> Result<GpuCtcHead, GpuError> {
         let d = config.d_llm;
         let embeddings = class_embeddings.ok_or_else(|| {
@@ -147,12 +183,10 @@ impl GpuProjector {
             )));
         }
         let scale = logit_scale / (d as f32 * config.output_rms * config.output_rms);
-        let blank_weight = map.get_shaped("ctc_blank.weight", &[1, d])?;
-        let blank_bias = map.get_shaped("ctc_blank.bias", &[1])?;
         let mut head: Vec<f32> = embeddings.iter().map(|v| v * scale).collect();
-        head.extend_from_slice(&blank_weight.data);
+        head.extend_from_slice(blank.weight);
         let mut bias = vec![0.0; classes.len() + 1];
-        bias[classes.len()] = blank_bias.data[0];
+        bias[classes.len()] = blank.bias[0];
         Ok(GpuCtcHead {
             head: GpuMatrix::from_f32(gpu, classes.len() + 1, d, &head)?,
             bias: gpu.upload(&bias, 1, classes.len() + 1)?,
