@@ -2,7 +2,7 @@
 
 use tinyalign_mel::LogMel;
 use tinyalign_weights::TensorMap;
-use tinyalign_whisper::WhisperConfig;
+use tinyalign_whisper::{ConvShape, EncoderLayout, EncoderPartLoaders, WhisperConfig};
 
 use crate::layers::{EncoderLayer, LayerNorm, Linear};
 use crate::ops::{self, Activation};
@@ -26,40 +26,42 @@ pub struct GpuWhisperEncoder {
 impl GpuWhisperEncoder {
     /// From `model.encoder.*` tensors (Hugging Face keys), every shape checked against `config`.
     pub fn load(gpu: &Gpu, config: WhisperConfig, map: &TensorMap) -> Result<Self, GpuError> {
-        let (d, mels, ffn) = (config.d_model, config.num_mel_bins, config.encoder_ffn_dim);
-        let p = |part: &str| format!("model.encoder.{part}");
-        let conv = |name: &str, c_in: usize| -> Result<Linear, GpuError> {
-            let w = map.get_shaped(&p(&format!("{name}.weight")), &[d, c_in, 3])?;
-            let b = map.get_shaped(&p(&format!("{name}.bias")), &[d])?;
-            Ok(Linear {
-                w: crate::GpuMatrix::from_f32(gpu, d, c_in * 3, &w.data)?,
-                b: Some(gpu.upload(&b.data, 1, d)?),
-            })
-        };
-        let positions = map.get_shaped(
-            &p("embed_positions.weight"),
-            &[config.max_source_positions, d],
+        let c = &config;
+        let layout = EncoderLayout::load_with(
+            c,
+            EncoderPartLoaders {
+                // A convolution as a matmul over im2col rows: `(c_out, c_in · 3)`, the kernel taps last as
+                // PyTorch stores them.
+                conv: |prefix: &str, s: ConvShape| -> Result<Linear, GpuError> {
+                    let w = map.get_shaped(&format!("{prefix}.weight"), &[s.c_out, s.c_in, 3])?;
+                    let b = map.get_shaped(&format!("{prefix}.bias"), &[s.c_out])?;
+                    Linear::from_host(gpu, s.c_in * 3, s.c_out, &w.data, Some(&b.data))
+                },
+                positions: |key: &str, rows, cols| {
+                    let t = map.get_shaped(key, &[rows, cols])?;
+                    gpu.upload(&t.data, rows, cols)
+                },
+                encoder_layer: |prefix: &str| {
+                    EncoderLayer::load(
+                        gpu,
+                        map,
+                        prefix,
+                        c.d_model,
+                        c.encoder_attention_heads,
+                        c.encoder_ffn_dim,
+                        false,
+                        LN_EPS,
+                    )
+                },
+                layer_norm: |prefix: &str, d| LayerNorm::load(gpu, map, prefix, d, LN_EPS),
+            },
         )?;
-        let layers = (0..config.encoder_layers)
-            .map(|i| {
-                EncoderLayer::load(
-                    gpu,
-                    map,
-                    &p(&format!("layers.{i}")),
-                    d,
-                    config.encoder_attention_heads,
-                    ffn,
-                    false,
-                    LN_EPS,
-                )
-            })
-            .collect::<Result<_, _>>()?;
         Ok(Self {
-            conv1: conv("conv1", mels)?,
-            conv2: conv("conv2", d)?,
-            positions: gpu.upload(&positions.data, config.max_source_positions, d)?,
-            final_norm: LayerNorm::load(gpu, map, &p("layer_norm"), d, LN_EPS)?,
-            layers,
+            conv1: layout.conv1,
+            conv2: layout.conv2,
+            positions: layout.positions,
+            final_norm: layout.final_norm,
+            layers: layout.layers,
             config,
         })
     }

@@ -9,6 +9,7 @@ use tinyalign_nn::{
 use tinyalign_weights::TensorMap;
 
 use crate::files::{read_model_dir, read_model_dir_hashed};
+use crate::layout::{ConvShape, EncoderLayout, EncoderPartLoaders};
 use crate::{Features, WhisperConfig, WhisperError};
 
 /// PyTorch's default LayerNorm epsilon, which Whisper keeps.
@@ -75,31 +76,51 @@ pub fn load_encoder_dir_with_sha256(
 impl WhisperEncoder {
     /// Builds the encoder from `model.encoder.*` tensors, checking every shape against `config`.
     pub fn load(config: WhisperConfig, map: &TensorMap, dev: Device) -> Result<Self, WhisperError> {
-        let w = Weights::new(map, dev.clone()).pp("model.encoder");
-        let (d, mels, ffn) = (config.d_model, config.num_mel_bins, config.encoder_ffn_dim);
-        let layers = (0..config.encoder_layers)
-            .map(|i| {
-                let l = w.pp(format!("layers.{i}"));
-                Ok(EncoderLayer {
-                    attn_norm: LayerNorm::load(&l.pp("self_attn_layer_norm"), d, LN_EPS)?,
-                    attn: MultiHeadAttention::load(
-                        &l.pp("self_attn"),
-                        d,
-                        config.encoder_attention_heads,
-                        false,
-                    )?,
-                    mlp_norm: LayerNorm::load(&l.pp("final_layer_norm"), d, LN_EPS)?,
-                    fc1: Linear::load(&l.pp("fc1"), d, ffn, true)?,
-                    fc2: Linear::load(&l.pp("fc2"), ffn, d, true)?,
-                })
-            })
-            .collect::<Result<Vec<_>, tinyalign_nn::NnError>>()?;
+        let w = Weights::new(map, dev);
+        let c = &config;
+        let layout = EncoderLayout::load_with(
+            c,
+            EncoderPartLoaders {
+                conv: |prefix: &str, s: ConvShape| -> Result<_, WhisperError> {
+                    Ok(Conv1d::load(
+                        &w.pp(prefix),
+                        s.c_in,
+                        s.c_out,
+                        3,
+                        s.stride,
+                        1,
+                    )?)
+                },
+                positions: |key: &str, rows, cols| -> Result<_, WhisperError> {
+                    Ok(w.host(key, &[rows, cols])?)
+                },
+                encoder_layer: |prefix: &str| -> Result<_, WhisperError> {
+                    let l = w.pp(prefix);
+                    let (d, ffn) = (c.d_model, c.encoder_ffn_dim);
+                    Ok(EncoderLayer {
+                        attn_norm: LayerNorm::load(&l.pp("self_attn_layer_norm"), d, LN_EPS)?,
+                        attn: MultiHeadAttention::load(
+                            &l.pp("self_attn"),
+                            d,
+                            c.encoder_attention_heads,
+                            false,
+                        )?,
+                        mlp_norm: LayerNorm::load(&l.pp("final_layer_norm"), d, LN_EPS)?,
+                        fc1: Linear::load(&l.pp("fc1"), d, ffn, true)?,
+                        fc2: Linear::load(&l.pp("fc2"), ffn, d, true)?,
+                    })
+                },
+                layer_norm: |prefix: &str, d| -> Result<_, WhisperError> {
+                    Ok(LayerNorm::load(&w.pp(prefix), d, LN_EPS)?)
+                },
+            },
+        )?;
         Ok(Self {
-            conv1: Conv1d::load(&w.pp("conv1"), mels, d, 3, 1, 1)?,
-            conv2: Conv1d::load(&w.pp("conv2"), d, d, 3, 2, 1)?,
-            positions: w.host("embed_positions.weight", &[config.max_source_positions, d])?,
-            final_norm: LayerNorm::load(&w.pp("layer_norm"), d, LN_EPS)?,
-            layers,
+            conv1: layout.conv1,
+            conv2: layout.conv2,
+            positions: layout.positions,
+            final_norm: layout.final_norm,
+            layers: layout.layers,
             config,
         })
     }

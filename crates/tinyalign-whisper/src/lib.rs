@@ -20,6 +20,7 @@ mod decoder;
 mod encoder;
 mod features;
 mod files;
+mod layout;
 mod tokenizer;
 #[cfg(feature = "dfdx")]
 mod transcribe;
@@ -31,6 +32,7 @@ pub use decoder::{AudioContext, DecoderCache, WhisperDecoder};
 pub use encoder::{WhisperEncoder, load_encoder_dir, load_encoder_dir_with_sha256};
 pub use features::Features;
 pub use files::read_model_dir;
+pub use layout::{ConvShape, EncoderLayout, EncoderPartLoaders};
 pub use tokenizer::{SpecialTokens, WhisperTokenizer};
 #[cfg(feature = "dfdx")]
 pub use transcribe::WhisperModel;
