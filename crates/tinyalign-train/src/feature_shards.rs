@@ -163,7 +163,11 @@ pub(crate) fn read_shard(
             return Err(damaged(format!("entry {key} of shape {:?}", view.shape)));
         };
         let [start, end] = view.data_offsets;
-        if view.dtype != "F16" || end.checked_sub(start) != Some((frames * width * 2) as u64) {
+        let bytes = frames
+            .checked_mul(width)
+            .and_then(|n| n.checked_mul(2))
+            .map(|n| n as u64);
+        if view.dtype != "F16" || end.checked_sub(start) != bytes {
             return Err(damaged(format!(
                 "entry {key}: {} {:?} at {start}..{end}",
                 view.dtype, view.shape

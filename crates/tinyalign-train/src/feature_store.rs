@@ -124,8 +124,8 @@ fn stored_shape(path: &Path) -> Option<(usize, usize)> {
     ) else {
         return None;
     };
-    let complete = end.checked_sub(start) == Some((frames * width * 2) as u64)
-        && 8 + header_len + end == file_len;
+    let bytes = frames.checked_mul(width)?.checked_mul(2)? as u64;
+    let complete = end.checked_sub(start) == Some(bytes) && 8 + header_len + end == file_len;
     complete.then_some((frames, width))
 }
 
