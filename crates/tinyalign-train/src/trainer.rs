@@ -1,7 +1,7 @@
-//! The EmbedLink training loop: length-bucketed seeded batches, AdamW with warm-up + cosine decay and
-//! gradient clipping, validation every N steps with early stopping, NaN/inf detection, atomic checkpoints and
-//! exact resumption (the batch order is a function of the seed and the step, so a checkpoint only needs the
-//! weights, the optimiser moments and the step).
+//! Training's entry points: [`train`] (setup in `run_setup`, the loop in `train_loop`, then the summary),
+//! [`projector_alignment`], and the options and summary types. Resumption is exact: the batch order is a
+//! function of the seed and the step, so a checkpoint only needs the weights, the optimiser moments and the
+//! step.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
