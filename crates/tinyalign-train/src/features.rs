@@ -7,11 +7,12 @@ use std::path::Path;
 
 use tinyalign_data::{Augmentation, Manifest, Utterance};
 use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
+use tinyalign_weights::{FloatKind, le_floats};
 use tinyalign_whisper::WhisperEncoder;
 
 use crate::TrainError;
 use crate::feature_shards::ShardEntry;
-use crate::feature_store::{FeatureFile, FeatureStore, f16_to_f32};
+use crate::feature_store::{FeatureFile, FeatureStore};
 
 pub use tinyalign_mel::FRONTEND_VERSION;
 pub use tinyalign_weights::sha256_hex;
@@ -140,7 +141,7 @@ impl FeatureCache {
         let features = Features {
             frames,
             width,
-            data: f16_to_f32(&rows),
+            data: le_floats(FloatKind::F16, &rows),
         };
         Ok((file, Some(features)))
     }

@@ -1,14 +1,14 @@
 //! Little-endian float arrays (f32, f16, bf16) widened to `f32`: the element types every format here shares.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FloatKind {
+pub enum FloatKind {
     F32,
     F16,
     Bf16,
 }
 
 /// Decodes whole elements of `kind` from `raw` (a trailing partial element is ignored; callers size `raw`).
-pub(crate) fn le_floats(kind: FloatKind, raw: &[u8]) -> Vec<f32> {
+pub fn le_floats(kind: FloatKind, raw: &[u8]) -> Vec<f32> {
     match kind {
         FloatKind::F32 => raw
             .chunks_exact(4)

@@ -19,6 +19,7 @@ pub mod st;
 mod tensor;
 
 pub use error::{WeightsError, WeightsErrorKind};
+pub use floats::{FloatKind, le_floats};
 pub use tensor::{Tensor, TensorMap};
 
 /// Reads a whole file, naming it in the error.
