@@ -16,6 +16,7 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("cargo xtask ci takes no options (got '{extra}')");
     }
     let started = Instant::now();
+    eprintln!("xtask ci: free disk at the start: {}", free_disk());
     // What a fresh machine lacks (installed when root, else the exact command and a stop), so the README's
     // test command is all a newcomer types; `.ci/run` is only this command.
     step("toolchain parts and system packages", || {
@@ -145,7 +146,13 @@ fn run_tests(totals: &mut TestTotals) -> Result<()> {
 fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
     eprintln!("== {name}");
     let t = Instant::now();
-    f().map_err(|e| e.context(format!("ci step '{name}' failed")))?;
+    // The free space goes into a failure too: a full disk surfaces as some test's I/O error far from its cause.
+    f().map_err(|e| {
+        e.context(format!(
+            "ci step '{name}' failed (free disk: {})",
+            free_disk()
+        ))
+    })?;
     eprintln!(
         "== {name}: ok ({:.0} s; free disk: {})",
         t.elapsed().as_secs_f64(),
