@@ -28,7 +28,8 @@ pub fn run(args: &[String]) -> Result<()> {
             &util::SYNTHESISERS,
             &util::FESTIVAL,
             &util::SOFTWARE_VULKAN,
-            &util::BROWSER,
+            &util::CHROMIUM,
+            &util::NODE,
         ])
     })?;
     step("rustfmt", || util::cargo(&["fmt", "--all", "--check"]))?;

@@ -117,18 +117,24 @@ pub const SOFTWARE_VULKAN: SystemNeed = SystemNeed {
     packages: &["mesa-vulkan-drivers", "libvulkan1"],
 };
 
-/// Chromium and node/npm: the browser demo's test (npm playwright-core drives Debian's Chromium).
-pub const BROWSER: SystemNeed = SystemNeed {
-    what: "the browser test (chromium, node, npm)",
-    // wasm-demo/test/browser.mjs starts $CHROMIUM, else /usr/bin/chromium.
+/// Debian's Chromium: the browser demo's test (wasm-demo/test/browser.mjs starts $CHROMIUM, else
+/// /usr/bin/chromium).
+pub const CHROMIUM: SystemNeed = SystemNeed {
+    what: "the browser test (chromium)",
     present: || {
         std::env::var_os("CHROMIUM")
             .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
             .is_file()
-            && runs("node", "--version")
-            && runs("npm", "--version")
     },
-    packages: &["chromium", "nodejs", "npm"],
+    packages: &["chromium"],
+};
+
+/// node and npm, for the browser test's playwright-core. Apart from Chromium because machines with
+/// NodeSource's nodejs (which bundles npm and conflicts with Debian's `npm`) need Chromium alone.
+pub const NODE: SystemNeed = SystemNeed {
+    what: "the browser test (node, npm)",
+    present: || runs("node", "--version") && runs("npm", "--version"),
+    packages: &["nodejs", "npm"],
 };
 
 fn is_root() -> bool {
