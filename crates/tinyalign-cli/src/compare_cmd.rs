@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
-use tinyalign_train::TrainConfig;
+use tinyalign_train::{TrainConfig, TrainSummary};
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -29,7 +29,7 @@ struct Run {
     objective: String,
     projector: String,
     batch: usize,
-    summary: Value,
+    summary: TrainSummary,
     /// (training seconds, validation cosine) at each validation.
     cosine_curve: Vec<(f64, f64)>,
     /// The evaluation report's `projector` row, if the run was evaluated.
@@ -38,11 +38,11 @@ struct Run {
 
 impl Run {
     fn steps(&self) -> f64 {
-        self.summary["steps"].as_f64().unwrap_or(0.0)
+        self.summary.steps as f64
     }
 
     fn training_seconds(&self) -> f64 {
-        self.summary["training_seconds"].as_f64().unwrap_or(0.0)
+        self.summary.training_seconds
     }
 
     /// A score (`wer`, `f1`, ...) of the run's evaluation (its `projector` row).
@@ -64,7 +64,7 @@ fn read_json(path: &Path) -> Result<Value> {
 
 fn load(dir: &Path, eval: &str) -> Result<Run> {
     let config = TrainConfig::read(&dir.join("config.toml"))?;
-    let summary = read_json(&dir.join("summary.json"))?;
+    let summary = tinyalign_train::read_summary(dir)?;
     let cosine_curve = tinyalign_train::read_metrics(&dir.join("metrics.jsonl"))?
         .into_iter()
         .filter_map(|m| Some((m.seconds, f64::from(m.valid_cosine?))))
@@ -148,8 +148,10 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
     for r in &runs {
         let (steps, seconds, ms_per_utterance) =
             (r.steps(), r.training_seconds(), r.ms_per_utterance());
-        let cosine = r.summary["best_valid_cosine"].as_f64();
-        let readout = r.summary["best_valid_readout_error"].as_f64();
+        let (cosine, readout) = (
+            r.summary.best_valid_cosine,
+            r.summary.best_valid_readout_error,
+        );
         let pct = |key: &str| {
             r.score(key)
                 .map(|v| format!("{:.1}%", 100.0 * v))
@@ -160,7 +162,7 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
             r.name,
             r.objective,
             r.projector,
-            r.summary["parameters"],
+            r.summary.parameters,
             steps,
             r.batch,
             seconds,
@@ -239,7 +241,7 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
     }
     let floor = runs
         .iter()
-        .filter_map(|r| r.summary["best_valid_cosine"].as_f64())
+        .filter_map(|r| r.summary.best_valid_cosine.map(f64::from))
         .fold(f64::INFINITY, f64::min);
     if floor.is_finite() {
         md.push_str(&format!(
@@ -276,14 +278,14 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
         for (base, members) in &groups {
             let cosine: Vec<f64> = members
                 .iter()
-                .filter_map(|r| r.summary["best_valid_cosine"].as_f64())
+                .filter_map(|r| r.summary.best_valid_cosine.map(f64::from))
                 .collect();
             let of =
                 |key: &str| -> Vec<f64> { members.iter().filter_map(|r| r.score(key)).collect() };
             let (wer, cer) = (of("wer"), of("cer"));
             let readout: Vec<f64> = members
                 .iter()
-                .filter_map(|r| r.summary["best_valid_readout_error"].as_f64())
+                .filter_map(|r| r.summary.best_valid_readout_error.map(f64::from))
                 .collect();
             md.push_str(&format!(
                 "| {base} | {} | {} | {} | {} | {} |\n",

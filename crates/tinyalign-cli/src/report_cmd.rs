@@ -43,7 +43,7 @@ fn evaluations(run: &Path) -> Result<Vec<(String, Value, String)>> {
 
 pub fn run(args: &ReportArgs) -> Result<ExitCode> {
     let run = &args.run;
-    let summary = read_json(&run.join("summary.json"))
+    let summary = tinyalign_train::read_summary(run)
         .context("not a finished training run (train one with `tinyalign train`)")?;
     let manifest = tinyalign_projector::ProjectorManifest::read(run)?;
     let evals = evaluations(run)?;
@@ -55,10 +55,7 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
             run.display()
         );
     }
-    let gb = |v: &Value| {
-        v.as_f64()
-            .map_or("-".into(), |b| format!("{:.2} GB", b / 1e9))
-    };
+    let gb = |bytes: Option<u64>| bytes.map_or("-".into(), |b| format!("{:.2} GB", b as f64 / 1e9));
     let mut md = format!(
         "# Run report: {}\n\n## Training\n\n| objective | projector | parameters | steps | training s | best step | valid cosine | valid token readout | train utterances | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |\n",
         run.file_name()
@@ -66,18 +63,18 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
             .unwrap_or_default(),
         manifest.objective,
         format!("{:?}", manifest.projector.kind).to_lowercase(),
-        summary["parameters"],
-        summary["steps"],
-        summary["training_seconds"].as_f64().unwrap_or(0.0),
-        summary["best_step"],
-        summary["best_valid_cosine"]
-            .as_f64()
+        summary.parameters,
+        summary.steps,
+        summary.training_seconds,
+        summary.best_step.map_or("-".into(), |s| s.to_string()),
+        summary
+            .best_valid_cosine
             .map_or("-".into(), |c| format!("{c:.3}")),
-        summary["best_valid_readout_error"]
-            .as_f64()
+        summary
+            .best_valid_readout_error
             .map_or("-".into(), |e| format!("{:.1}% TER", 100.0 * e)),
-        summary["train_utterances"],
-        gb(&summary["peak_rss_bytes"]),
+        summary.train_utterances,
+        gb(summary.peak_rss_bytes),
     );
     md.push_str("\nLoss curve: [loss.svg](loss.svg).\n");
     let mut reports = serde_json::Map::new();
@@ -120,10 +117,29 @@ mod tests {
             std::fs::write(path, text).unwrap();
         };
         let args = ReportArgs { run: dir.clone() };
-        write(
-            "summary.json",
-            r#"{"steps": 600, "training_seconds": 199.2, "best_valid_cosine": 0.684, "best_step": 550, "parameters": 2253696, "train_utterances": 1247, "peak_rss_bytes": 727175168}"#,
-        );
+        let summary = tinyalign_train::TrainSummary {
+            steps: 600,
+            stopped_because: tinyalign_train::StopReason::MaxSteps,
+            best_valid_loss: None,
+            best_valid_cosine: Some(0.684),
+            best_valid_readout_error: None,
+            classes: 0,
+            valid_token_coverage: None,
+            too_short_for_ctc: 0,
+            best_step: Some(550),
+            train_utterances: 1247,
+            train_examples: 1247,
+            valid_utterances: 100,
+            parameters: 2253696,
+            features_computed: 0,
+            features_reused: 1347,
+            feature_seconds: 0.0,
+            training_seconds: 199.2,
+            peak_rss_bytes: Some(727175168),
+            projector: dir.join("projector.safetensors"),
+            device: "cpu".into(),
+        };
+        write("summary.json", &serde_json::to_string(&summary).unwrap());
         let manifest = tinyalign_projector::ProjectorManifest {
             format: tinyalign_projector::MANIFEST_FORMAT.into(),
             projector: tinyalign_projector::ProjectorConfig::bridgeformer(384, 576, 0.1),

@@ -39,6 +39,13 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsLine>, TrainError> {
         .collect())
 }
 
+/// A finished run's `summary.json` (fields added since a run was written read as their defaults).
+pub fn read_summary(run_dir: &Path) -> Result<TrainSummary, TrainError> {
+    let path = run_dir.join("summary.json");
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    serde_json::from_str(&text).map_err(io(&path))
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct RunFolder {
     dir: PathBuf,
