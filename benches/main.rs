@@ -92,7 +92,7 @@ fn encoder(c: &mut Criterion) {
         );
         return;
     }
-    let enc = tinyalign_whisper::load_encoder_dir(&dir, dev).expect("loads");
+    let enc = tinyalign_whisper::load_encoder_dir(&dir).expect("loads");
     let speech: Vec<f32> = speech_30s()[..5 * 16_000].to_vec();
     for (name, pad) in [
         ("encoder_5s_natural", false),
@@ -259,7 +259,7 @@ fn epoch(c: &mut Criterion) {
     let dev = tinyalign_nn::cpu();
     let manifest = tinyalign_data::Manifest::read(&manifest_path).expect("synth manifest");
     let utterances: Vec<_> = manifest.utterances.iter().take(32).cloned().collect();
-    let encoder = tinyalign_whisper::load_encoder_dir(&whisper, dev.clone()).expect("encoder");
+    let encoder = tinyalign_whisper::load_encoder_dir(&whisper).expect("encoder");
     let frontend = Frontend::new(FrontendConfig {
         bands: MelBands::Mel80,
         pad_to_30s: false,

@@ -12,7 +12,7 @@ const ENCODER_TOL: f32 = 2e-3;
 fn encoder() -> Option<WhisperEncoder> {
     let dir = cached_model("whisper-tiny.en/hf/model.safetensors")?;
     let dir = dir.parent().expect("hf folder");
-    Some(load_encoder_dir(dir, tinyalign_nn::cpu()).unwrap_or_else(|e| panic!("{e}")))
+    Some(load_encoder_dir(dir).unwrap_or_else(|e| panic!("{e}")))
 }
 
 fn mel_from_npy(rel: &str) -> LogMel {

@@ -1,6 +1,7 @@
 //! The dependency rules of the README's crate map, checked with `cargo tree`:
 //! - arrows point down: a crate depends only on tinyalign crates of a lower layer;
-//! - the frontend and weight readers depend on no ML crate at all;
+//! - the frontend, weight readers, kernels and test kit depend on no ML crate at all;
+//! - the test kit is only ever a dev-dependency;
 //! - only `tinyalign-nn` depends on dfdx directly; the wgpu and wasm crates never depend on it.
 
 use std::collections::BTreeSet;
@@ -14,6 +15,10 @@ use crate::util::cargo_output;
 const LAYERS: &[(&str, u8)] = &[
     ("tinyalign-mel", 0),
     ("tinyalign-weights", 0),
+    // Host-row inference kernels and frozen layers: no tinyalign crate below them.
+    ("tinyalign-kernels", 0),
+    // Dev-only test inputs and references (a normal dependency of none, checked below).
+    ("tinyalign-testkit", 0),
     ("tinyalign-quant", 1),
     ("tinyalign-nn", 1),
     ("tinyalign-data", 1),
@@ -36,6 +41,8 @@ const ML_CRATES: &[&str] = &["dfdx", "wgpu", "candle-core", "tch", "ort", "burn"
 const ML_FREE: &[&str] = &[
     "tinyalign-mel",
     "tinyalign-weights",
+    "tinyalign-kernels",
+    "tinyalign-testkit",
     "tinyalign-quant",
     "tinyalign-data",
 ];
@@ -54,6 +61,11 @@ pub fn check() -> Result<()> {
                 )),
                 None => problems.push(format!("{krate} depends on {dep}, which has no layer in xtask's map")),
             }
+        }
+        if direct.contains("tinyalign-testkit") {
+            problems.push(format!(
+                "{krate} depends on tinyalign-testkit outside [dev-dependencies]: it is for tests only"
+            ));
         }
         if *krate != "tinyalign-nn" && direct.contains("dfdx") {
             problems.push(format!(

@@ -46,6 +46,8 @@ commands:
            (--wav FILE, --projector RUN_DIR_OR_USER, --max-tokens 2); saves target/wasm-demo/wasm-test.png
   ci       everything CI checks: fmt, clippy -D warnings, tests, dependency invariants, wasm32 build,
            the browser test
+  invariants
+           only the crate map's dependency rules (seconds; `ci` runs them too)
   bench    every stage's speed on this machine in one report (bench/report.md, report.json, chart.svg):
            the criterion benches (log-mel, encoder, LLM kernels, projector step, GPU kernels), then
            through the release CLI Whisper transcribe, LLM prefill/decode per cached LLM, a training
@@ -64,6 +66,10 @@ fn main() -> Result<()> {
     match command.as_str() {
         "train" => train::run(rest),
         "ci" => ci::run(rest),
+        "invariants" => match rest.first() {
+            Some(extra) => bail!("cargo xtask invariants takes no options (got '{extra}')"),
+            None => invariants::check(),
+        },
         "fetch" => fetch::run(rest),
         "bench" => bench::run(rest),
         "data" => data(rest),

@@ -55,7 +55,7 @@ pub fn run(args: &FeaturesArgs) -> Result<ExitCode> {
         );
     }
     let started = Instant::now();
-    let encoder = tinyalign_whisper::load_encoder_dir(&model_dir, tinyalign_nn::cpu())?;
+    let encoder = tinyalign_whisper::load_encoder_dir(&model_dir)?;
     let loaded = started.elapsed();
 
     let bands = MelBands::from_count(encoder.config().num_mel_bins)

@@ -124,7 +124,7 @@ impl Assistant {
         };
         let manifest = ProjectorManifest::read(projector_dir)?;
         let (encoder, encoder_sha256) =
-            tinyalign_whisper::load_encoder_dir_with_sha256(whisper_dir, tinyalign_nn::cpu())?;
+            tinyalign_whisper::load_encoder_dir_with_sha256(whisper_dir)?;
         let bands = MelBands::from_count(encoder.config().num_mel_bins)
             .ok_or_else(|| AssistantError::Model("unsupported mel band count".into()))?;
         let (llm, llm_sha256) =

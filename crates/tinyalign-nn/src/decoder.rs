@@ -148,7 +148,7 @@ pub fn silu<T: Tape<f32, Device>>(x: Taped2<T>) -> Taped2<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_data::lcg;
+    use tinyalign_testkit::lcg;
     use tinyalign_weights::{Tensor as HostTensor, TensorMap};
 
     /// Plain-Rust causal GQA with adjacent-pair RoPE applied to q and k first: the reference for the ops.

@@ -1,5 +1,5 @@
 //! The backends the trainable layers run on. Training and inference on the CPU use the host-row kernels
-//! (`fast.rs`, `taped.rs`); any other dfdx backend (CUDA, behind the `cuda` feature) runs the same layers
+//! (tinyalign-kernels, `taped.rs`); any other dfdx backend (CUDA, behind the `cuda` feature) runs the same layers
 //! through dfdx's own tensor ops (`portable.rs`), so the weights, gradients and checkpoints are the same
 //! on every device.
 
@@ -44,7 +44,7 @@ impl NnDevice for Cpu {
         }
         let shape = *x.shape();
         let mut values = x.as_vec();
-        crate::fast::gelu_in_place(&mut values);
+        tinyalign_kernels::gelu_in_place(&mut values);
         x.device().tensor_from_vec(values, shape).retaped::<T>()
     }
 

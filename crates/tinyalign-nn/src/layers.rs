@@ -1,6 +1,7 @@
 //! Linear, LayerNorm, Conv1d, multi-head self-attention and erf-GELU on `(frames, channels)` tensors.
 
 use dfdx::prelude::*;
+use tinyalign_kernels::{ConvGeometry, HostConv1d, HostLinear, HostSelfAttention};
 
 use crate::params::{ParamTensor, Parameters};
 use crate::weights::{Init, NnError, Weights};
@@ -16,7 +17,7 @@ pub fn gelu<T: Tape<f32, D>, D: NnDevice>(x: Taped2<T, D>) -> Taped2<T, D> {
 /// [`gelu`] for inference on host values, in place, on every core (a polynomial erf within 1e−7·|x| of
 /// the exact one).
 pub fn gelu_rows_in_place(x: &mut [f32]) {
-    crate::fast::gelu_in_place(x);
+    tinyalign_kernels::gelu_in_place(x);
 }
 
 /// A `(rows, cols)` tensor that may carry a gradient tape `T` (`NoneTape` for inference).
@@ -32,28 +33,33 @@ pub struct Linear<D: NnDevice = Device> {
     bias: Option<Tensor1<D>>,
     in_dim: usize,
     out_dim: usize,
-    /// Host copies of `weight_t` and `bias` for inference passes, made on first use and dropped whenever
+    /// A host copy of `weight_t` and `bias` for inference passes, made on first use and dropped whenever
     /// [`Parameters::visit`] lends the tensors out (the only way they change).
-    host: HostWeights,
+    host: HostCopy<HostLinear>,
 }
 
-/// Lazily made host copies of a layer's weights, for the inference kernels in `fast.rs` (dfdx 0.13 hands
-/// out CPU data only as copies).
-#[derive(Default)]
-struct HostWeights(std::sync::OnceLock<(Vec<f32>, Option<Vec<f32>>)>);
+/// A lazily made host-row copy of a trainable layer's weights, for tinyalign-kernels' inference passes
+/// (dfdx 0.13 hands out CPU data only as copies).
+struct HostCopy<L>(std::sync::OnceLock<L>);
 
-impl Clone for HostWeights {
+impl<L> Default for HostCopy<L> {
+    fn default() -> Self {
+        Self(std::sync::OnceLock::new())
+    }
+}
+
+impl<L> Clone for HostCopy<L> {
     fn clone(&self) -> Self {
         Self::default()
     }
 }
 
-impl std::fmt::Debug for HostWeights {
+impl<L> std::fmt::Debug for HostCopy<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.get().is_some() {
-            "HostWeights(cached)"
+            "HostCopy(cached)"
         } else {
-            "HostWeights(empty)"
+            "HostCopy(empty)"
         })
     }
 }
@@ -83,7 +89,7 @@ impl<D: NnDevice> Linear<D> {
             },
             in_dim,
             out_dim,
-            host: HostWeights::default(),
+            host: HostCopy::default(),
         })
     }
 
@@ -91,7 +97,7 @@ impl<D: NnDevice> Linear<D> {
     /// from the weights, as GGUF's `attn_q.bias`).
     pub fn with_bias(mut self, bias: Tensor1<D>) -> Self {
         self.bias = Some(bias);
-        self.host = HostWeights::default();
+        self.host = HostCopy::default();
         self
     }
 
@@ -111,19 +117,17 @@ impl<D: NnDevice> Linear<D> {
     /// Inference on host rows: `x` `(n, in)` row-major → `(n, out)`. Panics if `x.len()` is not a multiple of
     /// `in` (an internal invariant: callers build the rows).
     pub fn forward_rows(&self, x: &[f32]) -> Vec<f32> {
-        assert!(
-            x.len().is_multiple_of(self.in_dim),
-            "{} values are not rows of {}",
-            x.len(),
-            self.in_dim
-        );
-        let (w, b) = self.host.0.get_or_init(|| {
-            (
-                self.weight_t.as_vec(),
-                self.bias.as_ref().map(|b| b.as_vec()),
-            )
-        });
-        crate::fast::linear(x, w, b.as_deref(), self.in_dim, self.out_dim)
+        self.host.0.get_or_init(|| self.host_copy()).forward_rows(x)
+    }
+
+    /// This layer's weights as a frozen host layer (a fresh copy).
+    pub fn host_copy(&self) -> HostLinear {
+        HostLinear::new(
+            self.weight_t.as_vec(),
+            self.bias.as_ref().map(|b| b.as_vec()),
+            self.in_dim,
+            self.out_dim,
+        )
     }
 
     /// `(n, in)` → `(n, out)`; gradients flow to `x` when it carries a tape.
@@ -146,7 +150,7 @@ impl<D: NnDevice> Linear<D> {
 
 impl<D: NnDevice> Parameters<D> for Linear<D> {
     fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_, D>)) {
-        self.host = HostWeights::default();
+        self.host = HostCopy::default();
         let weight = format!("{}weight", self.key_prefix);
         f(&weight, ParamTensor::Matrix(&mut self.weight_t, true));
         if let Some(bias) = &mut self.bias {
@@ -193,7 +197,7 @@ impl<D: NnDevice> LayerNorm<D> {
     /// Inference on host rows: normalises each `d`-wide row of `x` in place.
     pub fn forward_rows_in_place(&self, x: &mut [f32]) {
         let (gamma, beta) = (self.gamma.as_vec(), self.beta.as_vec());
-        crate::fast::layer_norm_in_place(x, &gamma, &beta, self.eps as f32);
+        tinyalign_kernels::layer_norm_in_place(x, &gamma, &beta, self.eps as f32);
     }
 
     /// `(n, d)` → `(n, d)`.
@@ -216,10 +220,9 @@ pub struct Conv1d {
     /// Tap `j`'s weights as `(c_in, c_out)`.
     taps: Vec<Tensor2>,
     bias: Tensor1,
-    /// The taps stacked into one `(k·c_in, c_out)` host matrix and the bias, for [`Conv1d::forward_rows`]
-    /// (the layer has no trainable-parameter view, so these never go stale).
-    host_weight: Vec<f32>,
-    host_bias: Vec<f32>,
+    /// The same weights for [`Conv1d::forward_rows`] (the layer has no trainable-parameter view, so this
+    /// never goes stale).
+    host: HostConv1d,
     c_in: usize,
     c_out: usize,
     stride: usize,
@@ -254,9 +257,15 @@ impl Conv1d {
             })
             .collect();
         let bias = w.param1("bias", c_out, fan_in)?;
+        let geometry = ConvGeometry {
+            c_in,
+            c_out,
+            kernel,
+            stride,
+            padding,
+        };
         Ok(Self {
-            host_weight: taps.concat(),
-            host_bias: bias.as_vec(),
+            host: HostConv1d::from_torch(&weight, bias.as_vec(), geometry),
             taps: taps
                 .into_iter()
                 .map(|tap| crate::from_vec2(w.device(), tap, c_in, c_out))
@@ -279,40 +288,10 @@ impl Conv1d {
         }
     }
 
-    /// Inference on host rows: `x` `(frames, c_in)` → `(out_frames, c_out)`, as one gemm over the unfolded
-    /// input (row t holds the k input frames tap j reads, zeros for padding). Panics if `x` is not rows of
-    /// `c_in` or `out_frames(frames) == 0` (callers check).
+    /// Inference on host rows: `x` `(frames, c_in)` → `(out_frames, c_out)` ([`HostConv1d::forward_rows`]).
+    /// Panics if `x` is not rows of `c_in` or `out_frames(frames) == 0` (callers check).
     pub fn forward_rows(&self, x: &[f32]) -> Vec<f32> {
-        assert!(
-            x.len().is_multiple_of(self.c_in),
-            "{} values are not rows of {}",
-            x.len(),
-            self.c_in
-        );
-        let frames = x.len() / self.c_in;
-        let t_out = self.out_frames(frames);
-        assert!(
-            t_out > 0,
-            "conv1d input of {frames} frames is shorter than the kernel"
-        );
-        let (k, c_in) = (self.taps.len(), self.c_in);
-        let mut unfolded = vec![0.0f32; t_out * k * c_in];
-        for (t, row) in unfolded.chunks_exact_mut(k * c_in).enumerate() {
-            for (j, slot) in row.chunks_exact_mut(c_in).enumerate() {
-                let pos = (t * self.stride + j) as isize - self.padding as isize;
-                if pos >= 0 && (pos as usize) < frames {
-                    let pos = pos as usize;
-                    slot.copy_from_slice(&x[pos * c_in..(pos + 1) * c_in]);
-                }
-            }
-        }
-        crate::fast::linear(
-            &unfolded,
-            &self.host_weight,
-            Some(&self.host_bias),
-            k * c_in,
-            self.c_out,
-        )
+        self.host.forward_rows(x)
     }
 
     /// `(frames, c_in)` → `(out_frames, c_out)`. Panics if `out_frames(frames) == 0` (callers check).
@@ -375,9 +354,9 @@ pub struct MultiHeadAttention<D: NnDevice = Device> {
     out: Linear<D>,
     heads: usize,
     dim: usize,
-    /// `[W_q/√d_head | W_k | W_v]` `(d, 3d)` and the matching bias, for one gemm per inference pass; made on
-    /// first use, dropped when [`Parameters::visit`] lends the tensors out.
-    host_qkv: HostWeights,
+    /// The same projections as one frozen host layer (`[W_q/√d_head | W_k | W_v]` packed, one gemm per
+    /// inference pass); made on first use, dropped when [`Parameters::visit`] lends the tensors out.
+    host: HostCopy<HostSelfAttention>,
 }
 
 impl<D: NnDevice> MultiHeadAttention<D> {
@@ -399,7 +378,7 @@ impl<D: NnDevice> MultiHeadAttention<D> {
             out: Linear::load(&w.pp("out_proj"), dim, dim, true)?,
             heads,
             dim,
-            host_qkv: HostWeights::default(),
+            host: HostCopy::default(),
         })
     }
 
@@ -417,21 +396,13 @@ impl<D: NnDevice> MultiHeadAttention<D> {
         if !T::OWNS_TAPE && D::HOST_KERNELS {
             // Inference: each sequence through the fused kernel, its key bias row masking its padding.
             let dev = x.device().clone();
-            let qkv = self.project_qkv_rows(&x.as_vec());
-            let bias = key_bias.as_vec();
-            let d = self.dim;
-            let mut ctx = Vec::with_capacity(b * n * d);
-            for s in 0..b {
-                let rows = &qkv[s * n * 3 * d..(s + 1) * n * 3 * d];
-                ctx.extend(crate::fast::attention(
-                    (rows, &rows[d..], &rows[2 * d..]),
-                    3 * d,
-                    (n, n, d),
-                    h,
-                    Some(&bias[s * n..(s + 1) * n]),
-                ));
-            }
-            let out: Tensor2<D> = dev.tensor_from_vec(self.out.forward_rows(&ctx), (b * n, d));
+            let out = self.host_attention().forward_batch_rows(
+                &x.as_vec(),
+                b,
+                n,
+                Some(&key_bias.as_vec()),
+            );
+            let out: Tensor2<D> = dev.tensor_from_vec(out, (b * n, self.dim));
             return out.retaped::<T>();
         }
         let q = self.q.forward(x.with_empty_tape()) * (1.0 / (dh as f64).sqrt()) as f32;
@@ -465,41 +436,14 @@ impl<D: NnDevice> MultiHeadAttention<D> {
 
     /// Unmasked self-attention on host rows: `x` `(n, d)` row-major → `(n, d)`.
     pub fn forward_self_rows(&self, x: &[f32]) -> Vec<f32> {
-        let (n, d) = (x.len() / self.dim, self.dim);
-        let qkv = self.project_qkv_rows(x);
-        let ctx = crate::fast::attention(
-            (&qkv, &qkv[d..], &qkv[2 * d..]),
-            3 * d,
-            (n, n, d),
-            self.heads,
-            None,
-        );
-        self.out.forward_rows(&ctx)
+        self.host_attention().forward_rows(x)
     }
 
-    /// `[q/√d_head | k | v]` rows of `x` `(n, d)`: `(n, 3d)` from one gemm.
-    fn project_qkv_rows(&self, x: &[f32]) -> Vec<f32> {
-        let (w, b) = self.host_qkv.0.get_or_init(|| {
-            let d = self.dim;
-            let scale = (1.0 / ((d / self.heads) as f64).sqrt()) as f32;
-            let parts = [(&self.q, scale), (&self.k, 1.0), (&self.v, 1.0)];
-            let weights: Vec<Vec<f32>> = parts.iter().map(|(l, _)| l.weight_t.as_vec()).collect();
-            let mut w = Vec::with_capacity(d * 3 * d);
-            for i in 0..d {
-                for (part, (_, s)) in weights.iter().zip(&parts) {
-                    w.extend(part[i * d..(i + 1) * d].iter().map(|v| v * s));
-                }
-            }
-            let b = parts
-                .iter()
-                .flat_map(|(l, s)| match &l.bias {
-                    Some(b) => b.as_vec().into_iter().map(|v| v * s).collect(),
-                    None => vec![0.0; d],
-                })
-                .collect();
-            (w, Some(b))
-        });
-        crate::fast::linear(x, w, b.as_deref(), self.dim, 3 * self.dim)
+    fn host_attention(&self) -> &HostSelfAttention {
+        self.host.0.get_or_init(|| {
+            let (q, k, v) = (self.q.host_copy(), self.k.host_copy(), self.v.host_copy());
+            HostSelfAttention::new([&q, &k, &v], self.out.host_copy(), self.heads)
+        })
     }
 
     /// Keys `(h, d_head, n)` and values `(h, n, d_head)` of `x` `(n, d)`: computed once for cross-attention
@@ -530,7 +474,8 @@ impl<D: NnDevice> MultiHeadAttention<D> {
         let scale = (1.0 / ((d / self.heads) as f64).sqrt()) as f32;
         let mut q = self.q.forward_rows(x);
         q.iter_mut().for_each(|v| *v *= scale);
-        let ctx = crate::fast::attention((&q, keys, values), d, (n_q, n_k, d), self.heads, None);
+        let ctx =
+            tinyalign_kernels::attention((&q, keys, values), d, (n_q, n_k, d), self.heads, None);
         self.out.forward_rows(&ctx)
     }
 
@@ -574,7 +519,7 @@ impl<D: NnDevice> MultiHeadAttention<D> {
 
 impl<D: NnDevice> Parameters<D> for MultiHeadAttention<D> {
     fn visit(&mut self, f: &mut dyn FnMut(&str, ParamTensor<'_, D>)) {
-        self.host_qkv = HostWeights::default();
+        self.host = HostCopy::default();
         self.q.visit(f);
         self.k.visit(f);
         self.v.visit(f);
@@ -652,7 +597,7 @@ impl Embedding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_data::lcg;
+    use tinyalign_testkit::lcg;
     use tinyalign_weights::{Tensor as HostTensor, TensorMap};
 
     /// Plain-Rust reference of PyTorch's conv1d; `geometry` is `(c_in, c_out, kernel, stride, padding)`.
@@ -757,7 +702,7 @@ mod tests {
         let (q, k, v) = (lin("q_proj", &x), lin("k_proj", &x), lin("v_proj", &x));
         let scale = 1.0 / ((d / h) as f32).sqrt();
         let q: Vec<f32> = q.iter().map(|v| v * scale).collect();
-        let ctx = crate::test_data::attention_reference(&q, &k, &v, (n, n, d), h, None);
+        let ctx = tinyalign_testkit::attention_reference(&q, &k, &v, (n, n, d), h, None);
         let reference = lin("out_proj", &ctx);
         // Inference (fused host kernel) and the taped dfdx graph training differentiates.
         let taped = attn

@@ -9,13 +9,10 @@
 
 mod decoder;
 mod device;
-mod fast;
 mod layers;
 mod params;
 mod portable;
 mod taped;
-#[cfg(test)]
-mod test_data;
 mod weights;
 
 pub use decoder::{RmsNorm, RotaryPairs, grouped_causal_attention, silu};
@@ -285,7 +282,7 @@ pub fn weighted_cosine_distance<T: Tape<f32, D> + Merge<T>, D: NnDevice>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_data::lcg;
+    use tinyalign_testkit::lcg;
 
     #[test]
     fn place_rows_puts_rows_where_asked_and_routes_gradients_back() {

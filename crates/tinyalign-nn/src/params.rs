@@ -375,8 +375,8 @@ impl<D: NnDevice> AdamW<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_data::lcg;
     use crate::{Initializer, Linear, MultiHeadAttention, Weights};
+    use tinyalign_testkit::lcg;
 
     #[test]
     fn initialisation_is_seeded_per_key_and_round_trips_through_a_state_dict() {

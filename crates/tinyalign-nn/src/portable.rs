@@ -52,8 +52,8 @@ pub(crate) fn add_bias<T: Tape<f32, D>, D: Device<f32>>(
 mod tests {
     use super::*;
     use crate::params::grad_of;
-    use crate::test_data::lcg;
     use crate::{Cpu, NnDevice, Tensor2, Traced2, from_vec2, traced, weighted_sum};
+    use tinyalign_testkit::lcg;
 
     /// An op under test: `(x, gamma, beta)` → output.
     type Op<'a> = &'a dyn Fn(Traced2, &Tensor1, &Tensor1) -> Traced2;

@@ -47,7 +47,7 @@ fn accumulate<S: Shape>(
 /// GELU (erf form): forward values and each element's derivative in one pass; backward `g · g′(x)`.
 pub(crate) fn gelu<T: Tape<f32, Device>>(x: Taped2<T>) -> Taped2<T> {
     let shape = *x.shape();
-    let (values, slope) = crate::fast::gelu_with_slope(&x.as_vec());
+    let (values, slope) = tinyalign_kernels::gelu_with_slope(&x.as_vec());
     record(x, values, shape, move |grad_out, grads, x| {
         let delta: Vec<f32> = grad_out
             .par_iter()
@@ -70,7 +70,7 @@ pub(crate) fn layer_norm<T: Tape<f32, Device>>(
     let (n, d) = *x.shape();
     let (gamma_host, beta_host) = (gamma.as_vec(), beta.as_vec());
     let mut normed = x.as_vec();
-    let inv = crate::fast::normalize_rows(&mut normed, d, eps);
+    let inv = tinyalign_kernels::normalize_rows(&mut normed, d, eps);
     let out: Vec<f32> = normed
         .par_chunks(d)
         .flat_map_iter(|row| {
@@ -165,7 +165,7 @@ fn column_sums(g: &[f32], w: Option<&[f32]>, d: usize) -> (Vec<f32>, Vec<f32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_data::lcg;
+    use tinyalign_testkit::lcg;
 
     /// Gradients of the input and of each parameter.
     type Grads = (Vec<f32>, Vec<Vec<f32>>);

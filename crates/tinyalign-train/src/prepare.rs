@@ -40,7 +40,6 @@ pub(crate) fn load_encoder(
 ) -> Result<(tinyalign_whisper::WhisperEncoder, String), TrainError> {
     Ok(tinyalign_whisper::load_encoder_dir_with_sha256(
         &options.whisper_dir,
-        tinyalign_nn::cpu(),
     )?)
 }
 

@@ -1,11 +1,13 @@
-//! The encoder proper; layer names follow Hugging Face's `WhisperEncoder` keys.
+//! The encoder proper, on host rows through tinyalign-kernels (no dfdx: the encoder is frozen, so its
+//! weights are held once, in the layout the kernels read); layer names follow Hugging Face's
+//! `WhisperEncoder` keys.
 
 use std::path::Path;
 
-use tinyalign_mel::LogMel;
-use tinyalign_nn::{
-    Conv1d, Device, LayerNorm, Linear, MultiHeadAttention, Weights, gelu_rows_in_place,
+use tinyalign_kernels::{
+    ConvGeometry, HostConv1d, HostLayerNorm, HostLinear, HostSelfAttention, gelu_in_place,
 };
+use tinyalign_mel::LogMel;
 use tinyalign_weights::TensorMap;
 
 use crate::files::{read_model_dir, read_model_dir_hashed};
@@ -13,15 +15,15 @@ use crate::layout::{ConvShape, EncoderLayout, EncoderPartLoaders};
 use crate::{Features, WhisperConfig, WhisperError};
 
 /// PyTorch's default LayerNorm epsilon, which Whisper keeps.
-const LN_EPS: f64 = 1e-5;
+const LN_EPS: f32 = 1e-5;
 
 #[derive(Debug, Clone)]
 struct EncoderLayer {
-    attn_norm: LayerNorm,
-    attn: MultiHeadAttention,
-    mlp_norm: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    attn_norm: HostLayerNorm,
+    attn: HostSelfAttention,
+    mlp_norm: HostLayerNorm,
+    fc1: HostLinear,
+    fc2: HostLinear,
 }
 
 impl EncoderLayer {
@@ -29,11 +31,11 @@ impl EncoderLayer {
     fn forward_rows(&self, x: &mut [f32]) {
         let mut h = x.to_vec();
         self.attn_norm.forward_rows_in_place(&mut h);
-        add_in_place(x, &self.attn.forward_self_rows(&h));
+        add_in_place(x, &self.attn.forward_rows(&h));
         h.copy_from_slice(x);
         self.mlp_norm.forward_rows_in_place(&mut h);
         let mut hidden = self.fc1.forward_rows(&h);
-        gelu_rows_in_place(&mut hidden);
+        gelu_in_place(&mut hidden);
         add_in_place(x, &self.fc2.forward_rows(&hidden));
     }
 }
@@ -42,77 +44,125 @@ fn add_in_place(x: &mut [f32], y: &[f32]) {
     x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
 }
 
+/// Host layers from a model file's tensors, each shape checked against the config (a wrong one is an
+/// error naming the key).
+struct HostLoader<'a> {
+    map: &'a TensorMap,
+}
+
+impl HostLoader<'_> {
+    fn get(&self, key: &str, shape: &[usize]) -> Result<Vec<f32>, WhisperError> {
+        Ok(self.map.get_shaped(key, shape)?.data.clone())
+    }
+
+    fn linear(
+        &self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<HostLinear, WhisperError> {
+        let weight = self.get(&format!("{prefix}.weight"), &[d_out, d_in])?;
+        let bias = match bias {
+            true => Some(self.get(&format!("{prefix}.bias"), &[d_out])?),
+            false => None,
+        };
+        Ok(HostLinear::from_torch(&weight, bias, d_in, d_out))
+    }
+
+    fn layer_norm(&self, prefix: &str, d: usize) -> Result<HostLayerNorm, WhisperError> {
+        Ok(HostLayerNorm::new(
+            self.get(&format!("{prefix}.weight"), &[d])?,
+            self.get(&format!("{prefix}.bias"), &[d])?,
+            LN_EPS,
+        ))
+    }
+
+    fn self_attention(
+        &self,
+        prefix: &str,
+        d: usize,
+        heads: usize,
+    ) -> Result<HostSelfAttention, WhisperError> {
+        if heads == 0 || !d.is_multiple_of(heads) {
+            return Err(WhisperError::Config {
+                path: self.map.source_name.clone(),
+                message: format!("{d} channels do not split into {heads} heads"),
+            });
+        }
+        // Whisper's `k_proj` has no bias.
+        let q = self.linear(&format!("{prefix}.q_proj"), d, d, true)?;
+        let k = self.linear(&format!("{prefix}.k_proj"), d, d, false)?;
+        let v = self.linear(&format!("{prefix}.v_proj"), d, d, true)?;
+        let out = self.linear(&format!("{prefix}.out_proj"), d, d, true)?;
+        Ok(HostSelfAttention::new([&q, &k, &v], out, heads))
+    }
+}
+
 /// A frozen Whisper audio encoder.
 #[derive(Debug, Clone)]
 pub struct WhisperEncoder {
     config: WhisperConfig,
-    conv1: Conv1d,
-    conv2: Conv1d,
+    conv1: HostConv1d,
+    conv2: HostConv1d,
     /// `(max_source_positions, d)` sinusoidal table, row-major on the host; sliced per input length.
     positions: Vec<f32>,
     layers: Vec<EncoderLayer>,
-    final_norm: LayerNorm,
+    final_norm: HostLayerNorm,
 }
 
 /// Loads only the encoder of a model folder (see [`read_model_dir`]).
-pub fn load_encoder_dir(dir: &Path, dev: Device) -> Result<WhisperEncoder, WhisperError> {
+pub fn load_encoder_dir(dir: &Path) -> Result<WhisperEncoder, WhisperError> {
     let (config, map) = read_model_dir(dir)?;
-    WhisperEncoder::load(config, &map, dev)
+    WhisperEncoder::load(config, &map)
 }
 
 /// [`load_encoder_dir`] and the sha256 of `model.safetensors` (what trained projectors record), from one
 /// read of the file.
-pub fn load_encoder_dir_with_sha256(
-    dir: &Path,
-    dev: Device,
-) -> Result<(WhisperEncoder, String), WhisperError> {
+pub fn load_encoder_dir_with_sha256(dir: &Path) -> Result<(WhisperEncoder, String), WhisperError> {
     let (config, map, sha256) = read_model_dir_hashed(dir, true)?;
     Ok((
-        WhisperEncoder::load(config, &map, dev)?,
+        WhisperEncoder::load(config, &map)?,
         sha256.expect("asked for the hash"),
     ))
 }
 
 impl WhisperEncoder {
     /// Builds the encoder from `model.encoder.*` tensors, checking every shape against `config`.
-    pub fn load(config: WhisperConfig, map: &TensorMap, dev: Device) -> Result<Self, WhisperError> {
-        let w = Weights::new(map, dev);
+    pub fn load(config: WhisperConfig, map: &TensorMap) -> Result<Self, WhisperError> {
+        let w = HostLoader { map };
         let c = &config;
         let layout = EncoderLayout::load_with(
             c,
             EncoderPartLoaders {
                 conv: |prefix: &str, s: ConvShape| -> Result<_, WhisperError> {
-                    Ok(Conv1d::load(
-                        &w.pp(prefix),
-                        s.c_in,
-                        s.c_out,
-                        3,
-                        s.stride,
-                        1,
-                    )?)
+                    let weight = w.get(&format!("{prefix}.weight"), &[s.c_out, s.c_in, 3])?;
+                    let bias = w.get(&format!("{prefix}.bias"), &[s.c_out])?;
+                    let geometry = ConvGeometry {
+                        c_in: s.c_in,
+                        c_out: s.c_out,
+                        kernel: 3,
+                        stride: s.stride,
+                        padding: 1,
+                    };
+                    Ok(HostConv1d::from_torch(&weight, bias, geometry))
                 },
-                positions: |key: &str, rows, cols| -> Result<_, WhisperError> {
-                    Ok(w.host(key, &[rows, cols])?)
-                },
+                positions: |key: &str, rows, cols| w.get(key, &[rows, cols]),
                 encoder_layer: |prefix: &str| -> Result<_, WhisperError> {
-                    let l = w.pp(prefix);
                     let (d, ffn) = (c.d_model, c.encoder_ffn_dim);
                     Ok(EncoderLayer {
-                        attn_norm: LayerNorm::load(&l.pp("self_attn_layer_norm"), d, LN_EPS)?,
-                        attn: MultiHeadAttention::load(
-                            &l.pp("self_attn"),
+                        attn_norm: w.layer_norm(&format!("{prefix}.self_attn_layer_norm"), d)?,
+                        attn: w.self_attention(
+                            &format!("{prefix}.self_attn"),
                             d,
                             c.encoder_attention_heads,
-                            false,
                         )?,
-                        mlp_norm: LayerNorm::load(&l.pp("final_layer_norm"), d, LN_EPS)?,
-                        fc1: Linear::load(&l.pp("fc1"), d, ffn, true)?,
-                        fc2: Linear::load(&l.pp("fc2"), ffn, d, true)?,
+                        mlp_norm: w.layer_norm(&format!("{prefix}.final_layer_norm"), d)?,
+                        fc1: w.linear(&format!("{prefix}.fc1"), d, ffn, true)?,
+                        fc2: w.linear(&format!("{prefix}.fc2"), ffn, d, true)?,
                     })
                 },
-                layer_norm: |prefix: &str, d| -> Result<_, WhisperError> {
-                    Ok(LayerNorm::load(&w.pp(prefix), d, LN_EPS)?)
-                },
+                layer_norm: |prefix: &str, d| w.layer_norm(prefix, d),
             },
         )?;
         Ok(Self {
@@ -154,11 +204,10 @@ impl WhisperEncoder {
             return Err(WhisperError::TooShort { frames });
         }
         let time_major = mel.time_major();
-        // Inference only (the encoder is frozen): host rows through tinyalign-nn's multi-threaded kernels.
         let mut x = self.conv1.forward_rows(&time_major);
-        gelu_rows_in_place(&mut x);
+        gelu_in_place(&mut x);
         let mut x = self.conv2.forward_rows(&x);
-        gelu_rows_in_place(&mut x);
+        gelu_in_place(&mut x);
         let d = self.config.d_model;
         add_in_place(&mut x, &self.positions[..t_out * d]);
         for layer in &self.layers {

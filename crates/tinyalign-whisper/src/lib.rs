@@ -1,5 +1,6 @@
-//! Whisper on dfdx: the audio encoder (openai-whisper `model.py`, `AudioEncoder`), frozen, plus the text
-//! decoder, tokenizer and greedy transcription used for `tinyalign transcribe` and the cascade baseline.
+//! Whisper on the CPU: the audio encoder (openai-whisper `model.py`, `AudioEncoder`), frozen, on
+//! tinyalign-kernels' host layers, plus the text decoder (on dfdx), tokenizer and greedy transcription used
+//! for `tinyalign transcribe` and the cascade baseline.
 //! The encoder:
 //!
 //! ```text
@@ -10,13 +11,14 @@
 //! It runs on any number of frames up to 3000 (30 s): Whisper always pads to 30 s, tinyalign only where exact
 //! parity with Whisper's own pipeline is wanted, since attention cost grows with the square of the length.
 //!
-//! Without the default `dfdx` feature only the configuration, the model-folder reader and the tokenizer
-//! remain (what `tinyalign-wgpu` and the browser build need).
+//! The `cpu` feature alone gives the encoder without dfdx; without the default `dfdx` feature and `cpu`
+//! only the configuration, the model-folder reader and the tokenizer remain (what `tinyalign-wgpu` and the
+//! browser build need).
 
 mod config;
 #[cfg(feature = "dfdx")]
 mod decoder;
-#[cfg(feature = "dfdx")]
+#[cfg(feature = "cpu")]
 mod encoder;
 mod features;
 mod files;
@@ -28,7 +30,7 @@ mod transcribe;
 pub use config::WhisperConfig;
 #[cfg(feature = "dfdx")]
 pub use decoder::{AudioContext, DecoderCache, WhisperDecoder};
-#[cfg(feature = "dfdx")]
+#[cfg(feature = "cpu")]
 pub use encoder::{WhisperEncoder, load_encoder_dir, load_encoder_dir_with_sha256};
 pub use features::Features;
 pub use files::read_model_dir;

@@ -38,7 +38,7 @@ impl WhisperModel {
             });
         }
         Ok(Self {
-            encoder: WhisperEncoder::load(config.clone(), &map, dev.clone())?,
+            encoder: WhisperEncoder::load(config.clone(), &map)?,
             decoder: WhisperDecoder::load(config, &map, dev)?,
             tokenizer,
         })

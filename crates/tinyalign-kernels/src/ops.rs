@@ -23,7 +23,7 @@ const LINEAR_BAND: usize = 256;
 /// `(n_k, d)`, each row `i` starting at `i·row_stride` (`d`, or `3d` when q, k and v are column blocks of one
 /// packed projection), heads taking consecutive `d / heads` columns; `key_bias` `(n_k)` is added to every score
 /// of a key (0, or a large negative number to hide a padding frame). → `(n_q, d)`.
-pub(crate) fn attention(
+pub fn attention(
     (q, k, v): (&[f32], &[f32], &[f32]),
     row_stride: usize,
     (n_q, n_k, d): (usize, usize, usize),
@@ -210,7 +210,7 @@ fn vectorized<R>(f: impl FnOnce() -> R) -> R {
 /// softmax cannot tell from 0). x = k·ln 2 + r with |r| ≤ ln 2 / 2, eʳ by its degree-6 Taylor polynomial
 /// (truncation < 1.2e−7 relative), 2ᵏ built in the exponent bits. No branches or calls, so it vectorises.
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+pub fn exp(x: f32) -> f32 {
     // Adding and subtracting 1.5·2²³ rounds to the nearest integer with plain float adds.
     const ROUND: f32 = 12_582_912.0;
     const LN2_HI: f32 = 0.693_145_75;
@@ -237,7 +237,7 @@ fn erf(x: f32) -> f32 {
 }
 
 /// `x · Φ(x) = x/2 · (1 + erf(x/√2))` in place (Whisper's exact GELU; absolute error ≤ 1e−7·|x|).
-pub(crate) fn gelu_in_place(x: &mut [f32]) {
+pub fn gelu_in_place(x: &mut [f32]) {
     const CHUNK: usize = 1 << 14;
     x.par_chunks_mut(CHUNK).for_each(|chunk| {
         vectorized(
@@ -252,7 +252,7 @@ pub(crate) fn gelu_in_place(x: &mut [f32]) {
 }
 
 /// For training through GELU g: each element's value `g(x)` and slope `g′(x) = Φ(x) + x·φ(x)`.
-pub(crate) fn gelu_with_slope(x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+pub fn gelu_with_slope(x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     const CHUNK: usize = 1 << 14;
     // 1/√(2π).
     const INV_SQRT_2PI: f32 = 0.398_942_3;
@@ -278,7 +278,7 @@ pub(crate) fn gelu_with_slope(x: &[f32]) -> (Vec<f32>, Vec<f32>) {
 
 /// Normalises each `d`-wide row of `x` in place to zero mean and unit (biased) variance, returning each
 /// row's `1/√(var + eps)`.
-pub(crate) fn normalize_rows(x: &mut [f32], d: usize, eps: f32) -> Vec<f32> {
+pub fn normalize_rows(x: &mut [f32], d: usize, eps: f32) -> Vec<f32> {
     let mut inv = vec![0.0f32; x.len() / d.max(1)];
     x.par_chunks_mut(d * 64)
         .zip(inv.par_chunks_mut(64))
@@ -301,7 +301,7 @@ pub(crate) fn normalize_rows(x: &mut [f32], d: usize, eps: f32) -> Vec<f32> {
 
 /// LayerNorm of each `d`-wide row in place: `(x − mean) / √(var + eps) · gamma + beta`, biased variance, as
 /// PyTorch and dfdx's `normalize`.
-pub(crate) fn layer_norm_in_place(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+pub fn layer_norm_in_place(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let d = gamma.len();
     normalize_rows(x, d, eps);
     x.par_chunks_mut(d * 64).for_each(|rows| {
@@ -315,13 +315,7 @@ pub(crate) fn layer_norm_in_place(x: &mut [f32], gamma: &[f32], beta: &[f32], ep
 
 /// `x W + b` for `x` `(n, d_in)`, `w` `(d_in, d_out)`, `b` `(d_out)`: gemm accumulates onto rows that start
 /// as the bias, so the bias costs no pass of its own. → `(n, d_out)`.
-pub(crate) fn linear(
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    d_in: usize,
-    d_out: usize,
-) -> Vec<f32> {
+pub fn linear(x: &[f32], w: &[f32], bias: Option<&[f32]>, d_in: usize, d_out: usize) -> Vec<f32> {
     let n = x.len() / d_in.max(1);
     let mut out = match bias {
         Some(b) => b.repeat(n),
@@ -361,7 +355,7 @@ pub(crate) fn linear(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_data::{attention_reference, lcg};
+    use tinyalign_testkit::{attention_reference, lcg};
 
     #[test]
     fn fused_attention_matches_the_definition_across_block_edges() {

@@ -1,4 +1,5 @@
-//! Seeded test inputs and plain-loop references shared by the unit tests.
+//! Seeded test inputs and plain-loop references shared by the unit tests of several crates (a
+//! dev-dependency only: nothing here ships).
 
 /// `n` values in [−0.5, 0.5) from a 32-bit LCG (Numerical Recipes constants), reproducible by seed.
 pub fn lcg(n: usize, seed: u32) -> Vec<f32> {
