@@ -60,6 +60,24 @@ pub(crate) trait Dot: Copy {
     /// i8 weights with a scale per 16 elements (Q6_K's in-memory form).
     fn q8x16_f32(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32;
     fn q8x16_q8(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32;
+
+    // One weight row with four 8-bit activation vectors (a prompt's rows): a kernel may load and decode
+    // each weight block once for the four. Each result equals the single-vector call's bit for bit.
+    fn q8_0_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: [ActsView; 4]) -> [f32; 4] {
+        xs.map(|x| self.q8_0_q8(scales, quants, x))
+    }
+    fn q4_q8_x4(
+        self,
+        scales: &[f32],
+        mins: Option<&[f32]>,
+        nibbles: &[[u8; 16]],
+        xs: [ActsView; 4],
+    ) -> [f32; 4] {
+        xs.map(|x| self.q4_q8(scales, mins, nibbles, x))
+    }
+    fn q8x16_q8_x4(self, scales: &[[f32; 2]], quants: &[[u8; 32]], xs: [ActsView; 4]) -> [f32; 4] {
+        xs.map(|x| self.q8x16_q8(scales, quants, x))
+    }
 }
 
 /// Work generic over the dot-product implementation (pulp's `WithSimd` pattern).
@@ -287,7 +305,12 @@ mod avx2 {
     /// unsigned first operand, so it gets |w| and x carries w's sign (ggml's trick).
     #[inline(always)]
     fn signed_dot(simd: V3, w: __m256i, x: __m256i) -> __m256 {
-        let abs_w = simd.avx2._mm256_sign_epi8(w, w);
+        signed_dot_with_abs(simd, simd.avx2._mm256_sign_epi8(w, w), w, x)
+    }
+
+    /// [`signed_dot`] with `|w|` already made (shared by the vectors of a multi-vector product).
+    #[inline(always)]
+    fn signed_dot_with_abs(simd: V3, abs_w: __m256i, w: __m256i, x: __m256i) -> __m256 {
         let signed_x = simd.avx2._mm256_sign_epi8(x, w);
         let pairs = simd.avx2._mm256_maddubs_epi16(abs_w, signed_x);
         let quads = simd
@@ -332,6 +355,39 @@ mod avx2 {
             even = block(b, even);
         }
         hsum(simd.avx._mm256_add_ps(even, odd))
+    }
+
+    /// [`accumulate`] for four vectors at once: `block(b, acc)` updates the four accumulators of block `b`;
+    /// each vector's blocks go through the same alternating pair, so its sum is the single-vector one's.
+    #[inline(always)]
+    fn accumulate4(
+        simd: V3,
+        blocks: usize,
+        mut block: impl FnMut(usize, [__m256; 4]) -> [__m256; 4],
+    ) -> [f32; 4] {
+        let zero = simd.avx._mm256_setzero_ps();
+        let (mut even, mut odd) = ([zero; 4], [zero; 4]);
+        let mut b = 0;
+        while b + 1 < blocks {
+            even = block(b, even);
+            odd = block(b + 1, odd);
+            b += 2;
+        }
+        if b < blocks {
+            even = block(b, even);
+        }
+        [
+            hsum(simd.avx._mm256_add_ps(even[0], odd[0])),
+            hsum(simd.avx._mm256_add_ps(even[1], odd[1])),
+            hsum(simd.avx._mm256_add_ps(even[2], odd[2])),
+            hsum(simd.avx._mm256_add_ps(even[3], odd[3])),
+        ]
+    }
+
+    /// `acc + dot · scale`, the per-block step every 8-bit product ends with.
+    #[inline(always)]
+    fn scaled_add(simd: V3, dot: __m256, scale: __m256, acc: __m256) -> __m256 {
+        simd.fma._mm256_fmadd_ps(dot, scale, acc)
     }
 
     impl Dot for Avx2 {
@@ -485,6 +541,90 @@ mod avx2 {
                     let (s0, s1) = (scales[b][0] * x.scales[b], scales[b][1] * x.scales[b]);
                     let lane_scales = simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0);
                     simd.fma._mm256_fmadd_ps(dot, lane_scales, acc)
+                },
+            )
+        }
+
+        #[inline(always)]
+        fn q8_0_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: [ActsView; 4]) -> [f32; 4] {
+            let simd = self.0;
+            accumulate4(
+                simd,
+                scales.len(),
+                #[inline(always)]
+                |b, acc| {
+                    let w: __m256i = pulp::cast(quants[b]);
+                    let abs_w = simd.avx2._mm256_sign_epi8(w, w);
+                    let mut out = acc;
+                    for (o, x) in out.iter_mut().zip(&xs) {
+                        let dot = signed_dot_with_abs(simd, abs_w, w, pulp::cast(x.quants[b]));
+                        *o = scaled_add(
+                            simd,
+                            dot,
+                            simd.avx._mm256_set1_ps(scales[b] * x.scales[b]),
+                            *o,
+                        );
+                    }
+                    out
+                },
+            )
+        }
+
+        #[inline(always)]
+        fn q4_q8_x4(
+            self,
+            scales: &[f32],
+            mins: Option<&[f32]>,
+            nibbles: &[[u8; 16]],
+            xs: [ActsView; 4],
+        ) -> [f32; 4] {
+            let simd = self.0;
+            let totals = accumulate4(
+                simd,
+                scales.len(),
+                #[inline(always)]
+                |b, acc| {
+                    let (low, high) = split_nibbles(simd, nibbles[b]);
+                    let w = simd.avx._mm256_set_m128i(high, low);
+                    let mut out = acc;
+                    for (o, x) in out.iter_mut().zip(&xs) {
+                        let dot = unsigned_dot(simd, w, pulp::cast(x.quants[b]));
+                        *o = scaled_add(
+                            simd,
+                            dot,
+                            simd.avx._mm256_set1_ps(scales[b] * x.scales[b]),
+                            *o,
+                        );
+                    }
+                    out
+                },
+            );
+            [0, 1, 2, 3].map(|i| totals[i] + offset_term(scales, mins, xs[i].sums))
+        }
+
+        #[inline(always)]
+        fn q8x16_q8_x4(
+            self,
+            scales: &[[f32; 2]],
+            quants: &[[u8; 32]],
+            xs: [ActsView; 4],
+        ) -> [f32; 4] {
+            let simd = self.0;
+            accumulate4(
+                simd,
+                scales.len(),
+                #[inline(always)]
+                |b, acc| {
+                    let w: __m256i = pulp::cast(quants[b]);
+                    let abs_w = simd.avx2._mm256_sign_epi8(w, w);
+                    let mut out = acc;
+                    for (o, x) in out.iter_mut().zip(&xs) {
+                        let dot = signed_dot_with_abs(simd, abs_w, w, pulp::cast(x.quants[b]));
+                        let (s0, s1) = (scales[b][0] * x.scales[b], scales[b][1] * x.scales[b]);
+                        let lane_scales = simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0);
+                        *o = scaled_add(simd, dot, lane_scales, *o);
+                    }
+                    out
                 },
             )
         }

@@ -22,11 +22,48 @@ impl DotTask for RowDots<'_> {
         let m = self.matrix;
         let (cols, nb) = (m.cols, m.cols / BLOCK);
         let q8 = self.acts.is_quantized();
+        // A prompt's vectors four at a time where the kernel can share each decoded weight block, the
+        // four outer and the task's rows inner: the four vectors' activations stay in L1 while the rows
+        // stream past, instead of every vector's activations streaming past each row.
+        let quads = if q8 { self.n / 4 } else { 0 };
+        let rows = self.out.len() / self.n;
+        for quad in 0..quads {
+            let t = 4 * quad;
+            let xs = [0, 1, 2, 3].map(|k| self.acts.vector(t + k));
+            for i in 0..rows {
+                let r = self.first + i;
+                let b = r * nb..(r + 1) * nb;
+                let dots = match &m.storage {
+                    Storage::F32(w) => xs.map(|x| dot.f32(&w[r * cols..(r + 1) * cols], x.values)),
+                    Storage::Q8_0 { scales, quants } => {
+                        dot.q8_0_q8_x4(&scales[b.clone()], &quants[b.clone()], xs)
+                    }
+                    Storage::Q4_0 { scales, nibbles } => {
+                        dot.q4_q8_x4(&scales[b.clone()], None, &nibbles[b.clone()], xs)
+                    }
+                    Storage::Q4_1 {
+                        scales,
+                        mins,
+                        nibbles,
+                    } => dot.q4_q8_x4(
+                        &scales[b.clone()],
+                        Some(&mins[b.clone()]),
+                        &nibbles[b.clone()],
+                        xs,
+                    ),
+                    Storage::Q8x16 { scales, quants } => {
+                        dot.q8x16_q8_x4(&scales[b.clone()], &quants[b.clone()], xs)
+                    }
+                };
+                self.out[i * self.n + t..i * self.n + t + 4].copy_from_slice(&dots);
+            }
+        }
+        let done = 4 * quads;
         for (i, slots) in self.out.chunks_exact_mut(self.n).enumerate() {
             let r = self.first + i;
             let b = r * nb..(r + 1) * nb;
-            for (t, slot) in slots.iter_mut().enumerate() {
-                let x = self.acts.vector(t);
+            for (k, slot) in slots[done..].iter_mut().enumerate() {
+                let x = self.acts.vector(done + k);
                 *slot = match &m.storage {
                     Storage::F32(w) => dot.f32(&w[r * cols..(r + 1) * cols], x.values),
                     Storage::Q8_0 { scales, quants } if q8 => {
