@@ -390,6 +390,32 @@ mod avx2 {
         simd.fma._mm256_fmadd_ps(dot, scale, acc)
     }
 
+    /// One row of signed 8-bit weights (Q8_0, Q8x16) with four 8-bit vectors: `|w|` made once per block
+    /// for the four, `lane_scales(b, x)` the per-lane scale of block `b` for vector `x`.
+    #[inline(always)]
+    fn signed_x4(
+        simd: V3,
+        quants: &[[u8; 32]],
+        xs: &[ActsView; 4],
+        lane_scales: impl Fn(usize, &ActsView) -> __m256,
+    ) -> [f32; 4] {
+        accumulate4(
+            simd,
+            quants.len(),
+            #[inline(always)]
+            |b, acc| {
+                let w: __m256i = pulp::cast(quants[b]);
+                let abs_w = simd.avx2._mm256_sign_epi8(w, w);
+                let mut out = acc;
+                for (o, x) in out.iter_mut().zip(xs) {
+                    let dot = signed_dot_with_abs(simd, abs_w, w, pulp::cast(x.quants[b]));
+                    *o = scaled_add(simd, dot, lane_scales(b, x), *o);
+                }
+                out
+            },
+        )
+    }
+
     impl Dot for Avx2 {
         #[inline(always)]
         fn f32(self, w: &[f32], x: &[f32]) -> f32 {
@@ -548,25 +574,12 @@ mod avx2 {
         #[inline(always)]
         fn q8_0_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: [ActsView; 4]) -> [f32; 4] {
             let simd = self.0;
-            accumulate4(
+            signed_x4(
                 simd,
-                scales.len(),
+                quants,
+                &xs,
                 #[inline(always)]
-                |b, acc| {
-                    let w: __m256i = pulp::cast(quants[b]);
-                    let abs_w = simd.avx2._mm256_sign_epi8(w, w);
-                    let mut out = acc;
-                    for (o, x) in out.iter_mut().zip(&xs) {
-                        let dot = signed_dot_with_abs(simd, abs_w, w, pulp::cast(x.quants[b]));
-                        *o = scaled_add(
-                            simd,
-                            dot,
-                            simd.avx._mm256_set1_ps(scales[b] * x.scales[b]),
-                            *o,
-                        );
-                    }
-                    out
-                },
+                |b, x| simd.avx._mm256_set1_ps(scales[b] * x.scales[b]),
             )
         }
 
@@ -610,21 +623,15 @@ mod avx2 {
             xs: [ActsView; 4],
         ) -> [f32; 4] {
             let simd = self.0;
-            accumulate4(
+            // signed_dot's lane i sums elements 4i..4i+4: lanes 0..4 are the first 16 elements.
+            signed_x4(
                 simd,
-                scales.len(),
+                quants,
+                &xs,
                 #[inline(always)]
-                |b, acc| {
-                    let w: __m256i = pulp::cast(quants[b]);
-                    let abs_w = simd.avx2._mm256_sign_epi8(w, w);
-                    let mut out = acc;
-                    for (o, x) in out.iter_mut().zip(&xs) {
-                        let dot = signed_dot_with_abs(simd, abs_w, w, pulp::cast(x.quants[b]));
-                        let (s0, s1) = (scales[b][0] * x.scales[b], scales[b][1] * x.scales[b]);
-                        let lane_scales = simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0);
-                        *o = scaled_add(simd, dot, lane_scales, *o);
-                    }
-                    out
+                |b, x| {
+                    let (s0, s1) = (scales[b][0] * x.scales[b], scales[b][1] * x.scales[b]);
+                    simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0)
                 },
             )
         }
