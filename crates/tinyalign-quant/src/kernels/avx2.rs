@@ -1,0 +1,380 @@
+//! The x86_64 AVX2 + FMA dot products, through pulp's safe feature tokens.
+
+use core::arch::x86_64::{__m128i, __m256, __m256i};
+
+use pulp::x86::V3;
+
+use super::{Dot, offset_term};
+use crate::acts::ActsView;
+
+// Helpers are functions marked inline(always), never closures: a closure would not inherit the AVX2
+// features of the caller and its intrinsics would become calls.
+
+#[derive(Clone, Copy)]
+pub struct Avx2(pub V3);
+
+#[inline(always)]
+fn hsum(v: __m256) -> f32 {
+    let lanes: [f32; 8] = pulp::cast(v);
+    lanes.iter().sum()
+}
+
+#[inline(always)]
+fn load8(simd: V3, x: &[f32]) -> __m256 {
+    let _ = simd;
+    pulp::cast::<[f32; 8], __m256>(x[..8].try_into().expect("8 lanes"))
+}
+
+/// Eight i32 lanes → f32.
+#[inline(always)]
+fn widen_u8(simd: V3, bytes: __m128i) -> __m256 {
+    simd.avx
+        ._mm256_cvtepi32_ps(simd.avx2._mm256_cvtepu8_epi32(bytes))
+}
+
+#[inline(always)]
+fn widen_i8(simd: V3, bytes: __m128i) -> __m256 {
+    simd.avx
+        ._mm256_cvtepi32_ps(simd.avx2._mm256_cvtepi8_epi32(bytes))
+}
+
+/// A block of 32 i8 weights as four groups of 8 f32 lanes (elements 0..8, 8..16, 16..24, 24..32).
+#[inline(always)]
+fn widen_i8_block(simd: V3, quants: [u8; 32]) -> [__m256; 4] {
+    let [q0, q1]: [__m128i; 2] = pulp::cast(quants);
+    [
+        widen_i8(simd, q0),
+        widen_i8(simd, simd.sse2._mm_srli_si128::<8>(q0)),
+        widen_i8(simd, q1),
+        widen_i8(simd, simd.sse2._mm_srli_si128::<8>(q1)),
+    ]
+}
+
+/// Σ over one block of 32 of w·x with w given as four groups of 8 f32 lanes. Written out: iterator
+/// adapters here ended up as out-of-line calls compiled without AVX.
+#[inline(always)]
+fn block_fma(simd: V3, w: [__m256; 4], x: &[f32]) -> __m256 {
+    let p = simd.avx._mm256_mul_ps(w[0], load8(simd, &x[0..8]));
+    let p = simd.fma._mm256_fmadd_ps(w[1], load8(simd, &x[8..16]), p);
+    let p = simd.fma._mm256_fmadd_ps(w[2], load8(simd, &x[16..24]), p);
+    simd.fma._mm256_fmadd_ps(w[3], load8(simd, &x[24..32]), p)
+}
+
+/// Σ over 32 lanes of signed w · signed x, as 8 i32 partial sums converted to f32. `maddubs` wants an
+/// unsigned first operand, so it gets |w| and x carries w's sign (ggml's trick).
+#[inline(always)]
+fn signed_dot(simd: V3, w: __m256i, x: __m256i) -> __m256 {
+    signed_dot_with_abs(simd, simd.avx2._mm256_sign_epi8(w, w), w, x)
+}
+
+/// [`signed_dot`] with `|w|` already made (shared by the vectors of a multi-vector product).
+#[inline(always)]
+fn signed_dot_with_abs(simd: V3, abs_w: __m256i, w: __m256i, x: __m256i) -> __m256 {
+    let signed_x = simd.avx2._mm256_sign_epi8(x, w);
+    let pairs = simd.avx2._mm256_maddubs_epi16(abs_w, signed_x);
+    let quads = simd
+        .avx2
+        ._mm256_madd_epi16(pairs, simd.avx._mm256_set1_epi16(1));
+    simd.avx._mm256_cvtepi32_ps(quads)
+}
+
+#[inline(always)]
+fn unsigned_dot(simd: V3, w: __m256i, x: __m256i) -> __m256 {
+    let pairs = simd.avx2._mm256_maddubs_epi16(w, x);
+    simd.avx._mm256_cvtepi32_ps(
+        simd.avx2
+            ._mm256_madd_epi16(pairs, simd.avx._mm256_set1_epi16(1)),
+    )
+}
+
+/// 16 bytes of a Q4 block → (low nibbles = elements 0..16, high nibbles = elements 16..32).
+#[inline(always)]
+fn split_nibbles(simd: V3, packed: [u8; 16]) -> (__m128i, __m128i) {
+    let packed: __m128i = pulp::cast(packed);
+    let mask = simd.sse2._mm_set1_epi8(0x0f);
+    let low = simd.sse2._mm_and_si128(packed, mask);
+    let high = simd
+        .sse2
+        ._mm_and_si128(simd.sse2._mm_srli_epi16::<4>(packed), mask);
+    (low, high)
+}
+
+/// Runs `block(b)` for every block with two alternating accumulators (consecutive blocks' FMAs do not
+/// wait on each other) and returns the horizontal sum.
+#[inline(always)]
+fn accumulate(simd: V3, blocks: usize, mut block: impl FnMut(usize, __m256) -> __m256) -> f32 {
+    let (mut even, mut odd) = (simd.avx._mm256_setzero_ps(), simd.avx._mm256_setzero_ps());
+    let mut b = 0;
+    while b + 1 < blocks {
+        even = block(b, even);
+        odd = block(b + 1, odd);
+        b += 2;
+    }
+    if b < blocks {
+        even = block(b, even);
+    }
+    hsum(simd.avx._mm256_add_ps(even, odd))
+}
+
+/// [`accumulate`] for four vectors at once: `block(b, acc)` updates the four accumulators of block `b`;
+/// each vector's blocks go through the same alternating pair, so its sum is the single-vector one's.
+#[inline(always)]
+fn accumulate4(
+    simd: V3,
+    blocks: usize,
+    mut block: impl FnMut(usize, [__m256; 4]) -> [__m256; 4],
+) -> [f32; 4] {
+    let zero = simd.avx._mm256_setzero_ps();
+    let (mut even, mut odd) = ([zero; 4], [zero; 4]);
+    let mut b = 0;
+    while b + 1 < blocks {
+        even = block(b, even);
+        odd = block(b + 1, odd);
+        b += 2;
+    }
+    if b < blocks {
+        even = block(b, even);
+    }
+    [
+        hsum(simd.avx._mm256_add_ps(even[0], odd[0])),
+        hsum(simd.avx._mm256_add_ps(even[1], odd[1])),
+        hsum(simd.avx._mm256_add_ps(even[2], odd[2])),
+        hsum(simd.avx._mm256_add_ps(even[3], odd[3])),
+    ]
+}
+
+/// `acc + dot · scale`, the per-block step every 8-bit product ends with.
+#[inline(always)]
+fn scaled_add(simd: V3, dot: __m256, scale: __m256, acc: __m256) -> __m256 {
+    simd.fma._mm256_fmadd_ps(dot, scale, acc)
+}
+
+/// One row of signed 8-bit weights (Q8_0, Q8x16) with four 8-bit vectors: `|w|` made once per block
+/// for the four, `lane_scales(b, x)` the per-lane scale of block `b` for vector `x`.
+#[inline(always)]
+fn signed_x4(
+    simd: V3,
+    quants: &[[u8; 32]],
+    xs: &[ActsView; 4],
+    lane_scales: impl Fn(usize, &ActsView) -> __m256,
+) -> [f32; 4] {
+    accumulate4(
+        simd,
+        quants.len(),
+        #[inline(always)]
+        |b, acc| {
+            let w: __m256i = pulp::cast(quants[b]);
+            let abs_w = simd.avx2._mm256_sign_epi8(w, w);
+            let mut out = acc;
+            for (o, x) in out.iter_mut().zip(xs) {
+                let dot = signed_dot_with_abs(simd, abs_w, w, pulp::cast(x.quants[b]));
+                *o = scaled_add(simd, dot, lane_scales(b, x), *o);
+            }
+            out
+        },
+    )
+}
+
+impl Dot for Avx2 {
+    #[inline(always)]
+    fn f32(self, w: &[f32], x: &[f32]) -> f32 {
+        let simd = self.0;
+        let mut acc = [simd.avx._mm256_setzero_ps(); 4];
+        let (wc, xc) = (w.chunks_exact(32), x.chunks_exact(32));
+        let tail = super::portable::dot_f32(wc.remainder(), xc.remainder());
+        for (a, b) in wc.zip(xc) {
+            for (k, slot) in acc.iter_mut().enumerate() {
+                *slot = simd.fma._mm256_fmadd_ps(
+                    load8(simd, &a[8 * k..]),
+                    load8(simd, &b[8 * k..]),
+                    *slot,
+                );
+            }
+        }
+        let sum = simd.avx._mm256_add_ps(
+            simd.avx._mm256_add_ps(acc[0], acc[1]),
+            simd.avx._mm256_add_ps(acc[2], acc[3]),
+        );
+        hsum(sum) + tail
+    }
+
+    #[inline(always)]
+    fn q8_0_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        let simd = self.0;
+        accumulate(
+            simd,
+            scales.len(),
+            #[inline(always)]
+            |b, acc| {
+                let p = block_fma(simd, widen_i8_block(simd, quants[b]), &x.values[32 * b..]);
+                simd.fma
+                    ._mm256_fmadd_ps(p, simd.avx._mm256_set1_ps(scales[b]), acc)
+            },
+        )
+    }
+
+    #[inline(always)]
+    fn q8_0_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        let simd = self.0;
+        accumulate(
+            simd,
+            scales.len(),
+            #[inline(always)]
+            |b, acc| {
+                let dot = signed_dot(simd, pulp::cast(quants[b]), pulp::cast(x.quants[b]));
+                simd.fma
+                    ._mm256_fmadd_ps(dot, simd.avx._mm256_set1_ps(scales[b] * x.scales[b]), acc)
+            },
+        )
+    }
+
+    #[inline(always)]
+    fn q4_f32(
+        self,
+        scales: &[f32],
+        mins: Option<&[f32]>,
+        nibbles: &[[u8; 16]],
+        x: ActsView,
+    ) -> f32 {
+        let simd = self.0;
+        let total = accumulate(
+            simd,
+            scales.len(),
+            #[inline(always)]
+            |b, acc| {
+                let (low, high) = split_nibbles(simd, nibbles[b]);
+                let w = [
+                    widen_u8(simd, low),
+                    widen_u8(simd, simd.sse2._mm_srli_si128::<8>(low)),
+                    widen_u8(simd, high),
+                    widen_u8(simd, simd.sse2._mm_srli_si128::<8>(high)),
+                ];
+                let p = block_fma(simd, w, &x.values[32 * b..]);
+                simd.fma
+                    ._mm256_fmadd_ps(p, simd.avx._mm256_set1_ps(scales[b]), acc)
+            },
+        );
+        total + offset_term(scales, mins, x.sums)
+    }
+
+    #[inline(always)]
+    fn q4_q8(self, scales: &[f32], mins: Option<&[f32]>, nibbles: &[[u8; 16]], x: ActsView) -> f32 {
+        let simd = self.0;
+        let total = accumulate(
+            simd,
+            scales.len(),
+            #[inline(always)]
+            |b, acc| {
+                let (low, high) = split_nibbles(simd, nibbles[b]);
+                let w = simd.avx._mm256_set_m128i(high, low);
+                let dot = unsigned_dot(simd, w, pulp::cast(x.quants[b]));
+                simd.fma
+                    ._mm256_fmadd_ps(dot, simd.avx._mm256_set1_ps(scales[b] * x.scales[b]), acc)
+            },
+        );
+        total + offset_term(scales, mins, x.sums)
+    }
+
+    #[inline(always)]
+    fn q8x16_f32(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        let simd = self.0;
+        accumulate(
+            simd,
+            scales.len(),
+            #[inline(always)]
+            |b, acc| {
+                let (s0, s1) = (
+                    simd.avx._mm256_set1_ps(scales[b][0]),
+                    simd.avx._mm256_set1_ps(scales[b][1]),
+                );
+                // Groups 0 and 1 are the first 16 elements (scale s0), groups 2 and 3 the rest (s1).
+                let [w0, w1, w2, w3] = widen_i8_block(simd, quants[b]);
+                let w = [
+                    simd.avx._mm256_mul_ps(w0, s0),
+                    simd.avx._mm256_mul_ps(w1, s0),
+                    simd.avx._mm256_mul_ps(w2, s1),
+                    simd.avx._mm256_mul_ps(w3, s1),
+                ];
+                simd.avx
+                    ._mm256_add_ps(block_fma(simd, w, &x.values[32 * b..]), acc)
+            },
+        )
+    }
+
+    #[inline(always)]
+    fn q8x16_q8(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        let simd = self.0;
+        accumulate(
+            simd,
+            scales.len(),
+            #[inline(always)]
+            |b, acc| {
+                // signed_dot's lane i sums elements 4i..4i+4: lanes 0..4 are the first 16 elements.
+                let dot = signed_dot(simd, pulp::cast(quants[b]), pulp::cast(x.quants[b]));
+                let (s0, s1) = (scales[b][0] * x.scales[b], scales[b][1] * x.scales[b]);
+                let lane_scales = simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0);
+                simd.fma._mm256_fmadd_ps(dot, lane_scales, acc)
+            },
+        )
+    }
+
+    #[inline(always)]
+    fn q8_0_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: [ActsView; 4]) -> [f32; 4] {
+        let simd = self.0;
+        signed_x4(
+            simd,
+            quants,
+            &xs,
+            #[inline(always)]
+            |b, x| simd.avx._mm256_set1_ps(scales[b] * x.scales[b]),
+        )
+    }
+
+    #[inline(always)]
+    fn q4_q8_x4(
+        self,
+        scales: &[f32],
+        mins: Option<&[f32]>,
+        nibbles: &[[u8; 16]],
+        xs: [ActsView; 4],
+    ) -> [f32; 4] {
+        let simd = self.0;
+        let totals = accumulate4(
+            simd,
+            scales.len(),
+            #[inline(always)]
+            |b, acc| {
+                let (low, high) = split_nibbles(simd, nibbles[b]);
+                let w = simd.avx._mm256_set_m128i(high, low);
+                let mut out = acc;
+                for (o, x) in out.iter_mut().zip(&xs) {
+                    let dot = unsigned_dot(simd, w, pulp::cast(x.quants[b]));
+                    *o = scaled_add(
+                        simd,
+                        dot,
+                        simd.avx._mm256_set1_ps(scales[b] * x.scales[b]),
+                        *o,
+                    );
+                }
+                out
+            },
+        );
+        [0, 1, 2, 3].map(|i| totals[i] + offset_term(scales, mins, xs[i].sums))
+    }
+
+    #[inline(always)]
+    fn q8x16_q8_x4(self, scales: &[[f32; 2]], quants: &[[u8; 32]], xs: [ActsView; 4]) -> [f32; 4] {
+        let simd = self.0;
+        // signed_dot's lane i sums elements 4i..4i+4: lanes 0..4 are the first 16 elements.
+        signed_x4(
+            simd,
+            quants,
+            &xs,
+            #[inline(always)]
+            |b, x| {
+                let (s0, s1) = (scales[b][0] * x.scales[b], scales[b][1] * x.scales[b]);
+                simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0)
+            },
+        )
+    }
+}

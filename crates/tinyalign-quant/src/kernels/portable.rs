@@ -1,0 +1,137 @@
+//! The plain-Rust dot products: every target (wasm32 included), and the reference the SIMD kernels are
+//! tested against.
+
+use super::{Dot, offset_term};
+use crate::acts::ActsView;
+
+#[derive(Clone, Copy)]
+pub struct Portable;
+
+impl Dot for Portable {
+    #[inline(always)]
+    fn f32(self, w: &[f32], x: &[f32]) -> f32 {
+        dot_f32(w, x)
+    }
+
+    #[inline(always)]
+    fn q8_0_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        let mut total = 0.0;
+        for (b, (q, xb)) in quants.iter().zip(x.values.chunks_exact(32)).enumerate() {
+            let mut acc = [0.0f32; 8];
+            for (qc, xc) in q.chunks_exact(8).zip(xb.chunks_exact(8)) {
+                for i in 0..8 {
+                    acc[i] += f32::from(qc[i] as i8) * xc[i];
+                }
+            }
+            total += scales[b] * acc.iter().sum::<f32>();
+        }
+        total
+    }
+
+    #[inline(always)]
+    fn q8_0_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        let mut total = 0.0;
+        for b in 0..scales.len() {
+            let sum: i32 = quants[b]
+                .iter()
+                .zip(&x.quants[b])
+                .map(|(&w, &q)| i32::from(w as i8) * i32::from(q as i8))
+                .sum();
+            total += scales[b] * x.scales[b] * sum as f32;
+        }
+        total
+    }
+
+    #[inline(always)]
+    fn q4_f32(
+        self,
+        scales: &[f32],
+        mins: Option<&[f32]>,
+        nibbles: &[[u8; 16]],
+        x: ActsView,
+    ) -> f32 {
+        let mut total = 0.0;
+        for (b, (packed, xb)) in nibbles.iter().zip(x.values.chunks_exact(32)).enumerate() {
+            let (lo, hi) = xb.split_at(16);
+            let mut acc = [0.0f32; 16];
+            for j in 0..16 {
+                acc[j] = f32::from(packed[j] & 15) * lo[j] + f32::from(packed[j] >> 4) * hi[j];
+            }
+            total += scales[b] * acc.iter().sum::<f32>();
+        }
+        total + offset_term(scales, mins, x.sums)
+    }
+
+    #[inline(always)]
+    fn q4_q8(self, scales: &[f32], mins: Option<&[f32]>, nibbles: &[[u8; 16]], x: ActsView) -> f32 {
+        let mut total = 0.0;
+        for b in 0..scales.len() {
+            let (lo, hi) = x.quants[b].split_at(16);
+            let mut sum = 0i32;
+            for j in 0..16 {
+                let byte = nibbles[b][j];
+                sum += i32::from(byte & 15) * i32::from(lo[j] as i8);
+                sum += i32::from(byte >> 4) * i32::from(hi[j] as i8);
+            }
+            total += scales[b] * x.scales[b] * sum as f32;
+        }
+        total + offset_term(scales, mins, x.sums)
+    }
+
+    #[inline(always)]
+    fn q8x16_f32(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        let mut total = 0.0;
+        for (b, (q, xb)) in quants.iter().zip(x.values.chunks_exact(32)).enumerate() {
+            let mut halves = [0.0f32; 2];
+            for (h, half) in halves.iter_mut().enumerate() {
+                let mut acc = [0.0f32; 8];
+                for (qc, xc) in q[16 * h..16 * h + 16]
+                    .chunks_exact(8)
+                    .zip(xb[16 * h..16 * h + 16].chunks_exact(8))
+                {
+                    for i in 0..8 {
+                        acc[i] += f32::from(qc[i] as i8) * xc[i];
+                    }
+                }
+                *half = acc.iter().sum();
+            }
+            total += scales[b][0] * halves[0] + scales[b][1] * halves[1];
+        }
+        total
+    }
+
+    #[inline(always)]
+    fn q8x16_q8(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        let mut total = 0.0;
+        for b in 0..scales.len() {
+            let half = |h: usize| -> i32 {
+                quants[b][16 * h..16 * h + 16]
+                    .iter()
+                    .zip(&x.quants[b][16 * h..16 * h + 16])
+                    .map(|(&w, &q)| i32::from(w as i8) * i32::from(q as i8))
+                    .sum()
+            };
+            total += x.scales[b] * (scales[b][0] * half(0) as f32 + scales[b][1] * half(1) as f32);
+        }
+        total
+    }
+}
+
+#[inline(always)]
+pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+    // Eight independent partial sums let the compiler keep a vector register of accumulators.
+    let mut acc = [0.0f32; 8];
+    let (wc, xc) = (w.chunks_exact(8), x.chunks_exact(8));
+    let tail: f32 = wc
+        .remainder()
+        .iter()
+        .zip(xc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in wc.zip(xc) {
+        for i in 0..8 {
+            acc[i] += a[i] * b[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
