@@ -34,6 +34,7 @@ impl DotTask for RowDots<'_> {
                 let r = self.first + i;
                 let b = r * nb..(r + 1) * nb;
                 let dots = match &m.storage {
+                    // Never taken (f32 weights keep f32 activations); here so the match stays whole.
                     Storage::F32(w) => xs.map(|x| dot.f32(&w[r * cols..(r + 1) * cols], x.values)),
                     Storage::Q8_0 { scales, quants } => {
                         dot.q8_0_q8_x4(&scales[b.clone()], &quants[b.clone()], xs)
