@@ -99,11 +99,11 @@ fn split_nibbles(simd: V3, packed: [u8; 16]) -> (__m128i, __m128i) {
     (low, high)
 }
 
-/// Runs `block(b)` for every block with two alternating accumulators (consecutive blocks' FMAs do not
-/// wait on each other) and returns the horizontal sum.
+/// Runs `block(b, acc)` for every block with two alternating accumulators, both starting at `zero`
+/// (consecutive blocks' FMAs do not wait on each other), and returns the pair.
 #[inline(always)]
-fn accumulate(simd: V3, blocks: usize, mut block: impl FnMut(usize, __m256) -> __m256) -> f32 {
-    let (mut even, mut odd) = (simd.avx._mm256_setzero_ps(), simd.avx._mm256_setzero_ps());
+fn alternate<A: Copy>(blocks: usize, zero: A, mut block: impl FnMut(usize, A) -> A) -> (A, A) {
+    let (mut even, mut odd) = (zero, zero);
     let mut b = 0;
     while b + 1 < blocks {
         even = block(b, even);
@@ -113,6 +113,13 @@ fn accumulate(simd: V3, blocks: usize, mut block: impl FnMut(usize, __m256) -> _
     if b < blocks {
         even = block(b, even);
     }
+    (even, odd)
+}
+
+/// Σ over every block of `block(b, acc)`'s lanes, through [`alternate`]'s two accumulators.
+#[inline(always)]
+fn accumulate(simd: V3, blocks: usize, block: impl FnMut(usize, __m256) -> __m256) -> f32 {
+    let (even, odd) = alternate(blocks, simd.avx._mm256_setzero_ps(), block);
     hsum(simd.avx._mm256_add_ps(even, odd))
 }
 
@@ -122,19 +129,9 @@ fn accumulate(simd: V3, blocks: usize, mut block: impl FnMut(usize, __m256) -> _
 fn accumulate4(
     simd: V3,
     blocks: usize,
-    mut block: impl FnMut(usize, [__m256; 4]) -> [__m256; 4],
+    block: impl FnMut(usize, [__m256; 4]) -> [__m256; 4],
 ) -> [f32; 4] {
-    let zero = simd.avx._mm256_setzero_ps();
-    let (mut even, mut odd) = ([zero; 4], [zero; 4]);
-    let mut b = 0;
-    while b + 1 < blocks {
-        even = block(b, even);
-        odd = block(b + 1, odd);
-        b += 2;
-    }
-    if b < blocks {
-        even = block(b, even);
-    }
+    let (even, odd) = alternate(blocks, [simd.avx._mm256_setzero_ps(); 4], block);
     [
         hsum(simd.avx._mm256_add_ps(even[0], odd[0])),
         hsum(simd.avx._mm256_add_ps(even[1], odd[1])),
