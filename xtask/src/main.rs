@@ -13,6 +13,7 @@ mod invariants;
 mod train;
 mod util;
 mod wasm;
+mod wasm_serve;
 
 use anyhow::{Result, bail};
 
