@@ -43,6 +43,14 @@ enum DataCommand {
         /// synth-wide: sentences the LLM wrote (`data write-sentences`), up to a third of the texts.
         #[arg(long)]
         llm_sentences: Option<PathBuf>,
+        /// synth, synth-wide: this many of the speakers are Kokoro-82M voices (natural neural speech, at
+        /// most 35: five styles and their blends; ~0.7x real time on 2 cores), run by a Python worker in
+        /// <cache>/venv-kokoro (the build says how to make it when it is missing).
+        #[arg(long, default_value_t = 0)]
+        kokoro: usize,
+        /// The Python that runs the Kokoro worker [default: <cache>/venv-kokoro/bin/python].
+        #[arg(long)]
+        kokoro_python: Option<PathBuf>,
         /// atypical: seconds of adaptation audio per user.
         #[arg(long, default_value_t = 300.0)]
         adapt_seconds: f64,
@@ -153,10 +161,22 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
             speakers,
             festival,
             llm_sentences,
+            kokoro,
+            kokoro_python,
             adapt_seconds,
             heldout,
         } => {
             let cache = crate::paths::cache_dir();
+            if *kokoro > 0 && !name.starts_with("synth") {
+                bail!("--kokoro adds speakers to synth and synth-wide only, not {name}");
+            }
+            let kokoro = (*kokoro > 0).then(|| tinyalign_data::KokoroOptions {
+                speakers: *kokoro,
+                python: kokoro_python
+                    .clone()
+                    .unwrap_or_else(|| cache.join("venv-kokoro/bin/python")),
+                work_dir: cache.join("kokoro"),
+            });
             let out = out
                 .clone()
                 .unwrap_or_else(|| cache.join("datasets").join(name));
@@ -174,6 +194,7 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
                         hours: hours.unwrap_or(1.0),
                         speakers: speakers.unwrap_or(48),
                         festival: *festival,
+                        kokoro,
                         ..Default::default()
                     };
                     tinyalign_data::build_synth(&out, &options, &mut progress_printer("synth"))?
@@ -189,6 +210,7 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
                         every_variant: true,
                         wordnet: Some(tinyalign_data::wordnet_dir(&cache)),
                         llm_sentences: llm_sentences.clone(),
+                        kokoro,
                     };
                     tinyalign_data::build_synth(
                         &out,

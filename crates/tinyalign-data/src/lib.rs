@@ -6,6 +6,7 @@ mod augment;
 mod babble;
 mod formats;
 mod import;
+mod kokoro;
 mod llm_texts;
 mod manifest;
 mod recipes;
@@ -21,6 +22,7 @@ pub use augment::{
 pub use babble::Babble;
 pub use formats::{export_audiofolder, export_nemo, import_audiofolder, import_kaldi, import_nemo};
 pub use import::{import_common_voice, import_librispeech, import_wav_txt};
+pub use kokoro::{KOKORO_PIP, KOKORO_STYLES, KokoroOptions, kokoro_voice_count, kokoro_voices};
 pub use llm_texts::{
     LlmSentence, TOPICS, check_sentence, read_llm_sentences, sentence_prompt, sentences_in,
 };

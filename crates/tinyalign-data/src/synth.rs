@@ -11,11 +11,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::augment::{Effect, apply_effect};
+use crate::kokoro::{KokoroOptions, KokoroWorker};
 use crate::recipes::{RecipeReport, finish, probe, seeded_shuffle};
 use crate::texts::TextPool;
 use crate::voices::{
     DEFAULT_SPEAKERS, DEFAULT_TEST_SPEAKERS, DEFAULT_VALID_SPEAKERS, Engine, Voice,
-    atypical_voices, check_engine, synth_voices,
+    atypical_voices, check_engine, speaker_voices,
 };
 use crate::{DataError, LlmSentence, Manifest, Split, Task, Utterance, relative_path};
 
@@ -46,6 +47,8 @@ pub struct SynthOptions {
     /// Sentences the LLM wrote (`tinyalign data write-sentences`): with `wordnet`, up to a third of the
     /// texts, taken from WordNet's share.
     pub llm_sentences: Option<PathBuf>,
+    /// Kokoro-82M speakers among `speakers` ([`crate::kokoro`]), spread over the splits.
+    pub kokoro: Option<KokoroOptions>,
 }
 
 impl Default for SynthOptions {
@@ -60,6 +63,7 @@ impl Default for SynthOptions {
             every_variant: false,
             wordnet: None,
             llm_sentences: None,
+            kokoro: None,
         }
     }
 }
@@ -77,31 +81,33 @@ pub fn build_synth(
     let SynthOptions {
         seed,
         hours,
-        speakers,
         valid_speakers,
         test_speakers,
-        festival,
-        every_variant,
         wordnet,
         llm_sentences,
+        kokoro,
+        ..
     } = options.clone();
     if !(hours > 0.0 && hours <= 1000.0) {
         return Err(DataError::Invalid(format!(
             "--hours {hours}: give a positive number of hours"
         )));
     }
-    let max_speakers = synth_voices(seed, usize::MAX, festival, every_variant).len();
-    if speakers > max_speakers || valid_speakers + test_speakers >= speakers {
-        return Err(DataError::Invalid(format!(
-            "{speakers} speakers ({valid_speakers} valid, {test_speakers} test): need more speakers than valid + test, at most {max_speakers}"
-        )));
-    }
-    let voices = synth_voices(seed, speakers, festival, every_variant);
-    for engine in [Engine::EspeakNg, Engine::Flite, Engine::Festival] {
+    let voices = speaker_voices(options)?;
+    for engine in [
+        Engine::EspeakNg,
+        Engine::Flite,
+        Engine::Festival,
+        Engine::Kokoro,
+    ] {
         if voices.iter().any(|v| v.engine == engine) {
             check_engine(engine)?;
         }
     }
+    let kokoro = match &kokoro {
+        Some(k) if k.speakers > 0 => Some(KokoroWorker::start(k)?),
+        _ => None,
+    };
     let split_of = |i: usize| {
         if i < test_speakers {
             Split::Test
@@ -125,6 +131,7 @@ pub fn build_synth(
         out_dir,
         utterances: Vec::new(),
         report: RecipeReport::default(),
+        kokoro,
     };
     let mut made_s = 0.0;
     let mut turn = 0usize;
@@ -298,6 +305,7 @@ pub fn build_atypical(
         out_dir,
         utterances: Vec::new(),
         report: RecipeReport::default(),
+        kokoro: None,
     };
     let mut made_s = 0.0;
     for (v, voice) in voices.iter().enumerate() {
@@ -344,6 +352,7 @@ struct Sink<'a> {
     out_dir: &'a Path,
     utterances: Vec<Utterance>,
     report: RecipeReport,
+    kokoro: Option<KokoroWorker>,
 }
 
 impl Sink<'_> {
@@ -358,7 +367,13 @@ impl Sink<'_> {
         split: Split,
     ) -> Result<f64, DataError> {
         let id = format!("{set}/{}/{index:05}", voice.speaker);
-        match synthesise(self.out_dir, voice, &sentence.text, index)? {
+        match synthesise(
+            self.out_dir,
+            voice,
+            &sentence.text,
+            index,
+            self.kokoro.as_mut(),
+        )? {
             Ok((wav, duration_s, sample_rate)) => {
                 self.utterances.push(Utterance {
                     id,
@@ -410,6 +425,7 @@ fn synthesise(
     voice: &Voice,
     text: &str,
     index: usize,
+    kokoro: Option<&mut KokoroWorker>,
 ) -> Result<Synthesised, DataError> {
     let dir = out_dir.join("audio").join(&voice.speaker);
     let wav = dir.join(format!(
@@ -420,20 +436,13 @@ fn synthesise(
         std::fs::create_dir_all(&dir)
             .map_err(|e| DataError::Io(format!("{}: {e}", dir.display())))?;
         let tmp = wav.with_extension(format!("tmp{}.wav", std::process::id()));
-        let output = voice.run(text, &tmp).map_err(|e| {
-            DataError::Io(format!(
-                "{}: {e} (install it: apt-get install {})",
-                voice.engine.program(),
-                voice.engine.packages()
-            ))
-        })?;
-        if !output.status.success() || !tmp.exists() {
+        let made = match kokoro.filter(|_| voice.engine == Engine::Kokoro) {
+            Some(worker) => worker.synthesise(voice, text, &tmp)?,
+            None => run_engine(voice, text, &tmp)?,
+        };
+        if let Err(reason) = made {
             let _ = std::fs::remove_file(&tmp);
-            return Ok(Err(format!(
-                "{} failed: {}",
-                voice.engine.program(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
+            return Ok(Err(reason));
         }
         if voice.effect != Effect::None {
             let mut audio = tinyalign_mel::read_audio_file(&tmp, tinyalign_mel::InputFormat::Wav)?;
@@ -451,6 +460,26 @@ fn synthesise(
         )));
     }
     Ok(Ok((wav, duration_s, sample_rate)))
+}
+
+/// One process of a per-utterance engine writes `tmp`. The outer error stops the build (the synthesiser
+/// is missing); the inner one skips the utterance with the synthesiser's complaint.
+fn run_engine(voice: &Voice, text: &str, tmp: &Path) -> Result<Result<(), String>, DataError> {
+    let output = voice.run(text, tmp).map_err(|e| {
+        DataError::Io(format!(
+            "{}: {e} (install it: apt-get install {})",
+            voice.engine.program(),
+            voice.engine.packages()
+        ))
+    })?;
+    if !output.status.success() || !tmp.exists() {
+        return Ok(Err(format!(
+            "{} failed: {}",
+            voice.engine.program(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(Ok(()))
 }
 
 fn write_wav_pcm16(path: &Path, samples: &[f32], sample_rate: u32) -> Result<(), DataError> {
@@ -473,7 +502,7 @@ fn write_wav_pcm16(path: &Path, samples: &[f32], sample_rate: u32) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::voices::default_heldout_voices;
+    use crate::voices::{default_heldout_voices, synth_voices};
 
     #[test]
     fn the_wide_set_leaves_out_the_default_sets_heldout_voices_and_sentences() {

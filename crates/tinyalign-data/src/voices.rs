@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::DataError;
 use crate::augment::Effect;
+use crate::kokoro::{kokoro_voice_count, kokoro_voices};
 use crate::recipes::{SplitMix, seeded_shuffle};
+use crate::{DataError, SynthOptions};
 
 /// espeak-ng's English accents (MODELS.md).
 pub const ESPEAK_ACCENTS: [&str; 8] = [
@@ -117,6 +118,8 @@ pub enum Engine {
     EspeakNg,
     Flite,
     Festival,
+    /// Kokoro-82M through a long-lived worker ([`crate::kokoro`]), not one process per utterance.
+    Kokoro,
 }
 
 impl Engine {
@@ -125,6 +128,7 @@ impl Engine {
             Engine::EspeakNg => "espeak-ng",
             Engine::Flite => "flite",
             Engine::Festival => "text2wave",
+            Engine::Kokoro => "kokoro",
         }
     }
 
@@ -134,6 +138,8 @@ impl Engine {
             Engine::EspeakNg => "espeak-ng",
             Engine::Flite => "flite",
             Engine::Festival => "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
+            // Its phonemiser; the model and onnxruntime live in a venv (`--kokoro`'s error says how).
+            Engine::Kokoro => "espeak-ng python3-venv",
         }
     }
 }
@@ -156,6 +162,11 @@ impl Voice {
     /// Runs the synthesiser, writing `wav`. Festival reads the text from stdin; the others take it as an
     /// argument (no shell is involved either way).
     pub(crate) fn run(&self, text: &str, wav: &Path) -> std::io::Result<std::process::Output> {
+        if self.engine == Engine::Kokoro {
+            return Err(std::io::Error::other(
+                "Kokoro voices run through their worker (crate::kokoro), not one process each",
+            ));
+        }
         let mut cmd = self.command(text, wav);
         if self.engine != Engine::Festival {
             return cmd.output();
@@ -209,6 +220,7 @@ impl Voice {
                         1.0 / self.rate
                     ));
             }
+            Engine::Kokoro => unreachable!("run() returns before building a Kokoro command"),
         }
         cmd
     }
@@ -241,6 +253,8 @@ pub fn check_engine(engine: Engine) -> Result<(), DataError> {
         // flite's --version exits 1; listing its voices exits 0.
         Engine::Flite => ("flite", "-lv"),
         Engine::Festival => ("festival", "--version"),
+        // Kokoro's worker is checked when it starts; espeak-ng phonemises for it.
+        Engine::Kokoro => ("espeak-ng", "--version"),
     };
     match Command::new(program).arg(flag).output() {
         Ok(out) if out.status.success() => Ok(()),
@@ -298,6 +312,7 @@ pub fn synth_voices(seed: u64, count: usize, festival: bool, every_variant: bool
                 Engine::EspeakNg => name.replace('+', "-"),
                 Engine::Flite => format!("flite-{name}"),
                 Engine::Festival => format!("festival-{}", name.replace('_', "-")),
+                Engine::Kokoro => unreachable!("the pool holds no Kokoro voice"),
             };
             Voice {
                 speaker: format!("synth-{slug}"),
@@ -309,6 +324,61 @@ pub fn synth_voices(seed: u64, count: usize, festival: bool, every_variant: bool
             }
         })
         .collect()
+}
+
+/// The build's speakers in split order (test, valid, train; [`crate::build_synth`]'s `split_of`): the seeded
+/// espeak-ng/flite/festival selection, with `kokoro.speakers` of them Kokoro voices, at least one in
+/// each held-out split once there are three, the rest in train. Without Kokoro it is exactly
+/// [`synth_voices`]' selection.
+pub(crate) fn speaker_voices(options: &SynthOptions) -> Result<Vec<Voice>, DataError> {
+    let (speakers, valid, test) = (
+        options.speakers,
+        options.valid_speakers,
+        options.test_speakers,
+    );
+    let kokoro = options.kokoro.as_ref().map_or(0, |k| k.speakers);
+    let max_speakers = synth_voices(
+        options.seed,
+        usize::MAX,
+        options.festival,
+        options.every_variant,
+    )
+    .len();
+    if kokoro > kokoro_voice_count() || kokoro >= speakers {
+        return Err(DataError::Invalid(format!(
+            "--kokoro {kokoro}: at most {} Kokoro voices, and fewer than all {speakers} speakers",
+            kokoro_voice_count()
+        )));
+    }
+    if speakers - kokoro > max_speakers || valid + test >= speakers {
+        return Err(DataError::Invalid(format!(
+            "{speakers} speakers ({valid} valid, {test} test): need more speakers than valid + test, at most {max_speakers}"
+        )));
+    }
+    let mut others = synth_voices(
+        options.seed,
+        speakers - kokoro,
+        options.festival,
+        options.every_variant,
+    )
+    .into_iter();
+    let mut kokoros = kokoro_voices(options.seed, kokoro).into_iter();
+    let held_kokoro = |split_speakers: usize| {
+        if kokoro < 3 || split_speakers == 0 {
+            0
+        } else {
+            (kokoro * split_speakers / speakers).clamp(1, split_speakers)
+        }
+    };
+    let mut voices = Vec::with_capacity(speakers);
+    for split_speakers in [test, valid] {
+        let k = held_kokoro(split_speakers);
+        voices.extend(kokoros.by_ref().take(k));
+        voices.extend(others.by_ref().take(split_speakers - k));
+    }
+    voices.extend(kokoros);
+    voices.extend(others);
+    Ok(voices)
 }
 
 /// The default `synth` set's speaker counts ([`crate::SynthOptions::default`]).
@@ -393,5 +463,50 @@ mod tests {
         for user in atypical_voices() {
             assert!(every.iter().all(|v| v.name != user.name), "{}", user.name);
         }
+    }
+
+    #[test]
+    fn kokoro_speakers_replace_others_and_reach_every_split() {
+        let wide = |kokoro: Option<usize>| SynthOptions {
+            seed: 5,
+            speakers: 160,
+            valid_speakers: 8,
+            test_speakers: 8,
+            every_variant: true,
+            kokoro: kokoro.map(|speakers| crate::KokoroOptions {
+                speakers,
+                python: "python".into(),
+                work_dir: "kokoro".into(),
+            }),
+            ..Default::default()
+        };
+        // No Kokoro: exactly the selection builds made before Kokoro existed.
+        assert_eq!(
+            speaker_voices(&wide(None)).unwrap(),
+            synth_voices(5, 160, false, true)
+        );
+        assert_eq!(
+            speaker_voices(&wide(Some(0))).unwrap(),
+            synth_voices(5, 160, false, true)
+        );
+        let voices = speaker_voices(&wide(Some(20))).unwrap();
+        assert_eq!(voices.len(), 160);
+        let is_kokoro = |range: std::ops::Range<usize>| {
+            voices[range]
+                .iter()
+                .filter(|v| v.engine == Engine::Kokoro)
+                .count()
+        };
+        assert_eq!(
+            (is_kokoro(0..8), is_kokoro(8..16), is_kokoro(16..160)),
+            (1, 1, 18)
+        );
+        let mut speakers: Vec<&str> = voices.iter().map(|v| v.speaker.as_str()).collect();
+        speakers.sort();
+        speakers.dedup();
+        assert_eq!(speakers.len(), 160, "every speaker in one split only");
+
+        let too_many = speaker_voices(&wide(Some(36))).unwrap_err().to_string();
+        assert!(too_many.contains("at most 35 Kokoro voices"), "{too_many}");
     }
 }
