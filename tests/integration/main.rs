@@ -16,5 +16,6 @@ mod real_models;
 mod resampler;
 mod training;
 mod weights;
+mod whisper_decoder_reference;
 mod whisper_encoder;
 mod whisper_transcribe;

@@ -130,8 +130,7 @@ fn embedlink_training_lowers_the_loss_and_resumes_exactly() {
     }
     // The evaluation rows on two held-out prompts: Whisper transcribes them (nearly) exactly.
     let manifest = tinyalign_data::Manifest::read(&root.join("data/manifest.jsonl")).unwrap();
-    let whisper_model =
-        tinyalign_whisper::WhisperModel::load_dir(&whisper, tinyalign_nn::cpu()).unwrap();
+    let whisper_model = tinyalign_whisper::WhisperModel::load_dir(&whisper).unwrap();
     let eval = tinyalign_eval::EvalOptions {
         task: tinyalign_eval::Task::Transcribe,
         split: tinyalign_data::Split::Heldout,

@@ -1,6 +1,7 @@
 //! The dependency rules of the README's crate map, checked with `cargo tree`:
 //! - arrows point down: a crate depends only on tinyalign crates of a lower layer;
-//! - the frontend, weight readers, kernels and test kit depend on no ML crate at all;
+//! - the frontend, weight readers, kernels, test kit and Whisper (encoder and decoder) depend on no ML crate
+//!   at all;
 //! - the test kit is only ever a dev-dependency;
 //! - only `tinyalign-nn` depends on dfdx directly; the wgpu and wasm crates never depend on it.
 
@@ -45,6 +46,8 @@ const ML_FREE: &[&str] = &[
     "tinyalign-testkit",
     "tinyalign-quant",
     "tinyalign-data",
+    // Frozen inference only: host kernels and the quantised head, no autodiff.
+    "tinyalign-whisper",
 ];
 const DFDX_FREE: &[&str] = &["tinyalign-wgpu", "tinyalign-wasm"];
 

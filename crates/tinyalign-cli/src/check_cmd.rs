@@ -38,7 +38,7 @@ pub fn run(args: &CheckArgs) -> Result<()> {
     }
     let mut manifest = Manifest::read(&args.manifest)?;
     let dir = crate::paths::default_whisper_dir();
-    let model = WhisperModel::load_dir(&dir, tinyalign_nn::cpu())
+    let model = WhisperModel::load_dir(&dir)
         .with_context(|| format!("Whisper in {} (run `cargo xtask fetch`)", dir.display()))?;
     let bands = MelBands::from_count(model.encoder.config().num_mel_bins)
         .context("model's mel band count")?;

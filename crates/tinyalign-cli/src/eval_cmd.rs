@@ -104,10 +104,7 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     let whisper = if args.no_baselines || args.oracle_only {
         None
     } else {
-        Some(tinyalign_whisper::WhisperModel::load_dir(
-            &whisper_dir,
-            tinyalign_nn::cpu(),
-        )?)
+        Some(tinyalign_whisper::WhisperModel::load_dir(&whisper_dir)?)
     };
     let options = EvalOptions {
         task,

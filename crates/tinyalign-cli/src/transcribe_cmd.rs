@@ -40,7 +40,7 @@ pub fn run(args: &TranscribeArgs) -> Result<ExitCode> {
             dir.display()
         );
     }
-    let model = WhisperModel::load_dir(&dir, tinyalign_nn::cpu())?;
+    let model = WhisperModel::load_dir(&dir)?;
     let bands = MelBands::from_count(model.encoder.config().num_mel_bins)
         .context("model's mel band count")?;
     // The decoder was trained on 30 s windows; padding keeps its behaviour exactly Whisper's.

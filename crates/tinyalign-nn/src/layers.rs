@@ -14,12 +14,6 @@ pub fn gelu<T: Tape<f32, D>, D: NnDevice>(x: Taped2<T, D>) -> Taped2<T, D> {
     D::gelu(x)
 }
 
-/// [`gelu`] for inference on host values, in place, on every core (a polynomial erf within 1e−7·|x| of
-/// the exact one).
-pub fn gelu_rows_in_place(x: &mut [f32]) {
-    tinyalign_kernels::gelu_in_place(x);
-}
-
 /// A `(rows, cols)` tensor that may carry a gradient tape `T` (`NoneTape` for inference).
 pub type Taped2<T, D = Device> = Tensor<(usize, usize), f32, D, T>;
 
@@ -445,76 +439,6 @@ impl<D: NnDevice> MultiHeadAttention<D> {
             HostSelfAttention::new([&q, &k, &v], self.out.host_copy(), self.heads)
         })
     }
-
-    /// Keys `(h, d_head, n)` and values `(h, n, d_head)` of `x` `(n, d)`: computed once for cross-attention
-    /// over a fixed memory (the encoder output).
-    pub fn project_kv(&self, x: Tensor2<D>) -> (Tensor3<D>, Tensor3<D>) {
-        let n = x.shape().0;
-        let (h, dh) = (self.heads, self.dim / self.heads);
-        let k = self.k.forward(x.clone());
-        let v = self.v.forward(x);
-        (
-            k.reshape_like(&(n, h, dh)).permute::<_, Axes3<1, 2, 0>>(),
-            v.reshape_like(&(n, h, dh)).permute::<_, Axes3<1, 0, 2>>(),
-        )
-    }
-
-    /// Keys and values of host rows `x` `(n, d)`, as host rows `(n, d)` each: what a decoder's KV cache
-    /// appends.
-    pub fn project_kv_rows(&self, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        (self.k.forward_rows(x), self.v.forward_rows(x))
-    }
-
-    /// Decoder attention on host rows: queries from `x` `(n_q, d)` over key/value rows `(n_k, d)` (from
-    /// [`Self::project_kv_rows`]), every query seeing every key (a decoder running one token at a time
-    /// appends its own key first). → `(n_q, d)`.
-    pub fn attend_rows(&self, x: &[f32], keys: &[f32], values: &[f32]) -> Vec<f32> {
-        let d = self.dim;
-        let (n_q, n_k) = (x.len() / d, keys.len() / d);
-        let scale = (1.0 / ((d / self.heads) as f64).sqrt()) as f32;
-        let mut q = self.q.forward_rows(x);
-        q.iter_mut().for_each(|v| *v *= scale);
-        let ctx =
-            tinyalign_kernels::attention((&q, keys, values), d, (n_q, n_k, d), self.heads, None);
-        self.out.forward_rows(&ctx)
-    }
-
-    /// [`Self::project_kv`]'s layout built from cached host rows `(n, d)` of keys and values.
-    pub fn kv_from_rows(&self, dev: &D, keys: &[f32], values: &[f32]) -> (Tensor3<D>, Tensor3<D>) {
-        let n = keys.len() / self.dim;
-        let (h, dh) = (self.heads, self.dim / self.heads);
-        let k = crate::from_vec2(dev, keys.to_vec(), n, self.dim);
-        let v = crate::from_vec2(dev, values.to_vec(), n, self.dim);
-        (
-            k.reshape_like(&(n, h, dh)).permute::<_, Axes3<1, 2, 0>>(),
-            v.reshape_like(&(n, h, dh)).permute::<_, Axes3<1, 0, 2>>(),
-        )
-    }
-
-    /// Attention of queries from `x` `(n_q, d)` over projected keys/values of `n_k` positions, with an optional
-    /// additive mask `(n_q, n_k)` (0 or a large negative number), → `(n_q, d)`.
-    pub fn attend(
-        &self,
-        x: Tensor2<D>,
-        kv: &(Tensor3<D>, Tensor3<D>),
-        mask: Option<&Tensor2<D>>,
-    ) -> Tensor2<D> {
-        let n = x.shape().0;
-        let (h, dh) = (self.heads, self.dim / self.heads);
-        let n_k = kv.0.shape().2;
-        let q = self.q.forward(x) * (1.0 / (dh as f64).sqrt()) as f32;
-        let q = q.reshape_like(&(n, h, dh)).permute::<_, Axes3<1, 0, 2>>();
-        let mut scores = q.matmul(kv.0.clone());
-        if let Some(mask) = mask {
-            scores = scores + mask.clone().broadcast_like::<_, Axis<0>>(&(h, n, n_k));
-        }
-        let probs = scores.softmax::<Axis<2>>();
-        let ctx = probs
-            .matmul(kv.1.clone())
-            .permute::<_, Axes3<1, 0, 2>>()
-            .reshape_like(&(n, self.dim));
-        self.out.forward(ctx)
-    }
 }
 
 impl<D: NnDevice> Parameters<D> for MultiHeadAttention<D> {
@@ -544,14 +468,6 @@ pub fn mix_frames<T: Tape<f32, D>, D: NnDevice>(
         .matmul(weights_t)
         .permute::<_, Axes3<0, 2, 1>>()
         .reshape_like(&(b * t, d))
-}
-
-/// Additive causal mask `(n, n)`: position i sees positions ≤ i.
-pub fn causal_mask(dev: &Device, n: usize) -> Tensor2 {
-    let data = (0..n * n)
-        .map(|idx| if idx % n > idx / n { -1e9 } else { 0.0 })
-        .collect();
-    crate::from_vec2(dev, data, n, n)
 }
 
 /// A lookup table `(rows, d)`: `Embedding` in PyTorch terms.

@@ -24,8 +24,7 @@ pub use dfdx::tensor::Cuda;
 /// Tape types for writing code generic over inference (`NoneTape`) and training (`OwnedTape`).
 pub use dfdx::tensor::{Gradients, Merge, NoneTape, OwnedTape, Tape};
 pub use layers::{
-    Conv1d, Embedding, LayerNorm, Linear, MultiHeadAttention, Taped2, causal_mask, gelu,
-    gelu_rows_in_place, mix_frames,
+    Conv1d, Embedding, LayerNorm, Linear, MultiHeadAttention, Taped2, gelu, mix_frames,
 };
 pub use params::{
     AdamW, ParamTensor, Parameters, StepReport, parameter_count, parameter_gradients, state_dict,

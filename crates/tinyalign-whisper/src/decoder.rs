@@ -4,28 +4,28 @@
 //!
 //! Greedy decoding keeps every layer's self-attention keys and values ([`DecoderCache`], openai-whisper's
 //! `kv_cache`) and the audio's cross-attention keys and values ([`AudioContext`]), so each step runs only
-//! its new token: a step costs the same at the 40th token as at the first. [`WhisperDecoder::next_logits`]
-//! recomputes the whole prefix and stays as the reference the cached path is tested against.
+//! its new token: a step costs the same at the 40th token as at the first. The layers are frozen host
+//! layers (tinyalign-kernels), their weights held once; `tests/integration/whisper_transcribe.rs` checks
+//! the cached steps against a plain f64 recomputation of the whole prefix.
 
 use std::path::Path;
 
-use tinyalign_nn::{Device, LayerNorm, Linear, MultiHeadAttention, Weights, causal_mask, gelu};
+use tinyalign_kernels::{HostAttention, HostLayerNorm, HostLinear, gelu_in_place};
 use tinyalign_weights::TensorMap;
 
+use crate::host_loader::HostLoader;
 use crate::tokenizer::WhisperTokenizer;
 use crate::{Features, WhisperConfig, WhisperError};
 
-const LN_EPS: f64 = 1e-5;
-
 #[derive(Debug, Clone)]
 struct DecoderLayer {
-    self_norm: LayerNorm,
-    self_attn: MultiHeadAttention,
-    cross_norm: LayerNorm,
-    cross_attn: MultiHeadAttention,
-    mlp_norm: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    self_norm: HostLayerNorm,
+    self_attn: HostAttention,
+    cross_norm: HostLayerNorm,
+    cross_attn: HostAttention,
+    mlp_norm: HostLayerNorm,
+    fc1: HostLinear,
+    fc2: HostLinear,
 }
 
 /// Cross-attention keys and values of one utterance's encoder output, per decoder layer: host rows
@@ -56,7 +56,6 @@ impl DecoderCache {
 #[derive(Debug, Clone)]
 pub struct WhisperDecoder {
     config: WhisperConfig,
-    dev: Device,
     /// `(vocab, d)`: the token table, held once: its rows are the input embeddings, and it is the tied
     /// output head. A one-row product through dfdx's gemm packed the whole 80 MB table again at every
     /// step; a row-parallel matrix-vector product reads it once.
@@ -64,14 +63,14 @@ pub struct WhisperDecoder {
     /// `(max_target_positions, d)`: the learned positions as host rows.
     position_rows: Vec<f32>,
     layers: Vec<DecoderLayer>,
-    final_norm: LayerNorm,
+    final_norm: HostLayerNorm,
     suppress: Vec<usize>,
     begin_suppress: Vec<usize>,
 }
 
 impl WhisperDecoder {
-    pub fn load(config: WhisperConfig, map: &TensorMap, dev: Device) -> Result<Self, WhisperError> {
-        let w = Weights::new(map, dev.clone()).pp("model.decoder");
+    pub fn load(config: WhisperConfig, map: &TensorMap) -> Result<Self, WhisperError> {
+        let w = HostLoader { map };
         let (d, ffn, vocab) = (config.d_model, config.decoder_ffn_dim, config.vocab_size);
         if config.decoder_layers == 0 || config.decoder_attention_heads == 0 || vocab == 0 {
             return Err(WhisperError::Config {
@@ -84,25 +83,25 @@ impl WhisperDecoder {
         let heads = config.decoder_attention_heads;
         let layers = (0..config.decoder_layers)
             .map(|i| {
-                let l = w.pp(format!("layers.{i}"));
+                let l = format!("model.decoder.layers.{i}");
                 Ok(DecoderLayer {
-                    self_norm: LayerNorm::load(&l.pp("self_attn_layer_norm"), d, LN_EPS)?,
-                    self_attn: MultiHeadAttention::load(&l.pp("self_attn"), d, heads, false)?,
-                    cross_norm: LayerNorm::load(&l.pp("encoder_attn_layer_norm"), d, LN_EPS)?,
-                    cross_attn: MultiHeadAttention::load(&l.pp("encoder_attn"), d, heads, false)?,
-                    mlp_norm: LayerNorm::load(&l.pp("final_layer_norm"), d, LN_EPS)?,
-                    fc1: Linear::load(&l.pp("fc1"), d, ffn, true)?,
-                    fc2: Linear::load(&l.pp("fc2"), ffn, d, true)?,
+                    self_norm: w.layer_norm(&format!("{l}.self_attn_layer_norm"), d)?,
+                    self_attn: w.attention(&format!("{l}.self_attn"), d, heads)?,
+                    cross_norm: w.layer_norm(&format!("{l}.encoder_attn_layer_norm"), d)?,
+                    cross_attn: w.attention(&format!("{l}.encoder_attn"), d, heads)?,
+                    mlp_norm: w.layer_norm(&format!("{l}.final_layer_norm"), d)?,
+                    fc1: w.linear(&format!("{l}.fc1"), d, ffn, true)?,
+                    fc2: w.linear(&format!("{l}.fc2"), ffn, d, true)?,
                 })
             })
-            .collect::<Result<Vec<_>, tinyalign_nn::NnError>>()?;
+            .collect::<Result<Vec<_>, WhisperError>>()?;
         let head = tinyalign_quant::QMatrix::from_f32(
             vocab,
             d,
-            w.host("embed_tokens.weight", &[vocab, d])?,
+            w.get("model.decoder.embed_tokens.weight", &[vocab, d])?,
         )
         .map_err(|e| WhisperError::Config {
-            path: "model.safetensors".into(),
+            path: map.source_name.clone(),
             message: e.to_string(),
         })?;
         let ids = |list: &[i64]| {
@@ -113,13 +112,15 @@ impl WhisperDecoder {
         };
         Ok(Self {
             head,
-            position_rows: w.host("embed_positions.weight", &[config.max_target_positions, d])?,
-            final_norm: LayerNorm::load(&w.pp("layer_norm"), d, LN_EPS)?,
+            position_rows: w.get(
+                "model.decoder.embed_positions.weight",
+                &[config.max_target_positions, d],
+            )?,
+            final_norm: w.layer_norm("model.decoder.layer_norm", d)?,
             layers,
             suppress: ids(&config.suppress_tokens),
             begin_suppress: ids(&config.begin_suppress_tokens),
             config,
-            dev,
         })
     }
 
@@ -182,35 +183,11 @@ impl WhisperDecoder {
             let mut h = x.clone();
             layer.mlp_norm.forward_rows_in_place(&mut h);
             let mut h = layer.fc1.forward_rows(&h);
-            tinyalign_nn::gelu_rows_in_place(&mut h);
+            gelu_in_place(&mut h);
             add_in_place(&mut x, &layer.fc2.forward_rows(&h));
         }
         cache.len += 1;
         x
-    }
-
-    /// Logits `(vocab)` for the token after `prefix`, recomputing the whole prefix (no cache).
-    pub fn next_logits(&self, prefix: &[usize], audio: &AudioContext) -> Vec<f32> {
-        let n = prefix.len();
-        let d = self.config.d_model;
-        let mut x = tinyalign_nn::from_vec2(&self.dev, self.embed(prefix, 0), n, d);
-        let mask = causal_mask(&self.dev, n);
-        for (layer, kv) in self.layers.iter().zip(&audio.kv) {
-            let h = layer.self_norm.forward(x.clone());
-            let self_kv = layer.self_attn.project_kv(h.clone());
-            x = x + layer.self_attn.attend(h, &self_kv, Some(&mask));
-            let h = layer.cross_norm.forward(x.clone());
-            let kv = layer.cross_attn.kv_from_rows(&self.dev, &kv.0, &kv.1);
-            x = x + layer.cross_attn.attend(h, &kv, None);
-            x = x.clone()
-                + layer
-                    .fc2
-                    .forward(gelu(layer.fc1.forward(layer.mlp_norm.forward(x))));
-        }
-        self.logits(&tinyalign_nn::to_vec2(&tinyalign_nn::row(
-            &self.final_norm.forward(x),
-            n - 1,
-        )))
     }
 
     /// Rows `(tokens, d)`: each token's embedding plus its position's, positions counted from `start`.

@@ -7,15 +7,14 @@ use std::path::Path;
 use tinyalign_kernels::{
     ConvGeometry, HostConv1d, HostLayerNorm, HostLinear, HostSelfAttention, gelu_in_place,
 };
+
+use crate::host_loader::HostLoader;
 use tinyalign_mel::LogMel;
 use tinyalign_weights::TensorMap;
 
 use crate::files::{read_model_dir, read_model_dir_hashed};
 use crate::layout::{ConvShape, EncoderLayout, EncoderPartLoaders};
 use crate::{Features, WhisperConfig, WhisperError};
-
-/// PyTorch's default LayerNorm epsilon, which Whisper keeps.
-const LN_EPS: f32 = 1e-5;
 
 #[derive(Debug, Clone)]
 struct EncoderLayer {
@@ -42,61 +41,6 @@ impl EncoderLayer {
 
 fn add_in_place(x: &mut [f32], y: &[f32]) {
     x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
-}
-
-/// Host layers from a model file's tensors, each shape checked against the config (a wrong one is an
-/// error naming the key).
-struct HostLoader<'a> {
-    map: &'a TensorMap,
-}
-
-impl HostLoader<'_> {
-    fn get(&self, key: &str, shape: &[usize]) -> Result<Vec<f32>, WhisperError> {
-        Ok(self.map.get_shaped(key, shape)?.data.clone())
-    }
-
-    fn linear(
-        &self,
-        prefix: &str,
-        d_in: usize,
-        d_out: usize,
-        bias: bool,
-    ) -> Result<HostLinear, WhisperError> {
-        let weight = self.get(&format!("{prefix}.weight"), &[d_out, d_in])?;
-        let bias = match bias {
-            true => Some(self.get(&format!("{prefix}.bias"), &[d_out])?),
-            false => None,
-        };
-        Ok(HostLinear::from_torch(&weight, bias, d_in, d_out))
-    }
-
-    fn layer_norm(&self, prefix: &str, d: usize) -> Result<HostLayerNorm, WhisperError> {
-        Ok(HostLayerNorm::new(
-            self.get(&format!("{prefix}.weight"), &[d])?,
-            self.get(&format!("{prefix}.bias"), &[d])?,
-            LN_EPS,
-        ))
-    }
-
-    fn self_attention(
-        &self,
-        prefix: &str,
-        d: usize,
-        heads: usize,
-    ) -> Result<HostSelfAttention, WhisperError> {
-        if heads == 0 || !d.is_multiple_of(heads) {
-            return Err(WhisperError::Config {
-                path: self.map.source_name.clone(),
-                message: format!("{d} channels do not split into {heads} heads"),
-            });
-        }
-        // Whisper's `k_proj` has no bias.
-        let q = self.linear(&format!("{prefix}.q_proj"), d, d, true)?;
-        let k = self.linear(&format!("{prefix}.k_proj"), d, d, false)?;
-        let v = self.linear(&format!("{prefix}.v_proj"), d, d, true)?;
-        let out = self.linear(&format!("{prefix}.out_proj"), d, d, true)?;
-        Ok(HostSelfAttention::new([&q, &k, &v], out, heads))
-    }
 }
 
 /// A frozen Whisper audio encoder.

@@ -1,6 +1,6 @@
-//! Whisper on the CPU: the audio encoder (openai-whisper `model.py`, `AudioEncoder`), frozen, on
-//! tinyalign-kernels' host layers, plus the text decoder (on dfdx), tokenizer and greedy transcription used
-//! for `tinyalign transcribe` and the cascade baseline.
+//! Whisper on the CPU: the audio encoder (openai-whisper `model.py`, `AudioEncoder`) and the text decoder
+//! (`TextDecoder`, with a KV cache), frozen, on tinyalign-kernels' host layers (no dfdx), plus the
+//! tokenizer and greedy transcription used for `tinyalign transcribe` and the cascade baseline.
 //! The encoder:
 //!
 //! ```text
@@ -11,24 +11,25 @@
 //! It runs on any number of frames up to 3000 (30 s): Whisper always pads to 30 s, tinyalign only where exact
 //! parity with Whisper's own pipeline is wanted, since attention cost grows with the square of the length.
 //!
-//! The `cpu` feature alone gives the encoder without dfdx; without the default `dfdx` feature and `cpu`
-//! only the configuration, the model-folder reader and the tokenizer remain (what `tinyalign-wgpu` and the
-//! browser build need).
+//! Without the default `cpu` feature only the configuration, the model-folder reader and the tokenizer
+//! remain (what `tinyalign-wgpu` and the browser build need).
 
 mod config;
-#[cfg(feature = "dfdx")]
+#[cfg(feature = "cpu")]
 mod decoder;
 #[cfg(feature = "cpu")]
 mod encoder;
 mod features;
 mod files;
+#[cfg(feature = "cpu")]
+mod host_loader;
 mod layout;
 mod tokenizer;
-#[cfg(feature = "dfdx")]
+#[cfg(feature = "cpu")]
 mod transcribe;
 
 pub use config::WhisperConfig;
-#[cfg(feature = "dfdx")]
+#[cfg(feature = "cpu")]
 pub use decoder::{AudioContext, DecoderCache, WhisperDecoder};
 #[cfg(feature = "cpu")]
 pub use encoder::{WhisperEncoder, load_encoder_dir, load_encoder_dir_with_sha256};
@@ -36,15 +37,12 @@ pub use features::Features;
 pub use files::read_model_dir;
 pub use layout::{ConvShape, EncoderLayout, EncoderPartLoaders};
 pub use tokenizer::{SpecialTokens, WhisperTokenizer};
-#[cfg(feature = "dfdx")]
+#[cfg(feature = "cpu")]
 pub use transcribe::WhisperModel;
 
 /// Errors of the Whisper model crate.
 #[derive(Debug, thiserror::Error)]
 pub enum WhisperError {
-    #[cfg(feature = "dfdx")]
-    #[error(transparent)]
-    Nn(#[from] tinyalign_nn::NnError),
     #[error(transparent)]
     Weights(#[from] tinyalign_weights::WeightsError),
     #[error("{path}: {message}")]

@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use tinyalign_mel::LogMel;
-use tinyalign_nn::Device;
 
 use crate::decoder::{WhisperDecoder, find_vocabulary};
 use crate::files::read_model_dir;
@@ -20,7 +19,7 @@ pub struct WhisperModel {
 
 impl WhisperModel {
     /// Loads `dir/config.json`, `dir/model.safetensors` and the vocabulary (`dir/vocabulary.txt` or `dir/..`).
-    pub fn load_dir(dir: &Path, dev: Device) -> Result<Self, WhisperError> {
+    pub fn load_dir(dir: &Path) -> Result<Self, WhisperError> {
         let (config, map) = read_model_dir(dir)?;
         let vocab = find_vocabulary(dir).ok_or_else(|| WhisperError::Config {
             path: dir.display().to_string(),
@@ -39,7 +38,7 @@ impl WhisperModel {
         }
         Ok(Self {
             encoder: WhisperEncoder::load(config.clone(), &map)?,
-            decoder: WhisperDecoder::load(config, &map, dev)?,
+            decoder: WhisperDecoder::load(config, &map)?,
             tokenizer,
         })
     }
