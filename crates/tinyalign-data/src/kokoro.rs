@@ -244,6 +244,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kokoro_utterances_name_kokoro_and_its_licence() {
+        let voice = kokoro_voices(0, 1).remove(0);
+        let (source, licence) = crate::synth::voice_provenance(
+            "tinyalign synthetic speech (espeak-ng 1.51, flite 2.2), WordNet 3.0 usage examples",
+            "WordNet 3.0 licence (texts); espeak-ng GPL-3.0 and flite BSD-like voices, output unrestricted",
+            &voice,
+        );
+        assert!(
+            source.contains("Kokoro-82M v1.0") && !source.contains("flite"),
+            "{source}"
+        );
+        assert!(source.ends_with("WordNet 3.0 usage examples"), "{source}");
+        assert!(
+            licence.contains("Kokoro-82M Apache-2.0") && !licence.contains("flite"),
+            "{licence}"
+        );
+    }
+
+    #[test]
     fn kokoro_voices_are_distinct_blends_with_weights_summing_to_one() {
         let voices = kokoro_voices(7, usize::MAX);
         assert_eq!(voices.len(), 35);
