@@ -9,7 +9,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use tinyalign_data::Manifest;
-use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
 use tinyalign_whisper::WhisperModel;
 
 pub const FLAG: &str = "whisper-roundtrip-flagged";
@@ -40,13 +39,8 @@ pub fn run(args: &CheckArgs) -> Result<()> {
     let dir = crate::paths::default_whisper_dir();
     let model = WhisperModel::load_dir(&dir)
         .with_context(|| format!("Whisper in {} (run `cargo xtask fetch`)", dir.display()))?;
-    let bands = MelBands::from_count(model.encoder.config().num_mel_bins)
-        .context("model's mel band count")?;
     // Whisper's decoder expects its 30 s window.
-    let frontend = Frontend::new(FrontendConfig {
-        bands,
-        pad_to_30s: true,
-    });
+    let frontend = model.encoder.config().frontend(true)?;
 
     let mut order: Vec<usize> = (0..manifest.utterances.len()).collect();
     order.sort_by(|&a, &b| manifest.utterances[a].id.cmp(&manifest.utterances[b].id));

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
-use tinyalign_mel::{Frontend, FrontendConfig, MelBands, npy};
+use tinyalign_mel::npy;
 use tinyalign_weights::st::{StoreAs, write_safetensors};
 use tinyalign_weights::{Tensor, TensorMap};
 
@@ -58,12 +58,7 @@ pub fn run(args: &FeaturesArgs) -> Result<ExitCode> {
     let encoder = tinyalign_whisper::load_encoder_dir(&model_dir)?;
     let loaded = started.elapsed();
 
-    let bands = MelBands::from_count(encoder.config().num_mel_bins)
-        .with_context(|| format!("model expects {} mel bands", encoder.config().num_mel_bins))?;
-    let frontend = Frontend::new(FrontendConfig {
-        bands,
-        pad_to_30s: args.pad30,
-    });
+    let frontend = encoder.config().frontend(args.pad30)?;
     let format = args.input.format();
     let t0 = Instant::now();
     let mel = frontend.file_to_log_mel(&args.file, format)?;

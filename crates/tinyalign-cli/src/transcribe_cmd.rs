@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::json;
-use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
 use tinyalign_whisper::WhisperModel;
 
 use crate::input_args::InputArgs;
@@ -41,13 +40,8 @@ pub fn run(args: &TranscribeArgs) -> Result<ExitCode> {
         );
     }
     let model = WhisperModel::load_dir(&dir)?;
-    let bands = MelBands::from_count(model.encoder.config().num_mel_bins)
-        .context("model's mel band count")?;
     // The decoder was trained on 30 s windows; padding keeps its behaviour exactly Whisper's.
-    let frontend = Frontend::new(FrontendConfig {
-        bands,
-        pad_to_30s: true,
-    });
+    let frontend = model.encoder.config().frontend(true)?;
     let format = args.input.format();
     let mut failures = 0;
     for file in &args.files {

@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use tinyalign_llm::{GenerateOptions, Generation, KvCache, LlamaModel, SlotPrompt};
-use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
+use tinyalign_mel::Frontend;
 use tinyalign_projector::{CtcTable, LoadedModels, Projector, ProjectorManifest, Readout};
 use tinyalign_whisper::WhisperEncoder;
 
@@ -125,8 +125,7 @@ impl Assistant {
         let manifest = ProjectorManifest::read(projector_dir)?;
         let (encoder, encoder_sha256) =
             tinyalign_whisper::load_encoder_dir_with_sha256(whisper_dir)?;
-        let bands = MelBands::from_count(encoder.config().num_mel_bins)
-            .ok_or_else(|| AssistantError::Model("unsupported mel band count".into()))?;
+        let frontend = encoder.config().frontend(false)?;
         let (llm, llm_sha256) =
             LlamaModel::load_gguf_with_sha256(llm_path, tinyalign_llm::Precision::Native)?;
         manifest.check(&LoadedModels {
@@ -163,10 +162,7 @@ impl Assistant {
         };
         Ok(Self {
             hearing: Some(Hearing {
-                frontend: Frontend::new(FrontendConfig {
-                    bands,
-                    pad_to_30s: false,
-                }),
+                frontend,
                 encoder,
                 projector,
                 ctc,

@@ -25,7 +25,6 @@ use std::time::Instant;
 use serde::Serialize;
 use tinyalign_data::{Manifest, Split, Task};
 use tinyalign_llm::{GenerateOptions, SlotPrompt};
-use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
 use tinyalign_whisper::WhisperModel;
 
 use crate::{Assistant, AssistantError, EditCounts, Readout, bootstrap_ci95};
@@ -291,14 +290,10 @@ pub fn evaluate(
     let whisper = whisper.filter(|_| eval.baselines);
     let padded = whisper
         .map(|w| {
-            MelBands::from_count(w.encoder.config().num_mel_bins)
-                .map(|bands| {
-                    Frontend::new(FrontendConfig {
-                        bands,
-                        pad_to_30s: true,
-                    })
-                })
-                .ok_or_else(|| AssistantError::Model("mel bands".into()))
+            w.encoder
+                .config()
+                .frontend(true)
+                .map_err(AssistantError::from)
         })
         .transpose()?;
     let options = GenerateOptions {

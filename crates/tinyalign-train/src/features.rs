@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use tinyalign_data::{Augmentation, Manifest, Utterance};
-use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
+use tinyalign_mel::Frontend;
 use tinyalign_weights::{FloatKind, le_floats};
 use tinyalign_whisper::WhisperEncoder;
 
@@ -37,16 +37,10 @@ impl FeatureCache {
         encoder: WhisperEncoder,
         encoder_hash: &str,
     ) -> Result<Self, TrainError> {
-        let bands = MelBands::from_count(encoder.config().num_mel_bins).ok_or_else(|| {
-            TrainError::Config(format!("{} mel bands", encoder.config().num_mel_bins))
-        })?;
         Ok(Self {
             store: FeatureStore::open(root, encoder_hash)?,
+            frontend: encoder.config().frontend(false)?,
             encoder,
-            frontend: Frontend::new(FrontendConfig {
-                bands,
-                pad_to_30s: false,
-            }),
             computed: 0,
             reused: 0,
         })

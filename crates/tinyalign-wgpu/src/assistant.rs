@@ -5,7 +5,7 @@
 //! of the greedy path's tokens.
 
 use tinyalign_llm::{GenerateOptions, SlotPrompt};
-use tinyalign_mel::{Audio, Frontend, FrontendConfig, MelBands};
+use tinyalign_mel::{Audio, Frontend};
 use tinyalign_projector::{LoadedModels, ProjectorManifest};
 use tinyalign_weights::gguf::GgufFile;
 use tinyalign_whisper::WhisperConfig;
@@ -161,12 +161,7 @@ impl GpuAssistant {
     pub fn load(gpu: &Gpu, files: ModelFiles<'_>) -> Result<Self, GpuError> {
         let whisper_config: WhisperConfig = serde_json::from_str(files.whisper_config)
             .map_err(|e| model_error("Whisper config.json", e))?;
-        let bands = MelBands::from_count(whisper_config.num_mel_bins).ok_or_else(|| {
-            GpuError::Model(format!(
-                "{} mel bands are not supported",
-                whisper_config.num_mel_bins
-            ))
-        })?;
+        let frontend = whisper_config.frontend(false)?;
         let gguf = GgufFile::parse(files.llm_gguf, "LLM")?;
         let identity = Identity {
             encoder_sha256: tinyalign_weights::sha256_hex(files.whisper_weights),
@@ -191,10 +186,7 @@ impl GpuAssistant {
         drop(whisper_map);
         let llm = GpuLlama::from_gguf(gpu, &gguf)?;
         Ok(Self {
-            frontend: Frontend::new(FrontendConfig {
-                bands,
-                pad_to_30s: false,
-            }),
+            frontend,
             encoder,
             projector,
             llm,

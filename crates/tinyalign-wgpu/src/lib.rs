@@ -52,4 +52,6 @@ pub enum GpuError {
     Model(String),
     #[error(transparent)]
     Weights(#[from] tinyalign_weights::WeightsError),
+    #[error(transparent)]
+    Whisper(#[from] tinyalign_whisper::WhisperError),
 }

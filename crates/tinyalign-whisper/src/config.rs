@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use serde::Deserialize;
+use tinyalign_mel::{Frontend, FrontendConfig, MelBands};
 
 use crate::WhisperError;
 
@@ -36,6 +37,20 @@ pub struct WhisperConfig {
 }
 
 impl WhisperConfig {
+    /// The log-mel frontend this model's encoder reads: its band count, and the audio padded to Whisper's
+    /// 30 s window (what the decoder was trained on) or left at its length (features for a projector).
+    pub fn frontend(&self, pad_to_30s: bool) -> Result<Frontend, WhisperError> {
+        let bands =
+            MelBands::from_count(self.num_mel_bins).ok_or_else(|| WhisperError::Config {
+                path: "config.json".into(),
+                message: format!(
+                    "num_mel_bins is {}; the frontend makes 80 or 128 bands",
+                    self.num_mel_bins
+                ),
+            })?;
+        Ok(Frontend::new(FrontendConfig { bands, pad_to_30s }))
+    }
+
     pub fn from_file(path: &Path) -> Result<Self, WhisperError> {
         let err = |message: String| WhisperError::Config {
             path: path.display().to_string(),
