@@ -532,13 +532,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn lcg(seed: u64) -> impl FnMut() -> f32 {
-        let mut s = seed;
-        move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        }
+        tinyalign_testkit::lcg64_stream(seed, 1.0)
     }
 
     /// Random GGUF bytes of a format: scales in [0, 0.1), mins in (−0.1, 0.1), random quants. The f16

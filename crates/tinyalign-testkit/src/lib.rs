@@ -12,6 +12,24 @@ pub fn lcg(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
+/// Values uniform in [−`half_width`, `half_width`) from Knuth's 64-bit LCG (MMIX constants), one per state's
+/// top 24 bits: the stream the projector, CTC, quant and wgpu tests were written against.
+pub fn lcg64(n: usize, seed: u64, half_width: f32) -> Vec<f32> {
+    let mut next = lcg64_stream(seed, half_width);
+    (0..n).map(|_| next()).collect()
+}
+
+/// [`lcg64`] one value at a time.
+pub fn lcg64_stream(seed: u64, half_width: f32) -> impl FnMut() -> f32 {
+    let mut s = seed;
+    move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 40) as f32 / (1u64 << 24) as f32) * (2.0 * half_width) - half_width
+    }
+}
+
 /// Multi-head attention by plain f64 loops over heads, queries and keys: `softmax(q kᵀ + key_bias) v` per
 /// head, `q` already scaled by `1/√d_head`, all `(rows, d)` row-major. The definition the kernels are
 /// tested against, independent of gemm and of any blocking.

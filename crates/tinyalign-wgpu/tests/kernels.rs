@@ -20,15 +20,7 @@ fn gpu() -> &'static Gpu {
 }
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed ^ 0x9E37_79B9_7F4A_7C15;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    tinyalign_testkit::lcg64(n, seed ^ 0x9E37_79B9_7F4A_7C15, 1.0)
 }
 
 /// |got − want| ≤ tol · (1 + |want|) everywhere, naming the first index that fails.
