@@ -1,7 +1,7 @@
 //! Attention whose keys and values are kept apart from its queries: a decoder's self-attention over its
 //! KV cache, and cross-attention over an encoder's output projected once per utterance.
 
-use crate::layers::HostLinear;
+use crate::layers::{HostLinear, attention_width};
 use crate::ops::attention;
 
 /// Multi-head attention with PyTorch's `q_proj`, `k_proj`, `v_proj`, `out_proj` held separately (the
@@ -19,18 +19,7 @@ impl HostAttention {
     /// From the four projections, each `(d, d)`. Panics if `heads` does not divide `d` or a projection is
     /// not `(d, d)`.
     pub fn new([q, k, v]: [HostLinear; 3], out: HostLinear, heads: usize) -> Self {
-        let d = out.in_dim();
-        assert!(
-            heads > 0 && d.is_multiple_of(heads),
-            "{d} channels do not split into {heads} heads"
-        );
-        for part in [&q, &k, &v, &out] {
-            assert_eq!(
-                (part.in_dim(), part.out_dim()),
-                (d, d),
-                "attention projections must be ({d}, {d})"
-            );
-        }
+        attention_width([&q, &k, &v, &out], heads);
         Self {
             q,
             k,

@@ -248,6 +248,24 @@ impl HostConv1d {
     }
 }
 
+/// The model width `d` of attention projections `[q, k, v, out]`. Panics if they are not all `(d, d)` or
+/// `heads` does not divide `d`.
+pub(crate) fn attention_width(parts: [&HostLinear; 4], heads: usize) -> usize {
+    let d = parts[3].in_dim;
+    assert!(
+        heads > 0 && d.is_multiple_of(heads),
+        "{d} channels do not split into {heads} heads"
+    );
+    for part in parts {
+        assert_eq!(
+            (part.in_dim, part.out_dim),
+            (d, d),
+            "attention projections must be ({d}, {d})"
+        );
+    }
+    d
+}
+
 /// Multi-head self-attention with PyTorch's `q_proj`, `k_proj`, `v_proj`, `out_proj`: the three input
 /// projections packed into one `(d, 3d)` matrix `[W_q/√d_head | W_k | W_v]` (and bias), so a pass is one
 /// gemm, then the fused kernel per sequence.
@@ -262,18 +280,7 @@ impl HostSelfAttention {
     /// From the four projections, each `(d, d)`; a missing bias counts as zeros (Whisper's `k_proj` has
     /// none). Panics if `heads` does not divide `d` or the projections are not `(d, d)`.
     pub fn new([q, k, v]: [&HostLinear; 3], out: HostLinear, heads: usize) -> Self {
-        let d = out.in_dim;
-        assert!(
-            heads > 0 && d.is_multiple_of(heads),
-            "{d} channels do not split into {heads} heads"
-        );
-        for part in [q, k, v, &out] {
-            assert_eq!(
-                (part.in_dim, part.out_dim),
-                (d, d),
-                "attention projections must be ({d}, {d})"
-            );
-        }
+        let d = attention_width([q, k, v, &out], heads);
         let scale = (1.0 / ((d / heads) as f64).sqrt()) as f32;
         let parts = [(q, scale), (k, 1.0), (v, 1.0)];
         let mut w = Vec::with_capacity(d * 3 * d);

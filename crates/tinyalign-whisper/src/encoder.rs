@@ -7,12 +7,11 @@ use std::path::Path;
 use tinyalign_kernels::{
     ConvGeometry, HostConv1d, HostLayerNorm, HostLinear, HostSelfAttention, gelu_in_place,
 };
-
-use crate::host_loader::HostLoader;
 use tinyalign_mel::LogMel;
 use tinyalign_weights::TensorMap;
 
 use crate::files::{read_model_dir, read_model_dir_hashed};
+use crate::host_loader::HostLoader;
 use crate::layout::{ConvShape, EncoderLayout, EncoderPartLoaders};
 use crate::{Features, WhisperConfig, WhisperError};
 
