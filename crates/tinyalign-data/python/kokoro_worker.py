@@ -3,8 +3,8 @@
 One process per build, so the 92 MB model loads once: requests arrive as JSON lines on stdin,
     {"text": "...", "style": [["jf_alpha", 0.5], ["jm_kumo", 0.5]], "speed": 1.1, "out": "/path/x.wav"}
 and each gets one JSON line on stdout, {"ok": true, "samples": N} or {"ok": false, "error": "..."}.
-The WAV (24 kHz mono PCM16) is written to a temporary name and renamed, so a killed build never
-leaves a half-written file under the name the builder looks for.
+The WAV (24 kHz mono PCM16) goes to `out` as given: the builder passes a temporary name and renames
+the finished file itself, so a killed worker never leaves half a file under a name the builder reads.
 
 Recipe (shared/MODELS.md): `espeak-ng -q --ipa -v en-us TEXT` gives IPA; its characters go
 through Kokoro v1.0's vocab.json (unknown ones dropped) to token ids, framed by 0 at both ends; the
@@ -60,13 +60,11 @@ def phonemes(text):
 
 def write_wav(path, audio):
     pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2")
-    tmp = path + ".tmp"
-    with wave.open(tmp, "wb") as w:
+    with wave.open(path, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(SAMPLE_RATE)
         w.writeframes(pcm.tobytes())
-    os.replace(tmp, path)
     return len(pcm)
 
 

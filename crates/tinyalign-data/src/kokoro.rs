@@ -117,9 +117,8 @@ impl KokoroWorker {
     /// `work_dir/worker.log`, and waits for its `ready` line (the model loads, ~2 s).
     pub(crate) fn start(options: &KokoroOptions) -> Result<Self, DataError> {
         let script = options.work_dir.join("kokoro_worker.py");
-        std::fs::create_dir_all(&options.work_dir)
-            .and_then(|()| std::fs::write(&script, KOKORO_WORKER))
-            .map_err(|e| DataError::Io(format!("{}: {e}", script.display())))?;
+        // Atomic: another build starting its worker at the same time never runs half a script.
+        crate::write_atomic(&script, KOKORO_WORKER.as_bytes())?;
         Self::spawn(
             Command::new(&options.python)
                 .arg(&script)
