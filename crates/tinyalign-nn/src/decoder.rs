@@ -4,7 +4,7 @@
 
 use dfdx::prelude::*;
 
-use crate::layers::Taped2;
+use crate::Taped2;
 use crate::weights::{Init, NnError, Weights};
 use crate::{Device, NnDevice, Tensor1, Tensor2};
 

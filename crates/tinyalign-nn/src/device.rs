@@ -5,8 +5,8 @@
 
 use dfdx::prelude::*;
 
+use crate::Taped2;
 use crate::Tensor1;
-use crate::layers::Taped2;
 
 /// A dfdx backend the layers run on: dfdx's ops plus the three ops whose fast form is device-specific.
 /// Their defaults are the portable dfdx-op forms; the CPU overrides them with its host kernels.

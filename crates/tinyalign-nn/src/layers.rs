@@ -5,7 +5,7 @@ use tinyalign_kernels::{ConvGeometry, HostConv1d, HostLinear, HostSelfAttention}
 
 use crate::params::{ParamTensor, Parameters};
 use crate::weights::{Init, NnError, Weights};
-use crate::{Device, NnDevice, Tensor1, Tensor2, Tensor3};
+use crate::{Device, NnDevice, Taped2, Tensor1, Tensor2, Tensor3};
 
 /// GELU in its exact erf form, `x · Φ(x)`, as Whisper (`F.gelu`) uses. On the CPU: on host rows on every
 /// core, with one taped backward closure when training (src/taped.rs); elsewhere from dfdx ops with the
@@ -13,9 +13,6 @@ use crate::{Device, NnDevice, Tensor1, Tensor2, Tensor3};
 pub fn gelu<T: Tape<f32, D>, D: NnDevice>(x: Taped2<T, D>) -> Taped2<T, D> {
     D::gelu(x)
 }
-
-/// A `(rows, cols)` tensor that may carry a gradient tape `T` (`NoneTape` for inference).
-pub type Taped2<T, D = Device> = Tensor<(usize, usize), f32, D, T>;
 
 /// `y = x Wᵀ + b` with PyTorch's `weight (out, in)`, stored transposed as `(in, out)` so the forward pass is
 /// one plain matmul.

@@ -7,14 +7,17 @@
 //!
 //! This is the only crate that imports dfdx; the rest of tinyalign sees [`Tensor2`] and friends.
 
+mod adamw;
 mod decoder;
 mod device;
 mod layers;
+mod loss;
 mod params;
 mod portable;
 mod taped;
 mod weights;
 
+pub use adamw::{AdamW, StepReport};
 pub use decoder::{RmsNorm, RotaryPairs, grouped_causal_attention, silu};
 pub use device::NnDevice;
 pub use dfdx;
@@ -23,12 +26,9 @@ pub use dfdx::tensor::Cpu;
 pub use dfdx::tensor::Cuda;
 /// Tape types for writing code generic over inference (`NoneTape`) and training (`OwnedTape`).
 pub use dfdx::tensor::{Gradients, Merge, NoneTape, OwnedTape, Tape};
-pub use layers::{
-    Conv1d, Embedding, LayerNorm, Linear, MultiHeadAttention, Taped2, gelu, mix_frames,
-};
-pub use params::{
-    AdamW, ParamTensor, Parameters, StepReport, parameter_count, parameter_gradients, state_dict,
-};
+pub use layers::{Conv1d, Embedding, LayerNorm, Linear, MultiHeadAttention, gelu, mix_frames};
+pub use loss::{masked_mse, token_cross_entropy, weighted_cosine_distance};
+pub use params::{ParamTensor, Parameters, parameter_count, parameter_gradients, state_dict};
 pub use weights::{Init, Initializer, NnError, Weights};
 
 /// The default compute device: dfdx's CPU backend (gemm + rayon). The frozen models (Whisper, the LLM) run
@@ -42,6 +42,9 @@ pub type Tensor1<D = Cpu> = dfdx::tensor::Tensor<(usize,), f32, D>;
 ///
 /// Built from host data with [`from_vec3`].
 pub type Tensor3<D = Cpu> = dfdx::tensor::Tensor<(usize, usize, usize), f32, D>;
+
+/// A `(rows, cols)` tensor that may carry a gradient tape `T` (`NoneTape` for inference).
+pub type Taped2<T, D = Device> = dfdx::tensor::Tensor<(usize, usize), f32, D, T>;
 
 /// A fresh CPU device.
 pub fn cpu() -> Device {
@@ -203,18 +206,6 @@ pub fn has_nonzero_grad(param: &ParamTensor<'_>, grads: &mut Gradients<f32, Devi
     values.unwrap_or(false)
 }
 
-/// `Σ mask·(pred − target)² / Σ mask`: mean squared error over the entries `mask` (0/1, pred's shape)
-/// keeps.
-pub fn masked_mse<T: Tape<f32, D>, D: NnDevice>(
-    pred: Taped2<T, D>,
-    target: &Tensor2<D>,
-    mask: &Tensor2<D>,
-) -> Scalar<T, D> {
-    use dfdx::tensor_ops::SumTo;
-    let kept: f32 = mask.as_vec().iter().sum();
-    ((pred - target.clone()).square() * mask.clone()).sum() / kept.max(1.0)
-}
-
 /// `base + placed`: row `dst` of the result is `base[dst] + x[src]` for each `(dst, src)` in `placements`
 /// (`dst` distinct), other rows are `base`'s. `x` `(rows, d)`, `base` `(n, d)` constant → `(n, d)`,
 /// differentiable in `x`. Puts trained rows (projected audio) into a sequence of fixed embeddings.
@@ -237,45 +228,6 @@ pub fn place_rows<T: Tape<f32, D>, D: NnDevice>(
 pub fn matmul_const<T: Tape<f32, D>, D: NnDevice>(x: Taped2<T, D>, w: &Tensor2<D>) -> Taped2<T, D> {
     use dfdx::tensor_ops::TryMatMul;
     x.matmul(w.clone())
-}
-
-/// Mean next-token cross-entropy `−(1/k) Σ log softmax(logits[pos])[token]` over the `k` `(pos, token)`
-/// pairs; `logits` `(n, vocab)`. Other positions do not count.
-pub fn token_cross_entropy<T: Tape<f32, D>, D: NnDevice>(
-    logits: Taped2<T, D>,
-    targets: &[(usize, usize)],
-) -> Scalar<T, D> {
-    let (n, vocab) = dims(&logits);
-    let mut weights = vec![0.0; n * vocab];
-    let share = 1.0 / targets.len().max(1) as f32;
-    for &(pos, token) in targets {
-        weights[pos * vocab + token] -= share;
-    }
-    let weights = from_vec2(logits.device(), weights, n, vocab);
-    weighted_sum(logits.log_softmax::<dfdx::shapes::Axis<1>>(), &weights)
-}
-
-/// `Σᵢ wᵢ·(1 − cos(predᵢ, targetᵢ)) / Σᵢ wᵢ` over the rows of `pred` `(n, d)`, with row weights `w` `(n)`.
-pub fn weighted_cosine_distance<T: Tape<f32, D> + Merge<T>, D: NnDevice>(
-    pred: Taped2<T, D>,
-    target: &Tensor2<D>,
-    row_weights: &[f32],
-) -> Scalar<T, D> {
-    use dfdx::tensor_ops::SumTo;
-    let (n, cols) = dims(&pred);
-    let dev = pred.device().clone();
-    let target_host = target.as_vec();
-    let target_norms: Vec<f32> = target_host
-        .chunks_exact(cols)
-        .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12))
-        .collect();
-    let target_norms: Tensor1<D> = dev.tensor_from_vec(target_norms, (n,));
-    let weights: Tensor1<D> = dev.tensor_from_vec(row_weights.to_vec(), (n,));
-    let total: f32 = row_weights.iter().sum();
-    let dots = (fork(&pred) * target.clone()).sum::<(usize,), dfdx::shapes::Axis<1>>();
-    let norms = (pred.square().sum::<(usize,), dfdx::shapes::Axis<1>>() + 1e-12).sqrt();
-    let cosines = dots / (norms * target_norms);
-    ((cosines.negate() + 1.0) * weights).sum() / total.max(1e-12)
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 
 use dfdx::prelude::*;
 
+use crate::Taped2;
 use crate::Tensor1;
-use crate::layers::Taped2;
 
 /// Exact (erf) GELU. dfdx's `accurate_gelu` has the exact forward value but the derivative
 /// `Φ(x) + √2·x·φ(x)` instead of `Φ(x) + x·φ(x)`. Adding `k·(φ(x) − φ(x)⁰)`, where `φ(x)⁰` is the same

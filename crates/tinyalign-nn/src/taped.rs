@@ -6,7 +6,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use crate::layers::Taped2;
+use crate::Taped2;
 use crate::{Device, Tensor1, Tensor2};
 
 /// Rows per parallel task.
