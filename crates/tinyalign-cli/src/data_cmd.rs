@@ -185,7 +185,13 @@ pub fn run(args: &DataArgs) -> Result<ExitCode> {
                     if !(0.0..=1.0).contains(adapt_fraction) {
                         bail!("--adapt-fraction must be between 0 and 1");
                     }
-                    tinyalign_data::build_asterisk(&cache, &out, *seed, *adapt_fraction, 30.0)?
+                    tinyalign_data::build_asterisk(
+                        &cache,
+                        &out,
+                        *seed,
+                        *adapt_fraction,
+                        tinyalign_mel::WINDOW_SECONDS,
+                    )?
                 }
                 "pocketsphinx" => tinyalign_data::build_pocketsphinx(&cache, &out)?,
                 "synth" => {

@@ -472,9 +472,10 @@ fn synthesise(
             .map_err(|e| DataError::Io(format!("{}: {e}", wav.display())))?;
     }
     let (duration_s, sample_rate) = probe(&wav, tinyalign_mel::InputFormat::Wav)?;
-    if !(0.3..=30.0).contains(&duration_s) {
+    if !(0.3..=tinyalign_mel::WINDOW_SECONDS).contains(&duration_s) {
         return Ok(Err(format!(
-            "{duration_s:.2} s of audio (outside 0.3–30 s)"
+            "{duration_s:.2} s of audio (outside 0.3–{} s)",
+            tinyalign_mel::WINDOW_SECONDS
         )));
     }
     Ok(Ok((wav, duration_s, sample_rate)))

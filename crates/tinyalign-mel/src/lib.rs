@@ -35,6 +35,9 @@ pub const N_FFT: usize = 400;
 pub const HOP_LENGTH: usize = 160;
 /// Samples in Whisper's fixed 30 s window.
 pub const N_SAMPLES_30S: usize = 30 * SAMPLE_RATE as usize;
+/// Whisper's window in seconds: the longest audio the encoder, the projector's token budget and every
+/// dataset builder accept.
+pub const WINDOW_SECONDS: f64 = N_SAMPLES_30S as f64 / SAMPLE_RATE as f64;
 /// Log-mel frames in Whisper's fixed 30 s window.
 pub const N_FRAMES_30S: usize = N_SAMPLES_30S / HOP_LENGTH;
 /// Lowest input rate accepted (below this no speech band survives).

@@ -25,8 +25,7 @@ impl Audio {
     /// Whisper's one input rule, for every caller: at most its 30 s window (`N_SAMPLES_30S` at 16 kHz).
     /// Longer audio is an error naming `name`, never silently cut.
     pub fn check_whisper_window(&self, name: &str) -> Result<(), AudioError> {
-        let limit = crate::N_SAMPLES_30S as f64 / f64::from(crate::SAMPLE_RATE);
-        if self.duration_s() > limit {
+        if self.duration_s() > crate::WINDOW_SECONDS {
             return Err(AudioError::new(
                 name,
                 AudioErrorKind::LongerThanWindow {

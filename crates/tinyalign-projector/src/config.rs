@@ -193,7 +193,8 @@ impl ProjectorConfig {
     /// The most tokens any utterance (up to Whisper's 30 s) can get.
     pub fn max_tokens(&self) -> usize {
         if self.ctc_classes().is_some() {
-            return self.tokens_for((30.0 * self.frames_per_second) as usize);
+            let window_frames = tinyalign_mel::WINDOW_SECONDS as f32 * self.frames_per_second;
+            return self.tokens_for(window_frames as usize);
         }
         match self.tokens {
             TokenCount::Fixed { tokens } => tokens,
