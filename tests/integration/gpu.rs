@@ -3,8 +3,6 @@
 //! CPU implementations, and the whole audio → answer pipeline against the CPU assistant's greedy answer.
 //! Runs on whatever adapter wgpu finds (Mesa's llvmpipe in CI); no adapter is a failure.
 
-use std::sync::OnceLock;
-
 use tinyalign_llm::{Activations, GenerateOptions, KvCache, LlamaModel, Precision};
 use tinyalign_mel::LogMel;
 use tinyalign_projector::{Projector, ProjectorConfig, ProjectorKind, ProjectorOutput, TokenCount};
@@ -17,12 +15,7 @@ const GGUF: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 const QWEN_GGUF: &str = "qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
 fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let gpu = Gpu::new_blocking().expect("a wgpu adapter (install mesa-vulkan-drivers)");
-        eprintln!("adapter: {}", gpu.adapter_description());
-        gpu
-    })
+    Gpu::shared_blocking().expect("a wgpu adapter (install mesa-vulkan-drivers)")
 }
 
 fn weasels_mel() -> LogMel {

@@ -138,6 +138,20 @@ impl Gpu {
         pollster::block_on(Self::new())
     }
 
+    /// One adapter for the whole process, made on first use (native only): for test suites and benches,
+    /// where every case would otherwise open its own device. A failed start is returned, not remembered, so
+    /// a later call tries again.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn shared_blocking() -> Result<&'static Gpu, GpuError> {
+        static SHARED: std::sync::OnceLock<Gpu> = std::sync::OnceLock::new();
+        if let Some(gpu) = SHARED.get() {
+            return Ok(gpu);
+        }
+        let gpu = Self::new_blocking()?;
+        // Two threads may both open one; the loser's is dropped here.
+        Ok(SHARED.get_or_init(|| gpu))
+    }
+
     /// Adapter name, backend and device type, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
     pub fn adapter_description(&self) -> String {
         // Browsers may hide the adapter's name.

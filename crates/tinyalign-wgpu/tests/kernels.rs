@@ -2,8 +2,6 @@
 //! inputs of several shapes. Runs on whatever adapter wgpu finds (Mesa's llvmpipe in CI); no adapter is a
 //! failure, not a skip.
 
-use std::sync::OnceLock;
-
 use proptest::prelude::*;
 use tinyalign_llm::RopeStyle;
 use tinyalign_weights::gguf::{GgmlType, dequantize};
@@ -11,12 +9,7 @@ use tinyalign_wgpu::ops::{self, Activation, AttentionShape, MatmulKernel};
 use tinyalign_wgpu::{Gpu, GpuMatrix, reference};
 
 fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let gpu = Gpu::new_blocking().expect("a wgpu adapter (install mesa-vulkan-drivers)");
-        eprintln!("adapter: {}", gpu.adapter_description());
-        gpu
-    })
+    Gpu::shared_blocking().expect("a wgpu adapter (install mesa-vulkan-drivers)")
 }
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
