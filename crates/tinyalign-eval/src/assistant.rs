@@ -46,6 +46,9 @@ pub enum AssistantError {
     /// A results file that could not be written (the message names it).
     #[error(transparent)]
     File(#[from] tinyalign_data::DataError),
+    /// The projector's forward pass (a shape it cannot take).
+    #[error("model: {0}")]
+    Projection(#[from] tinyalign_projector::ProjectorError),
 }
 
 #[derive(Debug)]
@@ -217,17 +220,13 @@ impl Assistant {
         let encode_ms = started.elapsed().as_secs_f64() * 1e3;
         let started = std::time::Instant::now();
         let features = features.data;
-        let model = |e: tinyalign_projector::ProjectorError| AssistantError::Model(e.to_string());
         let heard = match &hearing.ctc {
             None => {
-                let (tokens, t) = hearing.projector.project(&features).map_err(model)?;
+                let (tokens, t) = hearing.projector.project(&features)?;
                 HeardAudio::Pooled { tokens, t }
             }
             Some((table, _)) => {
-                let (vectors, logits, frames) = hearing
-                    .projector
-                    .project_ctc(&features, table)
-                    .map_err(model)?;
+                let (vectors, logits, frames) = hearing.projector.project_ctc(&features, table)?;
                 HeardAudio::Ctc {
                     vectors,
                     logits,
@@ -283,12 +282,8 @@ impl Assistant {
         let d = self.llm.config.hidden_size;
         let width = table.width;
         let segments = tinyalign_projector::greedy_segments(logits, width);
-        let model = |e: tinyalign_llm::LlmError| AssistantError::Model(e.to_string());
         let slot = match readout.unwrap_or(hearing.readout) {
-            Readout::Greedy => self
-                .llm
-                .embed_tokens(&hearing.segment_tokens(&segments))
-                .map_err(model)?,
+            Readout::Greedy => self.llm.embed_tokens(&hearing.segment_tokens(&segments))?,
             Readout::Posterior => {
                 let mut probs = logits.clone();
                 tinyalign_projector::softmax_rows(&mut probs, width);
@@ -358,16 +353,14 @@ impl Assistant {
         options
             .stop_strings
             .extend(prompt.stop_strings.iter().cloned());
-        let model = |e: tinyalign_llm::LlmError| AssistantError::Model(e.to_string());
         let (mut cache, prefilled) = self.prompt_prefix(&before)?;
         let mut embeds = slot.to_vec();
-        embeds.extend(self.llm.embed_tokens(&after).map_err(model)?);
+        embeds.extend(self.llm.embed_tokens(&after)?);
         let n = t + after.len();
         let history: Vec<u32> = before.iter().chain(&after).copied().collect();
         let mut generation = self
             .llm
-            .generate(&embeds, n, &mut cache, &history, &options, on_text)
-            .map_err(model)?;
+            .generate(&embeds, n, &mut cache, &history, &options, on_text)?;
         // The prefill statistics count what this answer computed: the shared part only when it was not
         // cached yet.
         if let Some(seconds) = prefilled {
@@ -391,12 +384,10 @@ impl Assistant {
             return Ok((cache.clone(), None));
         }
         let started = std::time::Instant::now();
-        let model = |e: tinyalign_llm::LlmError| AssistantError::Model(e.to_string());
         let mut cache = KvCache::new(&self.llm.config, self.llm.config.max_position_embeddings);
-        let embeds = self.llm.embed_tokens(before).map_err(model)?;
+        let embeds = self.llm.embed_tokens(before)?;
         self.llm
-            .forward_embeds(&embeds, before.len(), &mut cache, false)
-            .map_err(model)?;
+            .forward_embeds(&embeds, before.len(), &mut cache, false)?;
         *cached = Some((before.to_vec(), cache.clone()));
         Ok((cache, Some(started.elapsed().as_secs_f64())))
     }

@@ -175,9 +175,7 @@ pub(crate) fn make_batch<D: NnDevice>(
         .map(|e| e.features.load())
         .collect::<Result<Vec<_>, _>>()?;
     let refs: Vec<&[f32]> = loaded.iter().map(|f| f.data.as_slice()).collect();
-    let (data, layout) = projector
-        .pad_batch(&refs)
-        .map_err(|e| TrainError::Data(e.to_string()))?;
+    let (data, layout) = projector.pad_batch(&refs)?;
     let dev = projector.device();
     let (d_audio, d_llm) = (projector.config().d_audio, projector.config().d_llm);
     let t_max = layout.max_tokens;

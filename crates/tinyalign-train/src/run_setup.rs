@@ -98,8 +98,7 @@ pub(crate) fn prepare_run<D: TrainDevice>(
         norm_eps: 1e-5,
         output,
     };
-    let mut projector = Projector::init(projector_config.clone(), config.optim.seed, dev.clone())
-        .map_err(|e| TrainError::Config(e.to_string()))?;
+    let mut projector = Projector::init(projector_config.clone(), config.optim.seed, dev.clone())?;
     if let Some(base) = &options.init_from {
         projector = load_base(base, &projector_config, dev)?;
         say(format!("starting from {}", base.display()));

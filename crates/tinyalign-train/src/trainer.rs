@@ -67,8 +67,7 @@ pub(crate) fn load_llm(
     objective: Objective,
 ) -> Result<(LlamaModel, String, Option<LoopContext>), TrainError> {
     let bytes = tinyalign_llm::read_llm_bytes(path)?;
-    let file = tinyalign_weights::gguf::GgufFile::parse(&bytes, &path.display().to_string())
-        .map_err(|e| TrainError::Model(e.to_string()))?;
+    let file = tinyalign_weights::gguf::GgufFile::parse(&bytes, &path.display().to_string())?;
     let llm = LlamaModel::from_gguf(&file, Precision::Native)?;
     let in_loop = match objective {
         Objective::Embedlink | Objective::Ctc => None,
@@ -224,7 +223,7 @@ fn train_on_cuda(
             crate::objective::LOOP_ON_CPU_ONLY.into(),
         ));
     }
-    let dev = tinyalign_nn::cuda(ordinal).map_err(|e| TrainError::Config(e.to_string()))?;
+    let dev = tinyalign_nn::cuda(ordinal)?;
     train_on(config, options, dev)
 }
 

@@ -135,17 +135,14 @@ fn load_projector(
     weights: &[u8],
     token_table: &TokenTable,
 ) -> Result<GpuProjector, GpuError> {
-    let manifest = ProjectorManifest::from_json(manifest, "projector.json")
-        .map_err(|e| GpuError::Model(e.to_string()))?;
-    manifest
-        .check(&LoadedModels {
-            encoder_sha256: &identity.encoder_sha256,
-            llm_sha256: &identity.llm_sha256,
-            frontend_version: tinyalign_mel::FRONTEND_VERSION,
-            d_audio: identity.d_audio,
-            d_llm: identity.d_llm,
-        })
-        .map_err(|e| GpuError::Model(e.to_string()))?;
+    let manifest = ProjectorManifest::from_json(manifest, "projector.json")?;
+    manifest.check(&LoadedModels {
+        encoder_sha256: &identity.encoder_sha256,
+        llm_sha256: &identity.llm_sha256,
+        frontend_version: tinyalign_mel::FRONTEND_VERSION,
+        d_audio: identity.d_audio,
+        d_llm: identity.d_llm,
+    })?;
     let config = manifest.projector;
     let map = tinyalign_weights::st::read_safetensors(weights, "projector.safetensors")?;
     let class_embeddings = config
@@ -209,12 +206,8 @@ impl GpuAssistant {
 
     /// The log-mel the encoder will see: `(n_mels, frames)` row-major.
     pub fn log_mel(&self, audio: &Audio) -> Result<tinyalign_mel::LogMel, GpuError> {
-        audio
-            .check_whisper_window("audio")
-            .map_err(|e| GpuError::Shape(e.to_string()))?;
-        self.frontend
-            .audio_to_log_mel(audio, "audio")
-            .map_err(|e| GpuError::Shape(e.to_string()))
+        audio.check_whisper_window("audio")?;
+        Ok(self.frontend.audio_to_log_mel(audio, "audio")?)
     }
 
     /// Answers `audio` under `prompt` (instruction, worked examples, answer prefix, stop texts), streaming

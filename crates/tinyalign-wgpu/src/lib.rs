@@ -54,4 +54,13 @@ pub enum GpuError {
     Weights(#[from] tinyalign_weights::WeightsError),
     #[error(transparent)]
     Whisper(#[from] tinyalign_whisper::WhisperError),
+    /// A projector config the GPU layers cannot build.
+    #[error("model: {0}")]
+    Projector(#[from] tinyalign_projector::ProjectorError),
+    /// A projector folder's `projector.json`: unreadable, or made for other models.
+    #[error(transparent)]
+    Manifest(#[from] tinyalign_projector::ManifestError),
+    /// Audio the encoder cannot take (longer than Whisper's window, no samples).
+    #[error(transparent)]
+    Audio(#[from] tinyalign_mel::AudioError),
 }

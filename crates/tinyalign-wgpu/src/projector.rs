@@ -93,9 +93,7 @@ impl GpuProjector {
         map: &TensorMap,
         class_embeddings: Option<&[f32]>,
     ) -> Result<Self, GpuError> {
-        config
-            .validate()
-            .map_err(|e| GpuError::Model(e.to_string()))?;
+        config.validate()?;
         let c = &config;
         let eps = c.norm_eps;
         let layout = ProjectorLayout::load_with(
