@@ -5,6 +5,18 @@ Run only by the bench (never by tests), in the venv the bench's README recipe ma
     <cache>/venv-peers/bin/pip install faster-whisper==1.2.1 ctranslate2==4.8.5 llama-cpp-python==0.3.36
 (llama-cpp-python builds llama.cpp from its sdist: about 10 minutes on 2 cores.)
 
+llama.cpp's own C++ benchmark, from the llama.cpp source vendored in the same sdist (another ~10 minutes),
+where the bench looks for it (<cache>/llama.cpp-src/build/bin/llama-bench):
+    <cache>/venv-peers/bin/pip install cmake==4.1.3 ninja==1.13.0
+    cd <cache>/llama.cpp-src && <cache>/venv-peers/bin/pip download --no-deps \
+        --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d . && tar xzf llama_cpp_python-0.3.36.tar.gz
+    <cache>/venv-peers/bin/cmake -S llama_cpp_python-0.3.36/vendor/llama.cpp -B build -G Ninja \
+        -DCMAKE_MAKE_PROGRAM=<cache>/venv-peers/bin/ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON
+    <cache>/venv-peers/bin/cmake --build build --target llama-bench -j
+(Both builds are native: -march=native, so llama.cpp uses every SIMD extension the CPU has, AVX-512 and VNNI
+included, where tinyalign's kernels stop at AVX2.)
+
 Each command prints one JSON line; model loading is left out of every time, as tinyalign's rows leave it out.
     peers.py transcribe WHISPER_CT2_DIR WAV THREADS   faster-whisper, greedy, no timestamps (beam 1)
     peers.py encoder WHISPER_CT2_DIR THREADS          CTranslate2 float32 encoder on a 30 s window

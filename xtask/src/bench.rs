@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::bench_peers::{Measured, Peers};
+use crate::bench_peers::{LlamaBench, Measured, Peers};
 use crate::bench_report::{Row, write_report};
 use crate::{fetch, util};
 
@@ -254,6 +254,7 @@ const LLM_PROMPT: &str =
 fn llm_rows(cli: &Path, peers: &Peers, rounds: usize, quick: bool) -> Vec<Row> {
     eprintln!("== LLM prefill and decode, ours and llama.cpp's, interleaved");
     let lengths: &[usize] = if quick { &[32] } else { &[24, 128] };
+    let llama_bench = LlamaBench::find();
     let mut rows = Vec::new();
     for (name, gguf) in cached_llms() {
         let gguf_s = gguf.to_string_lossy().into_owned();
@@ -261,6 +262,7 @@ fn llm_rows(cli: &Path, peers: &Peers, rounds: usize, quick: bool) -> Vec<Row> {
             let max = tokens.to_string();
             let (mut prefill, mut decode) = (Vec::new(), Vec::new());
             let (mut peer_prefill, mut peer_decode) = (Measured::default(), Measured::default());
+            let (mut bench_prefill, mut bench_decode) = (Measured::default(), Measured::default());
             let (mut ours_error, mut prompts) = (None, (None, None));
             for _ in 0..rounds {
                 let args = [
@@ -286,23 +288,40 @@ fn llm_rows(cli: &Path, peers: &Peers, rounds: usize, quick: bool) -> Vec<Row> {
                 }
                 peer_prefill.add(peer.clone(), "prefill_tokens_per_s");
                 peer_decode.add(peer, "decode_tokens_per_s");
+                // llama-bench's prompt test gets our templated prompt's length; its generation test
+                // starts from an empty context (ours follows the prompt: a few dozen more keys).
+                let prompt_len = prompts.0.or(prompts.1).unwrap_or(48);
+                let run = llama_bench.run(&gguf_s, prompt_len, &max, &threads());
+                bench_prefill.add(run.prefill, "tokens_per_s");
+                bench_decode.add(run.decode, "tokens_per_s");
             }
-            for (what, ours, peer) in [
-                ("prefill", prefill, peer_prefill),
-                ("decode", decode, peer_decode),
+            for (what, ours, peers) in [
+                ("prefill", prefill, [peer_prefill, bench_prefill]),
+                ("decode", decode, [peer_decode, bench_decode]),
             ] {
-                let row_name = format!("{name} {what}, {tokens}-token answer");
-                rows.push(match median(ours) {
-                    Some(v) => Row::timed("llm", &row_name, v, "tokens/s", &prompt_note(prompts))
-                        .with_peer(
-                            peer.tool.as_deref().unwrap_or("llama.cpp"),
-                            median(peer.values),
-                            peer.error,
+                let ours = median(ours);
+                let labels = [
+                    ("", "llama-cpp-python"),
+                    (", against llama-bench", "llama-bench"),
+                ];
+                for (peer, (against, tool)) in peers.into_iter().zip(labels) {
+                    let row_name = format!("{name} {what}, {tokens}-token answer{against}");
+                    rows.push(match ours {
+                        Some(v) => {
+                            Row::timed("llm", &row_name, v, "tokens/s", &prompt_note(prompts))
+                                .with_peer(
+                                    peer.tool.as_deref().unwrap_or(tool),
+                                    median(peer.values),
+                                    peer.error,
+                                )
+                        }
+                        None => Row::skipped(
+                            "llm",
+                            &row_name,
+                            ours_error.as_deref().unwrap_or("no run"),
                         ),
-                    None => {
-                        Row::skipped("llm", &row_name, ours_error.as_deref().unwrap_or("no run"))
-                    }
-                });
+                    });
+                }
             }
         }
     }

@@ -64,3 +64,79 @@ impl Measured {
         }
     }
 }
+
+/// llama.cpp's own C++ benchmark (`llama-bench`), built from the vendored source of the same
+/// llama-cpp-python sdist (recipe at the top of `benches/reference/peers.py`): the decode and prefill
+/// figures without a Python loop around them.
+pub struct LlamaBench {
+    binary: Result<PathBuf, String>,
+}
+
+/// What one `llama-bench` run measured: prompt tokens/s over `prompt` tokens and generation tokens/s over
+/// `generated` tokens, each from its own test as llama-bench runs them.
+pub struct LlamaBenchRun {
+    pub prefill: Result<Value, String>,
+    pub decode: Result<Value, String>,
+}
+
+impl LlamaBench {
+    pub fn find() -> Self {
+        let binary = fetch::cache_dir().join("llama.cpp-src/build/bin/llama-bench");
+        let binary = if binary.exists() {
+            Ok(binary)
+        } else {
+            Err(format!(
+                "no {} (the recipe is at the top of benches/reference/peers.py)",
+                binary.display()
+            ))
+        };
+        Self { binary }
+    }
+
+    /// One repetition of `pp PROMPT` and `tg GENERATED` on `threads` threads, as `{"tool", "tokens_per_s"}`
+    /// values for [`Measured::add`].
+    pub fn run(&self, gguf: &str, prompt: u64, generated: &str, threads: &str) -> LlamaBenchRun {
+        let failed = |e: String| LlamaBenchRun {
+            prefill: Err(e.clone()),
+            decode: Err(e),
+        };
+        let binary = match &self.binary {
+            Ok(b) => b,
+            Err(e) => return failed(e.clone()),
+        };
+        let out = Command::new(binary)
+            .args(["-m", gguf, "-p", &prompt.to_string(), "-n", generated])
+            .args(["-t", threads, "-r", "1", "-o", "json"])
+            .output();
+        let out = match out {
+            Ok(out) if out.status.success() => out,
+            Ok(out) => {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let last = stderr.lines().last().unwrap_or("").to_string();
+                return failed(format!("llama-bench failed: {last}"));
+            }
+            Err(e) => return failed(format!("{}: {e}", binary.display())),
+        };
+        let tests: Value = match serde_json::from_slice(&out.stdout) {
+            Ok(v) => v,
+            Err(e) => return failed(format!("llama-bench's JSON: {e}")),
+        };
+        let pick = |prefill: bool| -> Result<Value, String> {
+            let test = tests
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| (t["n_gen"].as_u64() == Some(0)) == prefill)
+                .ok_or("llama-bench reported no such test")?;
+            let commit = test["build_commit"].as_str().unwrap_or("?");
+            Ok(serde_json::json!({
+                "tool": format!("llama.cpp llama-bench (C++, {commit})"),
+                "tokens_per_s": test["avg_ts"],
+            }))
+        };
+        LlamaBenchRun {
+            prefill: pick(true),
+            decode: pick(false),
+        }
+    }
+}
