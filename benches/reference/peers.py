@@ -15,7 +15,12 @@ where the bench looks for it (<cache>/llama.cpp-src/build/bin/llama-bench):
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON
     <cache>/venv-peers/bin/cmake --build build --target llama-bench -j
 (Both builds are native: -march=native, so llama.cpp uses every SIMD extension the CPU has, AVX-512 and VNNI
-included, where tinyalign's kernels stop at AVX2.)
+included, where tinyalign's kernels stop at AVX2.) On a Xeon with AMX whose OS or hypervisor does not enable
+the AMX state, the native build dies in `tinygemm_kernel_amx` (SIGILL; the bench reports the signal). Build
+both without AMX and with the ISA spelled out instead, as on the Sapphire Rapids-class VM of the README's
+second table: give the pip install `CMAKE_ARGS="$ISA"` and the llama-bench cmake `$ISA`, with
+    ISA="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+         -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON"
 
 Each command prints one JSON line; model loading is left out of every time, as tinyalign's rows leave it out.
     peers.py transcribe WHISPER_CT2_DIR WAV THREADS   faster-whisper, greedy, no timestamps (beam 1)

@@ -38,7 +38,9 @@ impl Peers {
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let last = stderr.lines().last().unwrap_or("").to_string();
-            return Err(format!("peers.py {} failed: {last}", args[0]));
+            // A crash (llama.cpp's AMX kernels die with SIGILL where the OS does not enable AMX) leaves
+            // stderr empty: the exit status is the only clue.
+            return Err(format!("peers.py {} failed ({}): {last}", args[0], out.status));
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
         serde_json::from_str(stdout.lines().last().unwrap_or("")).map_err(|e| e.to_string())
@@ -113,7 +115,7 @@ impl LlamaBench {
             Ok(out) => {
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 let last = stderr.lines().last().unwrap_or("").to_string();
-                return failed(format!("llama-bench failed: {last}"));
+                return failed(format!("llama-bench failed ({}): {last}", out.status));
             }
             Err(e) => return failed(format!("{}: {e}", binary.display())),
         };
