@@ -40,7 +40,10 @@ impl Peers {
             let last = stderr.lines().last().unwrap_or("").to_string();
             // A crash (llama.cpp's AMX kernels die with SIGILL where the OS does not enable AMX) leaves
             // stderr empty: the exit status is the only clue.
-            return Err(format!("peers.py {} failed ({}): {last}", args[0], out.status));
+            return Err(format!(
+                "peers.py {} failed ({}): {last}",
+                args[0], out.status
+            ));
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
         serde_json::from_str(stdout.lines().last().unwrap_or("")).map_err(|e| e.to_string())
