@@ -44,8 +44,8 @@ enum DataCommand {
         #[arg(long)]
         llm_sentences: Option<PathBuf>,
         /// synth, synth-wide: this many of the speakers are Kokoro-82M voices (natural neural speech, at
-        /// most 35: five styles and their blends; ~0.7x real time on 2 cores), run by a Python worker in
-        /// <cache>/venv-kokoro (the build says how to make it when it is missing).
+        /// most 35: five styles and their blends; ~3x faster than real time on 2 cores), run by one
+        /// long-lived Python worker in <cache>/venv-kokoro (the build says how to make it when missing).
         #[arg(long, default_value_t = 0)]
         kokoro: usize,
         /// The Python that runs the Kokoro worker [default: <cache>/venv-kokoro/bin/python].
