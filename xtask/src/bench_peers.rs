@@ -1,7 +1,7 @@
 //! The peer tools of `cargo xtask bench` (`benches/reference/peers.py` in `<cache>/venv-peers`): running
 //! them, and their figures over the rounds.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -15,39 +15,51 @@ pub struct Peers {
 
 impl Peers {
     pub fn find() -> Self {
-        let python = fetch::cache_dir().join("venv-peers/bin/python");
-        let python = if python.exists() {
-            Ok(python)
-        } else {
-            Err(format!(
-                "no {} (the recipe is at the top of benches/reference/peers.py)",
-                python.display()
-            ))
-        };
-        Self { python }
+        Self {
+            python: installed(fetch::cache_dir().join("venv-peers/bin/python")),
+        }
     }
 
     /// One peers.py command's JSON line, or why not.
     pub fn run(&self, args: &[&str]) -> Result<Value, String> {
         let python = self.python.as_ref().map_err(Clone::clone)?;
-        let out = Command::new(python)
-            .arg(util::root().join("benches/reference/peers.py"))
-            .args(args)
-            .output()
-            .map_err(|e| format!("{}: {e}", python.display()))?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let last = stderr.lines().last().unwrap_or("").to_string();
-            // A crash (llama.cpp's AMX kernels die with SIGILL where the OS does not enable AMX) leaves
-            // stderr empty: the exit status is the only clue.
-            return Err(format!(
-                "peers.py {} failed ({}): {last}",
-                args[0], out.status
-            ));
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stdout = stdout_of(
+            Command::new(python)
+                .arg(util::root().join("benches/reference/peers.py"))
+                .args(args),
+            python,
+            &format!("peers.py {}", args[0]),
+        )?;
+        let stdout = String::from_utf8_lossy(&stdout);
         serde_json::from_str(stdout.lines().last().unwrap_or("")).map_err(|e| e.to_string())
     }
+}
+
+/// A peer tool's path, or why it is missing.
+fn installed(path: PathBuf) -> Result<PathBuf, String> {
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "no {} (the recipe is at the top of benches/reference/peers.py)",
+            path.display()
+        ))
+    }
+}
+
+/// What `command` (running `program`) printed, or why it failed, named `what`.
+fn stdout_of(command: &mut Command, program: &Path, what: &str) -> Result<Vec<u8>, String> {
+    let out = command
+        .output()
+        .map_err(|e| format!("{}: {e}", program.display()))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or("");
+        // A crash (llama.cpp's AMX kernels die with SIGILL where the OS does not enable AMX) leaves
+        // stderr empty: the exit status is the only clue.
+        return Err(format!("{what} failed ({}): {last}", out.status));
+    }
+    Ok(out.stdout)
 }
 
 /// A peer's figures over the rounds, its name, and the last reason one failed.
@@ -86,62 +98,87 @@ pub struct LlamaBenchRun {
 
 impl LlamaBench {
     pub fn find() -> Self {
-        let binary = fetch::cache_dir().join("llama.cpp-src/build/bin/llama-bench");
-        let binary = if binary.exists() {
-            Ok(binary)
-        } else {
-            Err(format!(
-                "no {} (the recipe is at the top of benches/reference/peers.py)",
-                binary.display()
-            ))
-        };
-        Self { binary }
+        Self {
+            binary: installed(fetch::cache_dir().join("llama.cpp-src/build/bin/llama-bench")),
+        }
     }
 
     /// One repetition of `pp PROMPT` and `tg GENERATED` on `threads` threads, as `{"tool", "tokens_per_s"}`
     /// values for [`Measured::add`].
     pub fn run(&self, gguf: &str, prompt: u64, generated: &str, threads: &str) -> LlamaBenchRun {
-        let failed = |e: String| LlamaBenchRun {
-            prefill: Err(e.clone()),
-            decode: Err(e),
-        };
-        let binary = match &self.binary {
-            Ok(b) => b,
-            Err(e) => return failed(e.clone()),
-        };
-        let out = Command::new(binary)
-            .args(["-m", gguf, "-p", &prompt.to_string(), "-n", generated])
-            .args(["-t", threads, "-r", "1", "-o", "json"])
-            .output();
-        let out = match out {
-            Ok(out) if out.status.success() => out,
-            Ok(out) => {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                let last = stderr.lines().last().unwrap_or("").to_string();
-                return failed(format!("llama-bench failed ({}): {last}", out.status));
-            }
-            Err(e) => return failed(format!("{}: {e}", binary.display())),
-        };
-        let tests: Value = match serde_json::from_slice(&out.stdout) {
-            Ok(v) => v,
-            Err(e) => return failed(format!("llama-bench's JSON: {e}")),
-        };
-        let pick = |prefill: bool| -> Result<Value, String> {
-            let test = tests
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|t| (t["n_gen"].as_u64() == Some(0)) == prefill)
-                .ok_or("llama-bench reported no such test")?;
-            let commit = test["build_commit"].as_str().unwrap_or("?");
-            Ok(serde_json::json!({
-                "tool": format!("llama.cpp llama-bench (C++, {commit})"),
-                "tokens_per_s": test["avg_ts"],
-            }))
-        };
-        LlamaBenchRun {
-            prefill: pick(true),
-            decode: pick(false),
+        match self.tests(gguf, prompt, generated, threads) {
+            Ok(tests) => LlamaBenchRun {
+                prefill: pick_test(&tests, true),
+                decode: pick_test(&tests, false),
+            },
+            Err(e) => LlamaBenchRun {
+                prefill: Err(e.clone()),
+                decode: Err(e),
+            },
         }
+    }
+
+    /// llama-bench's JSON: one object per test it ran.
+    fn tests(
+        &self,
+        gguf: &str,
+        prompt: u64,
+        generated: &str,
+        threads: &str,
+    ) -> Result<Value, String> {
+        let binary = self.binary.as_ref().map_err(Clone::clone)?;
+        let stdout = stdout_of(
+            Command::new(binary)
+                .args(["-m", gguf, "-p", &prompt.to_string(), "-n", generated])
+                .args(["-t", threads, "-r", "1", "-o", "json"]),
+            binary,
+            "llama-bench",
+        )?;
+        serde_json::from_slice(&stdout).map_err(|e| format!("llama-bench's JSON: {e}"))
+    }
+}
+
+/// The prompt test (`n_gen` = 0) or the generation test of a llama-bench report, as a peer figure.
+fn pick_test(tests: &Value, prefill: bool) -> Result<Value, String> {
+    let test = tests
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| (t["n_gen"].as_u64() == Some(0)) == prefill)
+        .ok_or("llama-bench reported no such test")?;
+    let commit = test["build_commit"].as_str().unwrap_or("?");
+    Ok(serde_json::json!({
+        "tool": format!("llama.cpp llama-bench (C++, {commit})"),
+        "tokens_per_s": test["avg_ts"],
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two tests of one `llama-bench -p 46 -n 24 -o json` run (fields as llama.cpp 0c1e570 writes them).
+    #[test]
+    fn llama_bench_tests_become_prefill_and_decode_figures() {
+        let tests = serde_json::json!([
+            {"n_prompt": 46, "n_gen": 0, "avg_ts": 288.1, "build_commit": "0c1e570"},
+            {"n_prompt": 0, "n_gen": 24, "avg_ts": 84.5, "build_commit": "0c1e570"},
+        ]);
+        let prefill = pick_test(&tests, true).unwrap();
+        let decode = pick_test(&tests, false).unwrap();
+        assert_eq!(prefill["tokens_per_s"].as_f64(), Some(288.1));
+        assert_eq!(decode["tokens_per_s"].as_f64(), Some(84.5));
+        assert_eq!(decode["tool"], "llama.cpp llama-bench (C++, 0c1e570)");
+        let only_prompt = serde_json::json!([{"n_gen": 0, "avg_ts": 1.0}]);
+        assert!(pick_test(&only_prompt, false).is_err());
+    }
+
+    #[test]
+    fn a_missing_tool_names_its_path_and_the_recipe() {
+        let err = installed(PathBuf::from("/nonexistent/llama-bench")).unwrap_err();
+        assert!(
+            err.contains("/nonexistent/llama-bench") && err.contains("peers.py"),
+            "{err}"
+        );
     }
 }
