@@ -15,7 +15,7 @@ where the bench looks for it (<cache>/llama.cpp-src/build/bin/llama-bench):
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON
     <cache>/venv-peers/bin/cmake --build build --target llama-bench -j
 (Both builds are native: -march=native, so llama.cpp uses every SIMD extension the CPU has, AVX-512 and VNNI
-included, where tinyalign's kernels stop at AVX2.) On a Xeon with AMX whose OS or hypervisor does not enable
+included, where tinyalign's quantised kernels stop at AVX2; its f32 gemm takes AVX-512.) On a Xeon with AMX whose OS or hypervisor does not enable
 the AMX state, the native build dies in `tinygemm_kernel_amx` (SIGILL; the bench reports the signal). Build
 both without AMX and with the ISA spelled out instead, as on the Sapphire Rapids-class VM of the README's
 second table: give the pip install `CMAKE_ARGS="$ISA"` and the llama-bench cmake `$ISA`, with

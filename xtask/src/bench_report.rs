@@ -106,7 +106,7 @@ pub fn machine() -> Value {
     let flags = field(&["flags", "Features"]).unwrap_or_default();
     let has = |f: &str| flags.split_whitespace().any(|x| x == f);
     let simd = if has("avx512f") {
-        "AVX-512 (the AVX2 kernels run)"
+        "AVX-512: gemm's AVX-512 kernels (encoder, training), the quantised and element-wise kernels AVX2"
     } else if has("avx2") && has("fma") {
         "AVX2 + FMA"
     } else if has("asimd") {
