@@ -13,6 +13,11 @@ pub(crate) struct Acts<'a> {
     /// Present when the product rounds activations to 8 bits.
     scales: Vec<f32>,
     quants: Vec<[u8; 32]>,
+    /// Vectors 4q..4q+4 of the 8-bit rounding interleaved block by block (`quad_scales[q·nb + b][k]` is
+    /// vector 4q+k's scale of block b), so a four-vector kernel reads one run of scales and quants instead
+    /// of four: fewer pointers live in registers, and the four scale products are one vector multiply.
+    quad_scales: Vec<[f32; 4]>,
+    quad_quants: Vec<[[u8; 32]; 4]>,
 }
 
 /// One vector: values, per-block sums, and (8-bit mode only) per-block scales and i8 values as bytes.
@@ -22,6 +27,14 @@ pub(crate) struct ActsView<'a> {
     pub sums: &'a [f32],
     pub scales: &'a [f32],
     pub quants: &'a [[u8; 32]],
+}
+
+/// Four consecutive 8-bit vectors: each on its own, and their scales and quants interleaved per block.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QuadView<'a> {
+    pub vectors: [ActsView<'a>; 4],
+    pub scales: &'a [[f32; 4]],
+    pub quants: &'a [[[u8; 32]; 4]],
 }
 
 impl<'a> Acts<'a> {
@@ -34,6 +47,8 @@ impl<'a> Acts<'a> {
             sums: xs.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect(),
             scales: Vec::new(),
             quants: Vec::new(),
+            quad_scales: Vec::new(),
+            quad_quants: Vec::new(),
         };
         if quantize {
             acts.scales.reserve(blocks);
@@ -49,12 +64,35 @@ impl<'a> Acts<'a> {
                 acts.scales.push(d);
                 acts.quants.push(q);
             }
+            let nb = cols / BLOCK;
+            let quads = xs.len() / cols / 4;
+            acts.quad_scales.reserve(quads * nb);
+            acts.quad_quants.reserve(quads * nb);
+            for quad in 0..quads {
+                for b in 0..nb {
+                    let at = |k: usize| (4 * quad + k) * nb + b;
+                    acts.quad_scales
+                        .push([0, 1, 2, 3].map(|k| acts.scales[at(k)]));
+                    acts.quad_quants
+                        .push([0, 1, 2, 3].map(|k| acts.quants[at(k)]));
+                }
+            }
         }
         acts
     }
 
     pub fn is_quantized(&self) -> bool {
         !self.quants.is_empty()
+    }
+
+    /// Vectors 4q..4q+4 (8-bit mode only).
+    pub fn quad(&self, q: usize) -> QuadView<'_> {
+        let nb = self.cols / BLOCK;
+        QuadView {
+            vectors: [0, 1, 2, 3].map(|k| self.vector(4 * q + k)),
+            scales: &self.quad_scales[q * nb..(q + 1) * nb],
+            quants: &self.quad_quants[q * nb..(q + 1) * nb],
+        }
     }
 
     pub fn vector(&self, t: usize) -> ActsView<'_> {

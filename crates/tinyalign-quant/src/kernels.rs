@@ -1,6 +1,6 @@
 //! Dot products of one weight row with one (quantised) activation vector.
 
-use crate::acts::ActsView;
+use crate::acts::{ActsView, QuadView};
 
 /// Which implementation runs the inner loops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,20 +63,20 @@ pub(crate) trait Dot: Copy {
 
     // One weight row with four 8-bit activation vectors (a prompt's rows): a kernel may load and decode
     // each weight block once for the four. Each result equals the single-vector call's bit for bit.
-    fn q8_0_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: [ActsView; 4]) -> [f32; 4] {
-        xs.map(|x| self.q8_0_q8(scales, quants, x))
+    fn q8_0_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
+        xs.vectors.map(|x| self.q8_0_q8(scales, quants, x))
     }
     fn q4_q8_x4(
         self,
         scales: &[f32],
         mins: Option<&[f32]>,
         nibbles: &[[u8; 16]],
-        xs: [ActsView; 4],
+        xs: QuadView,
     ) -> [f32; 4] {
-        xs.map(|x| self.q4_q8(scales, mins, nibbles, x))
+        xs.vectors.map(|x| self.q4_q8(scales, mins, nibbles, x))
     }
-    fn q8x16_q8_x4(self, scales: &[[f32; 2]], quants: &[[u8; 32]], xs: [ActsView; 4]) -> [f32; 4] {
-        xs.map(|x| self.q8x16_q8(scales, quants, x))
+    fn q8x16_q8_x4(self, scales: &[[f32; 2]], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
+        xs.vectors.map(|x| self.q8x16_q8(scales, quants, x))
     }
 }
 

@@ -29,13 +29,15 @@ impl DotTask for RowDots<'_> {
         let rows = self.out.len() / self.n;
         for quad in 0..quads {
             let t = 4 * quad;
-            let xs = [0, 1, 2, 3].map(|k| self.acts.vector(t + k));
+            let xs = self.acts.quad(quad);
             for i in 0..rows {
                 let r = self.first + i;
                 let b = r * nb..(r + 1) * nb;
                 let dots = match &m.storage {
                     // Never taken (f32 weights keep f32 activations); here so the match stays whole.
-                    Storage::F32(w) => xs.map(|x| dot.f32(&w[r * cols..(r + 1) * cols], x.values)),
+                    Storage::F32(w) => xs
+                        .vectors
+                        .map(|x| dot.f32(&w[r * cols..(r + 1) * cols], x.values)),
                     Storage::Q8_0 { scales, quants } => {
                         dot.q8_0_q8_x4(&scales[b.clone()], &quants[b.clone()], xs)
                     }

@@ -1,11 +1,11 @@
 //! The x86_64 AVX2 + FMA dot products, through pulp's safe feature tokens.
 
-use core::arch::x86_64::{__m128i, __m256, __m256i};
+use core::arch::x86_64::{__m128, __m128i, __m256, __m256i};
 
 use pulp::x86::V3;
 
 use super::{Dot, offset_term};
-use crate::acts::ActsView;
+use crate::acts::{ActsView, QuadView};
 
 // Helpers are functions marked inline(always), never closures: a closure would not inherit the AVX2
 // features of the caller and its intrinsics would become calls.
@@ -146,26 +146,52 @@ fn scaled_add(simd: V3, dot: __m256, scale: __m256, acc: __m256) -> __m256 {
     simd.fma._mm256_fmadd_ps(dot, scale, acc)
 }
 
+/// The four vectors' activation scales of one block times `weight_scales` (8 lanes: vector k's product in
+/// lanes k and k + 4, or a per-lane weight scale), each vector's product broadcast to its own 8 lanes by
+/// `spread`. Lane for lane these are the single-vector kernels' `w · x` products, bit for bit (one IEEE
+/// multiply each, and multiplication commutes), so the four-vector sums stay equal to the one-vector ones.
+#[inline(always)]
+fn quad_scales(simd: V3, x_scales: &[f32; 4], weight_scales: __m256) -> __m256 {
+    let x: __m128 = pulp::cast(*x_scales);
+    simd.avx
+        ._mm256_mul_ps(simd.avx._mm256_broadcast_ps(&x), weight_scales)
+}
+
+/// Lanes k and k + 4 of `products` (vector k's) across all 8 lanes, for k = 0..4.
+#[inline(always)]
+fn spread(simd: V3, products: __m256) -> [__m256; 4] {
+    [
+        simd.avx._mm256_permute_ps::<0x00>(products),
+        simd.avx._mm256_permute_ps::<0x55>(products),
+        simd.avx._mm256_permute_ps::<0xaa>(products),
+        simd.avx._mm256_permute_ps::<0xff>(products),
+    ]
+}
+
 /// One row of signed 8-bit weights (Q8_0, Q8x16) with four 8-bit vectors: `|w|` made once per block
-/// for the four, `lane_scales(b, x)` the per-lane scale of block `b` for vector `x`.
+/// for the four, `lane_scales(b, x_scales)` the four vectors' per-lane scales of block `b`.
 #[inline(always)]
 fn signed_x4(
     simd: V3,
     quants: &[[u8; 32]],
-    xs: &[ActsView; 4],
-    lane_scales: impl Fn(usize, &ActsView) -> __m256,
+    xs: &QuadView,
+    lane_scales: impl Fn(usize, &[f32; 4]) -> [__m256; 4],
 ) -> [f32; 4] {
+    let blocks = quants.len();
+    // Equal lengths up front, so the per-block indexing below needs no bounds checks.
+    let (x_scales, x_quants) = (&xs.scales[..blocks], &xs.quants[..blocks]);
     accumulate4(
         simd,
-        quants.len(),
+        blocks,
         #[inline(always)]
         |b, acc| {
             let w: __m256i = pulp::cast(quants[b]);
             let abs_w = simd.avx2._mm256_sign_epi8(w, w);
+            let scales = lane_scales(b, &x_scales[b]);
             let mut out = acc;
-            for (o, x) in out.iter_mut().zip(xs) {
-                let dot = signed_dot_with_abs(simd, abs_w, w, pulp::cast(x.quants[b]));
-                *o = scaled_add(simd, dot, lane_scales(b, x), *o);
+            for k in 0..4 {
+                let dot = signed_dot_with_abs(simd, abs_w, w, pulp::cast(x_quants[b][k]));
+                out[k] = scaled_add(simd, dot, scales[k], out[k]);
             }
             out
         },
@@ -316,14 +342,20 @@ impl Dot for Avx2 {
     }
 
     #[inline(always)]
-    fn q8_0_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: [ActsView; 4]) -> [f32; 4] {
+    fn q8_0_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
         let simd = self.0;
+        let scales = &scales[..quants.len()];
         signed_x4(
             simd,
             quants,
             &xs,
             #[inline(always)]
-            |b, x| simd.avx._mm256_set1_ps(scales[b] * x.scales[b]),
+            |b, x_scales| {
+                spread(
+                    simd,
+                    quad_scales(simd, x_scales, simd.avx._mm256_set1_ps(scales[b])),
+                )
+            },
         )
     }
 
@@ -333,44 +365,58 @@ impl Dot for Avx2 {
         scales: &[f32],
         mins: Option<&[f32]>,
         nibbles: &[[u8; 16]],
-        xs: [ActsView; 4],
+        xs: QuadView,
     ) -> [f32; 4] {
         let simd = self.0;
+        let blocks = nibbles.len();
+        let (scales, x_scales, x_quants) = (
+            &scales[..blocks],
+            &xs.scales[..blocks],
+            &xs.quants[..blocks],
+        );
         let totals = accumulate4(
             simd,
-            scales.len(),
+            blocks,
             #[inline(always)]
             |b, acc| {
                 let (low, high) = split_nibbles(simd, nibbles[b]);
                 let w = simd.avx._mm256_set_m128i(high, low);
+                let lane_scales = spread(
+                    simd,
+                    quad_scales(simd, &x_scales[b], simd.avx._mm256_set1_ps(scales[b])),
+                );
                 let mut out = acc;
-                for (o, x) in out.iter_mut().zip(&xs) {
-                    let dot = unsigned_dot(simd, w, pulp::cast(x.quants[b]));
-                    *o = scaled_add(
-                        simd,
-                        dot,
-                        simd.avx._mm256_set1_ps(scales[b] * x.scales[b]),
-                        *o,
-                    );
+                for k in 0..4 {
+                    let dot = unsigned_dot(simd, w, pulp::cast(x_quants[b][k]));
+                    out[k] = scaled_add(simd, dot, lane_scales[k], out[k]);
                 }
                 out
             },
         );
-        [0, 1, 2, 3].map(|i| totals[i] + offset_term(scales, mins, xs[i].sums))
+        [0, 1, 2, 3].map(|i| totals[i] + offset_term(scales, mins, xs.vectors[i].sums))
     }
 
     #[inline(always)]
-    fn q8x16_q8_x4(self, scales: &[[f32; 2]], quants: &[[u8; 32]], xs: [ActsView; 4]) -> [f32; 4] {
+    fn q8x16_q8_x4(self, scales: &[[f32; 2]], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
         let simd = self.0;
-        // signed_dot's lane i sums elements 4i..4i+4: lanes 0..4 are the first 16 elements.
+        let scales = &scales[..quants.len()];
+        // signed_dot's lane i sums elements 4i..4i+4: lanes 0..4 are the first 16 elements (scale s0).
         signed_x4(
             simd,
             quants,
             &xs,
             #[inline(always)]
-            |b, x| {
-                let (s0, s1) = (scales[b][0] * x.scales[b], scales[b][1] * x.scales[b]);
-                simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0)
+            |b, x_scales| {
+                let [s0, s1] = scales[b];
+                let w = simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0);
+                let [x0, x1, x2, x3] =
+                    spread(simd, simd.avx._mm256_broadcast_ps(&pulp::cast(*x_scales)));
+                [
+                    simd.avx._mm256_mul_ps(w, x0),
+                    simd.avx._mm256_mul_ps(w, x1),
+                    simd.avx._mm256_mul_ps(w, x2),
+                    simd.avx._mm256_mul_ps(w, x3),
+                ]
             },
         )
     }
