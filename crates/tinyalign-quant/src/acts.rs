@@ -12,12 +12,17 @@ pub(crate) struct Acts<'a> {
     sums: Vec<f32>,
     /// Present when the product rounds activations to 8 bits.
     scales: Vec<f32>,
+    /// Only for products with Q5_0 weights: 16 × the sum of each run of 4 rounded values (elements 4i..4i+4
+    /// in lane i). A Q5_0 kernel multiplies the unsigned 5-bit q and subtracts these, which leaves each lane
+    /// exactly Σ (q − 16)·x̂ over its 4 elements: what the signed product's lanes hold.
+    corrections: Vec<[i32; 8]>,
     quants: Vec<[u8; 32]>,
     /// Vectors 4q..4q+4 of the 8-bit rounding interleaved block by block (`quad_scales[q·nb + b][k]` is
     /// vector 4q+k's scale of block b), so a four-vector kernel reads one run of scales and quants instead
     /// of four: fewer pointers live in registers, and the four scale products are one vector multiply.
     quad_scales: Vec<[f32; 4]>,
     quad_quants: Vec<[[u8; 32]; 4]>,
+    quad_corrections: Vec<[[i32; 8]; 4]>,
 }
 
 /// One vector: values, per-block sums, and (8-bit mode only) per-block scales and i8 values as bytes.
@@ -25,6 +30,7 @@ pub(crate) struct Acts<'a> {
 pub(crate) struct ActsView<'a> {
     pub values: &'a [f32],
     pub sums: &'a [f32],
+    pub corrections: &'a [[i32; 8]],
     pub scales: &'a [f32],
     pub quants: &'a [[u8; 32]],
 }
@@ -35,20 +41,24 @@ pub(crate) struct QuadView<'a> {
     pub vectors: [ActsView<'a>; 4],
     pub scales: &'a [[f32; 4]],
     pub quants: &'a [[[u8; 32]; 4]],
+    pub corrections: &'a [[[i32; 8]; 4]],
 }
 
 impl<'a> Acts<'a> {
     /// `xs` is `n × cols` row-major; `cols` is a multiple of 32 (checked by the matrix that asks).
-    pub fn new(xs: &'a [f32], cols: usize, quantize: bool) -> Self {
+    /// `corrections`: also make the Q5_0 kernels' lane corrections (8-bit mode only).
+    pub fn new(xs: &'a [f32], cols: usize, quantize: bool, corrections: bool) -> Self {
         let blocks = xs.len() / BLOCK;
         let mut acts = Self {
             values: xs,
             cols,
             sums: xs.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect(),
             scales: Vec::new(),
+            corrections: Vec::new(),
             quants: Vec::new(),
             quad_scales: Vec::new(),
             quad_quants: Vec::new(),
+            quad_corrections: Vec::new(),
         };
         if quantize {
             acts.scales.reserve(blocks);
@@ -60,6 +70,14 @@ impl<'a> Acts<'a> {
                 let mut q = [0u8; 32];
                 for (slot, &v) in q.iter_mut().zip(block) {
                     *slot = ((v * inv).round() as i8) as u8;
+                }
+                if corrections {
+                    acts.corrections.push(std::array::from_fn(|lane| {
+                        16 * q[4 * lane..4 * lane + 4]
+                            .iter()
+                            .map(|&v| i32::from(v as i8))
+                            .sum::<i32>()
+                    }));
                 }
                 acts.scales.push(d);
                 acts.quants.push(q);
@@ -75,6 +93,10 @@ impl<'a> Acts<'a> {
                         .push([0, 1, 2, 3].map(|k| acts.scales[at(k)]));
                     acts.quad_quants
                         .push([0, 1, 2, 3].map(|k| acts.quants[at(k)]));
+                    if corrections {
+                        acts.quad_corrections
+                            .push([0, 1, 2, 3].map(|k| acts.corrections[at(k)]));
+                    }
                 }
             }
         }
@@ -92,6 +114,10 @@ impl<'a> Acts<'a> {
             vectors: [0, 1, 2, 3].map(|k| self.vector(4 * q + k)),
             scales: &self.quad_scales[q * nb..(q + 1) * nb],
             quants: &self.quad_quants[q * nb..(q + 1) * nb],
+            corrections: self
+                .quad_corrections
+                .get(q * nb..(q + 1) * nb)
+                .unwrap_or(&[]),
         }
     }
 
@@ -107,6 +133,7 @@ impl<'a> Acts<'a> {
             values: &self.values[t * self.cols..(t + 1) * self.cols],
             sums: &self.sums[blocks],
             scales: &self.scales[quantized.clone()],
+            corrections: self.corrections.get(quantized.clone()).unwrap_or(&[]),
             quants: &self.quants[quantized],
         }
     }

@@ -57,6 +57,10 @@ pub(crate) trait Dot: Copy {
     fn q4_f32(self, scales: &[f32], mins: Option<&[f32]>, nibbles: &[[u8; 16]], x: ActsView)
     -> f32;
     fn q4_q8(self, scales: &[f32], mins: Option<&[f32]>, nibbles: &[[u8; 16]], x: ActsView) -> f32;
+    /// Q5_0 as unsigned bytes q ∈ [0, 32), x = d·(q − 16); the same sums as [`Dot::q8_0_f32`] of q − 16.
+    fn q5_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32;
+    /// The same integers, lane sums and float steps as [`Dot::q8_0_q8`] of q − 16, so equal bit for bit.
+    fn q5_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32;
     /// i8 weights with a scale per 16 elements (Q6_K's in-memory form).
     fn q8x16_f32(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32;
     fn q8x16_q8(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32;
@@ -74,6 +78,9 @@ pub(crate) trait Dot: Copy {
         xs: QuadView,
     ) -> [f32; 4] {
         xs.vectors.map(|x| self.q4_q8(scales, mins, nibbles, x))
+    }
+    fn q5_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
+        xs.vectors.map(|x| self.q5_q8(scales, quants, x))
     }
     fn q8x16_q8_x4(self, scales: &[[f32; 2]], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
         xs.vectors.map(|x| self.q8x16_q8(scales, quants, x))

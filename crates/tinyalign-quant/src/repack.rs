@@ -8,16 +8,17 @@ use tinyalign_weights::blocks::{
 
 use crate::Storage;
 
-/// Q5_0 → Q8_0: the same d per block of 32, q − 16 ∈ [−16, 15] as i8.
+/// Q5_0 → the same d per block of 32 and its 5-bit values q ∈ [0, 32) one per byte (the signed q − 16 of
+/// the shared decoder plus 16).
 pub(crate) fn q5_0(raw: &[u8]) -> Storage {
     let blocks = raw.len() / Q5_0_BYTES;
     let (mut scales, mut quants) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks));
     for block in raw.chunks_exact(Q5_0_BYTES) {
         let (d, q) = q5_0_block(block);
         scales.push(d);
-        quants.push(q.map(|v| v as u8));
+        quants.push(q.map(|v| (v + 16) as u8));
     }
-    Storage::Q8_0 { scales, quants }
+    Storage::Q5_0 { scales, quants }
 }
 
 /// Q4_K → Q4_1: each run of 32 becomes a block with scale d·sc and minimum −dmin·m; Q4_1 packs element j

@@ -54,6 +54,9 @@ impl DotTask for RowDots<'_> {
                         &nibbles[b.clone()],
                         xs,
                     ),
+                    Storage::Q5_0 { scales, quants } => {
+                        dot.q5_q8_x4(&scales[b.clone()], &quants[b.clone()], xs)
+                    }
                     Storage::Q8x16 { scales, quants } => {
                         dot.q8x16_q8_x4(&scales[b.clone()], &quants[b.clone()], xs)
                     }
@@ -101,6 +104,12 @@ impl DotTask for RowDots<'_> {
                         &nibbles[b.clone()],
                         x,
                     ),
+                    Storage::Q5_0 { scales, quants } if q8 => {
+                        dot.q5_q8(&scales[b.clone()], &quants[b.clone()], x)
+                    }
+                    Storage::Q5_0 { scales, quants } => {
+                        dot.q5_f32(&scales[b.clone()], &quants[b.clone()], x)
+                    }
                     Storage::Q8x16 { scales, quants } if q8 => {
                         dot.q8x16_q8(&scales[b.clone()], &quants[b.clone()], x)
                     }

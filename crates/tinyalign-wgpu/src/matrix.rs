@@ -152,8 +152,8 @@ impl GpuMatrix {
             )));
         }
         let bad = |e: tinyalign_quant::QuantError| GpuError::Model(e.to_string());
-        // The CPU path's exact repacking (Q5_0 as Q8_0, Q4_K as Q4_1, Q6_K as Q8x16), whose layouts the
-        // loaders read as they are; F16, BF16 and Q4_0 become f32.
+        // The CPU path's exact repacking (Q4_K as Q4_1, Q6_K as Q8x16, Q5_0 as bytes made signed below),
+        // whose layouts the loaders read as they are; F16, BF16 and Q4_0 become f32.
         let matrix = match Format::from_ggml(ty) {
             Some(format) => QMatrix::from_gguf_bytes(format, rows, cols, raw).map_err(bad)?,
             None => {
@@ -182,6 +182,15 @@ impl GpuMatrix {
                     .flat_map(|(d, m)| [*d, *m])
                     .collect();
                 upload(WeightFormat::Q4_1, nibbles.as_flattened(), &pairs)
+            }
+            // The Q8_0 loader takes Q5_0 as its signed q − 16 (exact).
+            Packed::Q5_0 { scales, quants } => {
+                let signed: Vec<u8> = quants
+                    .as_flattened()
+                    .iter()
+                    .map(|&q| (q as i8 - 16) as u8)
+                    .collect();
+                upload(WeightFormat::Q8_0, &signed, scales)
             }
             Packed::Q8x16 { scales, quants } => upload(
                 WeightFormat::Q8x16,

@@ -87,6 +87,18 @@ fn unsigned_dot(simd: V3, w: __m256i, x: __m256i) -> __m256 {
     )
 }
 
+/// Q5_0's lanes: [`unsigned_dot`] of the 5-bit q, minus `corrections` (16·Σx̂ over each lane's 4
+/// elements) before the conversion, so lane i holds Σ (q − 16)·x̂ exactly as [`signed_dot`] of q − 16 does.
+#[inline(always)]
+fn q5_dot(simd: V3, q: __m256i, x: __m256i, corrections: &[i32; 8]) -> __m256 {
+    let pairs = simd.avx2._mm256_maddubs_epi16(q, x);
+    let quads = simd
+        .avx2
+        ._mm256_madd_epi16(pairs, simd.avx._mm256_set1_epi16(1));
+    simd.avx
+        ._mm256_cvtepi32_ps(simd.avx2._mm256_sub_epi32(quads, pulp::cast(*corrections)))
+}
+
 /// 16 bytes of a Q4 block → (low nibbles = elements 0..16, high nibbles = elements 16..32).
 #[inline(always)]
 fn split_nibbles(simd: V3, packed: [u8; 16]) -> (__m128i, __m128i) {
@@ -97,6 +109,66 @@ fn split_nibbles(simd: V3, packed: [u8; 16]) -> (__m128i, __m128i) {
         .sse2
         ._mm_and_si128(simd.sse2._mm_srli_epi16::<4>(packed), mask);
     (low, high)
+}
+
+/// A Q4 block's 32 nibbles as bytes in element order.
+#[inline(always)]
+fn nibble_bytes(simd: V3, packed: [u8; 16]) -> __m256i {
+    let (low, high) = split_nibbles(simd, packed);
+    simd.avx._mm256_set_m128i(high, low)
+}
+
+/// Σ_b d_b·d_x,b·Σ q·x̂ for the unsigned-weight formats (Q4_0, Q4_1, Q5_0), `weights(b)` giving block b's
+/// bytes; each format adds its offset term (its `x = d·q + offset_b`) afterwards.
+#[inline(always)]
+fn unsigned_q8(simd: V3, scales: &[f32], x: &ActsView, weights: impl Fn(usize) -> __m256i) -> f32 {
+    let blocks = scales.len();
+    let (x_scales, x_quants) = (&x.scales[..blocks], &x.quants[..blocks]);
+    accumulate(
+        simd,
+        blocks,
+        #[inline(always)]
+        |b, acc| {
+            let dot = unsigned_dot(simd, weights(b), pulp::cast(x_quants[b]));
+            scaled_add(
+                simd,
+                dot,
+                simd.avx._mm256_set1_ps(scales[b] * x_scales[b]),
+                acc,
+            )
+        },
+    )
+}
+
+/// [`unsigned_q8`] for four vectors, each weight block made once for the four; each result equals the
+/// single-vector one bit for bit.
+#[inline(always)]
+fn unsigned_q8_x4(
+    simd: V3,
+    scales: &[f32],
+    xs: &QuadView,
+    weights: impl Fn(usize) -> __m256i,
+) -> [f32; 4] {
+    let blocks = scales.len();
+    let (x_scales, x_quants) = (&xs.scales[..blocks], &xs.quants[..blocks]);
+    accumulate4(
+        simd,
+        blocks,
+        #[inline(always)]
+        |b, acc| {
+            let w = weights(b);
+            let lane_scales = spread(
+                simd,
+                quad_scales(simd, &x_scales[b], simd.avx._mm256_set1_ps(scales[b])),
+            );
+            let mut out = acc;
+            for k in 0..4 {
+                let dot = unsigned_dot(simd, w, pulp::cast(x_quants[b][k]));
+                out[k] = scaled_add(simd, dot, lane_scales[k], out[k]);
+            }
+            out
+        },
+    )
 }
 
 /// Runs `block(b, acc)` for every block with two alternating accumulators, both starting at `zero`
@@ -283,19 +355,63 @@ impl Dot for Avx2 {
     #[inline(always)]
     fn q4_q8(self, scales: &[f32], mins: Option<&[f32]>, nibbles: &[[u8; 16]], x: ActsView) -> f32 {
         let simd = self.0;
-        let total = accumulate(
+        let nibbles = &nibbles[..scales.len()];
+        let total = unsigned_q8(
+            simd,
+            scales,
+            &x,
+            #[inline(always)]
+            |b| nibble_bytes(simd, nibbles[b]),
+        );
+        total + offset_term(scales, mins, x.sums)
+    }
+
+    #[inline(always)]
+    fn q5_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        let simd = self.0;
+        let sixteen = simd.avx._mm256_set1_epi8(16);
+        accumulate(
             simd,
             scales.len(),
             #[inline(always)]
             |b, acc| {
-                let (low, high) = split_nibbles(simd, nibbles[b]);
-                let w = simd.avx._mm256_set_m128i(high, low);
-                let dot = unsigned_dot(simd, w, pulp::cast(x.quants[b]));
+                let signed = simd.avx2._mm256_sub_epi8(pulp::cast(quants[b]), sixteen);
+                let p = block_fma(
+                    simd,
+                    widen_i8_block(simd, pulp::cast(signed)),
+                    &x.values[32 * b..],
+                );
                 simd.fma
-                    ._mm256_fmadd_ps(dot, simd.avx._mm256_set1_ps(scales[b] * x.scales[b]), acc)
+                    ._mm256_fmadd_ps(p, simd.avx._mm256_set1_ps(scales[b]), acc)
             },
+        )
+    }
+
+    #[inline(always)]
+    fn q5_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        let simd = self.0;
+        let blocks = scales.len();
+        let (quants, x_scales, x_quants, corrections) = (
+            &quants[..blocks],
+            &x.scales[..blocks],
+            &x.quants[..blocks],
+            &x.corrections[..blocks],
         );
-        total + offset_term(scales, mins, x.sums)
+        accumulate(
+            simd,
+            blocks,
+            #[inline(always)]
+            |b, acc| {
+                let dot = q5_dot(
+                    simd,
+                    pulp::cast(quants[b]),
+                    pulp::cast(x_quants[b]),
+                    &corrections[b],
+                );
+                simd.fma
+                    ._mm256_fmadd_ps(dot, simd.avx._mm256_set1_ps(scales[b] * x_scales[b]), acc)
+            },
+        )
     }
 
     #[inline(always)]
@@ -368,32 +484,52 @@ impl Dot for Avx2 {
         xs: QuadView,
     ) -> [f32; 4] {
         let simd = self.0;
-        let blocks = nibbles.len();
-        let (scales, x_scales, x_quants) = (
-            &scales[..blocks],
+        let nibbles = &nibbles[..scales.len()];
+        let [t0, t1, t2, t3] = unsigned_q8_x4(
+            simd,
+            scales,
+            &xs,
+            #[inline(always)]
+            |b| nibble_bytes(simd, nibbles[b]),
+        );
+        // Written out: a closure or an array `map` here is compiled without AVX and called per row.
+        let v = &xs.vectors;
+        [
+            t0 + offset_term(scales, mins, v[0].sums),
+            t1 + offset_term(scales, mins, v[1].sums),
+            t2 + offset_term(scales, mins, v[2].sums),
+            t3 + offset_term(scales, mins, v[3].sums),
+        ]
+    }
+
+    #[inline(always)]
+    fn q5_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
+        let simd = self.0;
+        let blocks = scales.len();
+        let (quants, x_scales, x_quants, corrections) = (
+            &quants[..blocks],
             &xs.scales[..blocks],
             &xs.quants[..blocks],
+            &xs.corrections[..blocks],
         );
-        let totals = accumulate4(
+        accumulate4(
             simd,
             blocks,
             #[inline(always)]
             |b, acc| {
-                let (low, high) = split_nibbles(simd, nibbles[b]);
-                let w = simd.avx._mm256_set_m128i(high, low);
+                let q: __m256i = pulp::cast(quants[b]);
                 let lane_scales = spread(
                     simd,
                     quad_scales(simd, &x_scales[b], simd.avx._mm256_set1_ps(scales[b])),
                 );
                 let mut out = acc;
                 for k in 0..4 {
-                    let dot = unsigned_dot(simd, w, pulp::cast(x_quants[b][k]));
+                    let dot = q5_dot(simd, q, pulp::cast(x_quants[b][k]), &corrections[b][k]);
                     out[k] = scaled_add(simd, dot, lane_scales[k], out[k]);
                 }
                 out
             },
-        );
-        [0, 1, 2, 3].map(|i| totals[i] + offset_term(scales, mins, xs.vectors[i].sums))
+        )
     }
 
     #[inline(always)]

@@ -79,6 +79,35 @@ impl Dot for Portable {
     }
 
     #[inline(always)]
+    fn q5_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        let mut total = 0.0;
+        for (b, (q, xb)) in quants.iter().zip(x.values.chunks_exact(32)).enumerate() {
+            let mut acc = [0.0f32; 8];
+            for (qc, xc) in q.chunks_exact(8).zip(xb.chunks_exact(8)) {
+                for i in 0..8 {
+                    acc[i] += f32::from(qc[i] as i8 - 16) * xc[i];
+                }
+            }
+            total += scales[b] * acc.iter().sum::<f32>();
+        }
+        total
+    }
+
+    #[inline(always)]
+    fn q5_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        let mut total = 0.0;
+        for b in 0..scales.len() {
+            let sum: i32 = quants[b]
+                .iter()
+                .zip(&x.quants[b])
+                .map(|(&w, &q)| (i32::from(w) - 16) * i32::from(q as i8))
+                .sum();
+            total += scales[b] * x.scales[b] * sum as f32;
+        }
+        total
+    }
+
+    #[inline(always)]
     fn q8x16_f32(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32 {
         let mut total = 0.0;
         for (b, (q, xb)) in quants.iter().zip(x.values.chunks_exact(32)).enumerate() {

@@ -1,0 +1,282 @@
+use super::*;
+use proptest::prelude::*;
+
+fn lcg(seed: u64) -> impl FnMut() -> f32 {
+    tinyalign_testkit::lcg64_stream(seed, 1.0)
+}
+
+/// Random GGUF bytes of a format: scales in [0, 0.1), mins in (−0.1, 0.1), random quants. The f16
+/// scales sit where each layout has them (first for the 32-blocks and Q4_K, last for Q6_K).
+fn gguf_bytes(format: Format, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    let mut rnd = lcg(seed);
+    let (block_bytes, elems) = format.gguf_block();
+    let mut out = Vec::new();
+    for _ in 0..rows * cols / elems {
+        match format {
+            Format::F32 => out.extend(rnd().to_le_bytes()),
+            Format::F16 => out.extend(half::f16::from_f32(rnd()).to_le_bytes()),
+            Format::Q6K => {
+                out.extend((0..block_bytes - 2).map(|_| (rnd() * 128.0 + 128.0) as u8));
+                out.extend(half::f16::from_f32(rnd().abs() * 0.1).to_le_bytes());
+            }
+            _ => {
+                let start = out.len();
+                out.extend(half::f16::from_f32(rnd().abs() * 0.1).to_le_bytes());
+                if matches!(format, Format::Q4_1 | Format::Q4K) {
+                    out.extend(half::f16::from_f32(rnd() * 0.1).to_le_bytes());
+                }
+                while out.len() < start + block_bytes {
+                    out.push((rnd() * 128.0 + 128.0) as u8);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn reference(m: &QMatrix, xs: &[f32], n: usize) -> Vec<f64> {
+    let mut out = vec![0.0; n * m.rows()];
+    for r in 0..m.rows() {
+        let w = m.row_f32(r);
+        for t in 0..n {
+            out[t * m.rows() + r] = w
+                .iter()
+                .zip(&xs[t * m.cols()..])
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum();
+        }
+    }
+    out
+}
+
+const FORMATS: [Format; 8] = [
+    Format::F32,
+    Format::F16,
+    Format::Q8_0,
+    Format::Q4_0,
+    Format::Q4_1,
+    Format::Q5_0,
+    Format::Q4K,
+    Format::Q6K,
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Every kernel against an f64 product of the dequantised weights. The quantised paths also round the
+    /// activations to 8 bits per block (each element moves by at most max|x in its block| / 254), and that
+    /// error reaches the output through the integer part of each weight only (see `rounded_part`); f32
+    /// paths only accumulate rounding.
+    #[test]
+    fn products_match_f64_reference(fi in 0usize..8, rows in 1usize..40, blocks in 1usize..6, n in 1usize..10, seed: u64) {
+        let format = FORMATS[fi];
+        let cols = blocks * format.gguf_block().1.max(BLOCK);
+        let m = QMatrix::from_gguf_bytes(format, rows, cols, &gguf_bytes(format, rows, cols, seed)).unwrap();
+        let mut rnd = lcg(seed ^ 0x5555);
+        let xs: Vec<f32> = (0..n * cols).map(|_| rnd() * 3.0).collect();
+        let want = reference(&m, &xs, n);
+        for product in products() {
+            let mut got = vec![0.0; n * rows];
+            m.matmul_with(product, &xs, n, &mut got).unwrap();
+            for t in 0..n {
+                for r in 0..rows {
+                    let w = m.row_f32(r);
+                    let x = &xs[t * cols..(t + 1) * cols];
+                    let magnitude: f64 = w.iter().zip(x).map(|(&a, &b)| f64::from((a * b).abs())).sum();
+                    // Rounding x to 8 bits moves each element by at most max|x in its block| / 254.
+                    let act_rounding: f64 = rounded_part(&m, r).chunks(BLOCK).zip(x.chunks(BLOCK)).map(|(wb, xb)| {
+                        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                        wb.iter().map(|v| f64::from(v.abs())).sum::<f64>() * f64::from(amax) / 254.0
+                    }).sum();
+                    let rounded = product.activations == Activations::Q8 && !matches!(format, Format::F32 | Format::F16);
+                    let bound = if rounded { 1.001 * act_rounding + 1e-5 * magnitude + 1e-5 } else { 1e-5 * magnitude + 1e-6 };
+                    let (g, w) = (f64::from(got[t * rows + r]), want[t * rows + r]);
+                    prop_assert!((g - w).abs() <= bound, "{product:?} {format:?} row {r} vec {t}: {g} vs {w} (bound {bound})");
+                }
+            }
+        }
+    }
+}
+
+/// The part of row `r`'s weights that multiplies the 8-bit-rounded activations. Q8_0 is `d·q` whole;
+/// the Q4 kernels split `w = d·q + offset` (q the unsigned nibble, offset `−8d` or the block minimum) and
+/// take the offset times the block's exact Σx, so the rounding error is weighted by `d·q`, up to 15d
+/// where |w| is at most 8d. (A bound from |w| failed about once in a few thousand random cases.)
+fn rounded_part(m: &QMatrix, r: usize) -> Vec<f32> {
+    let nb = m.cols / BLOCK;
+    let nibbles_times_scale = |scales: &[f32], nibbles: &[[u8; 16]]| -> Vec<f32> {
+        (r * nb..(r + 1) * nb)
+            .flat_map(|b| {
+                let d = scales[b];
+                let lo: Vec<f32> = nibbles[b].iter().map(|&q| d * f32::from(q & 15)).collect();
+                let hi: Vec<f32> = nibbles[b].iter().map(|&q| d * f32::from(q >> 4)).collect();
+                lo.into_iter().chain(hi)
+            })
+            .collect()
+    };
+    match &m.storage {
+        // Q5_0 takes its −16 offset with the rounded values' sums, so the whole weight meets them.
+        Storage::F32(_) | Storage::Q8_0 { .. } | Storage::Q5_0 { .. } | Storage::Q8x16 { .. } => {
+            m.row_f32(r)
+        }
+        Storage::Q4_0 { scales, nibbles }
+        | Storage::Q4_1 {
+            scales, nibbles, ..
+        } => nibbles_times_scale(scales, nibbles),
+    }
+}
+
+fn products() -> Vec<Product> {
+    Kernel::available()
+        .into_iter()
+        .flat_map(|kernel| {
+            [Activations::F32, Activations::Q8].map(|activations| Product {
+                kernel,
+                activations,
+            })
+        })
+        .collect()
+}
+
+/// The SIMD kernels compute the same sums as the portable ones, so they agree to float rounding.
+#[test]
+fn simd_matches_portable_closely() {
+    for format in FORMATS {
+        let (rows, cols) = (67, 768);
+        let m = QMatrix::from_gguf_bytes(format, rows, cols, &gguf_bytes(format, rows, cols, 7))
+            .unwrap();
+        let mut rnd = lcg(99);
+        let xs: Vec<f32> = (0..2 * cols).map(|_| rnd()).collect();
+        for product in products() {
+            let mut portable = vec![0.0; 2 * rows];
+            let reference = Product {
+                kernel: Kernel::Portable,
+                ..product
+            };
+            m.matmul_with(reference, &xs, 2, &mut portable).unwrap();
+            let mut got = vec![0.0; 2 * rows];
+            m.matmul_with(product, &xs, 2, &mut got).unwrap();
+            for (g, p) in got.iter().zip(&portable) {
+                assert!(
+                    (g - p).abs() <= 1e-4 * (1.0 + p.abs()),
+                    "{product:?} {format:?}: {g} vs {p}"
+                );
+            }
+        }
+    }
+}
+
+/// A product of many vectors (a prompt; four at a time through the multi-vector kernels, the rest one by
+/// one) gives each vector exactly what a product of it alone gives.
+#[test]
+fn many_vectors_equal_one_at_a_time_bit_for_bit() {
+    let (rows, cols, n) = (37, 256, 11);
+    for format in FORMATS {
+        let m = QMatrix::from_gguf_bytes(format, rows, cols, &gguf_bytes(format, rows, cols, 3))
+            .unwrap();
+        let mut rnd = lcg(5);
+        let xs: Vec<f32> = (0..n * cols).map(|_| rnd() * 2.0).collect();
+        for product in products() {
+            let mut all = vec![0.0; n * rows];
+            m.matmul_with(product, &xs, n, &mut all).unwrap();
+            for (t, x) in xs.chunks_exact(cols).enumerate() {
+                let mut one = vec![0.0; rows];
+                m.matmul_with(product, x, 1, &mut one).unwrap();
+                let got = &all[t * rows..(t + 1) * rows];
+                assert!(
+                    got.iter()
+                        .zip(&one)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{product:?} {format:?} vector {t}: {got:?} vs {one:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dequantisation_matches_ggml_formulas() {
+    // One Q4_1 block: d = 0.5, m = −1, nibbles (lo, hi) = (j mod 16, 15 − j mod 16).
+    let mut raw = half::f16::from_f32(0.5).to_le_bytes().to_vec();
+    raw.extend(half::f16::from_f32(-1.0).to_le_bytes());
+    raw.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    let m = QMatrix::from_gguf_bytes(Format::Q4_1, 1, 32, &raw).unwrap();
+    let row = m.row_f32(0);
+    for j in 0..16 {
+        assert_eq!(row[j], 0.5 * j as f32 - 1.0);
+        assert_eq!(row[16 + j], 0.5 * (15 - j) as f32 - 1.0);
+    }
+}
+
+#[test]
+fn bad_sizes_are_errors() {
+    assert!(matches!(
+        QMatrix::from_gguf_bytes(Format::Q8_0, 2, 32, &[0; 67]),
+        Err(QuantError::Size {
+            expected: 68,
+            got: 67,
+            ..
+        })
+    ));
+    assert!(matches!(
+        QMatrix::from_gguf_bytes(Format::Q4_1, 1, 48, &[0; 30]),
+        Err(QuantError::RowLength { .. })
+    ));
+    let m = QMatrix::from_f32(2, 3, vec![0.0; 6]).unwrap();
+    assert!(matches!(
+        m.matvec(&[0.0; 2], &mut [0.0; 2]),
+        Err(QuantError::Shape(_))
+    ));
+}
+
+/// Q5_0 held as unsigned bytes dequantises as `tinyalign_weights::blocks::q5_0_block` (the GGUF
+/// reader's decoder, checked bit-equal to gguf-py) does, bit for bit.
+#[test]
+fn q5_0_storage_matches_the_gguf_decoder() {
+    let (rows, cols) = (3, 96);
+    let raw = gguf_bytes(Format::Q5_0, rows, cols, 11);
+    let m = QMatrix::from_gguf_bytes(Format::Q5_0, rows, cols, &raw).unwrap();
+    let want: Vec<f32> = raw
+        .chunks_exact(tinyalign_weights::blocks::Q5_0_BYTES)
+        .flat_map(|block| {
+            let (d, q) = tinyalign_weights::blocks::q5_0_block(block);
+            q.map(|v| d * f32::from(v))
+        })
+        .collect();
+    let got: Vec<f32> = (0..rows).flat_map(|r| m.row_f32(r)).collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.to_bits(), w.to_bits(), "{g} vs {w}");
+    }
+    assert_eq!(m.format(), Format::Q5_0);
+    assert_eq!(m.weight_bytes(), rows * cols / 32 * 36);
+}
+
+/// Q5_0's unsigned kernels (q times x̂, then 16·Σx̂ off each lane) give what the same values held as Q8_0
+/// blocks (d, q − 16) give, bit for bit: one vector, and a prompt's four at a time with a remainder.
+#[test]
+fn q5_0_products_equal_the_q8_0_held_ones_bit_for_bit() {
+    let (rows, cols) = (21, 160);
+    let raw = gguf_bytes(Format::Q5_0, rows, cols, 17);
+    let q5 = QMatrix::from_gguf_bytes(Format::Q5_0, rows, cols, &raw).unwrap();
+    let as_q8: Vec<u8> = raw
+        .chunks_exact(tinyalign_weights::blocks::Q5_0_BYTES)
+        .flat_map(|block| {
+            let (_, q) = tinyalign_weights::blocks::q5_0_block(block);
+            block[0..2].iter().copied().chain(q.map(|v| v as u8))
+        })
+        .collect();
+    let q8 = QMatrix::from_gguf_bytes(Format::Q8_0, rows, cols, &as_q8).unwrap();
+    let mut rnd = lcg(23);
+    for n in [1, 7] {
+        let xs: Vec<f32> = (0..n * cols).map(|_| rnd() * 4.0).collect();
+        for product in products() {
+            let (mut a, mut b) = (vec![0.0; n * rows], vec![0.0; n * rows]);
+            q5.matmul_with(product, &xs, n, &mut a).unwrap();
+            q8.matmul_with(product, &xs, n, &mut b).unwrap();
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{product:?} n = {n}: {a:?} vs {b:?}"
+            );
+        }
+    }
+}
