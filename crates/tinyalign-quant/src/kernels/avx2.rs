@@ -118,8 +118,8 @@ fn nibble_bytes(simd: V3, packed: [u8; 16]) -> __m256i {
     simd.avx._mm256_set_m128i(high, low)
 }
 
-/// Σ_b d_b·d_x,b·Σ q·x̂ for the unsigned-weight formats (Q4_0, Q4_1, Q5_0), `weights(b)` giving block b's
-/// bytes; each format adds its offset term (its `x = d·q + offset_b`) afterwards.
+/// Σ_b d_b·d_x,b·Σ q·x̂ for the nibble formats (Q4_0, Q4_1), `weights(b)` giving block b's bytes; each
+/// adds its offset term (its `x = d·q + offset_b`, with the exact Σx) afterwards.
 #[inline(always)]
 fn unsigned_q8(simd: V3, scales: &[f32], x: &ActsView, weights: impl Fn(usize) -> __m256i) -> f32 {
     let blocks = scales.len();
@@ -218,10 +218,9 @@ fn scaled_add(simd: V3, dot: __m256, scale: __m256, acc: __m256) -> __m256 {
     simd.fma._mm256_fmadd_ps(dot, scale, acc)
 }
 
-/// The four vectors' activation scales of one block times `weight_scales` (8 lanes: vector k's product in
-/// lanes k and k + 4, or a per-lane weight scale), each vector's product broadcast to its own 8 lanes by
-/// `spread`. Lane for lane these are the single-vector kernels' `w · x` products, bit for bit (one IEEE
-/// multiply each, and multiplication commutes), so the four-vector sums stay equal to the one-vector ones.
+/// The four vectors' activation scales of one block times the weight's (`weight_scales`, broadcast): vector
+/// k's product in lanes k and k + 4, for [`spread`]. Each is the single-vector kernels' `w · x` bit for bit
+/// (one IEEE multiply, and multiplication commutes), so the four-vector sums equal the one-vector ones.
 #[inline(always)]
 fn quad_scales(simd: V3, x_scales: &[f32; 4], weight_scales: __m256) -> __m256 {
     let x: __m128 = pulp::cast(*x_scales);
