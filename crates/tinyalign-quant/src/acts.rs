@@ -30,13 +30,25 @@ pub(crate) struct Acts<'a> {
 pub(crate) struct ActsView<'a> {
     pub values: &'a [f32],
     pub sums: &'a [f32],
+    #[cfg_attr(
+        not(target_arch = "x86_64"),
+        allow(dead_code, reason = "read by the AVX2 kernels only")
+    )]
     pub corrections: &'a [[i32; 8]],
     pub scales: &'a [f32],
     pub quants: &'a [[u8; 32]],
 }
 
-/// Four consecutive 8-bit vectors: each on its own, and their scales and quants interleaved per block.
+/// Four consecutive 8-bit vectors: each on its own, and their scales and quants interleaved per block (the
+/// portable kernels take the vectors one by one).
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    allow(
+        dead_code,
+        reason = "the interleaved runs are read by the AVX2 kernels only"
+    )
+)]
 pub(crate) struct QuadView<'a> {
     pub vectors: [ActsView<'a>; 4],
     pub scales: &'a [[f32; 4]],
