@@ -15,31 +15,12 @@ impl Dot for Portable {
 
     #[inline(always)]
     fn q8_0_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        let mut total = 0.0;
-        for (b, (q, xb)) in quants.iter().zip(x.values.chunks_exact(32)).enumerate() {
-            let mut acc = [0.0f32; 8];
-            for (qc, xc) in q.chunks_exact(8).zip(xb.chunks_exact(8)) {
-                for i in 0..8 {
-                    acc[i] += f32::from(qc[i] as i8) * xc[i];
-                }
-            }
-            total += scales[b] * acc.iter().sum::<f32>();
-        }
-        total
+        byte_blocks_f32(scales, quants, x, |q| q as i8)
     }
 
     #[inline(always)]
     fn q8_0_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        let mut total = 0.0;
-        for b in 0..scales.len() {
-            let sum: i32 = quants[b]
-                .iter()
-                .zip(&x.quants[b])
-                .map(|(&w, &q)| i32::from(w as i8) * i32::from(q as i8))
-                .sum();
-            total += scales[b] * x.scales[b] * sum as f32;
-        }
-        total
+        byte_blocks_q8(scales, quants, x, |q| q as i8)
     }
 
     #[inline(always)]
@@ -80,31 +61,12 @@ impl Dot for Portable {
 
     #[inline(always)]
     fn q5_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        let mut total = 0.0;
-        for (b, (q, xb)) in quants.iter().zip(x.values.chunks_exact(32)).enumerate() {
-            let mut acc = [0.0f32; 8];
-            for (qc, xc) in q.chunks_exact(8).zip(xb.chunks_exact(8)) {
-                for i in 0..8 {
-                    acc[i] += f32::from(qc[i] as i8 - 16) * xc[i];
-                }
-            }
-            total += scales[b] * acc.iter().sum::<f32>();
-        }
-        total
+        byte_blocks_f32(scales, quants, x, |q| q as i8 - 16)
     }
 
     #[inline(always)]
     fn q5_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        let mut total = 0.0;
-        for b in 0..scales.len() {
-            let sum: i32 = quants[b]
-                .iter()
-                .zip(&x.quants[b])
-                .map(|(&w, &q)| (i32::from(w) - 16) * i32::from(q as i8))
-                .sum();
-            total += scales[b] * x.scales[b] * sum as f32;
-        }
-        total
+        byte_blocks_q8(scales, quants, x, |q| q as i8 - 16)
     }
 
     #[inline(always)]
@@ -144,6 +106,48 @@ impl Dot for Portable {
         }
         total
     }
+}
+
+/// Σ_b d_b · Σ w·x over blocks of one byte per weight, `weight(q)` the signed value a byte holds (Q8_0:
+/// itself; Q5_0: its 5-bit value minus 16), so both formats run the same sums.
+#[inline(always)]
+fn byte_blocks_f32(
+    scales: &[f32],
+    quants: &[[u8; 32]],
+    x: ActsView,
+    weight: impl Fn(u8) -> i8,
+) -> f32 {
+    let mut total = 0.0;
+    for (b, (q, xb)) in quants.iter().zip(x.values.chunks_exact(32)).enumerate() {
+        let mut acc = [0.0f32; 8];
+        for (qc, xc) in q.chunks_exact(8).zip(xb.chunks_exact(8)) {
+            for i in 0..8 {
+                acc[i] += f32::from(weight(qc[i])) * xc[i];
+            }
+        }
+        total += scales[b] * acc.iter().sum::<f32>();
+    }
+    total
+}
+
+/// [`byte_blocks_f32`] against 8-bit activations: Σ_b d_b · d_x,b · Σ w·x̂ with integer inner sums.
+#[inline(always)]
+fn byte_blocks_q8(
+    scales: &[f32],
+    quants: &[[u8; 32]],
+    x: ActsView,
+    weight: impl Fn(u8) -> i8,
+) -> f32 {
+    let mut total = 0.0;
+    for b in 0..scales.len() {
+        let sum: i32 = quants[b]
+            .iter()
+            .zip(&x.quants[b])
+            .map(|(&w, &q)| i32::from(weight(w)) * i32::from(q as i8))
+            .sum();
+        total += scales[b] * x.scales[b] * sum as f32;
+    }
+    total
 }
 
 #[inline(always)]
