@@ -58,8 +58,16 @@ pub(crate) struct QuadView<'a> {
 
 impl<'a> Acts<'a> {
     /// `xs` is `n × cols` row-major; `cols` is a multiple of 32 (checked by the matrix that asks).
-    /// `corrections`: also make the Q5_0 kernels' lane corrections (8-bit mode only).
-    pub fn new(xs: &'a [f32], cols: usize, quantize: bool, corrections: bool) -> Self {
+    /// `corrections`: also make the Q5_0 kernels' lane corrections (8-bit mode only). `interleave`: also
+    /// store the vectors four by four, for the kernels that read them so (the AVX2 ones); the portable
+    /// kernels take the vectors one by one, so for them the copy would be wasted work.
+    pub fn new(
+        xs: &'a [f32],
+        cols: usize,
+        quantize: bool,
+        corrections: bool,
+        interleave: bool,
+    ) -> Self {
         let blocks = xs.len() / BLOCK;
         let mut acts = Self {
             values: xs,
@@ -95,7 +103,7 @@ impl<'a> Acts<'a> {
                 acts.quants.push(q);
             }
             let nb = cols / BLOCK;
-            let quads = xs.len() / cols / 4;
+            let quads = if interleave { xs.len() / cols / 4 } else { 0 };
             acts.quad_scales.reserve(quads * nb);
             acts.quad_quants.reserve(quads * nb);
             for quad in 0..quads {
@@ -119,17 +127,15 @@ impl<'a> Acts<'a> {
         !self.quants.is_empty()
     }
 
-    /// Vectors 4q..4q+4 (8-bit mode only).
+    /// Vectors 4q..4q+4 (8-bit mode only); the interleaved runs are empty unless made with `interleave`.
     pub fn quad(&self, q: usize) -> QuadView<'_> {
         let nb = self.cols / BLOCK;
+        let blocks = q * nb..(q + 1) * nb;
         QuadView {
             vectors: [0, 1, 2, 3].map(|k| self.vector(4 * q + k)),
-            scales: &self.quad_scales[q * nb..(q + 1) * nb],
-            quants: &self.quad_quants[q * nb..(q + 1) * nb],
-            corrections: self
-                .quad_corrections
-                .get(q * nb..(q + 1) * nb)
-                .unwrap_or(&[]),
+            scales: self.quad_scales.get(blocks.clone()).unwrap_or(&[]),
+            quants: self.quad_quants.get(blocks.clone()).unwrap_or(&[]),
+            corrections: self.quad_corrections.get(blocks).unwrap_or(&[]),
         }
     }
 

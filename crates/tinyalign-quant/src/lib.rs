@@ -505,7 +505,7 @@ impl QMatrix {
         let quantize =
             product.activations == Activations::Q8 && !matches!(self.storage, Storage::F32(_));
         let q5 = matches!(self.storage, Storage::Q5_0 { .. });
-        let acts = Acts::new(xs, self.cols, quantize, q5);
+        let acts = Acts::new(xs, self.cols, quantize, q5, kernel == Kernel::Avx2);
         // Each task owns a run of weight rows and writes their outputs for all n vectors (rows × n, transposed
         // afterwards when n > 1), so a weight row is read once per product however many vectors there are.
         let mut by_row = if n == 1 {
