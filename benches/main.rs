@@ -237,6 +237,64 @@ fn projector(c: &mut Criterion) {
     group.finish();
 }
 
+/// One training step of the default CTC projector (`configs/default.toml`: the BridgeFormer trunk at the sizes
+/// above, a CTC head onto Qwen2.5-0.5B's width 896 over 412 classes plus the blank, as the `synth` set's
+/// transcripts give) on a batch of 16 utterances of 5 s with 20 labels each: forward, the CTC loss and its
+/// exact gradient (on the host), backward, AdamW. The class rows are seeded stand-ins for the LLM's embeddings
+/// (the step's cost does not depend on their values). Throughput: matmul FLOPs as for BridgeFormer.
+fn ctc_projector(c: &mut Criterion) {
+    use tinyalign_projector::{Projector, ProjectorConfig, ProjectorOutput};
+    const CLASSES: usize = 412;
+    const D_LLM: usize = 896;
+    let mut group = c.benchmark_group("ctc_bridgeformer");
+    group.measurement_time(Duration::from_secs(8));
+    group.sample_size(10);
+    let dev = tinyalign_nn::cpu();
+    let mut config = ProjectorConfig::bridgeformer(384, D_LLM, 0.05);
+    config.output = ProjectorOutput::Ctc {
+        classes: (0..CLASSES as u32).map(|i| 100 + 3 * i).collect(),
+        logit_scale: 16.0,
+    };
+    let mut projector = Projector::init(config.clone(), 0, dev.clone()).expect("config");
+    let rows: Vec<f32> = (0..CLASSES * D_LLM)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
+    let table = projector.ctc_table(&rows).expect("class rows");
+    let (b, n) = (16usize, 250usize);
+    let utterances: Vec<Vec<f32>> = (0..b)
+        .map(|u| {
+            (0..n * 384)
+                .map(|i| (((i + u) * 7919) % 1000) as f32 / 1000.0 - 0.5)
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[f32]> = utterances.iter().map(Vec::as_slice).collect();
+    let (data, layout) = projector.pad_batch(&refs).expect("lengths");
+    let x = tinyalign_nn::from_vec2(&dev, data, b * layout.frames, 384);
+    let labels: Vec<Vec<usize>> = (0..b)
+        .map(|u| (0..20).map(|i| (u * 31 + i * 17) % CLASSES).collect())
+        .collect();
+    let label_refs: Vec<&[usize]> = labels.iter().map(Vec::as_slice).collect();
+    let mut opt = tinyalign_nn::AdamW::new(1e-3, Some(1.0));
+    let stacked_rows = (b * layout.max_tokens) as u64;
+    let head =
+        2 * stacked_rows * (D_LLM as u64) * (CLASSES as u64 + 1) + 2 * stacked_rows * D_LLM as u64;
+    group.throughput(Throughput::Elements(
+        3 * (bridgeformer_flops(&config, b as u64, n as u64) + head),
+    ));
+    group.bench_function("ctc_train_step_b16_5s", |bench| {
+        bench.iter(|| {
+            let out = projector.forward(tinyalign_nn::traced(&x), &layout);
+            let (loss, _, used) =
+                tinyalign_train::ctc_batch_loss(&projector, out, &layout, &label_refs, &table);
+            assert_eq!(used, b, "every utterance has frames for its labels");
+            let mut grads = tinyalign_nn::backward(loss);
+            opt.step(&mut projector, &mut grads, 1e-3)
+        })
+    });
+    group.finish();
+}
+
 /// One epoch of 32 synthetic training utterances (two BridgeFormer steps of batch 16 at the default sizes),
 /// with the encoder features read from tinyalign-train's on-disk cache against recomputing them from the WAV
 /// (decode, log-mel, Whisper tiny.en) every epoch: what the feature cache saves. Both variants run the same
@@ -326,21 +384,24 @@ fn epoch(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&feature_dir);
 }
 
-/// Forward matmul FLOPs of BridgeFormer on b utterances of n frames (k frames stacked first).
+/// Forward matmul FLOPs of BridgeFormer on b utterances of n frames (k frames stacked first): pooled to T
+/// tokens, or, with a CTC head, every stacked frame through the output MLP (the head's own product is the
+/// caller's to add).
 fn bridgeformer_flops(c: &tinyalign_projector::ProjectorConfig, b: u64, n: u64) -> u64 {
-    let (da, dm, ff, dl, t) = (
+    let (da, dm, ff, dl) = (
         c.d_audio as u64,
         c.d_model as u64,
         c.ffn_dim as u64,
         c.d_llm as u64,
-        c.max_tokens() as u64,
     );
     let k = c.stack as u64;
     let m = n.div_ceil(k);
+    let ctc = c.ctc_classes().is_some();
+    let t = if ctc { m } else { c.max_tokens() as u64 };
     let rows = b * m;
     let input = 2 * rows * (k * da * dm + dm * dm);
     let per_layer = 2 * rows * (4 * dm * dm + 2 * dm * ff) + 2 * 2 * b * m * m * dm;
-    let pool = 2 * b * t * m * dm;
+    let pool = if ctc { 0 } else { 2 * b * t * m * dm };
     let output = 2 * b * t * (dm * dm + dm * dl);
     input + c.layers as u64 * per_layer + pool + output
 }
@@ -411,6 +472,7 @@ criterion_group!(
     encoder,
     llm,
     projector,
+    ctc_projector,
     epoch,
     wgpu_kernels
 );

@@ -214,21 +214,26 @@ pub fn criterion_rows(since: SystemTime) -> Result<Vec<Row>> {
         rows.push((per_iteration.map(|n| n / (ns * 1e-9)), row));
     }
     rows.sort_by(|a, b| (&a.1.stage, &a.1.name).cmp(&(&b.1.stage, &b.1.name)));
-    // The training step's share of this machine's GEMM peak, both measured in this run.
+    // The training steps' shares of this machine's GEMM peak, all measured in this run.
     let rate = |name: &str| {
         rows.iter()
             .find(|(_, r)| r.name == name)
             .and_then(|(rate, _)| *rate)
     };
     let mut out: Vec<Row> = rows.iter().map(|(_, r)| r.clone()).collect();
-    if let (Some(step), Some(peak)) = (rate("train_step_b16_5s"), rate("gemm_peak_1024")) {
-        out.push(Row::timed(
-            "criterion: bridgeformer",
-            "train_step_b16_5s, share of the GEMM peak",
-            100.0 * step / peak,
-            "%",
-            "matmul FLOPs of forward + backward per second against a 1024³ f32 GEMM",
-        ));
+    for (group, step) in [
+        ("bridgeformer", "train_step_b16_5s"),
+        ("ctc_bridgeformer", "ctc_train_step_b16_5s"),
+    ] {
+        if let (Some(step_rate), Some(peak)) = (rate(step), rate("gemm_peak_1024")) {
+            out.push(Row::timed(
+                &format!("criterion: {group}"),
+                &format!("{step}, share of the GEMM peak"),
+                100.0 * step_rate / peak,
+                "%",
+                "matmul FLOPs of forward + backward per second against a 1024³ f32 GEMM",
+            ));
+        }
     }
     Ok(out)
 }

@@ -173,7 +173,7 @@ pub(crate) fn token_edits(reference: &[u32], hypothesis: &[u32]) -> usize {
 /// value is that mean and whose gradient is CTC's exact one (Graves et al. 2006, eq. 16, computed on the
 /// host by `ctc::ctc_loss` and fed back as a constant weighting of the logits). Utterances too short for
 /// their labels, or without labels, do not count. Also returns the host logits `(b·t_max, classes + 1)`.
-pub(crate) fn batch_loss<T: Tape<f32, D> + Merge<T>, D: NnDevice>(
+pub fn batch_loss<T: Tape<f32, D> + Merge<T>, D: NnDevice>(
     projector: &Projector<D>,
     out: Taped2<T, D>,
     layout: &BatchLayout,

@@ -29,6 +29,8 @@ mod users;
 pub use config::{
     DataConfig, LlmConfig, LossConfig, Objective, OptimConfig, ProjectorSizes, TrainConfig,
 };
+/// The CTC objective's batch loss, public for the criterion bench of a CTC training step.
+pub use ctc_objective::batch_loss as ctc_batch_loss;
 pub use device::ComputeDevice;
 pub use feature_shards::SHARD_BYTES;
 pub use feature_store::{FeatureFile, FeatureStore, PackReport};
