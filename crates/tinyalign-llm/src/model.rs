@@ -5,10 +5,15 @@
 
 use std::path::Path;
 
+use rayon::prelude::*;
 use tinyalign_quant::{Activations, Format, Product, QMatrix};
 use tinyalign_weights::gguf::{GgmlType, GgufFile};
 
 use crate::{KvCache, LlamaConfig, LlmError, LlmWeights, RopeStyle, Tokenizer};
+
+/// (query, head) pairs per attention task at the least: a decoding step's 9–14 pairs make 3–4 tasks, each
+/// a few microseconds of work over a short context, not one task per pair.
+const ATTENTION_PAIRS_PER_TASK: usize = 4;
 
 /// How the weight matrices are held in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -355,32 +360,39 @@ impl LlamaModel {
         let (d, hd, kvd) = (c.hidden_size, c.head_dim, c.kv_dim());
         let group = c.num_attention_heads / c.num_key_value_heads;
         let scale = 1.0 / (hd as f32).sqrt();
+        let heads = c.num_attention_heads;
         let mut out = vec![0.0; n * d];
-        let mut scores = Vec::with_capacity(start + n);
-        for t in 0..n {
-            let visible = start + t + 1;
-            for h in 0..c.num_attention_heads {
-                let kvh = h / group;
-                let qh = &q[t * d + h * hd..t * d + (h + 1) * hd];
-                scores.clear();
-                scores.extend((0..visible).map(|j| {
-                    let kj = &keys[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
-                    tinyalign_quant::dot(qh, kj) * scale
-                }));
-                let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-                let mut total = 0.0;
-                for s in scores.iter_mut() {
-                    *s = (*s - max).exp();
-                    total += *s;
-                }
-                let oh = &mut out[t * d + h * hd..t * d + (h + 1) * hd];
-                for (j, &p) in scores.iter().enumerate() {
-                    let vj = &values[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
-                    let w = p / total;
-                    oh.iter_mut().zip(vj).for_each(|(o, v)| *o += w * v);
-                }
-            }
-        }
+        // One task per (query, head) pair, split over the pool: each pair's arithmetic is what the serial
+        // loop did, in the same order, so the answers are unchanged bit for bit. Serial, this was a tenth of
+        // a 350-token Qwen2.5-0.5B prefill on one core while the other idled.
+        out.par_chunks_mut(hd)
+            .enumerate()
+            .with_min_len(ATTENTION_PAIRS_PER_TASK)
+            .for_each_init(
+                || Vec::with_capacity(start + n),
+                |scores: &mut Vec<f32>, (pair, oh)| {
+                    let (t, h) = (pair / heads, pair % heads);
+                    let visible = start + t + 1;
+                    let kvh = h / group;
+                    let qh = &q[t * d + h * hd..t * d + (h + 1) * hd];
+                    scores.clear();
+                    scores.extend((0..visible).map(|j| {
+                        let kj = &keys[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+                        tinyalign_quant::dot(qh, kj) * scale
+                    }));
+                    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+                    let mut total = 0.0;
+                    for s in scores.iter_mut() {
+                        *s = (*s - max).exp();
+                        total += *s;
+                    }
+                    for (j, &p) in scores.iter().enumerate() {
+                        let vj = &values[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+                        let w = p / total;
+                        oh.iter_mut().zip(vj).for_each(|(o, v)| *o += w * v);
+                    }
+                },
+            );
         out
     }
 }
