@@ -197,6 +197,26 @@ fn llm(c: &mut Criterion) {
     group.finish();
 }
 
+/// A padded batch of `b` seeded Whisper-tiny-width (384) feature sequences of `n` frames each, laid out as
+/// `projector` takes them: `(b · frames, 384)` and its layout. The training-step benches' shared input.
+fn synthetic_batch(
+    projector: &tinyalign_projector::Projector<tinyalign_nn::Device>,
+    b: usize,
+    n: usize,
+) -> (tinyalign_nn::Tensor2, tinyalign_projector::BatchLayout) {
+    let utterances: Vec<Vec<f32>> = (0..b)
+        .map(|u| {
+            (0..n * 384)
+                .map(|i| (((i + u) * 7919) % 1000) as f32 / 1000.0 - 0.5)
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[f32]> = utterances.iter().map(Vec::as_slice).collect();
+    let (data, layout) = projector.pad_batch(&refs).expect("lengths");
+    let x = tinyalign_nn::from_vec2(projector.device(), data, b * layout.frames, 384);
+    (x, layout)
+}
+
 /// One BridgeFormer training step at the default sizes (Whisper tiny.en 384 → SmolLM2 576, 4 frames stacked,
 /// d_model 256, two layers, T = 32) on a batch of 16 utterances of 5 s (250 frames): forward, masked-MSE backward, AdamW.
 /// Throughput is the step's matmul FLOPs (forward + 2× for backward), so `elem/s` reads as FLOP/s; compare
@@ -210,16 +230,7 @@ fn projector(c: &mut Criterion) {
     let config = ProjectorConfig::bridgeformer(384, 576, 0.05);
     let mut projector = Projector::init(config.clone(), 0, dev.clone()).expect("config");
     let (b, n) = (16usize, 250usize);
-    let utterances: Vec<Vec<f32>> = (0..b)
-        .map(|u| {
-            (0..n * 384)
-                .map(|i| (((i + u) * 7919) % 1000) as f32 / 1000.0 - 0.5)
-                .collect()
-        })
-        .collect();
-    let refs: Vec<&[f32]> = utterances.iter().map(Vec::as_slice).collect();
-    let (data, layout) = projector.pad_batch(&refs).expect("lengths");
-    let x = tinyalign_nn::from_vec2(&dev, data, b * layout.frames, 384);
+    let (x, layout) = synthetic_batch(&projector, b, n);
     let rows = b * layout.max_tokens;
     let target = tinyalign_nn::from_vec2(&dev, vec![0.01; rows * 576], rows, 576);
     let mask = tinyalign_nn::from_vec2(&dev, vec![1.0; rows * 576], rows, 576);
@@ -261,16 +272,7 @@ fn ctc_projector(c: &mut Criterion) {
         .collect();
     let table = projector.ctc_table(&rows).expect("class rows");
     let (b, n) = (16usize, 250usize);
-    let utterances: Vec<Vec<f32>> = (0..b)
-        .map(|u| {
-            (0..n * 384)
-                .map(|i| (((i + u) * 7919) % 1000) as f32 / 1000.0 - 0.5)
-                .collect()
-        })
-        .collect();
-    let refs: Vec<&[f32]> = utterances.iter().map(Vec::as_slice).collect();
-    let (data, layout) = projector.pad_batch(&refs).expect("lengths");
-    let x = tinyalign_nn::from_vec2(&dev, data, b * layout.frames, 384);
+    let (x, layout) = synthetic_batch(&projector, b, n);
     let labels: Vec<Vec<usize>> = (0..b)
         .map(|u| (0..20).map(|i| (u * 31 + i * 17) % CLASSES).collect())
         .collect();
