@@ -13,12 +13,11 @@ use crate::feature_store::FeatureFile;
 use crate::features::{FeatureCache, Features};
 use crate::in_the_loop::LoopContext;
 use crate::prepare::Augmenter;
-use crate::targets::{Target, TargetBuilder};
+use crate::targets::{Target, TargetBuilder, TargetTable};
 
 /// The example of utterance `u` (augmented by `augment`): its cached encoder features, its transcript's
-/// token ids, its EmbedLink target rows with the projector's T (only for objectives that use them: the rows
-/// are T × d_llm floats, more than the features), and with `answers` (LLM-in-the-loop) the answer the LLM
-/// must give.
+/// token ids, its EmbedLink target length (the projector's T; pooled objectives only), and with `answers`
+/// (LLM-in-the-loop) the answer the LLM must give.
 pub(crate) fn make_example(
     cache: &mut FeatureCache,
     manifest: &Manifest,
@@ -169,6 +168,7 @@ pub(crate) struct Batch<D: NnDevice> {
 pub(crate) fn make_batch<D: NnDevice>(
     projector: &Projector<D>,
     examples: &[&Example],
+    table: &TargetTable,
 ) -> Result<Batch<D>, TrainError> {
     let loaded = examples
         .iter()
@@ -182,29 +182,32 @@ pub(crate) fn make_batch<D: NnDevice>(
     let mut target = vec![0.0; examples.len() * t_max * d_llm];
     let mut row_weights = vec![0.0; examples.len() * t_max];
     for (i, e) in examples.iter().enumerate() {
-        let rows = e.target.rows.min(t_max);
-        target[i * t_max * d_llm..(i * t_max + rows) * d_llm]
-            .copy_from_slice(&e.target.data[..rows * d_llm]);
-        row_weights[i * t_max..i * t_max + rows].copy_from_slice(&e.target.weights[..rows]);
+        e.target.fill(
+            table,
+            t_max,
+            &mut target[i * t_max * d_llm..(i + 1) * t_max * d_llm],
+            &mut row_weights[i * t_max..(i + 1) * t_max],
+        );
     }
     let element_weights: Vec<f32> = row_weights
         .iter()
         .flat_map(|&w| std::iter::repeat_n(w, d_llm))
         .collect();
     let rows = examples.len() * t_max;
-    let mut index: std::collections::HashMap<Vec<u32>, usize> = Default::default();
+    // Candidates are distinct tokens, so distinct rows (two tokens with bit-identical embeddings would be
+    // two candidates; no transcript token of the LLMs here has a twin).
+    let mut index: std::collections::HashMap<u32, usize> = Default::default();
     let mut candidates: Vec<&[f32]> = Vec::new();
     let mut labels = Vec::new();
     for (r, &w) in row_weights.iter().enumerate() {
         if w <= 0.0 {
             continue;
         }
-        let row = &target[r * d_llm..(r + 1) * d_llm];
-        let key: Vec<u32> = row.iter().map(|v| v.to_bits()).collect();
+        let id = examples[r / t_max].target.id_at(table, r % t_max);
         let next = index.len();
-        let k = *index.entry(key).or_insert(next);
+        let k = *index.entry(id).or_insert(next);
         if k == next {
-            candidates.push(row);
+            candidates.push(&target[r * d_llm..(r + 1) * d_llm]);
         }
         if w == 1.0 {
             labels.push((r, k));
@@ -251,26 +254,36 @@ mod tests {
             [0.0, 1.0, 0.0, 0.0],
             [0.0, 0.0, 0.5, 0.5],
         );
-        let example = |rows: &[[f32; 4]], weights: &[f32]| Example {
+        // Tokens 7 and 8 say "a" and "b"; 0 is the padding token, weighted 0.1.
+        let table = TargetTable::new(&[7, 8, 0], [a, b, pad].concat(), 0, 0.1);
+        let example = |ids: &[u32]| Example {
             features: ExampleFeatures::Memory(Features {
                 frames: 12,
                 width: d_audio,
                 data: vec![0.1; 12 * d_audio],
             }),
             target: Target {
-                rows: rows.len(),
-                data: rows.concat(),
-                weights: weights.to_vec(),
+                rows: 3,
                 truncated: 0,
-                ids: Vec::new(),
+                ids: ids.to_vec(),
             },
             answer_ids: Vec::new(),
             answer_embeds: Vec::new(),
         };
         // Utterance 0 says "a b", utterance 1 "b" then padding.
-        let first = example(&[a, b, pad], &[1.0, 1.0, 0.1]);
-        let second = example(&[b, pad, pad], &[1.0, 0.1, 0.1]);
-        let batch = make_batch(&projector, &[&first, &second]).unwrap();
+        let first = example(&[7, 8]);
+        let second = example(&[8]);
+        let batch = make_batch(&projector, &[&first, &second], &table).unwrap();
+        assert_eq!(
+            batch.row_weights,
+            [1.0, 1.0, 0.1, 1.0, 0.1, 0.1],
+            "transcript rows 1, padding rows pad_weight"
+        );
+        assert_eq!(
+            tinyalign_nn::to_vec2(&batch.target),
+            [a, b, pad, b, pad, pad].concat(),
+            "each position holds its token's row"
+        );
         assert_eq!(
             tinyalign_nn::shape2(&batch.candidates),
             (4, 3),

@@ -38,7 +38,7 @@ pub use features::{FRONTEND_VERSION, FeatureCache, Features, sha256_hex};
 pub use in_the_loop::LoopContext;
 pub use prepare::{FeatureReport, Shard, cache_features};
 pub use run_folder::{MetricsLine, read_metrics, read_summary};
-pub use targets::{Target, TargetBuilder};
+pub use targets::{Target, TargetBuilder, TargetTable};
 pub use tinyalign_data::peak_rss_bytes;
 pub use trainer::{Alignment, StopReason, TrainOptions, TrainSummary, projector_alignment, train};
 pub use users::{PersonalisationResult, UserInfo, UserStore};

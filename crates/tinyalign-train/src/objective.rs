@@ -8,6 +8,7 @@ use crate::batch::{Batch, Example, make_batch};
 use crate::ctc_objective::{self, ClassSet, ReadoutErrors};
 use crate::device::TrainDevice;
 use crate::in_the_loop::LoopContext;
+use crate::targets::TargetTable;
 use crate::{TrainConfig, TrainError};
 
 /// EmbedLink's loss of projector outputs `out` against the batch's targets (see `LossConfig`).
@@ -41,6 +42,8 @@ pub(crate) fn embedlink_loss<T: Tape<f32, D> + Merge<T>, D: NnDevice>(
 pub(crate) struct ObjectiveParts<'a, D: NnDevice> {
     pub(crate) in_loop: Option<&'a LoopContext>,
     pub(crate) classes: &'a ClassSet<D>,
+    /// The embedding rows EmbedLink's targets are made of (empty for CTC).
+    pub(crate) targets: &'a TargetTable,
     pub(crate) mse_scale: f32,
     pub(crate) pad_id: u32,
 }
@@ -166,7 +169,7 @@ pub(crate) fn evaluate<D: TrainDevice>(
     let d = projector.config().d_llm;
     for chunk in evaluation_chunks(projector, examples, config.optim.batch_size, parts) {
         let refs: Vec<&Example> = chunk.iter().collect();
-        let batch = make_batch(projector, &refs)?;
+        let batch = make_batch(projector, &refs, parts.targets)?;
         let projected = projector.forward(batch.x.clone(), &batch.layout);
         // A pooled projector's rows are read on the host (readout, cosine); a CTC one's logits are.
         let pooled_out = parts

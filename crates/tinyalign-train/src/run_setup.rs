@@ -14,7 +14,7 @@ use crate::in_the_loop::LoopContext;
 use crate::prepare::{load_encoder, read_manifest, select};
 use crate::run_files::{base_classes, load_base};
 use crate::run_folder::RunFolder;
-use crate::targets::TargetBuilder;
+use crate::targets::{TargetBuilder, TargetTable};
 use crate::trainer::{TrainOptions, load_llm};
 use crate::{Objective, TrainConfig, TrainError};
 
@@ -23,6 +23,8 @@ pub(crate) struct PreparedRun<D: TrainDevice> {
     pub(crate) projector: Projector<D>,
     pub(crate) projector_config: ProjectorConfig,
     pub(crate) classes: ClassSet<D>,
+    /// The rows EmbedLink's targets are looked up in (empty for CTC, whose examples hold ids only).
+    pub(crate) target_table: TargetTable,
     /// LLM-in-the-loop only: the frozen LLM's differentiable graph.
     pub(crate) in_loop: Option<LoopContext>,
     pub(crate) train_set: Vec<Example>,
@@ -117,6 +119,21 @@ pub(crate) fn prepare_run<D: TrainDevice>(
         options.device
     ));
     let classes = ClassSet::new(class_ids, &llm, &projector)?;
+    let target_table = match config.loss.objective {
+        Objective::Ctc => TargetTable::default(),
+        _ => targets.table(
+            train_utts
+                .iter()
+                .chain(&valid_utts)
+                .map(|u| u.text.as_str()),
+        )?,
+    };
+    if !target_table.is_empty() {
+        say(format!(
+            "EmbedLink targets: the embedding rows of {} distinct tokens, looked up per batch",
+            target_table.len()
+        ));
+    }
 
     // Features (cached) and targets.
     let feature_started = Instant::now();
@@ -188,6 +205,7 @@ pub(crate) fn prepare_run<D: TrainDevice>(
         projector,
         projector_config,
         classes,
+        target_table,
         in_loop,
         train_set,
         valid_set,

@@ -90,7 +90,7 @@ pub(crate) fn training_loop<D: TrainDevice>(
             .iter()
             .map(|&i| &train_set[i])
             .collect();
-        let batch = make_batch(&projector, &members)?;
+        let batch = make_batch(&projector, &members, inputs.parts.targets)?;
         let out = projector.forward(tinyalign_nn::traced(&batch.x), &batch.layout);
         let class_sample_seed = config.optim.seed ^ state.step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let (total, _) = objective_loss(

@@ -21,7 +21,7 @@ use crate::prepare::{load_encoder, select};
 use crate::run_files::{ManifestParts, load_run_projector};
 use crate::run_folder::RunFolder;
 use crate::run_setup::prepare_run;
-use crate::targets::TargetBuilder;
+use crate::targets::{TargetBuilder, TargetTable};
 use crate::train_loop::{LoopInputs, training_loop};
 use crate::{Objective, TrainConfig, TrainError};
 
@@ -191,9 +191,14 @@ pub fn projector_alignment(
         None => ctc_objective::transcript_classes(&llm, utts.iter().map(|u| u.text.as_str())),
     };
     let classes = ClassSet::new(class_ids, &llm, &projector)?;
+    let target_table = match projector.config().ctc_classes() {
+        Some(_) => TargetTable::default(),
+        None => targets.table(utts.iter().map(|u| u.text.as_str()))?,
+    };
     let parts = ObjectiveParts {
         in_loop: None,
         classes: &classes,
+        targets: &target_table,
         mse_scale: 1.0 / (targets.embedding_rms * targets.embedding_rms),
         pad_id: targets.pad_id(),
     };
@@ -255,6 +260,7 @@ fn train_on<D: TrainDevice>(
         parts: ObjectiveParts {
             in_loop: prepared.in_loop.as_ref(),
             classes: &prepared.classes,
+            targets: &prepared.target_table,
             mse_scale: prepared.mse_scale,
             pad_id: prepared.pad_id,
         },
