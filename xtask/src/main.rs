@@ -24,7 +24,8 @@ commands:
   train    the main job, end to end on the default models and data
            (fetch, manifests, Whisper on the bundled recordings, the LLM answering, projector training
            with the LLM never running (CTC onto its vocabulary by default), the evaluation of `eval`,
-           personalisation; --preset smoke|default|pooled|full, --run DIR, --resume,
+           personalisation; --preset smoke|default|pooled|wide|full (full: 20 hours of synth-wide,
+           ~1.7 h on 2 cores the first time), --run DIR, --resume,
            --device cuda to train the projector on an NVIDIA GPU: needs the CUDA toolkit, see README)
   fetch    download the pinned models and speech data into the cache (--with base adds Whisper base,
            --with qwen2.5-1.5b the larger Qwen LLM);

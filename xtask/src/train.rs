@@ -1,4 +1,4 @@
-//! `cargo xtask train [--preset smoke|default|full] [--run DIR] [--resume] [--device cuda] [--llm NAME]`: the
+//! `cargo xtask train [--preset smoke|default|pooled|wide|full] [--run DIR] [--resume] [--device cuda] [--llm NAME]`: the
 //! main job, end to end on the
 //! real models and speech: fetch, datasets, the frozen models on real recordings, EmbedLink training on the
 //! synthetic speakers, evaluation on unseen voices and on the real telephone speaker, and personalisation
@@ -51,7 +51,7 @@ fn parse(args: &[String]) -> Result<Options> {
             }
             other => {
                 bail!(
-                    "unknown option '{other}' (--preset smoke|default|full, --run DIR, --resume, --device cpu|cuda, \
+                    "unknown option '{other}' (--preset smoke|default|pooled|wide|full, --run DIR, --resume, --device cpu|cuda, \
                      --llm smollm2-135m|qwen2.5-0.5b|qwen2.5-1.5b|FILE.gguf)"
                 )
             }
@@ -63,7 +63,7 @@ fn parse(args: &[String]) -> Result<Options> {
         .exists()
     {
         bail!(
-            "no preset configs/{}.toml (smoke, default, pooled, full)",
+            "no preset configs/{}.toml (smoke, default, pooled, wide, full)",
             options.preset
         );
     }
@@ -71,6 +71,24 @@ fn parse(args: &[String]) -> Result<Options> {
         bail!("--resume needs --run DIR (the run folder to continue)");
     }
     Ok(options)
+}
+
+/// The `data build` arguments of the training set a preset reads beyond `synth` (its `[data] manifest`): a
+/// build resumes where it stopped, so a rerun of the main job costs only the manifest's check.
+fn preset_training_data(preset: &str) -> Option<Vec<String>> {
+    let wide = |hours: &str, name: &str| {
+        let out = fetch::cache_dir().join("datasets").join(name);
+        ["synth-wide", "--hours", hours, "--out"]
+            .map(String::from)
+            .into_iter()
+            .chain([out.to_string_lossy().into_owned()])
+            .collect()
+    };
+    match preset {
+        "wide" => Some(wide("5", "synth-wide")),
+        "full" => Some(wide("20", "synth-wide-20h")),
+        _ => None,
+    }
 }
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -102,6 +120,9 @@ pub fn run(args: &[String]) -> Result<()> {
     util::ensure_synthesisers()?;
     for name in ["synth", "atypical", "asterisk", "pocketsphinx"] {
         util::run(Command::new(&cli).args(["data", "build", name]))?;
+    }
+    if let Some(build) = preset_training_data(&options.preset) {
+        util::run(Command::new(&cli).args(["data", "build"]).args(build))?;
     }
 
     println!("\n== stage 3/7: audio frontend and frozen Whisper on the bundled recordings");
