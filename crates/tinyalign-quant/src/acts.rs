@@ -12,9 +12,10 @@ pub(crate) struct Acts<'a> {
     sums: Vec<f32>,
     /// Present when the product rounds activations to 8 bits.
     scales: Vec<f32>,
-    /// Only for products with Q5_0 weights: 16 × the sum of each run of 4 rounded values (elements 4i..4i+4
-    /// in lane i). A Q5_0 kernel multiplies the unsigned 5-bit q and subtracts these, which leaves each lane
-    /// exactly Σ (q − 16)·x̂ over its 4 elements: what the signed product's lanes hold.
+    /// For kernels that multiply weights offset to unsigned bytes: −c × the sum of each run of 4 rounded
+    /// values (elements 4i..4i+4 in lane i), c the offset. Q5_0's q = w + 16 (c = 16, every SIMD kernel);
+    /// the VNNI kernels' Q8 bytes w + 128 (c = 128). A kernel adds these to the lanes of Σ q·x̂ (VPDPBUSD
+    /// starts from them), which leaves each lane exactly Σ w·x̂ over its 4 elements: the signed product's.
     corrections: Vec<[i32; 8]>,
     quants: Vec<[u8; 32]>,
     /// Vectors 4q..4q+4 of the 8-bit rounding interleaved block by block (`quad_scales[q·nb + b][k]` is
@@ -58,14 +59,15 @@ pub(crate) struct QuadView<'a> {
 
 impl<'a> Acts<'a> {
     /// `xs` is `n × cols` row-major; `cols` is a multiple of 32 (checked by the matrix that asks).
-    /// `corrections`: also make the Q5_0 kernels' lane corrections (8-bit mode only). `interleave`: also
+    /// `correction`: the weight offset c of the lane corrections to make (8-bit mode only; 0: none, the
+    /// kernels need none). `interleave`: also
     /// store the vectors four by four, for the kernels that read them so (the AVX2 ones); the portable
     /// kernels take the vectors one by one, so for them the copy would be wasted work.
     pub fn new(
         xs: &'a [f32],
         cols: usize,
         quantize: bool,
-        corrections: bool,
+        correction: i32,
         interleave: bool,
     ) -> Self {
         let blocks = xs.len() / BLOCK;
@@ -91,12 +93,13 @@ impl<'a> Acts<'a> {
                 for (slot, &v) in q.iter_mut().zip(block) {
                     *slot = ((v * inv).round() as i8) as u8;
                 }
-                if corrections {
+                if correction != 0 {
                     acts.corrections.push(std::array::from_fn(|lane| {
-                        16 * q[4 * lane..4 * lane + 4]
-                            .iter()
-                            .map(|&v| i32::from(v as i8))
-                            .sum::<i32>()
+                        -correction
+                            * q[4 * lane..4 * lane + 4]
+                                .iter()
+                                .map(|&v| i32::from(v as i8))
+                                .sum::<i32>()
                     }));
                 }
                 acts.scales.push(d);
@@ -113,7 +116,7 @@ impl<'a> Acts<'a> {
                         .push([0, 1, 2, 3].map(|k| acts.scales[at(k)]));
                     acts.quad_quants
                         .push([0, 1, 2, 3].map(|k| acts.quants[at(k)]));
-                    if corrections {
+                    if correction != 0 {
                         acts.quad_corrections
                             .push([0, 1, 2, 3].map(|k| acts.corrections[at(k)]));
                     }

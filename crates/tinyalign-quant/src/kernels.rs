@@ -9,6 +9,9 @@ pub enum Kernel {
     Portable,
     /// x86_64 AVX2 + FMA, detected at run time.
     Avx2,
+    /// [`Kernel::Avx2`] with VNNI's 8-bit multiply-add (AVX-VNNI or AVX512-VNNI) for the 8-bit products;
+    /// the same results bit for bit.
+    Avx2Vnni,
 }
 
 impl Kernel {
@@ -16,6 +19,9 @@ impl Kernel {
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         if pulp::x86::V3::try_new().is_some() {
+            if vnni_shim::Vnni::detect().is_some() {
+                return Kernel::Avx2Vnni;
+            }
             return Kernel::Avx2;
         }
         Kernel::Portable
@@ -23,18 +29,45 @@ impl Kernel {
 
     /// Every kernel this CPU runs, portable first.
     pub fn available() -> Vec<Self> {
-        let mut kernels = vec![Kernel::Portable];
-        if Self::detect() == Kernel::Avx2 {
-            kernels.push(Kernel::Avx2);
+        match Self::detect() {
+            Kernel::Portable => vec![Kernel::Portable],
+            Kernel::Avx2 => vec![Kernel::Portable, Kernel::Avx2],
+            Kernel::Avx2Vnni => vec![Kernel::Portable, Kernel::Avx2, Kernel::Avx2Vnni],
         }
-        kernels
+    }
+
+    /// Whether the kernel reads the activations four vectors at a time (`Acts`' interleaved copy).
+    pub(crate) fn reads_quads(self) -> bool {
+        self != Kernel::Portable
+    }
+
+    /// The offset this kernel adds to signed 8-bit weights to multiply them as unsigned bytes (VNNI's
+    /// VPDPBUSD: w + 128), taken back off through the activations' lane corrections; 0 for none.
+    pub(crate) fn signed_weight_offset(self) -> i32 {
+        if self == Kernel::Avx2Vnni { 128 } else { 0 }
     }
 
     /// Runs `task` with this kernel's dot products. The whole task is compiled with the kernel's CPU
     /// features enabled, so the per-row loop around the dot products is inlined and vectorised too.
     pub(crate) fn run<T: DotTask>(self, task: T) -> T::Output {
         #[cfg(target_arch = "x86_64")]
-        if let (Kernel::Avx2, Some(simd)) = (self, pulp::x86::V3::try_new()) {
+        if let (Kernel::Avx2Vnni, Some(simd), Some(vnni)) =
+            (self, pulp::x86::V3::try_new(), vnni_shim::Vnni::detect())
+        {
+            use vnni_shim::Dpbusd;
+            return match vnni {
+                vnni_shim::Vnni::Vex(dp) => dp.vectorize(
+                    #[inline(always)]
+                    || task.run(vnni::Vnni { simd, dp }),
+                ),
+                vnni_shim::Vnni::Evex(dp) => dp.vectorize(
+                    #[inline(always)]
+                    || task.run(vnni::Vnni { simd, dp }),
+                ),
+            };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let (Kernel::Avx2 | Kernel::Avx2Vnni, Some(simd)) = (self, pulp::x86::V3::try_new()) {
             return simd.vectorize(
                 #[inline(always)]
                 || task.run(avx2::Avx2(simd)),
@@ -106,3 +139,5 @@ mod portable;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod vnni;

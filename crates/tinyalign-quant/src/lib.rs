@@ -6,7 +6,7 @@
 //! `maddubs`: 32 multiply-adds per instruction) and one float multiply per block.
 //!
 //! Kernels: AVX2+FMA chosen at run time on x86_64 (through `pulp`'s safe feature tokens, so no `unsafe`
-//! here), and a portable scalar path everywhere else (wasm32 included) that is also the reference the
+//! here), with VNNI's 8-bit multiply-add where the CPU has it (`vnni-shim`'s tokens), and a portable scalar path everywhere else (wasm32 included) that is also the reference the
 //! SIMD path is tested against.
 
 mod acts;
@@ -504,8 +504,13 @@ impl QMatrix {
         }
         let quantize =
             product.activations == Activations::Q8 && !matches!(self.storage, Storage::F32(_));
-        let q5 = matches!(self.storage, Storage::Q5_0 { .. });
-        let acts = Acts::new(xs, self.cols, quantize, q5, kernel == Kernel::Avx2);
+        // The lane corrections of the kernels that multiply unsigned weight bytes (`Acts`).
+        let correction = match self.storage {
+            Storage::Q5_0 { .. } if kernel != Kernel::Portable => 16,
+            Storage::Q8_0 { .. } | Storage::Q8x16 { .. } => kernel.signed_weight_offset(),
+            _ => 0,
+        };
+        let acts = Acts::new(xs, self.cols, quantize, correction, kernel.reads_quads());
         // Each task owns a run of weight rows and writes their outputs for all n vectors (rows × n, transposed
         // afterwards when n > 1), so a weight row is read once per product however many vectors there are.
         let mut by_row = if n == 1 {

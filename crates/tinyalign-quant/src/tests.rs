@@ -280,3 +280,52 @@ fn q5_0_products_equal_the_q8_0_held_ones_bit_for_bit() {
         }
     }
 }
+
+/// The VNNI kernels (one VPDPBUSD from the activations' lane corrections where AVX2 takes four
+/// instructions) give the AVX2 kernels' results bit for bit with 8-bit activations: every format, one
+/// vector and a prompt's four at a time with a remainder, and Q8_0 weights at the ends of their range
+/// (−128 and 127) against activations at ±max.
+#[test]
+fn vnni_equals_avx2_bit_for_bit() {
+    if !Kernel::available().contains(&Kernel::Avx2Vnni) {
+        eprintln!("this CPU has no AVX2 with VNNI: nothing to compare");
+        return;
+    }
+    let product = |kernel| Product {
+        kernel,
+        activations: Activations::Q8,
+    };
+    let (rows, cols) = (29, 512);
+    let mut extreme = Vec::new();
+    for r in 0..rows * cols / 32 {
+        extreme.extend(half::f16::from_f32(0.01 * (1 + r % 7) as f32).to_le_bytes());
+        extreme.extend((0..32).map(|j| if (j + r) % 3 == 0 { 0x80u8 } else { 0x7f }));
+    }
+    let mut matrices = vec![QMatrix::from_gguf_bytes(Format::Q8_0, rows, cols, &extreme).unwrap()];
+    for format in FORMATS {
+        let raw = gguf_bytes(format, rows, cols, 31);
+        matrices.push(QMatrix::from_gguf_bytes(format, rows, cols, &raw).unwrap());
+    }
+    let mut rnd = lcg(37);
+    for m in &matrices {
+        for n in [1, 6] {
+            let mut xs: Vec<f32> = (0..n * cols).map(|_| rnd() * 3.0).collect();
+            // Blocks whose every value is ±max round to ±127 throughout.
+            xs[..32].iter_mut().enumerate().for_each(|(j, v)| {
+                *v = if j % 2 == 0 { 5.0 } else { -5.0 };
+            });
+            let (mut avx2, mut vnni) = (vec![0.0; n * rows], vec![0.0; n * rows]);
+            m.matmul_with(product(Kernel::Avx2), &xs, n, &mut avx2)
+                .unwrap();
+            m.matmul_with(product(Kernel::Avx2Vnni), &xs, n, &mut vnni)
+                .unwrap();
+            assert!(
+                avx2.iter()
+                    .zip(&vnni)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{:?} n = {n}: {avx2:?} vs {vnni:?}",
+                m.format()
+            );
+        }
+    }
+}

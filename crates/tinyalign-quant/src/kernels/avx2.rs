@@ -87,7 +87,7 @@ fn unsigned_dot(simd: V3, w: __m256i, x: __m256i) -> __m256 {
     )
 }
 
-/// Q5_0's lanes: [`unsigned_dot`] of the 5-bit q, minus `corrections` (16·Σx̂ over each lane's 4
+/// Q5_0's lanes: [`unsigned_dot`] of the 5-bit q, plus `corrections` (−16·Σx̂ over each lane's 4
 /// elements) before the conversion, so lane i holds Σ (q − 16)·x̂ exactly as [`signed_dot`] of q − 16 does.
 #[inline(always)]
 fn q5_dot(simd: V3, q: __m256i, x: __m256i, corrections: &[i32; 8]) -> __m256 {
@@ -96,7 +96,7 @@ fn q5_dot(simd: V3, q: __m256i, x: __m256i, corrections: &[i32; 8]) -> __m256 {
         .avx2
         ._mm256_madd_epi16(pairs, simd.avx._mm256_set1_epi16(1));
     simd.avx
-        ._mm256_cvtepi32_ps(simd.avx2._mm256_sub_epi32(quads, pulp::cast(*corrections)))
+        ._mm256_cvtepi32_ps(simd.avx2._mm256_add_epi32(quads, pulp::cast(*corrections)))
 }
 
 /// 16 bytes of a Q4 block → (low nibbles = elements 0..16, high nibbles = elements 16..32).
@@ -113,7 +113,7 @@ fn split_nibbles(simd: V3, packed: [u8; 16]) -> (__m128i, __m128i) {
 
 /// A Q4 block's 32 nibbles as bytes in element order.
 #[inline(always)]
-fn nibble_bytes(simd: V3, packed: [u8; 16]) -> __m256i {
+pub(super) fn nibble_bytes(simd: V3, packed: [u8; 16]) -> __m256i {
     let (low, high) = split_nibbles(simd, packed);
     simd.avx._mm256_set_m128i(high, low)
 }
@@ -190,7 +190,11 @@ fn alternate<A: Copy>(blocks: usize, zero: A, mut block: impl FnMut(usize, A) ->
 
 /// Σ over every block of `block(b, acc)`'s lanes, through [`alternate`]'s two accumulators.
 #[inline(always)]
-fn accumulate(simd: V3, blocks: usize, block: impl FnMut(usize, __m256) -> __m256) -> f32 {
+pub(super) fn accumulate(
+    simd: V3,
+    blocks: usize,
+    block: impl FnMut(usize, __m256) -> __m256,
+) -> f32 {
     let (even, odd) = alternate(blocks, simd.avx._mm256_setzero_ps(), block);
     hsum(simd.avx._mm256_add_ps(even, odd))
 }
@@ -198,7 +202,7 @@ fn accumulate(simd: V3, blocks: usize, block: impl FnMut(usize, __m256) -> __m25
 /// [`accumulate`] for four vectors at once: `block(b, acc)` updates the four accumulators of block `b`;
 /// each vector's blocks go through the same alternating pair, so its sum is the single-vector one's.
 #[inline(always)]
-fn accumulate4(
+pub(super) fn accumulate4(
     simd: V3,
     blocks: usize,
     block: impl FnMut(usize, [__m256; 4]) -> [__m256; 4],
@@ -214,7 +218,7 @@ fn accumulate4(
 
 /// `acc + dot · scale`, the per-block step every 8-bit product ends with.
 #[inline(always)]
-fn scaled_add(simd: V3, dot: __m256, scale: __m256, acc: __m256) -> __m256 {
+pub(super) fn scaled_add(simd: V3, dot: __m256, scale: __m256, acc: __m256) -> __m256 {
     simd.fma._mm256_fmadd_ps(dot, scale, acc)
 }
 
@@ -222,7 +226,7 @@ fn scaled_add(simd: V3, dot: __m256, scale: __m256, acc: __m256) -> __m256 {
 /// k's product in lanes k and k + 4, for [`spread`]. Each is the single-vector kernels' `w · x` bit for bit
 /// (one IEEE multiply, and multiplication commutes), so the four-vector sums equal the one-vector ones.
 #[inline(always)]
-fn quad_scales(simd: V3, x_scales: &[f32; 4], weight_scales: __m256) -> __m256 {
+pub(super) fn quad_scales(simd: V3, x_scales: &[f32; 4], weight_scales: __m256) -> __m256 {
     let x: __m128 = pulp::cast(*x_scales);
     simd.avx
         ._mm256_mul_ps(simd.avx._mm256_broadcast_ps(&x), weight_scales)
@@ -230,7 +234,7 @@ fn quad_scales(simd: V3, x_scales: &[f32; 4], weight_scales: __m256) -> __m256 {
 
 /// Lanes k and k + 4 of `products` (vector k's) across all 8 lanes, for k = 0..4.
 #[inline(always)]
-fn spread(simd: V3, products: __m256) -> [__m256; 4] {
+pub(super) fn spread(simd: V3, products: __m256) -> [__m256; 4] {
     [
         simd.avx._mm256_permute_ps::<0x00>(products),
         simd.avx._mm256_permute_ps::<0x55>(products),

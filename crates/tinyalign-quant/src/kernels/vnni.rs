@@ -1,0 +1,311 @@
+//! The AVX2 kernels with VNNI's VPDPBUSD for the 8-bit products (through `vnni-shim`'s safe tokens). Per
+//! block and activation vector AVX2 takes `vpsignb`, `vpmaddubsw`, `vpmaddwd` and a conversion to get
+//! the lane sums; here one VPDPBUSD makes them, starting from the activations' lane corrections (`Acts`),
+//! and the conversion. The lanes are the same integers, so every result equals the AVX2 kernels' bit for
+//! bit (tested). The f32-activation products are the AVX2 ones.
+
+use core::arch::x86_64::{__m256, __m256i};
+
+use pulp::x86::V3;
+use vnni_shim::Dpbusd;
+
+use super::avx2::{Avx2, accumulate, accumulate4, nibble_bytes, quad_scales, scaled_add, spread};
+use super::{Dot, offset_term};
+use crate::acts::{ActsView, QuadView};
+
+#[derive(Clone, Copy)]
+pub struct Vnni<T: Dpbusd> {
+    pub simd: V3,
+    pub dp: T,
+}
+
+/// i8 weight bytes as unsigned w + 128 (a sign-bit flip), for VPDPBUSD's unsigned operand; the
+/// activations' corrections (−128·Σx̂ per lane) take the 128 back off.
+#[inline(always)]
+fn biased(simd: V3, w: [u8; 32]) -> __m256i {
+    simd.avx2
+        ._mm256_xor_si256(pulp::cast(w), simd.avx._mm256_set1_epi8(i8::MIN))
+}
+
+/// Σ over each lane's 4 elements of `q·x̂`, started from `start`, as f32 lanes.
+#[inline(always)]
+fn lanes<T: Dpbusd>(simd: V3, dp: T, start: __m256i, q: __m256i, x: [u8; 32]) -> __m256 {
+    simd.avx
+        ._mm256_cvtepi32_ps(dp.dpbusd(start, q, pulp::cast(x)))
+}
+
+impl<T: Dpbusd> Vnni<T> {
+    /// One row of weights made unsigned by `weights(b)` (offset taken off by the corrections, if any) with
+    /// one 8-bit vector; `scale(b)` block b's lane scales.
+    #[inline(always)]
+    fn one(
+        self,
+        x: &ActsView,
+        blocks: usize,
+        corrected: bool,
+        weights: impl Fn(usize) -> __m256i,
+        scale: impl Fn(usize) -> __m256,
+    ) -> f32 {
+        let Self { simd, dp } = self;
+        let (x_quants, corrections) = (&x.quants[..blocks], x.corrections);
+        let zero = simd.avx._mm256_setzero_si256();
+        accumulate(
+            simd,
+            blocks,
+            #[inline(always)]
+            |b, acc| {
+                let start = if corrected {
+                    pulp::cast(corrections[b])
+                } else {
+                    zero
+                };
+                scaled_add(
+                    simd,
+                    lanes(simd, dp, start, weights(b), x_quants[b]),
+                    scale(b),
+                    acc,
+                )
+            },
+        )
+    }
+
+    /// [`Vnni::one`] for four vectors, each weight block made once for the four; `scales(b, x_scales)`
+    /// the four vectors' lane scales of block b.
+    #[inline(always)]
+    fn four(
+        self,
+        xs: &QuadView,
+        blocks: usize,
+        corrected: bool,
+        weights: impl Fn(usize) -> __m256i,
+        scales: impl Fn(usize, &[f32; 4]) -> [__m256; 4],
+    ) -> [f32; 4] {
+        let Self { simd, dp } = self;
+        let (x_scales, x_quants) = (&xs.scales[..blocks], &xs.quants[..blocks]);
+        let zero = simd.avx._mm256_setzero_si256();
+        accumulate4(
+            simd,
+            blocks,
+            #[inline(always)]
+            |b, acc| {
+                let w = weights(b);
+                let lane_scales = scales(b, &x_scales[b]);
+                let mut out = acc;
+                for k in 0..4 {
+                    let start = if corrected {
+                        pulp::cast(xs.corrections[b][k])
+                    } else {
+                        zero
+                    };
+                    let dot = lanes(simd, dp, start, w, x_quants[b][k]);
+                    out[k] = scaled_add(simd, dot, lane_scales[k], out[k]);
+                }
+                out
+            },
+        )
+    }
+}
+
+/// Block b's one scale `scales[b]` times the four vectors' (`x_scales`), spread to four lane vectors.
+#[inline(always)]
+fn block_scales(simd: V3, scale: f32, x_scales: &[f32; 4]) -> [__m256; 4] {
+    spread(
+        simd,
+        quad_scales(simd, x_scales, simd.avx._mm256_set1_ps(scale)),
+    )
+}
+
+/// Q8x16's two scales of a block, `[s₀, s₁]` for lanes 0..4 and 4..8 (elements 0..16 and 16..32).
+#[inline(always)]
+fn halves(simd: V3, [s0, s1]: [f32; 2]) -> __m256 {
+    simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0)
+}
+
+impl<T: Dpbusd> Dot for Vnni<T> {
+    #[inline(always)]
+    fn f32(self, w: &[f32], x: &[f32]) -> f32 {
+        Avx2(self.simd).f32(w, x)
+    }
+
+    #[inline(always)]
+    fn q8_0_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        Avx2(self.simd).q8_0_f32(scales, quants, x)
+    }
+
+    #[inline(always)]
+    fn q8_0_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        let simd = self.simd;
+        let blocks = scales.len();
+        let (quants, x_scales) = (&quants[..blocks], &x.scales[..blocks]);
+        self.one(
+            &x,
+            blocks,
+            true,
+            #[inline(always)]
+            |b| biased(simd, quants[b]),
+            #[inline(always)]
+            |b| simd.avx._mm256_set1_ps(scales[b] * x_scales[b]),
+        )
+    }
+
+    #[inline(always)]
+    fn q4_f32(
+        self,
+        scales: &[f32],
+        mins: Option<&[f32]>,
+        nibbles: &[[u8; 16]],
+        x: ActsView,
+    ) -> f32 {
+        Avx2(self.simd).q4_f32(scales, mins, nibbles, x)
+    }
+
+    #[inline(always)]
+    fn q4_q8(self, scales: &[f32], mins: Option<&[f32]>, nibbles: &[[u8; 16]], x: ActsView) -> f32 {
+        let simd = self.simd;
+        let blocks = scales.len();
+        let (nibbles, x_scales) = (&nibbles[..blocks], &x.scales[..blocks]);
+        let total = self.one(
+            &x,
+            blocks,
+            false,
+            #[inline(always)]
+            |b| nibble_bytes(simd, nibbles[b]),
+            #[inline(always)]
+            |b| simd.avx._mm256_set1_ps(scales[b] * x_scales[b]),
+        );
+        total + offset_term(scales, mins, x.sums)
+    }
+
+    #[inline(always)]
+    fn q5_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        Avx2(self.simd).q5_f32(scales, quants, x)
+    }
+
+    #[inline(always)]
+    fn q5_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        let simd = self.simd;
+        let blocks = scales.len();
+        let (quants, x_scales) = (&quants[..blocks], &x.scales[..blocks]);
+        self.one(
+            &x,
+            blocks,
+            true,
+            #[inline(always)]
+            |b| pulp::cast(quants[b]),
+            #[inline(always)]
+            |b| simd.avx._mm256_set1_ps(scales[b] * x_scales[b]),
+        )
+    }
+
+    #[inline(always)]
+    fn q8x16_f32(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        Avx2(self.simd).q8x16_f32(scales, quants, x)
+    }
+
+    #[inline(always)]
+    fn q8x16_q8(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32 {
+        let simd = self.simd;
+        let blocks = scales.len();
+        let (quants, x_scales) = (&quants[..blocks], &x.scales[..blocks]);
+        self.one(
+            &x,
+            blocks,
+            true,
+            #[inline(always)]
+            |b| biased(simd, quants[b]),
+            #[inline(always)]
+            |b| {
+                let [s0, s1] = scales[b];
+                halves(simd, [s0 * x_scales[b], s1 * x_scales[b]])
+            },
+        )
+    }
+
+    #[inline(always)]
+    fn q8_0_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
+        let simd = self.simd;
+        let blocks = quants.len();
+        let scales = &scales[..blocks];
+        self.four(
+            &xs,
+            blocks,
+            true,
+            #[inline(always)]
+            |b| biased(simd, quants[b]),
+            #[inline(always)]
+            |b, x_scales| block_scales(simd, scales[b], x_scales),
+        )
+    }
+
+    #[inline(always)]
+    fn q4_q8_x4(
+        self,
+        scales: &[f32],
+        mins: Option<&[f32]>,
+        nibbles: &[[u8; 16]],
+        xs: QuadView,
+    ) -> [f32; 4] {
+        let simd = self.simd;
+        let blocks = scales.len();
+        let nibbles = &nibbles[..blocks];
+        let [t0, t1, t2, t3] = self.four(
+            &xs,
+            blocks,
+            false,
+            #[inline(always)]
+            |b| nibble_bytes(simd, nibbles[b]),
+            #[inline(always)]
+            |b, x_scales| block_scales(simd, scales[b], x_scales),
+        );
+        // Written out, as in the AVX2 kernel: an array `map` here is compiled without AVX.
+        let v = &xs.vectors;
+        [
+            t0 + offset_term(scales, mins, v[0].sums),
+            t1 + offset_term(scales, mins, v[1].sums),
+            t2 + offset_term(scales, mins, v[2].sums),
+            t3 + offset_term(scales, mins, v[3].sums),
+        ]
+    }
+
+    #[inline(always)]
+    fn q5_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
+        let simd = self.simd;
+        let blocks = scales.len();
+        let quants = &quants[..blocks];
+        self.four(
+            &xs,
+            blocks,
+            true,
+            #[inline(always)]
+            |b| pulp::cast(quants[b]),
+            #[inline(always)]
+            |b, x_scales| block_scales(simd, scales[b], x_scales),
+        )
+    }
+
+    #[inline(always)]
+    fn q8x16_q8_x4(self, scales: &[[f32; 2]], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
+        let simd = self.simd;
+        let blocks = quants.len();
+        let scales = &scales[..blocks];
+        self.four(
+            &xs,
+            blocks,
+            true,
+            #[inline(always)]
+            |b| biased(simd, quants[b]),
+            #[inline(always)]
+            |b, x_scales| {
+                let w = halves(simd, scales[b]);
+                let [x0, x1, x2, x3] =
+                    spread(simd, simd.avx._mm256_broadcast_ps(&pulp::cast(*x_scales)));
+                [
+                    simd.avx._mm256_mul_ps(w, x0),
+                    simd.avx._mm256_mul_ps(w, x1),
+                    simd.avx._mm256_mul_ps(w, x2),
+                    simd.avx._mm256_mul_ps(w, x3),
+                ]
+            },
+        )
+    }
+}
