@@ -105,8 +105,15 @@ pub fn machine() -> Value {
     };
     let flags = field(&["flags", "Features"]).unwrap_or_default();
     let has = |f: &str| flags.split_whitespace().any(|x| x == f);
-    let simd = if has("avx512f") {
+    // The quantised kernels' VNNI path (tinyalign-quant's `Kernel::Avx2Vnni`) detects the same features.
+    let vnni =
+        has("avx2") && has("fma") && (has("avx_vnni") || (has("avx512_vnni") && has("avx512vl")));
+    let simd = if has("avx512f") && vnni {
+        "AVX-512: gemm's AVX-512 kernels (encoder, training), the quantised kernels AVX2 with VNNI, the element-wise ones AVX2"
+    } else if has("avx512f") {
         "AVX-512: gemm's AVX-512 kernels (encoder, training), the quantised and element-wise kernels AVX2"
+    } else if vnni {
+        "AVX2 + FMA, the quantised kernels with VNNI"
     } else if has("avx2") && has("fma") {
         "AVX2 + FMA"
     } else if has("asimd") {

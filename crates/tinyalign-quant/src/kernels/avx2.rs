@@ -273,6 +273,44 @@ fn signed_x4(
     )
 }
 
+/// Q8x16's two scales of a block, `[s₀, s₁]`, in lanes 0..4 and 4..8 (elements 0..16 and 16..32: a signed
+/// dot's lane i sums elements 4i..4i+4).
+#[inline(always)]
+pub(super) fn halves(simd: V3, [s0, s1]: [f32; 2]) -> __m256 {
+    simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0)
+}
+
+/// [`halves`] times each of the four vectors' scales of the block (`x_scales`).
+#[inline(always)]
+pub(super) fn halves_x4(simd: V3, scales: [f32; 2], x_scales: &[f32; 4]) -> [__m256; 4] {
+    let w = halves(simd, scales);
+    let [x0, x1, x2, x3] = spread(simd, simd.avx._mm256_broadcast_ps(&pulp::cast(*x_scales)));
+    [
+        simd.avx._mm256_mul_ps(w, x0),
+        simd.avx._mm256_mul_ps(w, x1),
+        simd.avx._mm256_mul_ps(w, x2),
+        simd.avx._mm256_mul_ps(w, x3),
+    ]
+}
+
+/// The Q4 formats' four totals plus each vector's offset term.
+#[inline(always)]
+pub(super) fn with_offsets(
+    [t0, t1, t2, t3]: [f32; 4],
+    scales: &[f32],
+    mins: Option<&[f32]>,
+    xs: &QuadView,
+) -> [f32; 4] {
+    // Written out: a closure or an array `map` here is compiled without AVX and called per row.
+    let v = &xs.vectors;
+    [
+        t0 + offset_term(scales, mins, v[0].sums),
+        t1 + offset_term(scales, mins, v[1].sums),
+        t2 + offset_term(scales, mins, v[2].sums),
+        t3 + offset_term(scales, mins, v[3].sums),
+    ]
+}
+
 impl Dot for Avx2 {
     #[inline(always)]
     fn f32(self, w: &[f32], x: &[f32]) -> f32 {
@@ -453,8 +491,8 @@ impl Dot for Avx2 {
             |b, acc| {
                 // signed_dot's lane i sums elements 4i..4i+4: lanes 0..4 are the first 16 elements.
                 let dot = signed_dot(simd, pulp::cast(quants[b]), pulp::cast(x.quants[b]));
-                let (s0, s1) = (scales[b][0] * x.scales[b], scales[b][1] * x.scales[b]);
-                let lane_scales = simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0);
+                let [s0, s1] = scales[b];
+                let lane_scales = halves(simd, [s0 * x.scales[b], s1 * x.scales[b]]);
                 simd.fma._mm256_fmadd_ps(dot, lane_scales, acc)
             },
         )
@@ -495,14 +533,7 @@ impl Dot for Avx2 {
             #[inline(always)]
             |b| nibble_bytes(simd, nibbles[b]),
         );
-        // Written out: a closure or an array `map` here is compiled without AVX and called per row.
-        let v = &xs.vectors;
-        [
-            t0 + offset_term(scales, mins, v[0].sums),
-            t1 + offset_term(scales, mins, v[1].sums),
-            t2 + offset_term(scales, mins, v[2].sums),
-            t3 + offset_term(scales, mins, v[3].sums),
-        ]
+        with_offsets([t0, t1, t2, t3], scales, mins, &xs)
     }
 
     #[inline(always)]
@@ -545,18 +576,7 @@ impl Dot for Avx2 {
             quants,
             &xs,
             #[inline(always)]
-            |b, x_scales| {
-                let [s0, s1] = scales[b];
-                let w = simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0);
-                let [x0, x1, x2, x3] =
-                    spread(simd, simd.avx._mm256_broadcast_ps(&pulp::cast(*x_scales)));
-                [
-                    simd.avx._mm256_mul_ps(w, x0),
-                    simd.avx._mm256_mul_ps(w, x1),
-                    simd.avx._mm256_mul_ps(w, x2),
-                    simd.avx._mm256_mul_ps(w, x3),
-                ]
-            },
+            |b, x_scales| halves_x4(simd, scales[b], x_scales),
         )
     }
 }

@@ -9,7 +9,10 @@ use core::arch::x86_64::{__m256, __m256i};
 use pulp::x86::V3;
 use vnni_shim::Dpbusd;
 
-use super::avx2::{Avx2, accumulate, accumulate4, nibble_bytes, quad_scales, scaled_add, spread};
+use super::avx2::{
+    Avx2, accumulate, accumulate4, halves, halves_x4, nibble_bytes, quad_scales, scaled_add,
+    spread, with_offsets,
+};
 use super::{Dot, offset_term};
 use crate::acts::{ActsView, QuadView};
 
@@ -104,6 +107,47 @@ impl<T: Dpbusd> Vnni<T> {
             },
         )
     }
+
+    /// [`Vnni::one`] with one weight scale per block.
+    #[inline(always)]
+    fn one_scaled(
+        self,
+        x: &ActsView,
+        scales: &[f32],
+        corrected: bool,
+        weights: impl Fn(usize) -> __m256i,
+    ) -> f32 {
+        let simd = self.simd;
+        let x_scales = &x.scales[..scales.len()];
+        self.one(
+            x,
+            scales.len(),
+            corrected,
+            weights,
+            #[inline(always)]
+            |b| simd.avx._mm256_set1_ps(scales[b] * x_scales[b]),
+        )
+    }
+
+    /// [`Vnni::four`] with one weight scale per block.
+    #[inline(always)]
+    fn four_scaled(
+        self,
+        xs: &QuadView,
+        scales: &[f32],
+        corrected: bool,
+        weights: impl Fn(usize) -> __m256i,
+    ) -> [f32; 4] {
+        let simd = self.simd;
+        self.four(
+            xs,
+            scales.len(),
+            corrected,
+            weights,
+            #[inline(always)]
+            |b, x_scales| block_scales(simd, scales[b], x_scales),
+        )
+    }
 }
 
 /// Block b's one scale `scales[b]` times the four vectors' (`x_scales`), spread to four lane vectors.
@@ -113,12 +157,6 @@ fn block_scales(simd: V3, scale: f32, x_scales: &[f32; 4]) -> [__m256; 4] {
         simd,
         quad_scales(simd, x_scales, simd.avx._mm256_set1_ps(scale)),
     )
-}
-
-/// Q8x16's two scales of a block, `[s₀, s₁]` for lanes 0..4 and 4..8 (elements 0..16 and 16..32).
-#[inline(always)]
-fn halves(simd: V3, [s0, s1]: [f32; 2]) -> __m256 {
-    simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0)
 }
 
 impl<T: Dpbusd> Dot for Vnni<T> {
@@ -134,17 +172,13 @@ impl<T: Dpbusd> Dot for Vnni<T> {
 
     #[inline(always)]
     fn q8_0_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        let simd = self.simd;
-        let blocks = scales.len();
-        let (quants, x_scales) = (&quants[..blocks], &x.scales[..blocks]);
-        self.one(
+        let (simd, quants) = (self.simd, &quants[..scales.len()]);
+        self.one_scaled(
             &x,
-            blocks,
+            scales,
             true,
             #[inline(always)]
             |b| biased(simd, quants[b]),
-            #[inline(always)]
-            |b| simd.avx._mm256_set1_ps(scales[b] * x_scales[b]),
         )
     }
 
@@ -161,17 +195,13 @@ impl<T: Dpbusd> Dot for Vnni<T> {
 
     #[inline(always)]
     fn q4_q8(self, scales: &[f32], mins: Option<&[f32]>, nibbles: &[[u8; 16]], x: ActsView) -> f32 {
-        let simd = self.simd;
-        let blocks = scales.len();
-        let (nibbles, x_scales) = (&nibbles[..blocks], &x.scales[..blocks]);
-        let total = self.one(
+        let (simd, nibbles) = (self.simd, &nibbles[..scales.len()]);
+        let total = self.one_scaled(
             &x,
-            blocks,
+            scales,
             false,
             #[inline(always)]
             |b| nibble_bytes(simd, nibbles[b]),
-            #[inline(always)]
-            |b| simd.avx._mm256_set1_ps(scales[b] * x_scales[b]),
         );
         total + offset_term(scales, mins, x.sums)
     }
@@ -183,17 +213,13 @@ impl<T: Dpbusd> Dot for Vnni<T> {
 
     #[inline(always)]
     fn q5_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        let simd = self.simd;
-        let blocks = scales.len();
-        let (quants, x_scales) = (&quants[..blocks], &x.scales[..blocks]);
-        self.one(
+        let quants = &quants[..scales.len()];
+        self.one_scaled(
             &x,
-            blocks,
+            scales,
             true,
             #[inline(always)]
             |b| pulp::cast(quants[b]),
-            #[inline(always)]
-            |b| simd.avx._mm256_set1_ps(scales[b] * x_scales[b]),
         )
     }
 
@@ -223,17 +249,13 @@ impl<T: Dpbusd> Dot for Vnni<T> {
 
     #[inline(always)]
     fn q8_0_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
-        let simd = self.simd;
-        let blocks = quants.len();
-        let scales = &scales[..blocks];
-        self.four(
+        let (simd, scales) = (self.simd, &scales[..quants.len()]);
+        self.four_scaled(
             &xs,
-            blocks,
+            scales,
             true,
             #[inline(always)]
             |b| biased(simd, quants[b]),
-            #[inline(always)]
-            |b, x_scales| block_scales(simd, scales[b], x_scales),
         )
     }
 
@@ -245,41 +267,26 @@ impl<T: Dpbusd> Dot for Vnni<T> {
         nibbles: &[[u8; 16]],
         xs: QuadView,
     ) -> [f32; 4] {
-        let simd = self.simd;
-        let blocks = scales.len();
-        let nibbles = &nibbles[..blocks];
-        let [t0, t1, t2, t3] = self.four(
+        let (simd, nibbles) = (self.simd, &nibbles[..scales.len()]);
+        let totals = self.four_scaled(
             &xs,
-            blocks,
+            scales,
             false,
             #[inline(always)]
             |b| nibble_bytes(simd, nibbles[b]),
-            #[inline(always)]
-            |b, x_scales| block_scales(simd, scales[b], x_scales),
         );
-        // Written out, as in the AVX2 kernel: an array `map` here is compiled without AVX.
-        let v = &xs.vectors;
-        [
-            t0 + offset_term(scales, mins, v[0].sums),
-            t1 + offset_term(scales, mins, v[1].sums),
-            t2 + offset_term(scales, mins, v[2].sums),
-            t3 + offset_term(scales, mins, v[3].sums),
-        ]
+        with_offsets(totals, scales, mins, &xs)
     }
 
     #[inline(always)]
     fn q5_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
-        let simd = self.simd;
-        let blocks = scales.len();
-        let quants = &quants[..blocks];
-        self.four(
+        let quants = &quants[..scales.len()];
+        self.four_scaled(
             &xs,
-            blocks,
+            scales,
             true,
             #[inline(always)]
             |b| pulp::cast(quants[b]),
-            #[inline(always)]
-            |b, x_scales| block_scales(simd, scales[b], x_scales),
         )
     }
 
@@ -295,17 +302,7 @@ impl<T: Dpbusd> Dot for Vnni<T> {
             #[inline(always)]
             |b| biased(simd, quants[b]),
             #[inline(always)]
-            |b, x_scales| {
-                let w = halves(simd, scales[b]);
-                let [x0, x1, x2, x3] =
-                    spread(simd, simd.avx._mm256_broadcast_ps(&pulp::cast(*x_scales)));
-                [
-                    simd.avx._mm256_mul_ps(w, x0),
-                    simd.avx._mm256_mul_ps(w, x1),
-                    simd.avx._mm256_mul_ps(w, x2),
-                    simd.avx._mm256_mul_ps(w, x3),
-                ]
-            },
+            |b, x_scales| halves_x4(simd, scales[b], x_scales),
         )
     }
 }
