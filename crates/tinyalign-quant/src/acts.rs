@@ -33,7 +33,7 @@ pub(crate) struct ActsView<'a> {
     pub sums: &'a [f32],
     #[cfg_attr(
         not(target_arch = "x86_64"),
-        allow(dead_code, reason = "read by the AVX2 kernels only")
+        allow(dead_code, reason = "read by the x86 SIMD kernels only")
     )]
     pub corrections: &'a [[i32; 8]],
     pub scales: &'a [f32],
@@ -47,7 +47,7 @@ pub(crate) struct ActsView<'a> {
     not(target_arch = "x86_64"),
     allow(
         dead_code,
-        reason = "the interleaved runs are read by the AVX2 kernels only"
+        reason = "the interleaved runs are read by the x86 SIMD kernels only"
     )
 )]
 pub(crate) struct QuadView<'a> {
@@ -60,9 +60,9 @@ pub(crate) struct QuadView<'a> {
 impl<'a> Acts<'a> {
     /// `xs` is `n × cols` row-major; `cols` is a multiple of 32 (checked by the matrix that asks).
     /// `correction`: the weight offset c of the lane corrections to make (8-bit mode only; 0: none, the
-    /// kernels need none). `interleave`: also
-    /// store the vectors four by four, for the kernels that read them so (the AVX2 ones); the portable
-    /// kernels take the vectors one by one, so for them the copy would be wasted work.
+    /// kernels need none). `interleave`: also store the vectors four by four, for the kernels that read
+    /// them so (the x86 SIMD ones, AVX2 and VNNI); the portable kernels take the vectors one by one, so for
+    /// them the copy would be wasted work.
     pub fn new(
         xs: &'a [f32],
         cols: usize,
