@@ -168,7 +168,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-fn softmax_in_place(row: &mut [f32]) {
+pub(crate) fn softmax_in_place(row: &mut [f32]) {
     let max = lanes_fold(row, f32::NEG_INFINITY, max, max);
     row.iter_mut().for_each(|s| *s = exp(*s - max));
     let scale = 1.0 / lanes_fold(row, 0.0, add, add);
@@ -209,7 +209,7 @@ fn add(a: f32, b: f32) -> f32 {
 /// Runs `f` compiled for AVX2 + FMA when the CPU has them (pulp's safe feature token), else as is; the
 /// loops inside are written so the compiler vectorises them either way.
 #[inline(always)]
-fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     if let Some(simd) = pulp::x86::V3::try_new() {
         return simd.vectorize(f);
@@ -266,29 +266,28 @@ pub fn gelu_in_place(x: &mut [f32]) {
     });
 }
 
-/// For training through GELU g: each element's value `g(x)` and slope `g′(x) = Φ(x) + x·φ(x)`.
-pub fn gelu_with_slope(x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+/// For training through GELU g: each element's value `g(x)` (written over `x`, which the caller no longer
+/// needs) and slope `g′(x) = Φ(x) + x·φ(x)`.
+pub fn gelu_with_slope(mut x: Vec<f32>) -> (Vec<f32>, Vec<f32>) {
     const CHUNK: usize = 1 << 14;
     // 1/√(2π).
     const INV_SQRT_2PI: f32 = 0.398_942_3;
-    let mut values = vec![0.0f32; x.len()];
     let mut slope = vec![0.0f32; x.len()];
-    x.par_chunks(CHUNK)
-        .zip(values.par_chunks_mut(CHUNK))
+    x.par_chunks_mut(CHUNK)
         .zip(slope.par_chunks_mut(CHUNK))
-        .for_each(|((x, values), slope)| {
+        .for_each(|(x, slope)| {
             vectorized(
                 #[inline(always)]
                 || {
-                    for ((&v, y), s) in x.iter().zip(values.iter_mut()).zip(slope.iter_mut()) {
-                        let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
-                        *y = v * cdf;
-                        *s = cdf + v * INV_SQRT_2PI * exp(-0.5 * v * v);
+                    for (v, s) in x.iter_mut().zip(slope.iter_mut()) {
+                        let cdf = 0.5 * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+                        *s = cdf + *v * INV_SQRT_2PI * exp(-0.5 * *v * *v);
+                        *v *= cdf;
                     }
                 },
             )
         });
-    (values, slope)
+    (x, slope)
 }
 
 /// Normalises each `d`-wide row of `x` in place to zero mean and unit (biased) variance, returning each
@@ -326,6 +325,26 @@ pub fn layer_norm_in_place(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32)
             }
         }
     });
+}
+
+/// `dst (m, n) += lhs (m, k) · rhs (k, n)` on rayon's pool, with `dst` row-major and each operand given as
+/// `(values, row stride, column stride)`, so a transposed operand is only swapped strides (training's
+/// backward products: `dX += dY Wᵀ`, `dW += Xᵀ dY`).
+pub fn matmul_accumulate(
+    (m, k, n): (usize, usize, usize),
+    dst: &mut [f32],
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+) {
+    matmul_f32(
+        (m, k, n),
+        dst,
+        n,
+        true,
+        lhs,
+        rhs,
+        rayon::current_num_threads(),
+    );
 }
 
 /// `x W + b` for `x` `(n, d_in)`, `w` `(d_in, d_out)`, `b` `(d_out)`: gemm accumulates onto rows that start
@@ -446,7 +465,7 @@ mod tests {
     #[test]
     fn gelu_with_slope_gives_its_value_and_derivative() {
         let x: Vec<f32> = lcg(20_000, 5).iter().map(|v| v * 12.0).collect();
-        let (values, slope) = gelu_with_slope(&x);
+        let (values, slope) = gelu_with_slope(x.clone());
         for ((&v, y), s) in x.iter().zip(&values).zip(&slope) {
             let v64 = v as f64;
             let cdf = 0.5 * (1.0 + libm::erf(v64 / std::f64::consts::SQRT_2));

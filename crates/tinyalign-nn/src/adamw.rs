@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use dfdx::prelude::*;
 use dfdx::tensor::Gradients;
+use rayon::prelude::*;
 
 use tinyalign_weights::{Tensor as HostTensor, TensorMap};
 
@@ -25,6 +26,9 @@ pub struct AdamW<D: NnDevice = Device> {
     step: u64,
     moments: BTreeMap<String, Moments<D>>,
 }
+
+/// Values per parallel task of the host update.
+const UPDATE_CHUNK: usize = 1 << 14;
 
 /// First and second moments of one parameter, flat in its stored layout.
 #[derive(Debug, Clone)]
@@ -131,15 +135,23 @@ impl<D: NnDevice> AdamW<D> {
                 Some(device) => device.to_host(),
                 None => (vec![0.0; grad.len()], vec![0.0; grad.len()]),
             };
-            for i in 0..values.len() {
-                let g = grad[i] * scale;
-                m[i] = b1 * m[i] + (1.0 - b1) * g;
-                v[i] = b2 * v[i] + (1.0 - b2) * g * g;
-                let m_hat = m[i] / correction1;
-                let v_hat = v[i] / correction2;
-                values[i] -=
-                    lr * (self.weight_decay * values[i] + m_hat / (v_hat.sqrt() + self.eps));
-            }
+            let (weight_decay, eps) = (self.weight_decay, self.eps);
+            // Element-wise, so splitting across threads changes no bit of the result.
+            values
+                .par_chunks_mut(UPDATE_CHUNK)
+                .zip(m.par_chunks_mut(UPDATE_CHUNK))
+                .zip(v.par_chunks_mut(UPDATE_CHUNK))
+                .zip(grad.par_chunks(UPDATE_CHUNK))
+                .for_each(|(((values, m), v), grad)| {
+                    for (((value, m), v), g) in values.iter_mut().zip(m).zip(v).zip(grad) {
+                        let g = g * scale;
+                        *m = b1 * *m + (1.0 - b1) * g;
+                        *v = b2 * *v + (1.0 - b2) * g * g;
+                        let m_hat = *m / correction1;
+                        let v_hat = *v / correction2;
+                        *value -= lr * (weight_decay * *value + m_hat / (v_hat.sqrt() + eps));
+                    }
+                });
             self.moments.insert(key.clone(), Moments::Host(m, v));
             updated.insert(key, values);
         }

@@ -36,14 +36,7 @@ impl<D: NnDevice> RmsNorm<D> {
 
     /// `(n, d)` → `(n, d)`.
     pub fn forward<T: Tape<f32, D>>(&self, x: Taped2<T, D>) -> Taped2<T, D> {
-        let shape = *x.shape();
-        let values = x.with_empty_tape();
-        let inv_rms = (x.square().mean::<(usize,), Axis<1>>() + self.eps as f32)
-            .sqrt()
-            .recip();
-        values
-            * inv_rms.broadcast_like::<_, Axis<1>>(&shape)
-            * self.weight.clone().broadcast_like::<_, Axis<0>>(&shape)
+        D::rms_norm(x, &self.weight, self.eps as f32)
     }
 }
 

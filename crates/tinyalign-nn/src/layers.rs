@@ -125,17 +125,13 @@ impl<D: NnDevice> Linear<D> {
     pub fn forward<T: Tape<f32, D>>(&self, x: Taped2<T, D>) -> Taped2<T, D> {
         let n = x.shape().0;
         if !T::OWNS_TAPE && D::HOST_KERNELS {
-            let y = self.forward_rows(&x.as_vec());
+            let y = self.forward_rows(&crate::host_values(&x));
             return x
                 .device()
                 .tensor_from_vec(y, (n, self.out_dim))
                 .retaped::<T>();
         }
-        let y = x.matmul(self.weight_t.clone());
-        match &self.bias {
-            Some(b) => D::add_bias(y, b),
-            None => y,
-        }
+        D::linear(x, &self.weight_t, self.bias.as_ref())
     }
 }
 
@@ -195,7 +191,7 @@ impl<D: NnDevice> LayerNorm<D> {
     pub fn forward<T: Tape<f32, D>>(&self, x: Taped2<T, D>) -> Taped2<T, D> {
         let shape = *x.shape();
         if !T::OWNS_TAPE && D::HOST_KERNELS {
-            let mut data = x.as_vec();
+            let mut data = crate::host_values(&x);
             self.forward_rows_in_place(&mut data);
             return x.device().tensor_from_vec(data, shape).retaped::<T>();
         }
@@ -383,46 +379,33 @@ impl<D: NnDevice> MultiHeadAttention<D> {
         n: usize,
         key_bias: &Tensor2<D>,
     ) -> Taped2<T, D> {
-        let (h, dh) = (self.heads, self.dim / self.heads);
+        let h = self.heads;
         if !T::OWNS_TAPE && D::HOST_KERNELS {
             // Inference: each sequence through the fused kernel, its key bias row masking its padding.
             let dev = x.device().clone();
             let out = self.host_attention().forward_batch_rows(
-                &x.as_vec(),
+                &crate::host_values(&x),
                 b,
                 n,
-                Some(&key_bias.as_vec()),
+                Some(&crate::host_values(key_bias)),
             );
             let out: Tensor2<D> = dev.tensor_from_vec(out, (b * n, self.dim));
             return out.retaped::<T>();
         }
-        let q = self.q.forward(x.with_empty_tape()) * (1.0 / (dh as f64).sqrt()) as f32;
+        let q = self.q.forward(x.with_empty_tape());
         let k = self.k.forward(x.with_empty_tape());
         let v = self.v.forward(x);
-        let q = q
-            .reshape_like(&(b, n, h, dh))
-            .permute::<_, Axes4<0, 2, 1, 3>>();
-        let k = k
-            .reshape_like(&(b, n, h, dh))
-            .permute::<_, Axes4<0, 2, 3, 1>>();
-        let v = v
-            .reshape_like(&(b, n, h, dh))
-            .permute::<_, Axes4<0, 2, 1, 3>>();
-        let bias = key_bias
-            .clone()
-            .broadcast_like::<_, Axes2<1, 2>>(&(b, h, n, n));
-        let ctx = (q.matmul(k) + bias)
-            .softmax::<Axis<3>>()
-            .matmul(v)
-            .permute::<_, Axes4<0, 2, 1, 3>>()
-            .reshape_like(&(b * n, self.dim));
+        let ctx = D::attention((q, k, v), key_bias, (b, n, h));
         self.out.forward(ctx)
     }
 
     /// Unmasked self-attention, `(n, d)` → `(n, d)`: softmax(q kᵀ / √d_head) v per head.
     pub fn forward_self(&self, x: Tensor2<D>) -> Tensor2<D> {
         let (n, dev) = (x.shape().0, x.device().clone());
-        dev.tensor_from_vec(self.forward_self_rows(&x.as_vec()), (n, self.dim))
+        dev.tensor_from_vec(
+            self.forward_self_rows(&crate::host_values(&x)),
+            (n, self.dim),
+        )
     }
 
     /// Unmasked self-attention on host rows: `x` `(n, d)` row-major → `(n, d)`.

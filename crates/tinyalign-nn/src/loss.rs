@@ -13,7 +13,7 @@ pub fn masked_mse<T: Tape<f32, D>, D: NnDevice>(
     mask: &Tensor2<D>,
 ) -> Scalar<T, D> {
     use dfdx::tensor_ops::SumTo;
-    let kept: f32 = mask.as_vec().iter().sum();
+    let kept: f32 = crate::host_values(mask).iter().sum();
     ((pred - target.clone()).square() * mask.clone()).sum() / kept.max(1.0)
 }
 
@@ -42,7 +42,7 @@ pub fn weighted_cosine_distance<T: Tape<f32, D> + Merge<T>, D: NnDevice>(
     use dfdx::tensor_ops::SumTo;
     let (n, cols) = dims(&pred);
     let dev = pred.device().clone();
-    let target_host = target.as_vec();
+    let target_host = crate::host_values(target);
     let target_norms: Vec<f32> = target_host
         .chunks_exact(cols)
         .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12))

@@ -44,8 +44,8 @@ impl<D: NnDevice> ParamTensor<'_, D> {
     /// Stored-layout values, and the gradient of this tensor in `grads` (zeros when it took no part).
     pub(crate) fn values_and_grad(&self, grads: &mut Gradients<f32, D>) -> (Vec<f32>, Vec<f32>) {
         match self {
-            ParamTensor::Matrix(t, _) => (t.as_vec(), grad_of(grads, &**t)),
-            ParamTensor::Vector(t) => (t.as_vec(), grad_of(grads, &**t)),
+            ParamTensor::Matrix(t, _) => (crate::host_values(&**t), grad_of(grads, &**t)),
+            ParamTensor::Vector(t) => (crate::host_values(&**t), grad_of(grads, &**t)),
         }
     }
 
@@ -101,10 +101,7 @@ pub(crate) fn grad_of<S: dfdx::shapes::Shape, D: NnDevice>(
     grads: &mut Gradients<f32, D>,
     t: &dfdx::tensor::Tensor<S, f32, D>,
 ) -> Vec<f32> {
-    match grads.get_or_alloc_mut(t) {
-        Ok(_) => grads.get(t).as_vec(),
-        Err(_) => vec![0.0; t.as_vec().len()],
-    }
+    D::host_grad(grads, t)
 }
 
 /// A module with trainable tensors. `visit` lists them in a fixed order under the full dotted keys they were

@@ -21,7 +21,8 @@ fn record<T: Tape<f32, Device>>(
     backward: impl 'static
     + FnOnce(&[f32], &mut Gradients<f32, Device>, &Tensor2) -> Result<(), CpuError>,
 ) -> Taped2<T> {
-    let (x, mut tape) = x.split_tape();
+    // The backward writes row-major gradients into x's buffer: its layout must be the logical one.
+    let (x, mut tape) = x.contiguous().split_tape();
     let out: Tensor2 = x.device().tensor_from_vec(out, out_shape);
     let out_id = out.clone();
     tape.add_backward_op(move |grads| {
@@ -32,7 +33,7 @@ fn record<T: Tape<f32, Device>>(
 }
 
 /// `grads[t] += delta` in parallel, for `t` of any shape (a `(n, d)` input or a `(d)` parameter).
-fn accumulate<S: Shape>(
+pub(crate) fn accumulate<S: Shape>(
     grads: &mut Gradients<f32, Device>,
     t: &Tensor<S, f32, Device>,
     delta: &[f32],
@@ -47,7 +48,7 @@ fn accumulate<S: Shape>(
 /// GELU (erf form): forward values and each element's derivative in one pass; backward `g · g′(x)`.
 pub(crate) fn gelu<T: Tape<f32, Device>>(x: Taped2<T>) -> Taped2<T> {
     let shape = *x.shape();
-    let (values, slope) = tinyalign_kernels::gelu_with_slope(&x.as_vec());
+    let (values, slope) = tinyalign_kernels::gelu_with_slope(crate::host_values(&x));
     record(x, values, shape, move |grad_out, grads, x| {
         let delta: Vec<f32> = grad_out
             .par_iter()
@@ -68,8 +69,8 @@ pub(crate) fn layer_norm<T: Tape<f32, Device>>(
     eps: f32,
 ) -> Taped2<T> {
     let (n, d) = *x.shape();
-    let (gamma_host, beta_host) = (gamma.as_vec(), beta.as_vec());
-    let mut normed = x.as_vec();
+    let (gamma_host, beta_host) = (crate::host_values(gamma), crate::host_values(beta));
+    let mut normed = crate::host_values(&x);
     let inv = tinyalign_kernels::normalize_rows(&mut normed, d, eps);
     let out: Vec<f32> = normed
         .par_chunks(d)
@@ -82,30 +83,7 @@ pub(crate) fn layer_norm<T: Tape<f32, Device>>(
         .collect();
     let (gamma, beta) = (gamma.clone(), beta.clone());
     record(x, out, (n, d), move |grad_out, grads, x| {
-        let mut dx = vec![0.0f32; n * d];
-        dx.par_chunks_mut(ROWS_PER_TASK * d)
-            .zip(grad_out.par_chunks(ROWS_PER_TASK * d))
-            .zip(normed.par_chunks(ROWS_PER_TASK * d))
-            .zip(inv.par_chunks(ROWS_PER_TASK))
-            .for_each(|(((dx, g), xhat), inv)| {
-                for (((dx, g), xhat), inv) in dx
-                    .chunks_exact_mut(d)
-                    .zip(g.chunks_exact(d))
-                    .zip(xhat.chunks_exact(d))
-                    .zip(inv)
-                {
-                    let (mut mean_g, mut mean_gx) = (0.0f32, 0.0f32);
-                    for ((g, xh), gm) in g.iter().zip(xhat).zip(&gamma_host) {
-                        mean_g += g * gm;
-                        mean_gx += g * gm * xh;
-                    }
-                    mean_g /= d as f32;
-                    mean_gx /= d as f32;
-                    for (((dx, g), xh), gm) in dx.iter_mut().zip(g).zip(xhat).zip(&gamma_host) {
-                        *dx = inv * (g * gm - mean_g - xh * mean_gx);
-                    }
-                }
-            });
+        let dx = normalized_rows_backward(grad_out, &normed, &inv, &gamma_host, true);
         accumulate(grads, x, &dx)?;
         let (dgamma, dbeta) = column_sums(grad_out, Some(&normed), d);
         accumulate(grads, &gamma, &dgamma)?;
@@ -113,11 +91,125 @@ pub(crate) fn layer_norm<T: Tape<f32, Device>>(
     })
 }
 
+/// `x W + b` for `x` `(n, d_in)`, `weight_t` `(d_in, d_out)`, `bias` `(d_out)` as one recorded op: one gemm
+/// onto rows that start as the bias forward; backward accumulates `dX += dY Wᵀ` and `dW += Xᵀ dY` by gemm
+/// straight into the gradient buffers, and `db += Σ_rows dY`. dfdx's matmul and a separate bias op cost two
+/// zero-filled outputs, a bias pass and two more gradient buffers.
+pub(crate) fn linear<T: Tape<f32, Device>>(
+    x: Taped2<T>,
+    weight_t: &Tensor2,
+    bias: Option<&Tensor1>,
+) -> Taped2<T> {
+    let (n, d_in) = *x.shape();
+    let d_out = weight_t.shape().1;
+    let x_host = crate::host_values(&x);
+    let w_host = crate::host_values(weight_t);
+    let out = tinyalign_kernels::linear(
+        &x_host,
+        &w_host,
+        bias.map(crate::host_values).as_deref(),
+        d_in,
+        d_out,
+    );
+    let (weight_t, bias) = (weight_t.clone(), bias.cloned());
+    record(x, out, (n, d_out), move |grad_out, grads, x| {
+        // dX (n, d_in) += dY (n, d_out) · Wᵀ (d_out, d_in).
+        tinyalign_kernels::matmul_accumulate(
+            (n, d_out, d_in),
+            grads.get_or_alloc_mut(x)?,
+            (grad_out, d_out, 1),
+            (&w_host, 1, d_out),
+        );
+        // dW (d_in, d_out) += Xᵀ (d_in, n) · dY (n, d_out).
+        tinyalign_kernels::matmul_accumulate(
+            (d_in, n, d_out),
+            grads.get_or_alloc_mut(&weight_t)?,
+            (&x_host, 1, d_in),
+            (grad_out, d_out, 1),
+        );
+        match &bias {
+            Some(bias) => accumulate(grads, bias, &column_sums(grad_out, None, d_out).1),
+            None => Ok(()),
+        }
+    })
+}
+
+/// RMSNorm over rows with weight `w` `(d)`: `y = x̂ ⊙ w`, `x̂ = x · inv`, `inv = 1/√(mean(x²) + eps)`.
+/// Backward per row with `ĝ = g ⊙ w`: `dx = inv · (ĝ − x̂ · mean(ĝ ⊙ x̂))`; `dw = Σ_rows g ⊙ x̂`.
+pub(crate) fn rms_norm<T: Tape<f32, Device>>(
+    x: Taped2<T>,
+    weight: &Tensor1,
+    eps: f32,
+) -> Taped2<T> {
+    let (n, d) = *x.shape();
+    let weight_host = crate::host_values(weight);
+    let mut normed = crate::host_values(&x);
+    let mut inv = vec![0.0f32; n];
+    normed
+        .par_chunks_mut(ROWS_PER_TASK * d)
+        .zip(inv.par_chunks_mut(ROWS_PER_TASK))
+        .for_each(|(rows, inv)| {
+            for (row, inv) in rows.chunks_exact_mut(d).zip(inv) {
+                let mean_square = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
+                *inv = 1.0 / (mean_square + eps).sqrt();
+                row.iter_mut().for_each(|v| *v *= *inv);
+            }
+        });
+    let out: Vec<f32> = normed
+        .par_chunks(d)
+        .flat_map_iter(|row| row.iter().zip(&weight_host).map(|(v, w)| v * w))
+        .collect();
+    let weight = weight.clone();
+    record(x, out, (n, d), move |grad_out, grads, x| {
+        let dx = normalized_rows_backward(grad_out, &normed, &inv, &weight_host, false);
+        accumulate(grads, x, &dx)?;
+        accumulate(grads, &weight, &column_sums(grad_out, Some(&normed), d).0)
+    })
+}
+
+/// The input gradient of a row normalisation `y = x̂ ⊙ w`, from the normalised rows `x̂` `(n, d)` and each
+/// row's `inv` (its 1/√(var + eps) or 1/√(mean(x²) + eps)): `dx = inv · (ĝ − [mean(ĝ)] − x̂ · mean(ĝ ⊙ x̂))`
+/// with `ĝ = g ⊙ w`; the bracketed term only when the rows were `centred` (LayerNorm, not RMSNorm).
+fn normalized_rows_backward(
+    grad_out: &[f32],
+    normed: &[f32],
+    inv: &[f32],
+    weight: &[f32],
+    centred: bool,
+) -> Vec<f32> {
+    let d = weight.len();
+    let mut dx = vec![0.0f32; normed.len()];
+    dx.par_chunks_mut(ROWS_PER_TASK * d)
+        .zip(grad_out.par_chunks(ROWS_PER_TASK * d))
+        .zip(normed.par_chunks(ROWS_PER_TASK * d))
+        .zip(inv.par_chunks(ROWS_PER_TASK))
+        .for_each(|(((dx, g), xhat), inv)| {
+            for (((dx, g), xhat), inv) in dx
+                .chunks_exact_mut(d)
+                .zip(g.chunks_exact(d))
+                .zip(xhat.chunks_exact(d))
+                .zip(inv)
+            {
+                let (mut mean_g, mut mean_gx) = (0.0f32, 0.0f32);
+                for ((g, xh), w) in g.iter().zip(xhat).zip(weight) {
+                    mean_g += g * w;
+                    mean_gx += g * w * xh;
+                }
+                mean_g = if centred { mean_g / d as f32 } else { 0.0 };
+                mean_gx /= d as f32;
+                for (((dx, g), xh), w) in dx.iter_mut().zip(g).zip(xhat).zip(weight) {
+                    *dx = inv * (g * w - mean_g - xh * mean_gx);
+                }
+            }
+        });
+    dx
+}
+
 /// `x + b` on every row (`b` `(d)`); backward passes `g` to `x` and `Σ_rows g` to `b`.
 pub(crate) fn add_bias<T: Tape<f32, Device>>(x: Taped2<T>, bias: &Tensor1) -> Taped2<T> {
     let (n, d) = *x.shape();
-    let bias_host = bias.as_vec();
-    let mut out = x.as_vec();
+    let bias_host = crate::host_values(bias);
+    let mut out = crate::host_values(&x);
     out.par_chunks_mut(ROWS_PER_TASK * d).for_each(|rows| {
         for row in rows.chunks_exact_mut(d) {
             row.iter_mut().zip(&bias_host).for_each(|(v, b)| *v += b);
@@ -128,6 +220,76 @@ pub(crate) fn add_bias<T: Tape<f32, Device>>(x: Taped2<T>, bias: &Tensor1) -> Ta
         accumulate(grads, x, grad_out)?;
         accumulate(grads, &bias, &column_sums(grad_out, None, d).1)
     })
+}
+
+/// `x` with the rows whose `keep` is false set to zero (a batch's padding frames); backward passes `g` to the
+/// kept rows only.
+pub(crate) fn zero_rows<T: Tape<f32, Device>>(x: Taped2<T>, keep: &[bool]) -> Taped2<T> {
+    let (n, d) = *x.shape();
+    assert_eq!(keep.len(), n, "one keep flag per row");
+    let keep = keep.to_vec();
+    let mut out = crate::host_values(&x);
+    zero_dropped_rows(&mut out, &keep, d);
+    record(x, out, (n, d), move |grad_out, grads, x| {
+        let mut delta = grad_out.to_vec();
+        zero_dropped_rows(&mut delta, &keep, d);
+        accumulate(grads, x, &delta)
+    })
+}
+
+fn zero_dropped_rows(rows: &mut [f32], keep: &[bool], d: usize) {
+    rows.par_chunks_mut(ROWS_PER_TASK * d)
+        .zip(keep.par_chunks(ROWS_PER_TASK))
+        .for_each(|(rows, keep)| {
+            for (row, &keep) in rows.chunks_exact_mut(d).zip(keep) {
+                if !keep {
+                    row.fill(0.0);
+                }
+            }
+        });
+}
+
+/// Multi-head attention `softmax(q kᵀ/√d_head + key_bias) v` over `b` sequences of `n` frames, `q`, `k`,
+/// `v` `(b·n, d)` and `key_bias` `(b, n)`, as one recorded op: the forward keeps the probabilities
+/// `(b, heads, n, n)` and the backward is tinyalign-kernels' exact one (checked there against finite
+/// differences, and here against dfdx's own ops in `portable.rs`' tests).
+pub(crate) fn attention<T: Tape<f32, Device> + Merge<T>>(
+    (q, k, v): (Taped2<T>, Taped2<T>, Taped2<T>),
+    key_bias: &Tensor2,
+    (b, n, heads): (usize, usize, usize),
+) -> Taped2<T> {
+    use tinyalign_kernels::AttentionShape;
+    let d = q.shape().1;
+    let shape = AttentionShape { b, n, d, heads };
+    let (q, tape_q) = q.contiguous().split_tape();
+    let (k, tape_k) = k.contiguous().split_tape();
+    let (v, tape_v) = v.contiguous().split_tape();
+    let mut tape = tape_q.merge(tape_k).merge(tape_v);
+    let inputs = (
+        crate::host_values(&q),
+        crate::host_values(&k),
+        crate::host_values(&v),
+    );
+    let (out, probs) = tinyalign_kernels::attention_forward(
+        (&inputs.0, &inputs.1, &inputs.2),
+        &crate::host_values(key_bias),
+        shape,
+    );
+    let out: Tensor2 = q.device().tensor_from_vec(out, (b * n, d));
+    let out_id = out.clone();
+    tape.add_backward_op(move |grads| {
+        let grad_out = grads.get_or_alloc_mut(&out_id)?.to_vec();
+        let (dq, dk, dv) = tinyalign_kernels::attention_backward(
+            (&inputs.0, &inputs.1, &inputs.2),
+            &probs,
+            &grad_out,
+            shape,
+        );
+        accumulate(grads, &q, &dq)?;
+        accumulate(grads, &k, &dk)?;
+        accumulate(grads, &v, &dv)
+    });
+    out.put_tape(tape)
 }
 
 /// `(Σ_rows g ⊙ w, Σ_rows g)` over `d`-wide rows (the first is empty without `w`): partial sums per block of

@@ -193,18 +193,8 @@ impl<D: NnDevice> Projector<D> {
             (b * n, d),
             "projector input must be (batch · frames, d_audio) as `pad_batch` lays it out"
         );
-        let frame_mask: Vec<f32> = (0..b * n)
-            .flat_map(|r| {
-                let keep = if r % n < layout.lengths[r / n] {
-                    1.0
-                } else {
-                    0.0
-                };
-                std::iter::repeat_n(keep, d)
-            })
-            .collect();
-        let x =
-            tinyalign_nn::mul_const(x, &tinyalign_nn::from_vec2(&self.dev, frame_mask, b * n, d));
+        let real_frames: Vec<bool> = (0..b * n).map(|r| r % n < layout.lengths[r / n]).collect();
+        let x = tinyalign_nn::zero_rows(x, &real_frames);
         // Every kind first concatenates `stack` consecutive frames: (b·n, d) → (b·n/k, k·d). For BridgeFormer
         // this also cuts attention's cost k² times (Whisper gives 50 frames/s; 30 s would be 1500).
         let k = self.config.stack;
