@@ -4,6 +4,17 @@
 
 use crate::BLOCK;
 
+/// `x.round() as i32` (halves away from zero, as ggml's `roundf`) for |x| ≤ 2²³ without the libm call that
+/// `round` compiles to on baseline x86-64: adding the largest float below ½ with x's sign, then truncating
+/// (one vector add and convert). ½ itself would be wrong at 0.49999997 (0.49999997 + ½ rounds up to 1);
+/// the largest float below it is exact there and at every half-integer (tests.rs checks every float the
+/// products can see).
+#[inline(always)]
+pub(crate) fn round_half_away(x: f32) -> i32 {
+    const BELOW_HALF: f32 = 0.499_999_97;
+    (x + BELOW_HALF.copysign(x)) as i32
+}
+
 /// `n` vectors of `cols` values each, prepared block by block.
 #[derive(Debug)]
 pub(crate) struct Acts<'a> {
@@ -91,7 +102,7 @@ impl<'a> Acts<'a> {
                 let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
                 let mut q = [0u8; 32];
                 for (slot, &v) in q.iter_mut().zip(block) {
-                    *slot = ((v * inv).round() as i8) as u8;
+                    *slot = (round_half_away(v * inv) as i8) as u8;
                 }
                 if correction != 0 {
                     acts.corrections.push(std::array::from_fn(|lane| {

@@ -329,3 +329,21 @@ fn vnni_equals_avx2_bit_for_bit() {
         }
     }
 }
+
+/// The activations' rounding against `f32::round`: every float of magnitude 1/8 to 512 (the products see
+/// |x / d| ≤ 127; every half-integer there), and every 97th float from 0 to 2²³ (below 1/8 both give 0;
+/// from 2²³ on every float is an integer).
+#[test]
+fn rounding_equals_round_half_away() {
+    use crate::acts::round_half_away;
+    let check = |bits: u32| {
+        let x = f32::from_bits(bits);
+        for x in [x, -x] {
+            assert_eq!(round_half_away(x), x.round() as i32, "{x:e} ({bits:#x})");
+        }
+    };
+    (0.125f32.to_bits()..=512f32.to_bits()).for_each(check);
+    (0..=((1u32 << 23) as f32).to_bits())
+        .step_by(97)
+        .for_each(check);
+}
