@@ -15,6 +15,64 @@ pub(crate) fn round_half_away(x: f32) -> i32 {
     (x + BELOW_HALF.copysign(x)) as i32
 }
 
+/// Blocks per activation set from which [`Acts::new`] splits its per-block work over rayon's pool (a
+/// prompt's dozens of vectors; a decoding step's one vector of ~28–152 blocks stays on its thread, where
+/// handing it to the pool would cost more than the work).
+#[cfg(feature = "parallel")]
+const PARALLEL_BLOCKS: usize = 1024;
+
+/// Per block of `xs`: its sum, and when `quantize`, its 8-bit rounding (scale, values as bytes, lane
+/// corrections for offset `correction`; empty runs otherwise).
+type Prepared = (Vec<f32>, (Vec<f32>, (Vec<[u8; 32]>, Vec<[i32; 8]>)));
+
+fn prepare_blocks(xs: &[f32], quantize: bool, correction: i32) -> Prepared {
+    let sum = |block: &[f32]| -> f32 { block.iter().sum() };
+    let prepare = |block: &[f32]| {
+        let (scale, quants, corrections) = round_block(block, correction);
+        (sum(block), (scale, (quants, corrections)))
+    };
+    #[cfg(feature = "parallel")]
+    if xs.len() / BLOCK >= PARALLEL_BLOCKS {
+        use rayon::prelude::*;
+        let blocks = xs.par_chunks_exact(BLOCK).with_min_len(PARALLEL_BLOCKS / 4);
+        return if quantize {
+            blocks.map(prepare).unzip()
+        } else {
+            (blocks.map(sum).collect(), Default::default())
+        };
+    }
+    let blocks = xs.chunks_exact(BLOCK);
+    if quantize {
+        blocks.map(prepare).unzip()
+    } else {
+        (blocks.map(sum).collect(), Default::default())
+    }
+}
+
+/// One block's 8-bit rounding: scale d = max|x| / 127, q = round(x / d) as bytes, and the lane corrections
+/// −c · Σ of each run of 4 (zeros when `correction` is 0).
+fn round_block(block: &[f32], correction: i32) -> (f32, [u8; 32], [i32; 8]) {
+    let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let mut q = [0u8; 32];
+    for (slot, &v) in q.iter_mut().zip(block) {
+        *slot = (round_half_away(v * inv) as i8) as u8;
+    }
+    let corrections = if correction == 0 {
+        [0; 8]
+    } else {
+        std::array::from_fn(|lane| {
+            -correction
+                * q[4 * lane..4 * lane + 4]
+                    .iter()
+                    .map(|&v| i32::from(v as i8))
+                    .sum::<i32>()
+        })
+    };
+    (d, q, corrections)
+}
+
 /// `n` vectors of `cols` values each, prepared block by block.
 #[derive(Debug)]
 pub(crate) struct Acts<'a> {
@@ -81,41 +139,22 @@ impl<'a> Acts<'a> {
         correction: i32,
         interleave: bool,
     ) -> Self {
-        let blocks = xs.len() / BLOCK;
+        let (sums, (scales, (quants, mut corrections))) = prepare_blocks(xs, quantize, correction);
+        if correction == 0 {
+            corrections = Vec::new();
+        }
         let mut acts = Self {
             values: xs,
             cols,
-            sums: xs.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect(),
-            scales: Vec::new(),
-            corrections: Vec::new(),
-            quants: Vec::new(),
+            sums,
+            scales,
+            corrections,
+            quants,
             quad_scales: Vec::new(),
             quad_quants: Vec::new(),
             quad_corrections: Vec::new(),
         };
         if quantize {
-            acts.scales.reserve(blocks);
-            acts.quants.reserve(blocks);
-            for block in xs.chunks_exact(BLOCK) {
-                let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                let d = amax / 127.0;
-                let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-                let mut q = [0u8; 32];
-                for (slot, &v) in q.iter_mut().zip(block) {
-                    *slot = (round_half_away(v * inv) as i8) as u8;
-                }
-                if correction != 0 {
-                    acts.corrections.push(std::array::from_fn(|lane| {
-                        -correction
-                            * q[4 * lane..4 * lane + 4]
-                                .iter()
-                                .map(|&v| i32::from(v as i8))
-                                .sum::<i32>()
-                    }));
-                }
-                acts.scales.push(d);
-                acts.quants.push(q);
-            }
             let nb = cols / BLOCK;
             let quads = if interleave { xs.len() / cols / 4 } else { 0 };
             acts.quad_scales.reserve(quads * nb);
