@@ -101,11 +101,12 @@ pub fn attention_forward(
     (out, probs)
 }
 
-/// Probabilities below this become exactly 0. A masked key's comes out of `exp` as ~1.6e−38 (its clamp),
-/// and the products with it, forward (`P V`) and backward (`dS`, then `dS K`, `dSᵀ Q`), are subnormal
-/// floats, on which x86 cores take a microcode assist per operation: a padded training batch ran its
-/// attention gemms several times slower than an unpadded one. The largest probability of a row is at least
-/// 1/n, so what is dropped is below 1e−28 of it, far under f32's resolution.
+/// Probabilities below this become exactly 0. A masked key's comes out of `exp`'s clamp and the softmax's
+/// division as ~3.6e−39, a subnormal float, and the products with it, forward (`P V`) and backward (`dS`,
+/// then `dS K`, `dSᵀ Q`), are subnormal too; x86 cores take a microcode assist per such operation: a padded
+/// training batch ran its attention gemms several times slower than an unpadded one. The largest
+/// probability of a row is at least 1/n, so what is dropped is below 1e−28 of it, far under f32's
+/// resolution.
 const NEGLIGIBLE_PROBABILITY: f32 = 1e-30;
 
 #[inline(always)]

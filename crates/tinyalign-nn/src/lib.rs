@@ -202,11 +202,6 @@ pub fn zero_rows<T: Tape<f32, D>, D: NnDevice>(x: Taped2<T, D>, keep: &[bool]) -
     D::zero_rows(x, keep)
 }
 
-/// Element-wise product with a constant of the same shape (masks).
-pub fn mul_const<T: Tape<f32, D>, D: NnDevice>(x: Taped2<T, D>, c: &Tensor2<D>) -> Taped2<T, D> {
-    x * c.clone()
-}
-
 /// Back-propagates `loss`, returning every gradient (for an optimiser step).
 pub fn backward<D: NnDevice>(loss: Scalar<OwnedTape<f32, D>, D>) -> Gradients<f32, D> {
     use dfdx::tensor_ops::Backward;

@@ -13,21 +13,21 @@ use crate::{Device, Tensor1, Tensor2};
 const ROWS_PER_TASK: usize = 32;
 
 /// Records `out` (computed from `x` off the tape) with `backward(grad_out, grads, x)`, which must add the
-/// gradients of `x` and of any parameter to `grads`.
+/// gradients of `x` and of any parameter to `grads`; `grad_out` is its own copy, free to overwrite.
 fn record<T: Tape<f32, Device>>(
     x: Taped2<T>,
     out: Vec<f32>,
     out_shape: (usize, usize),
     backward: impl 'static
-    + FnOnce(&[f32], &mut Gradients<f32, Device>, &Tensor2) -> Result<(), CpuError>,
+    + FnOnce(&mut [f32], &mut Gradients<f32, Device>, &Tensor2) -> Result<(), CpuError>,
 ) -> Taped2<T> {
     // The backward writes row-major gradients into x's buffer: its layout must be the logical one.
     let (x, mut tape) = x.contiguous().split_tape();
     let out: Tensor2 = x.device().tensor_from_vec(out, out_shape);
     let out_id = out.clone();
     tape.add_backward_op(move |grads| {
-        let grad_out = grads.get_or_alloc_mut(&out_id)?.to_vec();
-        backward(&grad_out, grads, &x)
+        let mut grad_out = grads.get_or_alloc_mut(&out_id)?.to_vec();
+        backward(&mut grad_out, grads, &x)
     });
     out.put_tape(tape)
 }
@@ -117,7 +117,7 @@ pub(crate) fn linear<T: Tape<f32, Device>>(
         tinyalign_kernels::matmul_accumulate(
             (n, d_out, d_in),
             grads.get_or_alloc_mut(x)?,
-            (grad_out, d_out, 1),
+            (&*grad_out, d_out, 1),
             (&w_host, 1, d_out),
         );
         // dW (d_in, d_out) += Xᵀ (d_in, n) · dY (n, d_out).
@@ -125,7 +125,7 @@ pub(crate) fn linear<T: Tape<f32, Device>>(
             (d_in, n, d_out),
             grads.get_or_alloc_mut(&weight_t)?,
             (&x_host, 1, d_in),
-            (grad_out, d_out, 1),
+            (&*grad_out, d_out, 1),
         );
         match &bias {
             Some(bias) => accumulate(grads, bias, &column_sums(grad_out, None, d_out).1),
@@ -231,9 +231,8 @@ pub(crate) fn zero_rows<T: Tape<f32, Device>>(x: Taped2<T>, keep: &[bool]) -> Ta
     let mut out = crate::host_values(&x);
     zero_dropped_rows(&mut out, &keep, d);
     record(x, out, (n, d), move |grad_out, grads, x| {
-        let mut delta = grad_out.to_vec();
-        zero_dropped_rows(&mut delta, &keep, d);
-        accumulate(grads, x, &delta)
+        zero_dropped_rows(grad_out, &keep, d);
+        accumulate(grads, x, grad_out)
     })
 }
 
