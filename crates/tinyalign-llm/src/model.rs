@@ -377,26 +377,36 @@ impl LlamaModel {
             .for_each_init(
                 || Vec::with_capacity(start + n),
                 |scores: &mut Vec<f32>, (pair, oh)| {
-                    let (t, h) = (pair / heads, pair % heads);
-                    let visible = start + t + 1;
-                    let kvh = h / group;
-                    let qh = &q[t * d + h * hd..t * d + (h + 1) * hd];
-                    scores.clear();
-                    scores.extend((0..visible).map(|j| {
-                        let kj = &keys[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
-                        tinyalign_quant::dot(qh, kj) * scale
-                    }));
-                    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-                    let mut total = 0.0;
-                    for s in scores.iter_mut() {
-                        *s = (*s - max).exp();
-                        total += *s;
-                    }
-                    for (j, &p) in scores.iter().enumerate() {
-                        let vj = &values[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
-                        let w = p / total;
-                        oh.iter_mut().zip(vj).for_each(|(o, v)| *o += w * v);
-                    }
+                    // Compiled for AVX2 where the CPU has it: the dot products and the weighted sum of
+                    // values run 8 lanes wide instead of SSE's 4 (a fifth of a long SmolLM2 answer's
+                    // decode time ran here), with the same operations in the same order.
+                    tinyalign_quant::vectorized(
+                        #[inline(always)]
+                        || {
+                            let (t, h) = (pair / heads, pair % heads);
+                            let visible = start + t + 1;
+                            let kvh = h / group;
+                            let qh = &q[t * d + h * hd..t * d + (h + 1) * hd];
+                            // A plain loop: `extend` over a mapped range is compiled out of line,
+                            // without the features.
+                            scores.resize(visible, 0.0);
+                            for (j, s) in scores.iter_mut().enumerate() {
+                                let kj = &keys[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+                                *s = tinyalign_quant::dot(qh, kj) * scale;
+                            }
+                            let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+                            let mut total = 0.0;
+                            for s in scores.iter_mut() {
+                                *s = (*s - max).exp();
+                                total += *s;
+                            }
+                            for (j, &p) in scores.iter().enumerate() {
+                                let vj = &values[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+                                let w = p / total;
+                                oh.iter_mut().zip(vj).for_each(|(o, v)| *o += w * v);
+                            }
+                        },
+                    )
                 },
             );
         out

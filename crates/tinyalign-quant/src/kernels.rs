@@ -77,6 +77,7 @@ impl Kernel {
     }
 }
 
+#[inline(always)]
 pub(crate) fn portable_dot(a: &[f32], b: &[f32]) -> f32 {
     portable::dot_f32(a, b)
 }
