@@ -91,10 +91,18 @@ pub(crate) trait Dot: Copy {
     fn q4_f32(self, scales: &[f32], mins: Option<&[f32]>, nibbles: &[[u8; 16]], x: ActsView)
     -> f32;
     fn q4_q8(self, scales: &[f32], mins: Option<&[f32]>, nibbles: &[[u8; 16]], x: ActsView) -> f32;
-    /// Q5_0 as unsigned bytes q ∈ [0, 32), x = d·(q − 16); the same sums as [`Dot::q8_0_f32`] of q − 16.
-    fn q5_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32;
+    /// Q5_0 as held (q ∈ [0, 32) unpacked per block, x = d·(q − 16)); the same sums as
+    /// [`Dot::q8_0_f32`] of q − 16.
+    fn q5_f32(self, w: Q5Row, x: ActsView) -> f32;
     /// The same integers, lane sums and float steps as [`Dot::q8_0_q8`] of q − 16, so equal bit for bit.
-    fn q5_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32;
+    fn q5_q8(self, w: Q5Row, x: ActsView) -> f32;
+    /// Q5_0 blocks unpacked to a byte per value ([`crate::q5_0_bytes`]) into `out`, for
+    /// [`Dot::q5_q8_x4`]: a prompt's product unpacks each block once, not once per four vectors.
+    fn q5_unpack(self, nibbles: &[[u8; 16]], high: &[[u8; 4]], out: &mut [[u8; 32]]) {
+        for ((slot, n), h) in out.iter_mut().zip(nibbles).zip(high) {
+            *slot = crate::q5_0_bytes(n, h);
+        }
+    }
     /// i8 weights with a scale per 16 elements (Q6_K's in-memory form).
     fn q8x16_f32(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32;
     fn q8x16_q8(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32;
@@ -113,12 +121,19 @@ pub(crate) trait Dot: Copy {
     ) -> [f32; 4] {
         xs.vectors.map(|x| self.q4_q8(scales, mins, nibbles, x))
     }
-    fn q5_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
-        xs.vectors.map(|x| self.q5_q8(scales, quants, x))
-    }
+    /// `quants`: the row's blocks unpacked by [`Dot::q5_unpack`].
+    fn q5_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4];
     fn q8x16_q8_x4(self, scales: &[[f32; 2]], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
         xs.vectors.map(|x| self.q8x16_q8(scales, quants, x))
     }
+}
+
+/// One row of Q5_0 blocks as held: scales, low nibbles and high bits (see `Storage::Q5_0`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Q5Row<'a> {
+    pub scales: &'a [f32],
+    pub nibbles: &'a [[u8; 16]],
+    pub high: &'a [[u8; 4]],
 }
 
 /// Work generic over the dot-product implementation (pulp's `WithSimd` pattern).

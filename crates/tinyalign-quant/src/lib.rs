@@ -106,10 +106,12 @@ pub enum Format {
     Q4_0,
     /// f16 d + f16 m + 16 bytes of nibbles; x = d·q + m.
     Q4_1,
-    /// f16 d + 32 high bits + 16 bytes of nibbles; x = d·(q − 16). Held as f32 d + the unsigned q ∈ [0, 32)
-    /// one per byte (8.5 bits per weight, as Q8_0 blocks would take): the 8-bit kernels multiply q without
-    /// the sign fix-ups signed weights need, then take off 16·Σx̂ per lane in integers, so every product
-    /// equals the signed (Q8_0-held) one bit for bit.
+    /// f16 d + 32 high bits + 16 bytes of nibbles; x = d·(q − 16). Held as in the file with an f32 d (6 bits
+    /// per weight): decoding is memory-bound, and a byte per weight (9 bits) made a Qwen2.5-0.5B token read
+    /// 1.4× the weight bytes llama.cpp reads. The kernels unpack q ∈ [0, 32) to a byte per weight in
+    /// registers (a prompt's products once per block and product, into a small scratch), multiply q
+    /// without the sign fix-ups signed weights need, then take off 16·Σx̂ per lane in integers, so every
+    /// product equals the signed (Q8_0-held) one bit for bit.
     Q5_0,
     /// Super-blocks of 256 with 6-bit scales and minimums per 32; x = (d·sc)·q − dmin·m. Held as Q4_1 blocks
     /// (scale d·sc, minimum −dmin·m, nibbles reordered): exact, same bits per weight.
@@ -190,10 +192,12 @@ enum Storage {
         mins: Vec<f32>,
         nibbles: Vec<[u8; 16]>,
     },
-    /// x = scales[b] · (q − 16), q ∈ [0, 32) one per byte.
+    /// x = scales[b] · (q − 16), q ∈ [0, 32): its low 4 bits as Q4_0's nibbles, bit 4 of element j in bit
+    /// j of `high[b]` (little-endian), as in the file ([`q5_0_bytes`]).
     Q5_0 {
         scales: Vec<f32>,
-        quants: Vec<[u8; 32]>,
+        nibbles: Vec<[u8; 16]>,
+        high: Vec<[u8; 4]>,
     },
     /// One scale per 16 elements: `scales[b] = [s₀, s₁]` for elements 0..16 and 16..32 of block b.
     Q8x16 {
@@ -223,10 +227,11 @@ pub enum Packed<'a> {
         mins: &'a [f32],
         nibbles: &'a [[u8; 16]],
     },
-    /// x = scales[b] · (q − 16), q ∈ [0, 32) one per byte.
+    /// x = scales[b] · (q − 16), q = [`q5_0_bytes`]`(nibbles[b], high[b])` ∈ [0, 32).
     Q5_0 {
         scales: &'a [f32],
-        quants: &'a [[u8; 32]],
+        nibbles: &'a [[u8; 16]],
+        high: &'a [[u8; 4]],
     },
     /// x = scales[b][e / 16] · q (q as i8).
     Q8x16 {
@@ -256,6 +261,21 @@ impl std::fmt::Debug for QMatrix {
             self.source.name()
         )
     }
+}
+
+/// A Q5_0 block's 5-bit values q ∈ [0, 32) (x = d·(q − 16)), one per byte: element j's low 4 bits are
+/// the low nibble of `nibbles[j]` (j < 16) or the high nibble of `nibbles[j − 16]`, its bit 4 is bit j of
+/// `high` read little-endian (ggml's `block_q5_0`).
+pub fn q5_0_bytes(nibbles: &[u8; 16], high: &[u8; 4]) -> [u8; 32] {
+    let bits = u32::from_le_bytes(*high);
+    std::array::from_fn(|j| {
+        let low = if j < 16 {
+            nibbles[j] & 15
+        } else {
+            nibbles[j - 16] >> 4
+        };
+        low | (((bits >> j) & 1) << 4) as u8
+    })
 }
 
 fn f16_at(bytes: &[u8], at: usize) -> f32 {
@@ -377,7 +397,15 @@ impl QMatrix {
                 mins,
                 nibbles,
             },
-            Storage::Q5_0 { scales, quants } => Packed::Q5_0 { scales, quants },
+            Storage::Q5_0 {
+                scales,
+                nibbles,
+                high,
+            } => Packed::Q5_0 {
+                scales,
+                nibbles,
+                high,
+            },
             Storage::Q8x16 { scales, quants } => Packed::Q8x16 { scales, quants },
         }
     }
@@ -417,7 +445,11 @@ impl QMatrix {
                 mins,
                 nibbles,
             } => (scales.len() + mins.len()) * 4 + nibbles.len() * 16,
-            Storage::Q5_0 { scales, quants } => scales.len() * 4 + quants.len() * 32,
+            Storage::Q5_0 {
+                scales,
+                nibbles,
+                high,
+            } => scales.len() * 4 + nibbles.len() * 16 + high.len() * 4,
             Storage::Q8x16 { scales, quants } => scales.len() * 8 + quants.len() * 32,
         }
     }
@@ -459,11 +491,14 @@ impl QMatrix {
                     lo.chain(hi)
                 })
                 .collect(),
-            Storage::Q5_0 { scales, quants } => blocks
+            Storage::Q5_0 {
+                scales,
+                nibbles,
+                high,
+            } => blocks
                 .flat_map(|b| {
-                    quants[b]
-                        .iter()
-                        .map(move |&q| scales[b] * (f32::from(q) - 16.0))
+                    q5_0_bytes(&nibbles[b], &high[b])
+                        .map(move |q| scales[b] * (f32::from(q) - 16.0))
                 })
                 .collect(),
             Storage::Q8x16 { scales, quants } => blocks

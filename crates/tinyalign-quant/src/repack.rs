@@ -8,17 +8,22 @@ use tinyalign_weights::blocks::{
 
 use crate::Storage;
 
-/// Q5_0 → the same d per block of 32 and its 5-bit values q ∈ [0, 32) one per byte (the signed q − 16 of
-/// the shared decoder plus 16).
+/// Q5_0 → the file's bits as they are (high bits, nibbles) with d as f32 (the shared decoder's).
 pub(crate) fn q5_0(raw: &[u8]) -> Storage {
     let blocks = raw.len() / Q5_0_BYTES;
-    let (mut scales, mut quants) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks));
+    let mut scales = Vec::with_capacity(blocks);
+    let mut nibbles = Vec::with_capacity(blocks);
+    let mut high = Vec::with_capacity(blocks);
     for block in raw.chunks_exact(Q5_0_BYTES) {
-        let (d, q) = q5_0_block(block);
-        scales.push(d);
-        quants.push(q.map(|v| (v + 16) as u8));
+        scales.push(q5_0_block(block).0);
+        high.push(block[2..6].try_into().expect("4 bytes of high bits"));
+        nibbles.push(block[6..22].try_into().expect("16 bytes of nibbles"));
     }
-    Storage::Q5_0 { scales, quants }
+    Storage::Q5_0 {
+        scales,
+        nibbles,
+        high,
+    }
 }
 
 /// Q4_K → Q4_1: each run of 32 becomes a block with scale d·sc and minimum −dmin·m; Q4_1 packs element j

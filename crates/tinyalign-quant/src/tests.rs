@@ -229,7 +229,7 @@ fn bad_sizes_are_errors() {
     ));
 }
 
-/// Q5_0 held as unsigned bytes dequantises as `tinyalign_weights::blocks::q5_0_block` (the GGUF
+/// Q5_0 as held dequantises as `tinyalign_weights::blocks::q5_0_block` (the GGUF
 /// reader's decoder, checked bit-equal to gguf-py) does, bit for bit.
 #[test]
 fn q5_0_storage_matches_the_gguf_decoder() {
@@ -249,14 +249,21 @@ fn q5_0_storage_matches_the_gguf_decoder() {
         assert_eq!(g.to_bits(), w.to_bits(), "{g} vs {w}");
     }
     assert_eq!(m.format(), Format::Q5_0);
-    assert_eq!(m.weight_bytes(), rows * cols / 32 * 36);
+    // f32 d, 4 bytes of high bits, 16 of nibbles per block of 32: 6 bits per weight (the file's 5.5).
+    assert_eq!(m.weight_bytes(), rows * cols / 32 * 24);
 }
 
 /// Q5_0's unsigned kernels (q times x̂, then 16·Σx̂ off each lane) give what the same values held as Q8_0
-/// blocks (d, q − 16) give, bit for bit: one vector, and a prompt's four at a time with a remainder.
+/// blocks (d, q − 16) give, bit for bit: one vector, and a prompt's four at a time with a remainder;
+/// rows of 160 values (one band of unpacked rows per task) and of 32,768 (bands of 8 rows).
 #[test]
 fn q5_0_products_equal_the_q8_0_held_ones_bit_for_bit() {
-    let (rows, cols) = (21, 160);
+    for cols in [160, 32768] {
+        q5_0_products_equal_the_q8_0_held_ones(21, cols);
+    }
+}
+
+fn q5_0_products_equal_the_q8_0_held_ones(rows: usize, cols: usize) {
     let raw = gguf_bytes(Format::Q5_0, rows, cols, 17);
     let q5 = QMatrix::from_gguf_bytes(Format::Q5_0, rows, cols, &raw).unwrap();
     let as_q8: Vec<u8> = raw
@@ -276,7 +283,7 @@ fn q5_0_products_equal_the_q8_0_held_ones_bit_for_bit() {
             q8.matmul_with(product, &xs, n, &mut b).unwrap();
             assert!(
                 a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
-                "{product:?} n = {n}: {a:?} vs {b:?}"
+                "{product:?} {cols} columns, n = {n}: {a:?} vs {b:?}"
             );
         }
     }

@@ -152,7 +152,7 @@ impl GpuMatrix {
             )));
         }
         let bad = |e: tinyalign_quant::QuantError| GpuError::Model(e.to_string());
-        // The CPU path's exact repacking (Q4_K as Q4_1, Q6_K as Q8x16, Q5_0 as bytes made signed below),
+        // The CPU path's exact repacking (Q4_K as Q4_1, Q6_K as Q8x16; Q5_0 unpacked to signed bytes below),
         // whose layouts the loaders read as they are; F16, BF16 and Q4_0 become f32.
         let matrix = match Format::from_ggml(ty) {
             Some(format) => QMatrix::from_gguf_bytes(format, rows, cols, raw).map_err(bad)?,
@@ -184,11 +184,17 @@ impl GpuMatrix {
                 upload(WeightFormat::Q4_1, nibbles.as_flattened(), &pairs)
             }
             // The Q8_0 loader takes Q5_0 as its signed q − 16 (exact).
-            Packed::Q5_0 { scales, quants } => {
-                let signed: Vec<u8> = quants
-                    .as_flattened()
+            Packed::Q5_0 {
+                scales,
+                nibbles,
+                high,
+            } => {
+                let signed: Vec<u8> = nibbles
                     .iter()
-                    .map(|&q| (q as i8 - 16) as u8)
+                    .zip(high)
+                    .flat_map(|(n, h)| {
+                        tinyalign_quant::q5_0_bytes(n, h).map(|q| (q as i8 - 16) as u8)
+                    })
                     .collect();
                 upload(WeightFormat::Q8_0, &signed, scales)
             }

@@ -1,8 +1,9 @@
 //! The plain-Rust dot products: every target (wasm32 included), and the reference the SIMD kernels are
 //! tested against.
 
-use super::{Dot, offset_term};
-use crate::acts::ActsView;
+use super::{Dot, Q5Row, offset_term};
+use crate::acts::{ActsView, QuadView};
+use crate::q5_0_bytes;
 
 #[derive(Clone, Copy)]
 pub struct Portable;
@@ -15,12 +16,12 @@ impl Dot for Portable {
 
     #[inline(always)]
     fn q8_0_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        byte_blocks_f32(scales, quants, x, |q| q as i8)
+        byte_blocks_f32(scales, |b| quants[b], x, |q| q as i8)
     }
 
     #[inline(always)]
     fn q8_0_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        byte_blocks_q8(scales, quants, x, |q| q as i8)
+        byte_blocks_q8(scales, |b| quants[b], x, |q| q as i8)
     }
 
     #[inline(always)]
@@ -60,13 +61,21 @@ impl Dot for Portable {
     }
 
     #[inline(always)]
-    fn q5_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        byte_blocks_f32(scales, quants, x, |q| q as i8 - 16)
+    fn q5_f32(self, w: Q5Row, x: ActsView) -> f32 {
+        let block = |b: usize| q5_0_bytes(&w.nibbles[b], &w.high[b]);
+        byte_blocks_f32(w.scales, block, x, |q| q as i8 - 16)
     }
 
     #[inline(always)]
-    fn q5_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        byte_blocks_q8(scales, quants, x, |q| q as i8 - 16)
+    fn q5_q8(self, w: Q5Row, x: ActsView) -> f32 {
+        let block = |b: usize| q5_0_bytes(&w.nibbles[b], &w.high[b]);
+        byte_blocks_q8(w.scales, block, x, |q| q as i8 - 16)
+    }
+
+    #[inline(always)]
+    fn q5_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
+        xs.vectors
+            .map(|x| byte_blocks_q8(scales, |b| quants[b], x, |q| q as i8 - 16))
     }
 
     #[inline(always)]
@@ -108,17 +117,18 @@ impl Dot for Portable {
     }
 }
 
-/// Σ_b d_b · Σ w·x over blocks of one byte per weight, `weight(q)` the signed value a byte holds (Q8_0:
-/// itself; Q5_0: its 5-bit value minus 16), so both formats run the same sums.
+/// Σ_b d_b · Σ w·x over blocks of one byte per weight (`block(b)`), `weight(q)` the signed value a byte
+/// holds (Q8_0: itself; Q5_0: its 5-bit value minus 16), so both formats run the same sums.
 #[inline(always)]
 fn byte_blocks_f32(
     scales: &[f32],
-    quants: &[[u8; 32]],
+    block: impl Fn(usize) -> [u8; 32],
     x: ActsView,
     weight: impl Fn(u8) -> i8,
 ) -> f32 {
     let mut total = 0.0;
-    for (b, (q, xb)) in quants.iter().zip(x.values.chunks_exact(32)).enumerate() {
+    for (b, xb) in x.values.chunks_exact(32).take(scales.len()).enumerate() {
+        let q = block(b);
         let mut acc = [0.0f32; 8];
         for (qc, xc) in q.chunks_exact(8).zip(xb.chunks_exact(8)) {
             for i in 0..8 {
@@ -134,18 +144,18 @@ fn byte_blocks_f32(
 #[inline(always)]
 fn byte_blocks_q8(
     scales: &[f32],
-    quants: &[[u8; 32]],
+    block: impl Fn(usize) -> [u8; 32],
     x: ActsView,
     weight: impl Fn(u8) -> i8,
 ) -> f32 {
     let mut total = 0.0;
-    for b in 0..scales.len() {
-        let sum: i32 = quants[b]
+    for (b, &scale) in scales.iter().enumerate() {
+        let sum: i32 = block(b)
             .iter()
             .zip(&x.quants[b])
             .map(|(&w, &q)| i32::from(weight(w)) * i32::from(q as i8))
             .sum();
-        total += scales[b] * x.scales[b] * sum as f32;
+        total += scale * x.scales[b] * sum as f32;
     }
     total
 }

@@ -10,10 +10,10 @@ use pulp::x86::V3;
 use vnni_shim::Dpbusd;
 
 use super::avx2::{
-    Avx2, accumulate, accumulate4, halves, halves_x4, nibble_bytes, quad_scales, scaled_add,
-    spread, with_offsets,
+    Avx2, accumulate, accumulate4, halves, halves_x4, nibble_bytes, q5_bytes, quad_scales,
+    scaled_add, spread, with_offsets,
 };
-use super::{Dot, offset_term};
+use super::{Dot, Q5Row, offset_term};
 use crate::acts::{ActsView, QuadView};
 
 #[derive(Clone, Copy)]
@@ -207,20 +207,26 @@ impl<T: Dpbusd> Dot for Vnni<T> {
     }
 
     #[inline(always)]
-    fn q5_f32(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        Avx2(self.simd).q5_f32(scales, quants, x)
+    fn q5_f32(self, w: Q5Row, x: ActsView) -> f32 {
+        Avx2(self.simd).q5_f32(w, x)
     }
 
     #[inline(always)]
-    fn q5_q8(self, scales: &[f32], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        let quants = &quants[..scales.len()];
+    fn q5_q8(self, w: Q5Row, x: ActsView) -> f32 {
+        let simd = self.simd;
+        let (nibbles, high) = (&w.nibbles[..w.scales.len()], &w.high[..w.scales.len()]);
         self.one_scaled(
             &x,
-            scales,
+            w.scales,
             true,
             #[inline(always)]
-            |b| pulp::cast(quants[b]),
+            |b| q5_bytes(simd, nibbles[b], high[b]),
         )
+    }
+
+    #[inline(always)]
+    fn q5_unpack(self, nibbles: &[[u8; 16]], high: &[[u8; 4]], out: &mut [[u8; 32]]) {
+        Avx2(self.simd).q5_unpack(nibbles, high, out)
     }
 
     #[inline(always)]
