@@ -274,7 +274,7 @@ impl LlamaModel {
         let mut hidden = embeds.to_vec();
         let mut normed = vec![0.0; n * d];
         // (sin, cos) of pos·θᵢ for the new positions (`n × hd/2`): the same in every layer and head, so
-        // made once per pass (a SmolLM2 token took ~11,500 `sin_cos` calls for 16 distinct values).
+        // made once per pass (a SmolLM2 token took ~11,500 `sin_cos` calls for 32 distinct values).
         let half = self.inv_freq.len();
         let rotations: Vec<(f32, f32)> = (start..start + n)
             .flat_map(|pos| {
