@@ -16,6 +16,7 @@ mod row_dots;
 
 use acts::Acts;
 pub use kernels::Kernel;
+pub use repack::q5_0_bytes;
 use row_dots::{RowDots, rows_per_task};
 
 /// How activations enter a product with block-quantised weights.
@@ -261,21 +262,6 @@ impl std::fmt::Debug for QMatrix {
             self.source.name()
         )
     }
-}
-
-/// A Q5_0 block's 5-bit values q ∈ [0, 32) (x = d·(q − 16)), one per byte: element j's low 4 bits are
-/// the low nibble of `nibbles[j]` (j < 16) or the high nibble of `nibbles[j − 16]`, its bit 4 is bit j of
-/// `high` read little-endian (ggml's `block_q5_0`).
-pub fn q5_0_bytes(nibbles: &[u8; 16], high: &[u8; 4]) -> [u8; 32] {
-    let bits = u32::from_le_bytes(*high);
-    std::array::from_fn(|j| {
-        let low = if j < 16 {
-            nibbles[j] & 15
-        } else {
-            nibbles[j - 16] >> 4
-        };
-        low | (((bits >> j) & 1) << 4) as u8
-    })
 }
 
 fn f16_at(bytes: &[u8], at: usize) -> f32 {

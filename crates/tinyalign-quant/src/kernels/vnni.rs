@@ -10,9 +10,9 @@ use pulp::x86::V3;
 use vnni_shim::Dpbusd;
 
 use super::avx2::{
-    Avx2, accumulate, accumulate4, halves, halves_x4, nibble_bytes, q5_bytes, quad_scales,
-    scaled_add, spread, with_offsets,
+    Avx2, accumulate, accumulate4, halves, halves_x4, quad_scales, scaled_add, spread, with_offsets,
 };
+use super::unpack::{nibble_bytes, q5_bytes};
 use super::{Dot, Q5Row, offset_term};
 use crate::acts::{ActsView, QuadView};
 
