@@ -341,9 +341,10 @@ impl LlamaModel {
         Ok(logits)
     }
 
-    /// Rotates every head's dimension pairs by pos·θᵢ, `turns[i]` = (sin, cos) of pos·θᵢ. Llama: adjacent pairs (x₂ᵢ, x₂ᵢ₊₁), since
-    /// llama.cpp's converter permuted the Q/K rows of the Hugging Face checkpoint so that this pairing equals
-    /// HF's rotate-half on the original weights. Qwen2: the unpermuted rows, so (xᵢ, xᵢ₊hd/2) as in HF.
+    /// Rotates every head's dimension pairs by pos·θᵢ, `turns[i]` = (sin, cos) of pos·θᵢ. Llama: adjacent
+    /// pairs (x₂ᵢ, x₂ᵢ₊₁), since llama.cpp's converter permuted the Q/K rows of the Hugging Face checkpoint
+    /// so that this pairing equals HF's rotate-half on the original weights. Qwen2: the unpermuted rows, so
+    /// (xᵢ, xᵢ₊hd/2) as in HF.
     fn rope(&self, x: &mut [f32], turns: &[(f32, f32)]) {
         let hd = self.config.head_dim;
         let half = hd / 2;

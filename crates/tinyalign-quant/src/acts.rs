@@ -156,7 +156,12 @@ impl<'a> Acts<'a> {
         };
         if quantize {
             let nb = cols / BLOCK;
-            let quads = if interleave { xs.len() / cols / 4 } else { 0 };
+            // `checked_div`: a matrix may have no columns (then there is nothing to interleave).
+            let quads = if interleave {
+                xs.len().checked_div(cols).unwrap_or(0) / 4
+            } else {
+                0
+            };
             acts.quad_scales.reserve(quads * nb);
             acts.quad_quants.reserve(quads * nb);
             for quad in 0..quads {

@@ -31,7 +31,9 @@ impl DotTask for RowDots<'_> {
         // stays in L2 while the four-vector groups pass over it), each block once per product instead of
         // once per four vectors. Other formats take all rows as one band.
         let q5_band = match &m.storage {
-            Storage::Q5_0 { .. } if quads > 0 => Some((Q5_BAND_BYTES / (32 * nb)).clamp(1, rows)),
+            Storage::Q5_0 { .. } if quads > 0 => {
+                Some((Q5_BAND_BYTES / (32 * nb).max(1)).clamp(1, rows))
+            }
             _ => None,
         };
         let band_rows = q5_band.unwrap_or(rows.max(1));

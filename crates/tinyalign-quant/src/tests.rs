@@ -208,6 +208,19 @@ fn dequantisation_matches_ggml_formulas() {
     }
 }
 
+/// A matrix with no columns (a GGUF may declare one) gives zeros, not a panic, in every product form.
+#[test]
+fn zero_column_products_are_zeros() {
+    for format in FORMATS {
+        let m = QMatrix::from_gguf_bytes(format, 3, 0, &[]).unwrap();
+        for product in products() {
+            let mut out = vec![1.0; 5 * 3];
+            m.matmul_with(product, &[], 5, &mut out).unwrap();
+            assert!(out.iter().all(|&v| v == 0.0), "{format:?} {product:?}");
+        }
+    }
+}
+
 #[test]
 fn bad_sizes_are_errors() {
     assert!(matches!(
