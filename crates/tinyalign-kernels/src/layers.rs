@@ -3,7 +3,7 @@
 //! their caller has already shape-checked against a file (`TensorMap::get_shaped`), so a wrong length is
 //! an internal error and panics.
 
-use crate::ops::{attention, layer_norm_in_place, linear};
+use crate::ops::{attention_into, layer_norm_in_place, linear, linear_add, linear_into};
 
 /// `y = x Wᵀ + b` with `W` stored transposed, `(in, out)`, so a pass is one plain gemm.
 #[derive(Clone)]
@@ -85,12 +85,7 @@ impl HostLinear {
 
     /// `x` `(n, in)` → `(n, out)`. Panics if `x.len()` is not a multiple of `in` (callers build the rows).
     pub fn forward_rows(&self, x: &[f32]) -> Vec<f32> {
-        assert!(
-            x.len().is_multiple_of(self.in_dim),
-            "{} values are not rows of {}",
-            x.len(),
-            self.in_dim
-        );
+        self.check_rows(x);
         linear(
             x,
             &self.weight_t,
@@ -98,6 +93,41 @@ impl HostLinear {
             self.in_dim,
             self.out_dim,
         )
+    }
+
+    /// [`Self::forward_rows`] into `out`'s allocation (resized to `(n, out)`).
+    pub fn forward_rows_into(&self, x: &[f32], out: &mut Vec<f32>) {
+        self.check_rows(x);
+        linear_into(
+            x,
+            &self.weight_t,
+            self.bias.as_deref(),
+            self.in_dim,
+            self.out_dim,
+            out,
+        );
+    }
+
+    /// `residual += x Wᵀ + b` for `x` `(n, in)` and `residual` `(n, out)`. Panics on other shapes.
+    pub fn add_forward_rows(&self, x: &[f32], residual: &mut [f32]) {
+        self.check_rows(x);
+        linear_add(
+            x,
+            &self.weight_t,
+            self.bias.as_deref(),
+            self.in_dim,
+            self.out_dim,
+            residual,
+        );
+    }
+
+    fn check_rows(&self, x: &[f32]) {
+        assert!(
+            x.len().is_multiple_of(self.in_dim),
+            "{} values are not rows of {}",
+            x.len(),
+            self.in_dim
+        );
     }
 }
 
@@ -323,21 +353,51 @@ impl HostSelfAttention {
         n: usize,
         key_bias: Option<&[f32]>,
     ) -> Vec<f32> {
+        let mut out = vec![0.0; x.len()];
+        let mut buffers = AttentionBuffers::default();
+        self.add_forward_batch_rows(x, (b, n), key_bias, &mut buffers, &mut out);
+        out
+    }
+
+    /// `residual += attention(x)` for [`Self::forward_batch_rows`]'s `x`, `(b, n)` and `key_bias`, with the
+    /// packed projections and the heads' context written in `buffers`' allocations.
+    pub fn add_forward_batch_rows(
+        &self,
+        x: &[f32],
+        (b, n): (usize, usize),
+        key_bias: Option<&[f32]>,
+        buffers: &mut AttentionBuffers,
+        residual: &mut [f32],
+    ) {
         let d = self.dim();
-        let qkv = self.qkv.forward_rows(x);
-        let mut ctx = Vec::with_capacity(b * n * d);
-        for s in 0..b {
+        if n == 0 {
+            return;
+        }
+        let AttentionBuffers { qkv, context } = buffers;
+        self.qkv.forward_rows_into(x, qkv);
+        context.resize(b * n * d, 0.0);
+        for (s, context) in context.chunks_exact_mut(n * d).enumerate() {
             let rows = &qkv[s * n * 3 * d..(s + 1) * n * 3 * d];
-            ctx.extend(attention(
+            attention_into(
                 (rows, &rows[d..], &rows[2 * d..]),
                 3 * d,
                 (n, n, d),
                 self.heads,
                 key_bias.map(|bias| &bias[s * n..(s + 1) * n]),
-            ));
+                context,
+            );
         }
-        self.out.forward_rows(&ctx)
+        self.out.add_forward_rows(context, residual);
     }
+}
+
+/// What a [`HostSelfAttention`] pass writes between its products: the packed q, k, v `(b·n, 3d)` and the
+/// heads' context `(b·n, d)`. A caller running many passes (the encoder's layers) keeps one, so these
+/// pages are faulted in once.
+#[derive(Debug, Default)]
+pub struct AttentionBuffers {
+    qkv: Vec<f32>,
+    context: Vec<f32>,
 }
 
 #[cfg(test)]
@@ -383,6 +443,32 @@ mod tests {
             &plain_linear(&x, &w, Some(&b), d_in, d_out),
         );
         assert!(err < 1e-6, "max abs error {err}");
+    }
+
+    #[test]
+    fn products_into_used_buffers_and_onto_residuals_match_fresh_ones() {
+        let d_in = 5;
+        let w = lcg(3 * d_in, 2);
+        for (n, bias) in [(7, Some(lcg(3, 3))), (1, Some(lcg(3, 4))), (4, None)] {
+            let layer = HostLinear::from_torch(&w, bias.clone(), d_in, 3);
+            let x = lcg(n * d_in, 1);
+            let fresh = layer.forward_rows(&x);
+            // A longer buffer holding NaNs: resized, and nothing of it read.
+            let mut out = vec![f32::NAN; 50];
+            layer.forward_rows_into(&x, &mut out);
+            assert_eq!(out, fresh, "{n} rows into a used buffer");
+            let residual = lcg(n * 3, 5);
+            let mut summed = residual.clone();
+            layer.add_forward_rows(&x, &mut summed);
+            let want = plain_linear(&x, &w, bias.as_deref(), d_in, 3);
+            let want: Vec<f64> = want
+                .iter()
+                .zip(&residual)
+                .map(|(p, r)| p + *r as f64)
+                .collect();
+            let err = max_err(&summed, &want);
+            assert!(err < 1e-6, "{n} rows onto a residual: max abs error {err}");
+        }
     }
 
     #[test]
@@ -456,6 +542,26 @@ mod tests {
         assert_eq!(
             attn.forward_rows(one),
             attn.forward_batch_rows(one, 1, n, None)
+        );
+        // Buffers used first by the batch of two, then by one shorter sequence, and a residual to add onto.
+        let mut buffers = AttentionBuffers::default();
+        let mut sum = vec![0.0; b * n * d];
+        attn.add_forward_batch_rows(&x, (b, n), Some(&bias), &mut buffers, &mut sum);
+        assert_eq!(sum, got);
+        let short = &x[..(n - 1) * d];
+        let residual = lcg((n - 1) * d, 11);
+        let mut sum = residual.clone();
+        attn.add_forward_batch_rows(short, (1, n - 1), None, &mut buffers, &mut sum);
+        let want: Vec<f64> = attn
+            .forward_rows(short)
+            .iter()
+            .zip(&residual)
+            .map(|(a, r)| (a + r) as f64)
+            .collect();
+        let err = max_err(&sum, &want);
+        assert!(
+            err < 1e-6,
+            "reused buffers onto a residual: max abs error {err}"
         );
     }
 }

@@ -15,8 +15,10 @@ mod ops;
 
 pub use attend::HostAttention;
 pub use attention_grad::{AttentionShape, attention_backward, attention_forward};
-pub use layers::{ConvGeometry, HostConv1d, HostLayerNorm, HostLinear, HostSelfAttention};
+pub use layers::{
+    AttentionBuffers, ConvGeometry, HostConv1d, HostLayerNorm, HostLinear, HostSelfAttention,
+};
 pub use ops::{
-    attention, exp, gelu_in_place, gelu_with_slope, layer_norm_in_place, linear, matmul_accumulate,
-    normalize_rows,
+    attention, attention_into, exp, gelu_in_place, gelu_with_slope, layer_norm_in_place, linear,
+    linear_add, linear_into, matmul_accumulate, normalize_rows,
 };

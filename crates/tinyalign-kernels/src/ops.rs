@@ -40,14 +40,44 @@ pub fn attention(
     heads: usize,
     key_bias: Option<&[f32]>,
 ) -> Vec<f32> {
-    let dh = d / heads;
     let mut out = vec![0.0f32; n_q * d];
+    attention_into(
+        (q, k, v),
+        row_stride,
+        (n_q, n_k, d),
+        heads,
+        key_bias,
+        &mut out,
+    );
+    out
+}
+
+thread_local! {
+    /// One attention task's `(rows, n_k)` scores (1.5 MB for a 256-row block of Whisper's 1500 frames), kept
+    /// by each thread between tasks: freshly allocated per task, every block's pages were faulted in anew
+    /// once glibc had trimmed them.
+    static SCORES: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// [`attention`] written over `out` `(n_q, d)`, whose previous values are ignored.
+pub fn attention_into(
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    row_stride: usize,
+    (n_q, n_k, d): (usize, usize, usize),
+    heads: usize,
+    key_bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    assert_eq!(out.len(), n_q * d, "attention output is not ({n_q}, {d})");
+    let dh = d / heads;
     if n_q == 0 || n_k == 0 {
-        return out;
+        out.fill(0.0);
+        return;
     }
     if n_q == 1 {
-        single_query_attention((q, k, v), row_stride, (n_k, d), heads, key_bias, &mut out);
-        return out;
+        out.fill(0.0);
+        single_query_attention((q, k, v), row_stride, (n_k, d), heads, key_bias, out);
+        return;
     }
     let block_rows = query_block(n_q);
     out.par_chunks_mut(block_rows * d)
@@ -55,7 +85,9 @@ pub fn attention(
         .for_each(|(block, out_rows)| {
             let first = block * block_rows;
             let rows = out_rows.len() / d;
-            let mut scores = vec![0.0f32; rows * n_k];
+            // Taken, not borrowed: a nested task on this thread would find it empty and allocate.
+            let mut scores = SCORES.take();
+            scores.resize(rows * n_k, 0.0);
             for h in 0..heads {
                 let c0 = h * dh;
                 // scores (rows, n_k) = q[first.., head] (rows, dh) · k[.., head]ᵀ (dh, n_k).
@@ -90,8 +122,8 @@ pub fn attention(
                     1,
                 );
             }
+            SCORES.set(scores);
         });
-    out
 }
 
 /// [`attention`] for one query (a decoding step): one pass over the key rows scores every head at once,
@@ -350,12 +382,68 @@ pub fn matmul_accumulate(
 /// `x W + b` for `x` `(n, d_in)`, `w` `(d_in, d_out)`, `b` `(d_out)`: gemm accumulates onto rows that start
 /// as the bias, so the bias costs no pass of its own. → `(n, d_out)`.
 pub fn linear(x: &[f32], w: &[f32], bias: Option<&[f32]>, d_in: usize, d_out: usize) -> Vec<f32> {
+    let mut out = Vec::new();
+    linear_into(x, w, bias, d_in, d_out, &mut out);
+    out
+}
+
+/// [`linear`] into `out`, resized to `(n, d_out)` in its own allocation: a caller running many passes keeps
+/// one buffer, whose pages are then touched once, not once per pass.
+pub fn linear_into(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    d_in: usize,
+    d_out: usize,
+    out: &mut Vec<f32>,
+) {
     let n = x.len() / d_in.max(1);
-    let mut out = match bias {
-        Some(b) => b.repeat(n),
-        None => vec![0.0; n * d_out],
-    };
+    out.clear();
+    match bias {
+        Some(b) => (0..n).for_each(|_| out.extend_from_slice(b)),
+        None => out.resize(n * d_out, 0.0),
+    }
+    accumulate_product(x, w, d_in, d_out, bias.is_some(), out);
+}
+
+/// `dst += x W + b` over `dst` `(n, d_out)`: a residual connection's sum with no buffer for the product.
+pub fn linear_add(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    d_in: usize,
+    d_out: usize,
+    dst: &mut [f32],
+) {
+    assert_eq!(
+        dst.len(),
+        x.len() / d_in.max(1) * d_out,
+        "residual rows are not (n, {d_out})"
+    );
+    if let Some(b) = bias {
+        dst.par_chunks_mut(d_out.max(1) * 64).for_each(|rows| {
+            for row in rows.chunks_exact_mut(d_out) {
+                row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+            }
+        });
+    }
+    accumulate_product(x, w, d_in, d_out, true, dst);
+}
+
+/// `out (n, d_out) = (accumulate ? out : 0) + x (n, d_in) · w (d_in, d_out)`.
+fn accumulate_product(
+    x: &[f32],
+    w: &[f32],
+    d_in: usize,
+    d_out: usize,
+    accumulate: bool,
+    out: &mut [f32],
+) {
+    let n = x.len() / d_in.max(1);
     if n == 1 {
+        if !accumulate {
+            out.fill(0.0);
+        }
         // One row (a decoding step): `out += x_i · W[i, ..]` over W's rows in column bands, reading W
         // once instead of letting gemm pack it first.
         out.par_chunks_mut(LINEAR_BAND)
@@ -372,18 +460,17 @@ pub fn linear(x: &[f32], w: &[f32], bias: Option<&[f32]>, d_in: usize, d_out: us
                     },
                 );
             });
-        return out;
+        return;
     }
     matmul_f32(
         (n, d_in, d_out),
-        &mut out,
+        out,
         d_out,
-        bias.is_some(),
+        accumulate,
         (x, d_in, 1),
         (w, d_out, 1),
         rayon::current_num_threads(),
     );
-    out
 }
 
 #[cfg(test)]
@@ -410,6 +497,10 @@ mod tests {
                 .collect();
             let bias = masked.then_some(bias.as_slice());
             let got = attention((&q, &k, &v), d, (n_q, n_k, d), heads, bias);
+            // Over a buffer of NaNs: every value is written, none read (a NaN left over fails the equality).
+            let mut reused = vec![f32::NAN; n_q * d];
+            attention_into((&q, &k, &v), d, (n_q, n_k, d), heads, bias, &mut reused);
+            assert_eq!(reused, got, "({n_q}, {n_k}, {heads}) into a used buffer");
             let want = attention_reference(&q, &k, &v, (n_q, n_k, d), heads, bias);
             let err = got
                 .iter()
