@@ -116,6 +116,13 @@ fn threads() -> String {
 
 /// Runs `cli ARGS` and returns the JSON object on its last stdout line.
 fn cli_json(cli: &Path, args: &[&str]) -> Result<Value> {
+    cli_json_lines(cli, args)?
+        .pop()
+        .with_context(|| format!("tinyalign {}: no JSON line", args[0]))
+}
+
+/// Every JSON line `tinyalign ARGS` printed (one per input file for `transcribe --json`).
+fn cli_json_lines(cli: &Path, args: &[&str]) -> Result<Vec<Value>> {
     let out = Command::new(cli)
         .args(args)
         .output()
@@ -129,12 +136,13 @@ fn cli_json(cli: &Path, args: &[&str]) -> Result<Value> {
         );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
+    stdout
         .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or("");
-    serde_json::from_str(line).with_context(|| format!("tinyalign {}: no JSON line", args[0]))
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            serde_json::from_str(l).with_context(|| format!("tinyalign {}: bad JSON line", args[0]))
+        })
+        .collect()
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -163,9 +171,15 @@ fn five_second_clip() -> Option<PathBuf> {
         .map(|(_, p)| p)
 }
 
+/// Transcriptions per `tinyalign transcribe` run: the first is the fresh process's, the rest are timed as
+/// the peers time theirs (faster-whisper: one warm-up, then the median of 3; CTranslate2: 2 warm-ups).
+const TRANSCRIBE_REPEATS: usize = 4;
+
 /// Whisper: `transcribe --json` of a ~5 s real clip against faster-whisper (mel + encoder + decoder, load
 /// left out), and the encoder on its padded 30 s window (the same runs' `encoder_ms`) against CTranslate2's
-/// float32 encoder, interleaved round by round.
+/// float32 encoder, interleaved round by round. Each run transcribes the clip [`TRANSCRIBE_REPEATS`] times:
+/// the later ones are compared with the peers' timed runs, which follow warm-ups too; the first, a fresh
+/// process's first call (pages and pools not yet touched), is its own row.
 fn transcribe_rows(cli: &Path, peers: &Peers, rounds: usize) -> Vec<Row> {
     eprintln!(
         "== Whisper transcribe and encoder, ours, faster-whisper's and CTranslate2's, interleaved"
@@ -180,15 +194,24 @@ fn transcribe_rows(cli: &Path, peers: &Peers, rounds: usize) -> Vec<Row> {
     let clip_s = clip.to_string_lossy().into_owned();
     let whisper = fetch::cache_dir().join("whisper-tiny.en");
     let whisper_s = whisper.to_string_lossy().into_owned();
-    let (mut total, mut encoder) = (Vec::new(), Vec::new());
+    let (mut total, mut encoder, mut first_total) = (Vec::new(), Vec::new(), Vec::new());
     let (mut fw, mut ct2) = (Measured::default(), Measured::default());
     let mut ours_error = None;
+    let mut args = vec!["transcribe", "--json"];
+    args.extend([clip_s.as_str(); TRANSCRIBE_REPEATS]);
     for _ in 0..rounds {
-        match cli_json(cli, &["transcribe", &clip_s, "--json"]) {
-            Ok(v) => {
-                let ms = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-                total.push((ms("mel_ms") + ms("encoder_ms") + ms("decoder_ms")) / 1e3);
-                encoder.push(ms("encoder_ms") / 1e3);
+        match cli_json_lines(cli, &args) {
+            Ok(lines) => {
+                for (i, v) in lines.iter().enumerate() {
+                    let ms = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+                    let seconds = (ms("mel_ms") + ms("encoder_ms") + ms("decoder_ms")) / 1e3;
+                    if i == 0 {
+                        first_total.push(seconds);
+                    } else {
+                        total.push(seconds);
+                        encoder.push(ms("encoder_ms") / 1e3);
+                    }
+                }
             }
             Err(e) => ours_error = Some(format!("{e:#}")),
         }
@@ -217,6 +240,21 @@ fn transcribe_rows(cli: &Path, peers: &Peers, rounds: usize) -> Vec<Row> {
             "CTranslate2",
         ),
     ];
+    let first_name = format!("transcribe {clip_name}, a fresh process's first call");
+    let first = match median(first_total) {
+        Some(s) => Row::timed(
+            "whisper",
+            &first_name,
+            s,
+            "s",
+            "lower is better; load excluded, before any warm-up (the row above follows one, as the peer's)",
+        ),
+        None => Row::skipped(
+            "whisper",
+            &first_name,
+            ours_error.as_deref().unwrap_or("no run"),
+        ),
+    };
     rows.into_iter()
         .map(|(name, ours, peer, tool)| match median(ours) {
             Some(s) => Row::timed("whisper", &name, s, "s", "lower is better").with_peer(
@@ -226,6 +264,7 @@ fn transcribe_rows(cli: &Path, peers: &Peers, rounds: usize) -> Vec<Row> {
             ),
             None => Row::skipped("whisper", &name, ours_error.as_deref().unwrap_or("no run")),
         })
+        .chain([first])
         .collect()
 }
 
