@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--device cuda] [--out DIR]`: every stage's speed on this machine in one
+//! `cargo xtask bench [--quick] [--only STAGES] [--device cuda] [--out DIR]`: every stage's speed on this machine in one
 //! report. Criterion's per-stage benches (log-mel, encoder, LLM kernels, projector step, GPU kernels) are
 //! collected from `target/criterion`; the end-to-end rows run the release CLI (Whisper transcribe, LLM
 //! prefill and decode per cached LLM, a training step per projector kind, personalisation on 5 minutes of
@@ -13,36 +13,10 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use crate::bench_options::{Options, STAGES, parse};
 use crate::bench_peers::{LlamaBench, Measured, Peers};
 use crate::bench_report::{Row, write_report};
 use crate::{fetch, util};
-
-struct Options {
-    quick: bool,
-    device: String,
-    out: PathBuf,
-}
-
-fn parse(args: &[String]) -> Result<Options> {
-    let mut options = Options {
-        quick: false,
-        device: "cpu".into(),
-        out: util::root().join("bench"),
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--quick" => options.quick = true,
-            "--device" => options.device = it.next().context("--device needs cpu or cuda")?.clone(),
-            "--out" => options.out = it.next().context("--out needs a folder")?.into(),
-            other => bail!("unknown option '{other}' (--quick, --device cpu|cuda, --out DIR)"),
-        }
-    }
-    if !["cpu", "cuda"].contains(&options.device.as_str()) {
-        bail!("--device {}: cpu or cuda", options.device);
-    }
-    Ok(options)
-}
 
 pub fn run(args: &[String]) -> Result<()> {
     let options = parse(args)?;
@@ -58,9 +32,48 @@ pub fn run(args: &[String]) -> Result<()> {
     eprintln!("== bench on {}", machine["cpu"].as_str().unwrap_or("?"));
     let mut rows = Vec::new();
 
+    if options.runs("criterion") {
+        rows.extend(criterion_rows(options.quick, started)?);
+    }
+
+    let peers = Peers::find();
+    let rounds = if options.quick { 1 } else { 3 };
+    if options.runs("whisper") {
+        rows.extend(transcribe_rows(&cli, &peers, rounds));
+    }
+    if options.runs("llm") {
+        rows.extend(llm_rows(&cli, &peers, rounds, options.quick));
+    }
+    if options.runs("training") {
+        rows.extend(training_rows(&cli, &options));
+    }
+    if options.runs("personalisation") {
+        if options.quick {
+            rows.push(Row::skipped(
+                "personalisation",
+                "5 min of speech",
+                "left out by --quick",
+            ));
+        } else {
+            rows.extend(personalisation_rows(&cli, &options));
+        }
+    }
+    for stage in STAGES.iter().filter(|s| !options.runs(s)) {
+        rows.push(Row::skipped(stage, "every row", "left out by --only"));
+    }
+    write_report(&options.out, &machine, &rows, options.quick)?;
+    eprintln!(
+        "== wrote {}/report.md, report.json and chart.svg",
+        options.out.display()
+    );
+    Ok(())
+}
+
+/// Criterion's per-stage benches, collected from `target/criterion` (those written since `started`).
+fn criterion_rows(quick: bool, started: SystemTime) -> Result<Vec<Row>> {
     eprintln!(
         "== criterion benches{}",
-        if options.quick { " (--quick)" } else { "" }
+        if quick { " (--quick)" } else { "" }
     );
     let mut bench_args = vec![
         "bench",
@@ -70,7 +83,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "tinyalign",
         "--",
     ];
-    if options.quick {
+    if quick {
         bench_args.extend([
             "--warm-up-time",
             "0.5",
@@ -81,30 +94,13 @@ pub fn run(args: &[String]) -> Result<()> {
         ]);
     }
     match util::cargo(&bench_args) {
-        Ok(()) => rows.extend(crate::bench_report::criterion_rows(started)?),
-        Err(e) => rows.push(Row::skipped("criterion", "benches", &format!("{e:#}"))),
+        Ok(()) => crate::bench_report::criterion_rows(started),
+        Err(e) => Ok(vec![Row::skipped(
+            "criterion",
+            "benches",
+            &format!("{e:#}"),
+        )]),
     }
-
-    let peers = Peers::find();
-    let rounds = if options.quick { 1 } else { 3 };
-    rows.extend(transcribe_rows(&cli, &peers, rounds));
-    rows.extend(llm_rows(&cli, &peers, rounds, options.quick));
-    rows.extend(training_rows(&cli, &options));
-    if options.quick {
-        rows.push(Row::skipped(
-            "personalisation",
-            "5 min of speech",
-            "left out by --quick",
-        ));
-    } else {
-        rows.extend(personalisation_rows(&cli, &options));
-    }
-    write_report(&options.out, &machine, &rows, options.quick)?;
-    eprintln!(
-        "== wrote {}/report.md, report.json and chart.svg",
-        options.out.display()
-    );
-    Ok(())
 }
 
 fn threads() -> String {

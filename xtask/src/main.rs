@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_align;
+mod bench_options;
 mod bench_peers;
 mod bench_report;
 mod catalog;
@@ -55,7 +56,8 @@ commands:
            through the release CLI Whisper transcribe, LLM prefill/decode per cached LLM, a training
            step per projector kind, personalisation on 5 min of speech; where the peers are installed
            (benches/reference/peers.py in <cache>/venv-peers: faster-whisper, llama.cpp) the same
-           inputs through them, interleaved, as speed ratios. --quick, --device cuda, --out DIR
+           inputs through them, interleaved, as speed ratios. --quick, --device cuda, --out DIR,
+           --only criterion,whisper,llm,training,personalisation (the others become skipped rows)
   help     this text
 ";
 
