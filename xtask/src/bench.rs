@@ -1,5 +1,5 @@
-//! `cargo xtask bench [--quick] [--only STAGES] [--device cuda] [--out DIR]`: every stage's speed on this machine in one
-//! report. Criterion's per-stage benches (log-mel, encoder, LLM kernels, projector step, GPU kernels) are
+//! `cargo xtask bench [--quick] [--only STAGES] [--device cuda] [--out DIR]`: every stage's speed on this
+//! machine in one report. Criterion's per-stage benches (log-mel, encoder, LLM kernels, projector step, GPU kernels) are
 //! collected from `target/criterion`; the end-to-end rows run the release CLI (Whisper transcribe, LLM
 //! prefill and decode per cached LLM, a training step per projector kind, personalisation on 5 minutes of
 //! speech), and, where the peer tools are installed (`benches/reference/peers.py` in `<cache>/venv-peers`),
