@@ -1,10 +1,11 @@
 //! `cargo xtask bench [--quick] [--only STAGES] [--device cuda] [--out DIR]`: every stage's speed on this
-//! machine in one report. Criterion's per-stage benches (log-mel, encoder, LLM kernels, projector step, GPU kernels) are
-//! collected from `target/criterion`; the end-to-end rows run the release CLI (Whisper transcribe, LLM
-//! prefill and decode per cached LLM, a training step per projector kind, personalisation on 5 minutes of
-//! speech), and, where the peer tools are installed (`benches/reference/peers.py` in `<cache>/venv-peers`),
-//! the peers on the same inputs, interleaved with ours, as ratios. Writes `DIR/report.{md,json}` and
-//! `DIR/chart.svg` (default `bench/`). A missing peer or dataset is a skipped row with its reason.
+//! machine in one report. Criterion's per-stage benches (log-mel, encoder, LLM kernels, projector step, GPU
+//! kernels) are collected from `target/criterion`; the end-to-end rows run the release CLI (Whisper
+//! transcribe, LLM prefill and decode per cached LLM, a training step per projector kind, personalisation
+//! on 5 minutes of speech), and, where the peer tools are installed (`benches/reference/peers.py` in
+//! `<cache>/venv-peers`), the peers on the same inputs, interleaved with ours, as ratios. Writes
+//! `DIR/report.{md,json}` and `DIR/chart.svg` (default `bench/`). A missing peer or dataset is a skipped row
+//! with its reason.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
