@@ -111,15 +111,30 @@ fn threads() -> String {
         .to_string()
 }
 
-/// Runs `cli ARGS` and returns the JSON object on its last stdout line.
+/// Runs `cli ARGS` and returns the JSON object on its last stdout line (`ask --stats` streams the answer
+/// first, which may itself have lines starting with `{`).
 fn cli_json(cli: &Path, args: &[&str]) -> Result<Value> {
-    cli_json_lines(cli, args)?
-        .pop()
-        .with_context(|| format!("tinyalign {}: no JSON line", args[0]))
+    let stdout = cli_stdout(cli, args)?;
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("");
+    serde_json::from_str(line).with_context(|| format!("tinyalign {}: no JSON line", args[0]))
 }
 
-/// Every JSON line `tinyalign ARGS` printed (one per input file for `transcribe --json`).
+/// Every stdout line of `tinyalign ARGS` as JSON (`transcribe --json`: one object per input file).
 fn cli_json_lines(cli: &Path, args: &[&str]) -> Result<Vec<Value>> {
+    cli_stdout(cli, args)?
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).with_context(|| format!("tinyalign {}: bad JSON line", args[0]))
+        })
+        .collect()
+}
+
+/// `cli ARGS`' standard output, or its last error line if it failed.
+fn cli_stdout(cli: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new(cli)
         .args(args)
         .output()
@@ -132,14 +147,7 @@ fn cli_json_lines(cli: &Path, args: &[&str]) -> Result<Vec<Value>> {
             stderr.lines().last().unwrap_or("")
         );
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| {
-            serde_json::from_str(l).with_context(|| format!("tinyalign {}: bad JSON line", args[0]))
-        })
-        .collect()
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
