@@ -288,9 +288,12 @@ impl LlamaModel {
             let mut q = vec![0.0; n * d];
             let mut k = vec![0.0; n * c.kv_dim()];
             let mut v = vec![0.0; n * c.kv_dim()];
-            layer.q.matmul_with(self.product, &normed, n, &mut q)?;
-            layer.k.matmul_with(self.product, &normed, n, &mut k)?;
-            layer.v.matmul_with(self.product, &normed, n, &mut v)?;
+            QMatrix::matmul_group(
+                self.product,
+                &normed,
+                n,
+                &mut [(&layer.q, &mut q), (&layer.k, &mut k), (&layer.v, &mut v)],
+            )?;
             if let Some(bias) = &layer.qkv_bias {
                 add_row_bias(&mut q, &bias.q);
                 add_row_bias(&mut k, &bias.k);
@@ -312,10 +315,12 @@ impl LlamaModel {
             rms_norm(&hidden, &layer.ffn_norm, c.rms_norm_eps, &mut normed);
             let mut gate = vec![0.0; n * c.intermediate_size];
             let mut up = vec![0.0; n * c.intermediate_size];
-            layer
-                .gate
-                .matmul_with(self.product, &normed, n, &mut gate)?;
-            layer.up.matmul_with(self.product, &normed, n, &mut up)?;
+            QMatrix::matmul_group(
+                self.product,
+                &normed,
+                n,
+                &mut [(&layer.gate, &mut gate), (&layer.up, &mut up)],
+            )?;
             // SwiGLU: silu(gate) · up.
             gate.iter_mut()
                 .zip(&up)

@@ -10,6 +10,7 @@
 //! SIMD path is tested against.
 
 mod acts;
+mod group;
 mod kernels;
 mod repack;
 mod row_dots;
@@ -519,6 +520,19 @@ impl QMatrix {
         self.matmul_with(Product::default(), xs, n, out)
     }
 
+    /// How this matrix's products take their activations: quantised to 8 bits or not, and the lane
+    /// correction of the kernels that multiply unsigned weight bytes (`Acts`).
+    fn activation_form(&self, product: Product) -> (bool, i32) {
+        let quantize =
+            product.activations == Activations::Q8 && !matches!(self.storage, Storage::F32(_));
+        let correction = match self.storage {
+            Storage::Q5_0 { .. } if product.kernel != Kernel::Portable => 16,
+            Storage::Q8_0 { .. } | Storage::Q8x16 { .. } => product.kernel.signed_weight_offset(),
+            _ => 0,
+        };
+        (quantize, correction)
+    }
+
     /// [`QMatrix::matmul`] with an explicit kernel and activation handling.
     pub fn matmul_with(
         &self,
@@ -540,14 +554,7 @@ impl QMatrix {
         if n == 0 {
             return Ok(());
         }
-        let quantize =
-            product.activations == Activations::Q8 && !matches!(self.storage, Storage::F32(_));
-        // The lane corrections of the kernels that multiply unsigned weight bytes (`Acts`).
-        let correction = match self.storage {
-            Storage::Q5_0 { .. } if kernel != Kernel::Portable => 16,
-            Storage::Q8_0 { .. } | Storage::Q8x16 { .. } => kernel.signed_weight_offset(),
-            _ => 0,
-        };
+        let (quantize, correction) = self.activation_form(product);
         let acts = Acts::new(xs, self.cols, quantize, correction, kernel.reads_quads());
         // Each task owns a run of weight rows and writes their outputs for all n vectors (rows × n, transposed
         // afterwards when n > 1), so a weight row is read once per product however many vectors there are.

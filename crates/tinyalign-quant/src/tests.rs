@@ -194,6 +194,61 @@ fn many_vectors_equal_one_at_a_time_bit_for_bit() {
     }
 }
 
+/// A group of products of one vector (every format, so activation forms differ within the group, and row
+/// counts that leave short last tasks) equals each matrix's own product bit for bit; so does a group of
+/// several vectors (run one product after another). A wrong-sized output is an error, not a panic.
+#[test]
+fn grouped_products_equal_separate_ones_bit_for_bit() {
+    let cols = 256;
+    let matrices: Vec<QMatrix> = FORMATS
+        .iter()
+        .enumerate()
+        .map(|(i, &format)| {
+            let rows = 19 + 23 * i;
+            let raw = gguf_bytes(format, rows, cols, 40 + i as u64);
+            QMatrix::from_gguf_bytes(format, rows, cols, &raw).unwrap()
+        })
+        .collect();
+    let mut rnd = lcg(9);
+    for n in [1, 6] {
+        let xs: Vec<f32> = (0..n * cols).map(|_| rnd() * 2.0).collect();
+        for product in products() {
+            let mut grouped: Vec<Vec<f32>> = matrices
+                .iter()
+                .map(|m| vec![f32::NAN; n * m.rows()])
+                .collect();
+            let mut pairs: Vec<(&QMatrix, &mut [f32])> = matrices
+                .iter()
+                .zip(grouped.iter_mut())
+                .map(|(m, out)| (m, out.as_mut_slice()))
+                .collect();
+            QMatrix::matmul_group(product, &xs, n, &mut pairs).unwrap();
+            for (m, got) in matrices.iter().zip(&grouped) {
+                let mut alone = vec![0.0; n * m.rows()];
+                m.matmul_with(product, &xs, n, &mut alone).unwrap();
+                assert!(
+                    got.iter()
+                        .zip(&alone)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{product:?} {m:?}, {n} vectors: {got:?} vs {alone:?}"
+                );
+            }
+        }
+    }
+    let mut short = vec![0.0; matrices[1].rows() - 1];
+    let mut fine = vec![0.0; matrices[0].rows()];
+    let x = vec![0.5; cols];
+    assert!(matches!(
+        QMatrix::matmul_group(
+            Product::default(),
+            &x,
+            1,
+            &mut [(&matrices[0], &mut fine), (&matrices[1], &mut short)]
+        ),
+        Err(QuantError::Shape(_))
+    ));
+}
+
 #[test]
 fn dequantisation_matches_ggml_formulas() {
     // One Q4_1 block: d = 0.5, m = −1, nibbles (lo, hi) = (j mod 16, 15 − j mod 16).
