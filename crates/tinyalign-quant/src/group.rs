@@ -8,10 +8,11 @@ use crate::row_dots::{RowDots, rows_per_task};
 use crate::{Product, QMatrix, QuantError};
 
 impl QMatrix {
-    /// `outs[i] = matrices[i] · xs` for `n` vectors, as [`QMatrix::matmul_with`] gives each (the same
-    /// values, bit for bit). Every matrix takes `cols` inputs. One vector (a decoding step) runs all the
-    /// matrices' row tasks in one parallel region with each activation form quantised once; more vectors
-    /// run the products one after another, as they are long enough to amortise their own fork.
+    /// `out = matrix · xs` for each `(matrix, out)` of `products` and `n` vectors, as
+    /// [`QMatrix::matmul_with`] gives each (the same values, bit for bit); every matrix takes the same
+    /// number of inputs. One vector (a decoding step) runs all the matrices' row tasks in one parallel
+    /// region with each activation form quantised once; more vectors run the products one after another,
+    /// as they are long enough to amortise their own fork.
     pub fn matmul_group(
         product: Product,
         xs: &[f32],
