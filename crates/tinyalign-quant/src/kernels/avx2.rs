@@ -262,17 +262,14 @@ pub(super) fn halves(simd: V3, [s0, s1]: [f32; 2]) -> __m256 {
     simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0)
 }
 
-/// [`halves`] times each of the four vectors' scales of the block (`x_scales`).
+/// [`halves`] times each of the four vectors' scales of the block (`x_scales`): one multiply makes
+/// `(s₀x₀, s₀x₁, s₀x₂, s₀x₃, s₁x₀, …, s₁x₃)`, and [`spread`]'s in-lane permutes give vector k
+/// `(s₀x_k ×4, s₁x_k ×4)`. Each lane is the one IEEE product `s·x_k` it was with four multiplies after
+/// the spread (a fifth of the Q8x16 four-vector kernel's instructions per block).
 #[inline(always)]
 pub(super) fn halves_x4(simd: V3, scales: [f32; 2], x_scales: &[f32; 4]) -> [__m256; 4] {
-    let w = halves(simd, scales);
-    let [x0, x1, x2, x3] = spread(simd, simd.avx._mm256_broadcast_ps(&pulp::cast(*x_scales)));
-    [
-        simd.avx._mm256_mul_ps(w, x0),
-        simd.avx._mm256_mul_ps(w, x1),
-        simd.avx._mm256_mul_ps(w, x2),
-        simd.avx._mm256_mul_ps(w, x3),
-    ]
+    let x = simd.avx._mm256_broadcast_ps(&pulp::cast(*x_scales));
+    spread(simd, simd.avx._mm256_mul_ps(halves(simd, scales), x))
 }
 
 /// The Q4 formats' four totals plus each vector's offset term.
