@@ -37,23 +37,25 @@ impl QMatrix {
             }
         }
         let kernel = product.kernel;
-        // One `Acts` per activation form the group needs (Qwen2.5's Q5_0 q and k with a Q8_0 v: two).
+        // One `Acts` per activation form the group needs (Qwen2.5's Q5_0 q and k with a Q8_0 v: two), and
+        // which of them each matrix takes.
         let mut forms: Vec<((bool, i32), Acts)> = Vec::new();
+        let mut form_of = Vec::with_capacity(products.len());
         for (matrix, _) in products.iter() {
             let form = matrix.activation_form(product);
-            if !forms.iter().any(|(f, _)| *f == form) {
-                let acts = Acts::new(xs, matrix.cols, form.0, form.1, kernel.reads_quads());
-                forms.push((form, acts));
-            }
+            let index = match forms.iter().position(|(f, _)| *f == form) {
+                Some(index) => index,
+                None => {
+                    let acts = Acts::new(xs, matrix.cols, form.0, form.1, kernel.reads_quads());
+                    forms.push((form, acts));
+                    forms.len() - 1
+                }
+            };
+            form_of.push(index);
         }
         let mut tasks = Vec::new();
-        for (matrix, out) in products.iter_mut() {
-            let form = matrix.activation_form(product);
-            let acts = &forms
-                .iter()
-                .find(|(f, _)| *f == form)
-                .expect("made above")
-                .1;
+        for ((matrix, out), &index) in products.iter_mut().zip(&form_of) {
+            let acts = &forms[index].1;
             let rows_per_task = rows_per_task(matrix.rows);
             for (task, chunk) in out.chunks_mut(rows_per_task).enumerate() {
                 tasks.push(RowDots {
