@@ -21,39 +21,66 @@ pub(crate) fn round_half_away(x: f32) -> i32 {
 #[cfg(feature = "parallel")]
 const PARALLEL_BLOCKS: usize = 1024;
 
-/// Per block of `xs`: its sum, and when `quantize`, its 8-bit rounding (scale, values as bytes, lane
-/// corrections for offset `correction`; empty runs otherwise).
+/// How a product's activations are prepared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Form {
+    /// Rounded to 8 bits (else only the per-block sums are made).
+    pub quantize: bool,
+    /// The weight offset c of the lane corrections to make (0: none; see `Acts::corrections`).
+    pub correction: i32,
+    /// Elements sharing one 8-bit scale: a block of 32, or a K-quant super-block of 256, whose kernels sum
+    /// its eight blocks in integers (ggml's Q8_K). The scale is stored per block of 32 either way.
+    pub group: usize,
+}
+
+/// Per block of `xs`: its sum, and when quantising, its 8-bit rounding (scale, values as bytes, lane
+/// corrections; empty runs otherwise).
 type Prepared = (Vec<f32>, (Vec<f32>, (Vec<[u8; 32]>, Vec<[i32; 8]>)));
 
-fn prepare_blocks(xs: &[f32], quantize: bool, correction: i32) -> Prepared {
+fn prepare_blocks(xs: &[f32], form: Form) -> Prepared {
     let sum = |block: &[f32]| -> f32 { block.iter().sum() };
-    let prepare = |block: &[f32]| {
-        let (scale, quants, corrections) = round_block(block, correction);
-        (sum(block), (scale, (quants, corrections)))
+    let amax = |values: &[f32]| values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    // Block b's scale is its group's max|x| / 127. Groups wider than a block take theirs from the blocks'
+    // maxima, found once (rescanning the group for each of its blocks was ~15% of a Qwen2.5-1.5B prompt).
+    let per_group = form.group.max(BLOCK) / BLOCK;
+    let group_scales: Vec<f32> = if form.quantize && per_group > 1 {
+        let block_max: Vec<f32> = xs.chunks_exact(BLOCK).map(amax).collect();
+        block_max
+            .chunks(per_group)
+            .map(|m| m.iter().fold(0.0f32, |a, &b| a.max(b)) / 127.0)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let prepare = |(b, block): (usize, &[f32])| {
+        let d = match group_scales.get(b / per_group) {
+            Some(&d) if per_group > 1 => d,
+            _ => amax(block) / 127.0,
+        };
+        let (quants, corrections) = round_block(block, d, form.correction);
+        (sum(block), (d, (quants, corrections)))
     };
     #[cfg(feature = "parallel")]
     if xs.len() / BLOCK >= PARALLEL_BLOCKS {
         use rayon::prelude::*;
         let blocks = xs.par_chunks_exact(BLOCK).with_min_len(PARALLEL_BLOCKS / 4);
-        return if quantize {
-            blocks.map(prepare).unzip()
+        return if form.quantize {
+            blocks.enumerate().map(prepare).unzip()
         } else {
             (blocks.map(sum).collect(), Default::default())
         };
     }
     let blocks = xs.chunks_exact(BLOCK);
-    if quantize {
-        blocks.map(prepare).unzip()
+    if form.quantize {
+        blocks.enumerate().map(prepare).unzip()
     } else {
         (blocks.map(sum).collect(), Default::default())
     }
 }
 
-/// One block's 8-bit rounding: scale d = max|x| / 127, q = round(x / d) as bytes, and the lane corrections
-/// −c · Σ of each run of 4 (zeros when `correction` is 0).
-fn round_block(block: &[f32], correction: i32) -> (f32, [u8; 32], [i32; 8]) {
-    let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let d = amax / 127.0;
+/// One block's 8-bit rounding with scale `d`: q = round(x / d) as bytes, and the lane corrections −c · Σ of
+/// each run of 4 (zeros when `correction` is 0).
+fn round_block(block: &[f32], d: f32, correction: i32) -> ([u8; 32], [i32; 8]) {
     let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
     let mut q = [0u8; 32];
     for (slot, &v) in q.iter_mut().zip(block) {
@@ -70,7 +97,7 @@ fn round_block(block: &[f32], correction: i32) -> (f32, [u8; 32], [i32; 8]) {
                     .sum::<i32>()
         })
     };
-    (d, q, corrections)
+    (q, corrections)
 }
 
 /// `n` vectors of `cols` values each, prepared block by block.
@@ -127,19 +154,17 @@ pub(crate) struct QuadView<'a> {
 }
 
 impl<'a> Acts<'a> {
-    /// `xs` is `n × cols` row-major; `cols` is a multiple of 32 (checked by the matrix that asks).
-    /// `correction`: the weight offset c of the lane corrections to make (8-bit mode only; 0: none, the
-    /// kernels need none). `interleave`: also store the vectors four by four, for the kernels that read
+    /// `xs` is `n × cols` row-major; `cols` is a multiple of 32, and of `form.group` (both checked by the
+    /// matrix that asks). `interleave`: also store the vectors four by four, for the kernels that read
     /// them so (the x86 SIMD ones, AVX2 and VNNI); the portable kernels take the vectors one by one, so for
     /// them the copy would be wasted work.
-    pub fn new(
-        xs: &'a [f32],
-        cols: usize,
-        quantize: bool,
-        correction: i32,
-        interleave: bool,
-    ) -> Self {
-        let (sums, (scales, (quants, mut corrections))) = prepare_blocks(xs, quantize, correction);
+    pub fn new(xs: &'a [f32], cols: usize, form: Form, interleave: bool) -> Self {
+        let Form {
+            quantize,
+            correction,
+            ..
+        } = form;
+        let (sums, (scales, (quants, mut corrections))) = prepare_blocks(xs, form);
         if correction == 0 {
             corrections = Vec::new();
         }

@@ -3,7 +3,7 @@
 //! quantises the same activations again; a SmolLM2-135M token made seven such products per layer, 210 in
 //! all, in ~6 ms.
 
-use crate::acts::Acts;
+use crate::acts::{Acts, Form};
 use crate::row_dots::{RowDots, rows_per_task};
 use crate::{Product, QMatrix, QuantError};
 
@@ -39,14 +39,14 @@ impl QMatrix {
         let kernel = product.kernel;
         // One `Acts` per activation form the group needs (Qwen2.5's Q5_0 q and k with a Q8_0 v: two), and
         // which of them each matrix takes.
-        let mut forms: Vec<((bool, i32), Acts)> = Vec::new();
+        let mut forms: Vec<(Form, Acts)> = Vec::new();
         let mut form_of = Vec::with_capacity(products.len());
         for (matrix, _) in products.iter() {
             let form = matrix.activation_form(product);
             let index = match forms.iter().position(|(f, _)| *f == form) {
                 Some(index) => index,
                 None => {
-                    let acts = Acts::new(xs, matrix.cols, form.0, form.1, kernel.reads_quads());
+                    let acts = Acts::new(xs, matrix.cols, form, kernel.reads_quads());
                     forms.push((form, acts));
                     forms.len() - 1
                 }

@@ -1,6 +1,7 @@
 //! Dot products of one weight row with one (quantised) activation vector.
 
 use crate::acts::{ActsView, QuadView};
+use crate::q4k::{Q4kRow, RUNS};
 
 /// Which implementation runs the inner loops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +127,33 @@ pub(crate) trait Dot: Copy {
     fn q8x16_q8_x4(self, scales: &[[f32; 2]], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
         xs.vectors.map(|x| self.q8x16_q8(scales, quants, x))
     }
+
+    /// Q4_K as held with f32 activations: each super-block's runs as Q4_1 blocks (scale d·sc, offset
+    /// −dmin·m, the values ggml dequantises).
+    #[inline(always)]
+    fn q4k_f32(self, w: Q4kRow, x: ActsView) -> f32 {
+        let mut total = 0.0;
+        for (s, sup) in w.supers.iter().enumerate() {
+            let (blocks, values) = (RUNS * s..RUNS * (s + 1), 32 * RUNS * s..32 * RUNS * (s + 1));
+            let run = ActsView {
+                values: &x.values[values],
+                sums: &x.sums[blocks.clone()],
+                corrections: &[],
+                scales: &[],
+                quants: &[],
+            };
+            let offsets = sup.run_offsets();
+            total += self.q4_f32(&sup.run_scales(), Some(&offsets), &w.nibbles[blocks], run);
+        }
+        total
+    }
+    /// Q4_K as held with activations rounded per super-block (one scale per 256, replicated in each of its
+    /// blocks' `scales`): Σ_s (d_s·d_x,s)·Σ_j sc_j·Σ q·x̂ + Σ_b offset_b·Σx_b, the inner sums in integers and
+    /// the offsets against the exact block sums (as the Q4 kernels take them).
+    fn q4k_q8(self, w: Q4kRow, x: ActsView) -> f32;
+    fn q4k_q8_x4(self, w: Q4kRow, xs: QuadView) -> [f32; 4] {
+        xs.vectors.map(|x| self.q4k_q8(w, x))
+    }
 }
 
 /// One row of Q5_0 blocks as held: scales, low nibbles and high bits (see `Storage::Q5_0`).
@@ -152,6 +180,9 @@ fn offset_term(scales: &[f32], mins: Option<&[f32]>, sums: &[f32]) -> f32 {
 }
 
 mod portable;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2_q4k;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

@@ -12,11 +12,13 @@
 mod acts;
 mod group;
 mod kernels;
+mod q4k;
 mod repack;
 mod row_dots;
 
-use acts::Acts;
+use acts::{Acts, Form};
 pub use kernels::Kernel;
+pub use q4k::Q4kSuper;
 pub use repack::q5_0_bytes;
 use row_dots::{RowDots, rows_per_task};
 
@@ -115,8 +117,9 @@ pub enum Format {
     /// without the sign fix-ups signed weights need, then take off 16·Σx̂ per lane in integers, so every
     /// product equals the signed (Q8_0-held) one bit for bit.
     Q5_0,
-    /// Super-blocks of 256 with 6-bit scales and minimums per 32; x = (d·sc)·q − dmin·m. Held as Q4_1 blocks
-    /// (scale d·sc, minimum −dmin·m, nibbles reordered): exact, same bits per weight.
+    /// Super-blocks of 256 with 6-bit scales and minimums per 32; x = (d·sc)·q − dmin·m. Held as in the
+    /// file (`q4k`: d and dmin as f32, the 6-bit factors as bytes, nibbles in Q4_1's order), 4.75 bits per
+    /// weight; its 8-bit products round the activations per 256 and sum each super-block in integers.
     Q4K,
     /// Super-blocks of 256 with an i8 scale per 16; x = (d·sc)·(q − 32). Held as i8 with two f32 scales per
     /// block of 32 (`Q8x16`): exact, 10 bits per weight instead of 6.6.
@@ -206,6 +209,12 @@ enum Storage {
         scales: Vec<[f32; 2]>,
         quants: Vec<[u8; 32]>,
     },
+    /// Row `r` owns super-blocks `r·nb/8 .. (r+1)·nb/8` and blocks of nibbles `r·nb .. (r+1)·nb`; block b's
+    /// value j is `supers[b / 8].run_scales()[b % 8] · q + run_offsets()[b % 8]`, q its nibble as Q4_1's.
+    Q4K {
+        supers: Vec<Q4kSuper>,
+        nibbles: Vec<[u8; 16]>,
+    },
 }
 
 /// A matrix's values as held, block by block in row order, for other backends to copy as they are (the GPU
@@ -239,6 +248,11 @@ pub enum Packed<'a> {
     Q8x16 {
         scales: &'a [[f32; 2]],
         quants: &'a [[u8; 32]],
+    },
+    /// Block b: x = run_scales[b % 8] · q + run_offsets[b % 8] of `supers[b / 8]`; nibbles as Q4_0's.
+    Q4K {
+        supers: &'a [Q4kSuper],
+        nibbles: &'a [[u8; 16]],
     },
 }
 
@@ -358,7 +372,7 @@ impl QMatrix {
                     .collect(),
             },
             Format::Q5_0 => repack::q5_0(raw),
-            Format::Q4K => repack::q4_k(raw),
+            Format::Q4K => q4k::repack(raw),
             Format::Q6K | Format::Q8x16 => repack::q6_k(raw),
         };
         Ok(Self {
@@ -369,7 +383,7 @@ impl QMatrix {
         })
     }
 
-    /// The values as held (Q4_K as Q4_1, Q6_K as Q8x16: exactly, see [`Format`]).
+    /// The values as held (Q6_K as Q8x16: exactly, see [`Format`]).
     pub fn packed(&self) -> Packed<'_> {
         match &self.storage {
             Storage::F32(values) => Packed::F32(values),
@@ -394,6 +408,7 @@ impl QMatrix {
                 high,
             },
             Storage::Q8x16 { scales, quants } => Packed::Q8x16 { scales, quants },
+            Storage::Q4K { supers, nibbles } => Packed::Q4K { supers, nibbles },
         }
     }
 
@@ -418,6 +433,7 @@ impl QMatrix {
             Storage::Q4_1 { .. } => Format::Q4_1,
             Storage::Q5_0 { .. } => Format::Q5_0,
             Storage::Q8x16 { .. } => Format::Q8x16,
+            Storage::Q4K { .. } => Format::Q4K,
         }
     }
 
@@ -438,6 +454,9 @@ impl QMatrix {
                 high,
             } => scales.len() * 4 + nibbles.len() * 16 + high.len() * 4,
             Storage::Q8x16 { scales, quants } => scales.len() * 8 + quants.len() * 32,
+            Storage::Q4K { supers, nibbles } => {
+                supers.len() * size_of::<Q4kSuper>() + nibbles.len() * 16
+            }
         }
     }
 
@@ -496,6 +515,16 @@ impl QMatrix {
                         .map(move |(j, &q)| scales[b][j / 16] * f32::from(q as i8))
                 })
                 .collect(),
+            Storage::Q4K { supers, nibbles } => blocks
+                .flat_map(|b| {
+                    let run = b % q4k::RUNS;
+                    let sup = &supers[b / q4k::RUNS];
+                    let (d, m) = (sup.run_scales()[run], sup.run_offsets()[run]);
+                    let lo = nibbles[b].iter().map(move |&q| d * f32::from(q & 15) + m);
+                    let hi = nibbles[b].iter().map(move |&q| d * f32::from(q >> 4) + m);
+                    lo.chain(hi)
+                })
+                .collect(),
         }
     }
 
@@ -520,9 +549,9 @@ impl QMatrix {
         self.matmul_with(Product::default(), xs, n, out)
     }
 
-    /// How this matrix's products take their activations: quantised to 8 bits or not, and the lane
-    /// correction of the kernels that multiply unsigned weight bytes (`Acts`).
-    fn activation_form(&self, product: Product) -> (bool, i32) {
+    /// How this matrix's products take their activations: quantised to 8 bits or not, per 32 or per
+    /// super-block, and the lane correction of the kernels that multiply unsigned weight bytes (`Acts`).
+    fn activation_form(&self, product: Product) -> Form {
         let quantize =
             product.activations == Activations::Q8 && !matches!(self.storage, Storage::F32(_));
         let correction = match self.storage {
@@ -530,7 +559,15 @@ impl QMatrix {
             Storage::Q8_0 { .. } | Storage::Q8x16 { .. } => product.kernel.signed_weight_offset(),
             _ => 0,
         };
-        (quantize, correction)
+        let group = match self.storage {
+            Storage::Q4K { .. } => tinyalign_weights::blocks::SUPER_BLOCK,
+            _ => BLOCK,
+        };
+        Form {
+            quantize,
+            correction,
+            group,
+        }
     }
 
     /// [`QMatrix::matmul`] with an explicit kernel and activation handling.
@@ -554,8 +591,12 @@ impl QMatrix {
         if n == 0 {
             return Ok(());
         }
-        let (quantize, correction) = self.activation_form(product);
-        let acts = Acts::new(xs, self.cols, quantize, correction, kernel.reads_quads());
+        let acts = Acts::new(
+            xs,
+            self.cols,
+            self.activation_form(product),
+            kernel.reads_quads(),
+        );
         // Each task owns a run of weight rows and writes their outputs for all n vectors (rows × n, transposed
         // afterwards when n > 1), so a weight row is read once per product however many vectors there are.
         let mut by_row = if n == 1 {

@@ -1,10 +1,8 @@
-//! Q5_0, Q4_K and Q6_K bytes into the storage the kernels multiply: every value stays exactly what ggml
+//! Q5_0 and Q6_K bytes into the storage the kernels multiply: every value stays exactly what ggml
 //! dequantises (the integers are kept, the float scales computed as ggml computes them), only the layout
 //! changes. The bit unpacking itself lives in `tinyalign_weights::blocks`, shared with the dequantiser.
 
-use tinyalign_weights::blocks::{
-    Q4_K_BYTES, Q5_0_BYTES, Q6_K_BYTES, q4_k_block, q5_0_block, q6_k_block,
-};
+use tinyalign_weights::blocks::{Q5_0_BYTES, Q6_K_BYTES, q5_0_block, q6_k_block};
 
 use crate::Storage;
 
@@ -23,31 +21,6 @@ pub(crate) fn q5_0(raw: &[u8]) -> Storage {
         scales,
         nibbles,
         high,
-    }
-}
-
-/// Q4_K → Q4_1: each run of 32 becomes a block with scale d·sc and minimum −dmin·m; Q4_1 packs element j
-/// in the low nibble and element j + 16 in the high nibble of byte j.
-pub(crate) fn q4_k(raw: &[u8]) -> Storage {
-    let blocks = raw.len() / Q4_K_BYTES * 8;
-    let (mut scales, mut mins, mut nibbles) = (
-        Vec::with_capacity(blocks),
-        Vec::with_capacity(blocks),
-        Vec::with_capacity(blocks),
-    );
-    for block in raw.chunks_exact(Q4_K_BYTES) {
-        let b = q4_k_block(block);
-        for s in 0..8 {
-            let run = &b.q[32 * s..32 * (s + 1)];
-            scales.push(b.scales[s]);
-            mins.push(-b.mins[s]);
-            nibbles.push(std::array::from_fn(|j| run[j] | (run[j + 16] << 4)));
-        }
-    }
-    Storage::Q4_1 {
-        scales,
-        mins,
-        nibbles,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::acts::Acts;
 use crate::kernels::{Dot, DotTask, Q5Row};
+use crate::q4k::{Q4kRow, RUNS};
 use crate::{BLOCK, QMatrix, Storage};
 
 /// Dot products of the weight rows `first ..` with every input vector, written row by row (`rows × n`).
@@ -86,6 +87,9 @@ impl DotTask for RowDots<'_> {
                         Storage::Q8x16 { scales, quants } => {
                             dot.q8x16_q8_x4(&scales[b.clone()], &quants[b.clone()], xs)
                         }
+                        Storage::Q4K { supers, nibbles } => {
+                            dot.q4k_q8_x4(q4k_row(supers, nibbles, r, nb), xs)
+                        }
                     };
                     self.out[i * self.n + t..i * self.n + t + 4].copy_from_slice(&dots);
                 }
@@ -155,9 +159,30 @@ impl DotTask for RowDots<'_> {
                     Storage::Q8x16 { scales, quants } => {
                         dot.q8x16_f32(&scales[b.clone()], &quants[b.clone()], x)
                     }
+                    Storage::Q4K { supers, nibbles } if q8 => {
+                        dot.q4k_q8(q4k_row(supers, nibbles, r, nb), x)
+                    }
+                    Storage::Q4K { supers, nibbles } => {
+                        dot.q4k_f32(q4k_row(supers, nibbles, r, nb), x)
+                    }
                 };
             }
         }
+    }
+}
+
+/// Row `r` of a Q4_K matrix with `nb` blocks per row.
+#[inline(always)]
+fn q4k_row<'a>(
+    supers: &'a [crate::q4k::Q4kSuper],
+    nibbles: &'a [[u8; 16]],
+    r: usize,
+    nb: usize,
+) -> Q4kRow<'a> {
+    let per_row = nb / RUNS;
+    Q4kRow {
+        supers: &supers[r * per_row..(r + 1) * per_row],
+        nibbles: &nibbles[r * nb..(r + 1) * nb],
     }
 }
 

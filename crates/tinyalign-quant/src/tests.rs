@@ -82,9 +82,12 @@ proptest! {
                     let w = m.row_f32(r);
                     let x = &xs[t * cols..(t + 1) * cols];
                     let magnitude: f64 = w.iter().zip(x).map(|(&a, &b)| f64::from((a * b).abs())).sum();
-                    // Rounding x to 8 bits moves each element by at most max|x in its block| / 254.
-                    let act_rounding: f64 = rounded_part(&m, r).chunks(BLOCK).zip(x.chunks(BLOCK)).map(|(wb, xb)| {
-                        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    // Rounding x to 8 bits moves each element by at most max|x in its group| / 254 (a
+                    // block of 32; Q4_K's super-block of 256).
+                    let group = if format == Format::Q4K { 256 } else { BLOCK };
+                    let act_rounding: f64 = rounded_part(&m, r).chunks(BLOCK).enumerate().map(|(i, wb)| {
+                        let start = i * BLOCK / group * group;
+                        let amax = x[start..start + group].iter().fold(0.0f32, |m, v| m.max(v.abs()));
                         wb.iter().map(|v| f64::from(v.abs())).sum::<f64>() * f64::from(amax) / 254.0
                     }).sum();
                     let rounded = product.activations == Activations::Q8 && !matches!(format, Format::F32 | Format::F16);
@@ -114,6 +117,10 @@ fn rounded_part(m: &QMatrix, r: usize) -> Vec<f32> {
             .collect()
     };
     match &m.storage {
+        Storage::Q4K { supers, nibbles } => {
+            let scales: Vec<f32> = supers.iter().flat_map(|s| s.run_scales()).collect();
+            nibbles_times_scale(&scales, nibbles)
+        }
         // Q5_0 takes its −16 offset with the rounded values' sums, so the whole weight meets them.
         Storage::F32(_) | Storage::Q8_0 { .. } | Storage::Q5_0 { .. } | Storage::Q8x16 { .. } => {
             m.row_f32(r)
@@ -319,6 +326,23 @@ fn q5_0_storage_matches_the_gguf_decoder() {
     assert_eq!(m.format(), Format::Q5_0);
     // f32 d, 4 bytes of high bits, 16 of nibbles per block of 32: 6 bits per weight (the file's 5.5).
     assert_eq!(m.weight_bytes(), rows * cols / 32 * 24);
+}
+
+/// Q4_K as held dequantises as the GGUF reader's Q4_K decoder does, bit for bit, in 4.75 bits per weight.
+#[test]
+fn q4_k_storage_matches_the_gguf_decoder() {
+    let (rows, cols) = (3, 512);
+    let raw = gguf_bytes(Format::Q4K, rows, cols, 13);
+    let m = QMatrix::from_gguf_bytes(Format::Q4K, rows, cols, &raw).unwrap();
+    let want =
+        tinyalign_weights::gguf::dequantize(tinyalign_weights::gguf::GgmlType::Q4K, &raw).unwrap();
+    let got: Vec<f32> = (0..rows).flat_map(|r| m.row_f32(r)).collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.to_bits(), w.to_bits(), "{g} vs {w}");
+    }
+    assert_eq!(m.format(), Format::Q4K);
+    assert_eq!(m.weight_bytes(), rows * cols / 256 * (24 + 128));
 }
 
 /// Q5_0's unsigned kernels (q times x̂, then 16·Σx̂ off each lane) give what the same values held as Q8_0

@@ -37,8 +37,8 @@ pub fn q5_0_block(block: &[u8]) -> (f32, [i8; 32]) {
     (d, q)
 }
 
-/// Scale and minimum index `j` (0..8) of a Q4_K block's packed 12 bytes (`get_scale_min_k4`).
-fn scale_min_k4(j: usize, packed: &[u8]) -> (u8, u8) {
+/// Scale and minimum index `j` (0..8) of a Q4_K block's packed 12 bytes (`get_scale_min_k4`), both 6-bit.
+pub fn q4_k_scale_min(j: usize, packed: &[u8]) -> (u8, u8) {
     if j < 4 {
         (packed[j] & 63, packed[j + 4] & 63)
     } else {
@@ -71,7 +71,7 @@ pub fn q4_k_block(block: &[u8]) -> Q4K {
     for chunk in 0..4 {
         for half in 0..2 {
             let s = 2 * chunk + half;
-            let (sc, m) = scale_min_k4(s, packed);
+            let (sc, m) = q4_k_scale_min(s, packed);
             out.scales[s] = d * f32::from(sc);
             out.mins[s] = dmin * f32::from(m);
             for l in 0..32 {
@@ -177,7 +177,7 @@ mod tests {
             packed[j + 8] = (sc[j + 4] & 0x0f) | ((mn[j + 4] & 0x0f) << 4);
         }
         for j in 0..8 {
-            assert_eq!(scale_min_k4(j, &packed), (sc[j], mn[j]), "index {j}");
+            assert_eq!(q4_k_scale_min(j, &packed), (sc[j], mn[j]), "index {j}");
         }
     }
 }

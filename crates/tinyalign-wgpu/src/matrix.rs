@@ -152,8 +152,8 @@ impl GpuMatrix {
             )));
         }
         let bad = |e: tinyalign_quant::QuantError| GpuError::Model(e.to_string());
-        // The CPU path's exact repacking (Q4_K as Q4_1, Q6_K as Q8x16; Q5_0 unpacked to signed bytes below),
-        // whose layouts the loaders read as they are; F16, BF16 and Q4_0 become f32.
+        // The CPU path's exact repacking (Q6_K as Q8x16), whose layouts the loaders read as they are; Q4_K's
+        // runs go up as Q4_1 blocks and Q5_0 as signed bytes (below); F16, BF16 and Q4_0 become f32.
         let matrix = match Format::from_ggml(ty) {
             Some(format) => QMatrix::from_gguf_bytes(format, rows, cols, raw).map_err(bad)?,
             None => {
@@ -197,6 +197,17 @@ impl GpuMatrix {
                     })
                     .collect();
                 upload(WeightFormat::Q8_0, &signed, scales)
+            }
+            // Q4_K's runs are Q4_1 blocks with scale d·sc and offset −dmin·m (the same values).
+            Packed::Q4K { supers, nibbles } => {
+                let pairs: Vec<f32> = supers
+                    .iter()
+                    .flat_map(|s| {
+                        let (scales, offsets) = (s.run_scales(), s.run_offsets());
+                        (0..scales.len()).flat_map(move |j| [scales[j], offsets[j]])
+                    })
+                    .collect();
+                upload(WeightFormat::Q4_1, nibbles.as_flattened(), &pairs)
             }
             Packed::Q8x16 { scales, quants } => upload(
                 WeightFormat::Q8x16,

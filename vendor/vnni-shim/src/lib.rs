@@ -1,6 +1,6 @@
-//! VPDPBUSD, the 8-bit multiply-add of the VNNI extensions, behind safe tokens. pulp 0.22 detects the
-//! features but has no method for the instruction, and the tinyalign crates forbid `unsafe`; this crate
-//! holds the three `unsafe` blocks it takes, each sound because a token exists only on a CPU that has the
+//! VPDPBUSD, the 8-bit multiply-add of the VNNI extensions, and its 16-bit sibling VPDPWSSD, behind safe
+//! tokens. pulp 0.22 detects the features but has no method for the instructions, and the tinyalign crates
+//! forbid `unsafe`; this crate holds the five `unsafe` blocks it takes, each sound because a token exists only on a CPU that has the
 //! feature (checked at run time by [`Vnni::detect`]).
 //!
 //! One instruction does what AVX2 needs `vpmaddubsw` + `vpmaddwd` for (u8·i8 products summed four to an
@@ -10,13 +10,20 @@
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use core::arch::x86_64::{__m256i, _mm256_dpbusd_avx_epi32, _mm256_dpbusd_epi32};
+    use core::arch::x86_64::{
+        __m256i, _mm256_dpbusd_avx_epi32, _mm256_dpbusd_epi32, _mm256_dpwssd_avx_epi32,
+        _mm256_dpwssd_epi32,
+    };
 
     /// The instruction and a way to run code compiled for it.
     pub trait Dpbusd: Copy + Send + Sync + core::fmt::Debug {
         /// `acc + Σ a·b` per i32 lane over that lane's four bytes, `a` unsigned and `b` signed; exact (no
         /// saturation; the i32 sum wraps only past ±2³¹, which 4·255·128 is far from).
         fn dpbusd(self, acc: __m256i, a: __m256i, b: __m256i) -> __m256i;
+
+        /// VPDPWSSD: `acc + a₀b₀ + a₁b₁` per i32 lane over that lane's two i16s, both signed; exact below
+        /// ±2³¹ (it does what `vpmaddwd` + `vpaddd` do, in one instruction, without saturating).
+        fn dpwssd(self, acc: __m256i, a: __m256i, b: __m256i) -> __m256i;
 
         /// Runs `f` compiled with AVX, AVX2, FMA and this token's VNNI features enabled, so intrinsics of
         /// those sets inside it (pulp's AVX2 methods, [`Dpbusd::dpbusd`]) become single instructions. `f`
@@ -44,6 +51,12 @@ mod x86 {
         }
 
         #[inline(always)]
+        fn dpwssd(self, acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+            // SAFETY: as for `dpbusd` (VPDPWSSD is part of AVX-VNNI).
+            unsafe { _mm256_dpwssd_avx_epi32(acc, a, b) }
+        }
+
+        #[inline(always)]
         fn vectorize<R>(self, f: impl FnOnce() -> R) -> R {
             #[target_feature(enable = "avx,avx2,fma,avxvnni")]
             #[inline]
@@ -61,6 +74,12 @@ mod x86 {
             // SAFETY: an `Avx512Vnni` is only made by `Vnni::detect`, after the CPU reported AVX512-VNNI and
             // AVX512VL (the 256-bit form needs both).
             unsafe { _mm256_dpbusd_epi32(acc, a, b) }
+        }
+
+        #[inline(always)]
+        fn dpwssd(self, acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+            // SAFETY: as for `dpbusd` (VPDPWSSD is part of AVX512-VNNI; 256 bits need AVX512VL).
+            unsafe { _mm256_dpwssd_epi32(acc, a, b) }
         }
 
         #[inline(always)]
@@ -140,6 +159,20 @@ mod x86 {
                     bytemuck_cast(token.dpbusd(acc, a, b))
                 });
                 assert_eq!(got, reference(acc, a, b), "{token:?}: a {a:?} b {b:?}");
+                // The same bytes as sixteen i16 pairs per lane for VPDPWSSD.
+                let (a16, b16): ([i16; 16], [i16; 16]) = (bytemuck_cast(a), bytemuck_cast(b));
+                let got: [i32; 8] = token.vectorize(|| {
+                    let (acc, a, b): (__m256i, __m256i, __m256i) =
+                        (bytemuck_cast(acc), bytemuck_cast(a16), bytemuck_cast(b16));
+                    bytemuck_cast(token.dpwssd(acc, a, b))
+                });
+                let want: [i32; 8] = std::array::from_fn(|lane| {
+                    // Two products of −2¹⁵ each reach 2³¹: the instruction wraps, so the reference does.
+                    acc[lane]
+                        .wrapping_add(i32::from(a16[2 * lane]) * i32::from(b16[2 * lane]))
+                        .wrapping_add(i32::from(a16[2 * lane + 1]) * i32::from(b16[2 * lane + 1]))
+                });
+                assert_eq!(got, want, "{token:?}: a {a16:?} b {b16:?}");
             }
         }
 
@@ -151,7 +184,7 @@ mod x86 {
         }
 
         #[test]
-        fn dpbusd_is_the_exact_sum_of_four_byte_products_per_lane() {
+        fn dpbusd_and_dpwssd_are_the_exact_sums_per_lane() {
             match Vnni::detect() {
                 Some(Vnni::Vex(token)) => check(token),
                 Some(Vnni::Evex(token)) => check(token),

@@ -7,6 +7,7 @@ use pulp::x86::V3;
 use super::unpack::{nibble_bytes, q5_bytes, split_nibbles};
 use super::{Dot, Q5Row, offset_term};
 use crate::acts::{ActsView, QuadView};
+use crate::q4k::Q4kRow;
 
 // Helpers are functions marked inline(always), never closures: a closure would not inherit the AVX2
 // features of the caller and its intrinsics would become calls.
@@ -15,13 +16,13 @@ use crate::acts::{ActsView, QuadView};
 pub struct Avx2(pub V3);
 
 #[inline(always)]
-fn hsum(v: __m256) -> f32 {
+pub(super) fn hsum(v: __m256) -> f32 {
     let lanes: [f32; 8] = pulp::cast(v);
     lanes.iter().sum()
 }
 
 #[inline(always)]
-fn load8(simd: V3, x: &[f32]) -> __m256 {
+pub(super) fn load8(simd: V3, x: &[f32]) -> __m256 {
     let _ = simd;
     pulp::cast::<[f32; 8], __m256>(x[..8].try_into().expect("8 lanes"))
 }
@@ -578,5 +579,15 @@ impl Dot for Avx2 {
             #[inline(always)]
             |b, x_scales| halves_x4(simd, scales[b], x_scales),
         )
+    }
+
+    #[inline(always)]
+    fn q4k_q8(self, w: Q4kRow, x: ActsView) -> f32 {
+        super::avx2_q4k::one(self.0, super::avx2_q4k::Madd, w, &x)
+    }
+
+    #[inline(always)]
+    fn q4k_q8_x4(self, w: Q4kRow, xs: QuadView) -> [f32; 4] {
+        super::avx2_q4k::four(self.0, super::avx2_q4k::Madd, w, &xs)
     }
 }

@@ -3,6 +3,7 @@
 
 use super::{Dot, Q5Row, offset_term};
 use crate::acts::{ActsView, QuadView};
+use crate::q4k::{Q4kRow, RUNS};
 use crate::q5_0_bytes;
 
 #[derive(Clone, Copy)]
@@ -112,6 +113,29 @@ impl Dot for Portable {
                     .sum()
             };
             total += x.scales[b] * (scales[b][0] * half(0) as f32 + scales[b][1] * half(1) as f32);
+        }
+        total
+    }
+
+    #[inline(always)]
+    fn q4k_q8(self, w: Q4kRow, x: ActsView) -> f32 {
+        let mut total = 0.0;
+        for (s, sup) in w.supers.iter().enumerate() {
+            // |Σ q·x̂| ≤ 32·15·127 per run, times a 6-bit scale, 8 runs: < 2³¹.
+            let mut sum = 0i32;
+            for (j, &sc) in sup.scales.iter().enumerate() {
+                let b = RUNS * s + j;
+                let (lo, hi) = x.quants[b].split_at(16);
+                let mut run = 0i32;
+                for e in 0..16 {
+                    let byte = w.nibbles[b][e];
+                    run += i32::from(byte & 15) * i32::from(lo[e] as i8);
+                    run += i32::from(byte >> 4) * i32::from(hi[e] as i8);
+                }
+                sum += i32::from(sc) * run;
+            }
+            total += sup.d * x.scales[RUNS * s] * sum as f32;
+            total += dot_f32(&sup.run_offsets(), &x.sums[RUNS * s..RUNS * (s + 1)]);
         }
         total
     }

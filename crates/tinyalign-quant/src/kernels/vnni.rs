@@ -12,9 +12,22 @@ use vnni_shim::Dpbusd;
 use super::avx2::{
     Avx2, accumulate, accumulate4, halves, halves_x4, quad_scales, scaled_add, spread, with_offsets,
 };
+use super::avx2_q4k;
 use super::unpack::{nibble_bytes, q5_bytes};
 use super::{Dot, Q5Row, offset_term};
 use crate::acts::{ActsView, QuadView};
+use crate::q4k::Q4kRow;
+
+/// VPDPWSSD as Q4_K's [`avx2_q4k::ScaleAdd`]: the same lanes as `vpmaddwd` + `vpaddd`.
+#[derive(Clone, Copy)]
+struct Wssd<T: Dpbusd>(T);
+
+impl<T: Dpbusd> avx2_q4k::ScaleAdd for Wssd<T> {
+    #[inline(always)]
+    fn scale_add(self, _: V3, pairs: __m256i, scale: __m256i, acc: __m256i) -> __m256i {
+        self.0.dpwssd(acc, pairs, scale)
+    }
+}
 
 #[derive(Clone, Copy)]
 pub struct Vnni<T: Dpbusd> {
@@ -310,5 +323,17 @@ impl<T: Dpbusd> Dot for Vnni<T> {
             #[inline(always)]
             |b, x_scales| halves_x4(simd, scales[b], x_scales),
         )
+    }
+
+    // Q4_K's runs are scaled in 16-bit integers after `vpmaddubsw` (VPDPBUSD's sums come out in 32 bits,
+    // where scaling would take a `vpmulld` per run); VPDPWSSD then scales and adds in one instruction.
+    #[inline(always)]
+    fn q4k_q8(self, w: Q4kRow, x: ActsView) -> f32 {
+        avx2_q4k::one(self.simd, Wssd(self.dp), w, &x)
+    }
+
+    #[inline(always)]
+    fn q4k_q8_x4(self, w: Q4kRow, xs: QuadView) -> [f32; 4] {
+        avx2_q4k::four(self.simd, Wssd(self.dp), w, &xs)
     }
 }
