@@ -106,6 +106,8 @@ pub(crate) struct Acts<'a> {
     values: &'a [f32],
     cols: usize,
     sums: Vec<f32>,
+    /// The exact sum of each 16 values, for groups wider than a block (Q6_K's scale per 16).
+    half_sums: Vec<f32>,
     /// Present when the product rounds activations to 8 bits.
     scales: Vec<f32>,
     /// For kernels that multiply weights offset to unsigned bytes: −c × the sum of each run of 4 rounded
@@ -127,6 +129,8 @@ pub(crate) struct Acts<'a> {
 pub(crate) struct ActsView<'a> {
     pub values: &'a [f32],
     pub sums: &'a [f32],
+    /// Σ of each 16 values (super-block forms only; empty otherwise).
+    pub half_sums: &'a [f32],
     #[cfg_attr(
         not(target_arch = "x86_64"),
         allow(dead_code, reason = "read by the x86 SIMD kernels only")
@@ -172,6 +176,14 @@ impl<'a> Acts<'a> {
             values: xs,
             cols,
             sums,
+            // Q6_K's offsets meet each 16 values' sum; a group of 32 (every other format) needs none.
+            half_sums: if form.group > BLOCK {
+                xs.chunks_exact(BLOCK / 2)
+                    .map(|half| half.iter().sum())
+                    .collect()
+            } else {
+                Vec::new()
+            },
             scales,
             corrections,
             quants,
@@ -232,7 +244,11 @@ impl<'a> Acts<'a> {
         };
         ActsView {
             values: &self.values[t * self.cols..(t + 1) * self.cols],
-            sums: &self.sums[blocks],
+            sums: &self.sums[blocks.clone()],
+            half_sums: self
+                .half_sums
+                .get(2 * blocks.start..2 * blocks.end)
+                .unwrap_or(&[]),
             scales: &self.scales[quantized.clone()],
             corrections: self.corrections.get(quantized.clone()).unwrap_or(&[]),
             quants: &self.quants[quantized],

@@ -2,6 +2,7 @@
 
 use crate::acts::{ActsView, QuadView};
 use crate::q4k::{Q4kRow, RUNS};
+use crate::q6k::Q6kRow;
 
 /// Which implementation runs the inner loops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,9 +105,8 @@ pub(crate) trait Dot: Copy {
             *slot = crate::q5_0_bytes(n, h);
         }
     }
-    /// i8 weights with a scale per 16 elements (Q6_K's in-memory form).
+    /// i8 weights with a scale per 16 elements against f32 activations (Q6_K's super-blocks, widened).
     fn q8x16_f32(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32;
-    fn q8x16_q8(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32;
 
     // One weight row with four 8-bit activation vectors (a prompt's rows): a kernel may load and decode
     // each weight block once for the four. Each result equals the single-vector call's bit for bit.
@@ -124,9 +124,6 @@ pub(crate) trait Dot: Copy {
     }
     /// `quants`: the row's blocks unpacked by [`Dot::q5_unpack`].
     fn q5_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4];
-    fn q8x16_q8_x4(self, scales: &[[f32; 2]], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
-        xs.vectors.map(|x| self.q8x16_q8(scales, quants, x))
-    }
 
     /// Q4_K as held with f32 activations: each super-block's runs as Q4_1 blocks (scale d·sc, offset
     /// −dmin·m, the values ggml dequantises).
@@ -138,6 +135,7 @@ pub(crate) trait Dot: Copy {
             let run = ActsView {
                 values: &x.values[values],
                 sums: &x.sums[blocks.clone()],
+                half_sums: &[],
                 corrections: &[],
                 scales: &[],
                 quants: &[],
@@ -153,6 +151,39 @@ pub(crate) trait Dot: Copy {
     fn q4k_q8(self, w: Q4kRow, x: ActsView) -> f32;
     fn q4k_q8_x4(self, w: Q4kRow, xs: QuadView) -> [f32; 4] {
         xs.vectors.map(|x| self.q4k_q8(w, x))
+    }
+
+    /// Q6_K as held with f32 activations: each super-block widened to i8 runs (q − 32) with their two
+    /// group scales d·sc, the values ggml dequantises.
+    #[inline(always)]
+    fn q6k_f32(self, w: Q6kRow, x: ActsView) -> f32 {
+        let mut total = 0.0;
+        for (s, sup) in w.supers.iter().enumerate() {
+            let blocks = RUNS * s..RUNS * (s + 1);
+            let scales = sup.group_scales();
+            let pairs: [[f32; 2]; RUNS] =
+                std::array::from_fn(|j| [scales[2 * j], scales[2 * j + 1]]);
+            let quants: [[u8; 32]; RUNS] = std::array::from_fn(|j| {
+                let b = blocks.start + j;
+                crate::q6k_values(&w.nibbles[b], &w.high[b]).map(|q| q.wrapping_sub(32))
+            });
+            let run = ActsView {
+                values: &x.values[32 * blocks.start..32 * blocks.end],
+                sums: &[],
+                half_sums: &[],
+                corrections: &[],
+                scales: &[],
+                quants: &[],
+            };
+            total += self.q8x16_f32(&pairs, &quants, run);
+        }
+        total
+    }
+    /// Q6_K as held with activations rounded per super-block: Σ_s (d_s·d_x,s)·Σ_g sc_g·Σ q·x̂ over the
+    /// unsigned q, plus Σ_g (−32·d·sc_g)·Σx_g against the exact sums of each 16 values.
+    fn q6k_q8(self, w: Q6kRow, x: ActsView) -> f32;
+    fn q6k_q8_x4(self, w: Q6kRow, xs: QuadView) -> [f32; 4] {
+        xs.vectors.map(|x| self.q6k_q8(w, x))
     }
 }
 
@@ -182,7 +213,7 @@ fn offset_term(scales: &[f32], mins: Option<&[f32]>, sums: &[f32]) -> f32 {
 mod portable;
 
 #[cfg(target_arch = "x86_64")]
-mod avx2_q4k;
+mod avx2_super;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

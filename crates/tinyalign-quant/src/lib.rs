@@ -13,12 +13,14 @@ mod acts;
 mod group;
 mod kernels;
 mod q4k;
+mod q6k;
 mod repack;
 mod row_dots;
 
 use acts::{Acts, Form};
 pub use kernels::Kernel;
 pub use q4k::Q4kSuper;
+pub use q6k::{Q6kSuper, q6k_values};
 pub use repack::q5_0_bytes;
 use row_dots::{RowDots, rows_per_task};
 
@@ -121,11 +123,10 @@ pub enum Format {
     /// file (`q4k`: d and dmin as f32, the 6-bit factors as bytes, nibbles in Q4_1's order), 4.75 bits per
     /// weight; its 8-bit products round the activations per 256 and sum each super-block in integers.
     Q4K,
-    /// Super-blocks of 256 with an i8 scale per 16; x = (d·sc)·(q − 32). Held as i8 with two f32 scales per
-    /// block of 32 (`Q8x16`): exact, 10 bits per weight instead of 6.6.
+    /// Super-blocks of 256 with an i8 scale per 16; x = (d·sc)·(q − 32). Held at the file's size (`q6k`:
+    /// d as f32, q's low nibbles in Q4_1's order and its high bit pairs per run), 6.6 bits per weight; its
+    /// 8-bit products round the activations per 256, as Q4_K's.
     Q6K,
-    /// The in-memory form of Q6_K: 32 × i8 with one scale per 16 elements.
-    Q8x16,
 }
 
 impl Format {
@@ -155,7 +156,6 @@ impl Format {
             Format::Q5_0 => "Q5_0",
             Format::Q4K => "Q4_K",
             Format::Q6K => "Q6_K",
-            Format::Q8x16 => "Q8x16",
         }
     }
 
@@ -172,7 +172,7 @@ impl Format {
                 tinyalign_weights::blocks::Q4_K_BYTES,
                 tinyalign_weights::blocks::SUPER_BLOCK,
             ),
-            Format::Q6K | Format::Q8x16 => (
+            Format::Q6K => (
                 tinyalign_weights::blocks::Q6_K_BYTES,
                 tinyalign_weights::blocks::SUPER_BLOCK,
             ),
@@ -204,10 +204,12 @@ enum Storage {
         nibbles: Vec<[u8; 16]>,
         high: Vec<[u8; 4]>,
     },
-    /// One scale per 16 elements: `scales[b] = [s₀, s₁]` for elements 0..16 and 16..32 of block b.
-    Q8x16 {
-        scales: Vec<[f32; 2]>,
-        quants: Vec<[u8; 32]>,
+    /// Row `r` owns super-blocks as Q4K's; block b's value j is `group_scales()[2·(b % 8) + j / 16] ·
+    /// (q − 32)` of `supers[b / 8]`, q = [`q6k_values`]`(nibbles[b], high[b])[j]`.
+    Q6K {
+        supers: Vec<Q6kSuper>,
+        nibbles: Vec<[u8; 16]>,
+        high: Vec<[u8; 8]>,
     },
     /// Row `r` owns super-blocks `r·nb/8 .. (r+1)·nb/8` and blocks of nibbles `r·nb .. (r+1)·nb`; block b's
     /// value j is `supers[b / 8].run_scales()[b % 8] · q + run_offsets()[b % 8]`, q its nibble as Q4_1's.
@@ -244,10 +246,12 @@ pub enum Packed<'a> {
         nibbles: &'a [[u8; 16]],
         high: &'a [[u8; 4]],
     },
-    /// x = scales[b][e / 16] · q (q as i8).
-    Q8x16 {
-        scales: &'a [[f32; 2]],
-        quants: &'a [[u8; 32]],
+    /// Block b: x = group_scales[2·(b % 8) + e / 16] · (q − 32) of `supers[b / 8]`, q =
+    /// [`q6k_values`]`(nibbles[b], high[b])`.
+    Q6K {
+        supers: &'a [Q6kSuper],
+        nibbles: &'a [[u8; 16]],
+        high: &'a [[u8; 8]],
     },
     /// Block b: x = run_scales[b % 8] · q + run_offsets[b % 8] of `supers[b / 8]`; nibbles as Q4_0's.
     Q4K {
@@ -309,11 +313,6 @@ impl QMatrix {
         cols: usize,
         raw: &[u8],
     ) -> Result<Self, QuantError> {
-        if format == Format::Q8x16 {
-            return Err(QuantError::Unsupported(
-                "Q8x16 (an in-memory layout, not a GGUF type)".into(),
-            ));
-        }
         let (block_bytes, block_elems) = format.gguf_block();
         if !cols.is_multiple_of(block_elems) {
             return Err(QuantError::RowLength {
@@ -373,7 +372,7 @@ impl QMatrix {
             },
             Format::Q5_0 => repack::q5_0(raw),
             Format::Q4K => q4k::repack(raw),
-            Format::Q6K | Format::Q8x16 => repack::q6_k(raw),
+            Format::Q6K => q6k::repack(raw),
         };
         Ok(Self {
             rows,
@@ -383,7 +382,7 @@ impl QMatrix {
         })
     }
 
-    /// The values as held (Q6_K as Q8x16: exactly, see [`Format`]).
+    /// The values as held (see [`Format`]).
     pub fn packed(&self) -> Packed<'_> {
         match &self.storage {
             Storage::F32(values) => Packed::F32(values),
@@ -407,7 +406,15 @@ impl QMatrix {
                 nibbles,
                 high,
             },
-            Storage::Q8x16 { scales, quants } => Packed::Q8x16 { scales, quants },
+            Storage::Q6K {
+                supers,
+                nibbles,
+                high,
+            } => Packed::Q6K {
+                supers,
+                nibbles,
+                high,
+            },
             Storage::Q4K { supers, nibbles } => Packed::Q4K { supers, nibbles },
         }
     }
@@ -432,7 +439,7 @@ impl QMatrix {
             Storage::Q4_0 { .. } => Format::Q4_0,
             Storage::Q4_1 { .. } => Format::Q4_1,
             Storage::Q5_0 { .. } => Format::Q5_0,
-            Storage::Q8x16 { .. } => Format::Q8x16,
+            Storage::Q6K { .. } => Format::Q6K,
             Storage::Q4K { .. } => Format::Q4K,
         }
     }
@@ -453,7 +460,11 @@ impl QMatrix {
                 nibbles,
                 high,
             } => scales.len() * 4 + nibbles.len() * 16 + high.len() * 4,
-            Storage::Q8x16 { scales, quants } => scales.len() * 8 + quants.len() * 32,
+            Storage::Q6K {
+                supers,
+                nibbles,
+                high,
+            } => supers.len() * size_of::<Q6kSuper>() + nibbles.len() * 16 + high.len() * 8,
             Storage::Q4K { supers, nibbles } => {
                 supers.len() * size_of::<Q4kSuper>() + nibbles.len() * 16
             }
@@ -507,12 +518,18 @@ impl QMatrix {
                         .map(move |q| scales[b] * (f32::from(q) - 16.0))
                 })
                 .collect(),
-            Storage::Q8x16 { scales, quants } => blocks
+            Storage::Q6K {
+                supers,
+                nibbles,
+                high,
+            } => blocks
                 .flat_map(|b| {
-                    quants[b]
-                        .iter()
+                    let scales = supers[b / q4k::RUNS].group_scales();
+                    let group = 2 * (b % q4k::RUNS);
+                    q6k_values(&nibbles[b], &high[b])
+                        .into_iter()
                         .enumerate()
-                        .map(move |(j, &q)| scales[b][j / 16] * f32::from(q as i8))
+                        .map(move |(j, q)| scales[group + j / 16] * f32::from(q as i8 - 32))
                 })
                 .collect(),
             Storage::Q4K { supers, nibbles } => blocks
@@ -556,11 +573,11 @@ impl QMatrix {
             product.activations == Activations::Q8 && !matches!(self.storage, Storage::F32(_));
         let correction = match self.storage {
             Storage::Q5_0 { .. } if product.kernel != Kernel::Portable => 16,
-            Storage::Q8_0 { .. } | Storage::Q8x16 { .. } => product.kernel.signed_weight_offset(),
+            Storage::Q8_0 { .. } => product.kernel.signed_weight_offset(),
             _ => 0,
         };
         let group = match self.storage {
-            Storage::Q4K { .. } => tinyalign_weights::blocks::SUPER_BLOCK,
+            Storage::Q4K { .. } | Storage::Q6K { .. } => tinyalign_weights::blocks::SUPER_BLOCK,
             _ => BLOCK,
         };
         Form {

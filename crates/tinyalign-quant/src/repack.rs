@@ -1,8 +1,8 @@
-//! Q5_0 and Q6_K bytes into the storage the kernels multiply: every value stays exactly what ggml
+//! Q5_0 bytes into the storage the kernels multiply: every value stays exactly what ggml
 //! dequantises (the integers are kept, the float scales computed as ggml computes them), only the layout
 //! changes. The bit unpacking itself lives in `tinyalign_weights::blocks`, shared with the dequantiser.
 
-use tinyalign_weights::blocks::{Q5_0_BYTES, Q6_K_BYTES, q5_0_block, q6_k_block};
+use tinyalign_weights::blocks::{Q5_0_BYTES, q5_0_block};
 
 use crate::Storage;
 
@@ -22,20 +22,6 @@ pub(crate) fn q5_0(raw: &[u8]) -> Storage {
         nibbles,
         high,
     }
-}
-
-/// Q6_K → i8 blocks of 32 with a scale per 16 (the super-block's 16 scales, two per block).
-pub(crate) fn q6_k(raw: &[u8]) -> Storage {
-    let blocks = raw.len() / Q6_K_BYTES * 8;
-    let (mut scales, mut quants) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks));
-    for block in raw.chunks_exact(Q6_K_BYTES) {
-        let b = q6_k_block(block);
-        for s in 0..8 {
-            scales.push([b.scales[2 * s], b.scales[2 * s + 1]]);
-            quants.push(std::array::from_fn(|j| b.q[32 * s + j] as u8));
-        }
-    }
-    Storage::Q8x16 { scales, quants }
 }
 
 /// A Q5_0 block's 5-bit values q ∈ [0, 32) (x = d·(q − 16)), one per byte: element j's low 4 bits are

@@ -4,6 +4,7 @@
 use crate::acts::Acts;
 use crate::kernels::{Dot, DotTask, Q5Row};
 use crate::q4k::{Q4kRow, RUNS};
+use crate::q6k::Q6kRow;
 use crate::{BLOCK, QMatrix, Storage};
 
 /// Dot products of the weight rows `first ..` with every input vector, written row by row (`rows × n`).
@@ -84,9 +85,11 @@ impl DotTask for RowDots<'_> {
                             let at = (i - band.start) * nb;
                             dot.q5_q8_x4(&scales[b.clone()], &unpacked[at..at + nb], xs)
                         }
-                        Storage::Q8x16 { scales, quants } => {
-                            dot.q8x16_q8_x4(&scales[b.clone()], &quants[b.clone()], xs)
-                        }
+                        Storage::Q6K {
+                            supers,
+                            nibbles,
+                            high,
+                        } => dot.q6k_q8_x4(q6k_row(supers, nibbles, high, r, nb), xs),
                         Storage::Q4K { supers, nibbles } => {
                             dot.q4k_q8_x4(q4k_row(supers, nibbles, r, nb), xs)
                         }
@@ -153,12 +156,16 @@ impl DotTask for RowDots<'_> {
                             dot.q5_f32(w, x)
                         }
                     }
-                    Storage::Q8x16 { scales, quants } if q8 => {
-                        dot.q8x16_q8(&scales[b.clone()], &quants[b.clone()], x)
-                    }
-                    Storage::Q8x16 { scales, quants } => {
-                        dot.q8x16_f32(&scales[b.clone()], &quants[b.clone()], x)
-                    }
+                    Storage::Q6K {
+                        supers,
+                        nibbles,
+                        high,
+                    } if q8 => dot.q6k_q8(q6k_row(supers, nibbles, high, r, nb), x),
+                    Storage::Q6K {
+                        supers,
+                        nibbles,
+                        high,
+                    } => dot.q6k_f32(q6k_row(supers, nibbles, high, r, nb), x),
                     Storage::Q4K { supers, nibbles } if q8 => {
                         dot.q4k_q8(q4k_row(supers, nibbles, r, nb), x)
                     }
@@ -183,6 +190,23 @@ fn q4k_row<'a>(
     Q4kRow {
         supers: &supers[r * per_row..(r + 1) * per_row],
         nibbles: &nibbles[r * nb..(r + 1) * nb],
+    }
+}
+
+/// Row `r` of a Q6_K matrix with `nb` blocks per row.
+#[inline(always)]
+fn q6k_row<'a>(
+    supers: &'a [crate::q6k::Q6kSuper],
+    nibbles: &'a [[u8; 16]],
+    high: &'a [[u8; 8]],
+    r: usize,
+    nb: usize,
+) -> Q6kRow<'a> {
+    let per_row = nb / RUNS;
+    Q6kRow {
+        supers: &supers[r * per_row..(r + 1) * per_row],
+        nibbles: &nibbles[r * nb..(r + 1) * nb],
+        high: &high[r * nb..(r + 1) * nb],
     }
 }
 

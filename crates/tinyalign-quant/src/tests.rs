@@ -83,8 +83,8 @@ proptest! {
                     let x = &xs[t * cols..(t + 1) * cols];
                     let magnitude: f64 = w.iter().zip(x).map(|(&a, &b)| f64::from((a * b).abs())).sum();
                     // Rounding x to 8 bits moves each element by at most max|x in its group| / 254 (a
-                    // block of 32; Q4_K's super-block of 256).
-                    let group = if format == Format::Q4K { 256 } else { BLOCK };
+                    // block of 32; the K-quants' super-block of 256).
+                    let group = if matches!(format, Format::Q4K | Format::Q6K) { 256 } else { BLOCK };
                     let act_rounding: f64 = rounded_part(&m, r).chunks(BLOCK).enumerate().map(|(i, wb)| {
                         let start = i * BLOCK / group * group;
                         let amax = x[start..start + group].iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -121,10 +121,23 @@ fn rounded_part(m: &QMatrix, r: usize) -> Vec<f32> {
             let scales: Vec<f32> = supers.iter().flat_map(|s| s.run_scales()).collect();
             nibbles_times_scale(&scales, nibbles)
         }
+        // Q6_K's −32 meets the exact sums: the rounding is weighted by d·sc·q, q ∈ [0, 64).
+        Storage::Q6K {
+            supers,
+            nibbles,
+            high,
+        } => (r * nb..(r + 1) * nb)
+            .flat_map(|b| {
+                let scales = supers[b / 8].group_scales();
+                let group = 2 * (b % 8);
+                q6k_values(&nibbles[b], &high[b])
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(j, q)| scales[group + j / 16] * f32::from(q))
+            })
+            .collect(),
         // Q5_0 takes its −16 offset with the rounded values' sums, so the whole weight meets them.
-        Storage::F32(_) | Storage::Q8_0 { .. } | Storage::Q5_0 { .. } | Storage::Q8x16 { .. } => {
-            m.row_f32(r)
-        }
+        Storage::F32(_) | Storage::Q8_0 { .. } | Storage::Q5_0 { .. } => m.row_f32(r),
         Storage::Q4_0 { scales, nibbles }
         | Storage::Q4_1 {
             scales, nibbles, ..
@@ -343,6 +356,24 @@ fn q4_k_storage_matches_the_gguf_decoder() {
     }
     assert_eq!(m.format(), Format::Q4K);
     assert_eq!(m.weight_bytes(), rows * cols / 256 * (24 + 128));
+}
+
+/// Q6_K as held dequantises as the GGUF reader's Q6_K decoder does, bit for bit, in 6.625 bits per weight;
+/// every 6-bit value survives the nibble and bit-pair packing (all 64 appear in 256 random values ×3 rows).
+#[test]
+fn q6_k_storage_matches_the_gguf_decoder() {
+    let (rows, cols) = (3, 512);
+    let raw = gguf_bytes(Format::Q6K, rows, cols, 19);
+    let m = QMatrix::from_gguf_bytes(Format::Q6K, rows, cols, &raw).unwrap();
+    let want =
+        tinyalign_weights::gguf::dequantize(tinyalign_weights::gguf::GgmlType::Q6K, &raw).unwrap();
+    let got: Vec<f32> = (0..rows).flat_map(|r| m.row_f32(r)).collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.to_bits(), w.to_bits(), "{g} vs {w}");
+    }
+    assert_eq!(m.format(), Format::Q6K);
+    assert_eq!(m.weight_bytes(), rows * cols / 256 * (20 + 8 * 24));
 }
 
 /// Q5_0's unsigned kernels (q times x̂, then 16·Σx̂ off each lane) give what the same values held as Q8_0

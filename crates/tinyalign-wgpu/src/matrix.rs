@@ -152,8 +152,8 @@ impl GpuMatrix {
             )));
         }
         let bad = |e: tinyalign_quant::QuantError| GpuError::Model(e.to_string());
-        // The CPU path's exact repacking (Q6_K as Q8x16), whose layouts the loaders read as they are; Q4_K's
-        // runs go up as Q4_1 blocks and Q5_0 as signed bytes (below); F16, BF16 and Q4_0 become f32.
+        // The CPU path's exact storage, widened where the loaders want it (below): Q4_K's runs as Q4_1 blocks,
+        // Q6_K's as i8 with a scale per 16, Q5_0 as signed bytes; F16, BF16 and Q4_0 become f32.
         let matrix = match Format::from_ggml(ty) {
             Some(format) => QMatrix::from_gguf_bytes(format, rows, cols, raw).map_err(bad)?,
             None => {
@@ -209,11 +209,22 @@ impl GpuMatrix {
                     .collect();
                 upload(WeightFormat::Q4_1, nibbles.as_flattened(), &pairs)
             }
-            Packed::Q8x16 { scales, quants } => upload(
-                WeightFormat::Q8x16,
-                quants.as_flattened(),
-                scales.as_flattened(),
-            ),
+            // The Q8x16 loader takes Q6_K's runs as i8 q − 32 with their two group scales (exact).
+            Packed::Q6K {
+                supers,
+                nibbles,
+                high,
+            } => {
+                let quants: Vec<u8> = nibbles
+                    .iter()
+                    .zip(high)
+                    .flat_map(|(n, h)| {
+                        tinyalign_quant::q6k_values(n, h).map(|q| q.wrapping_sub(32))
+                    })
+                    .collect();
+                let scales: Vec<f32> = supers.iter().flat_map(|s| s.group_scales()).collect();
+                upload(WeightFormat::Q8x16, &quants, &scales)
+            }
             // No Q4_0 loader: such matrices (none in the supported models) go up as f32.
             Packed::Q4_0 { .. } => {
                 let values: Vec<f32> = (0..rows).flat_map(|r| matrix.row_f32(r)).collect();

@@ -4,10 +4,12 @@ use core::arch::x86_64::{__m128, __m128i, __m256, __m256i};
 
 use pulp::x86::V3;
 
+use super::avx2_super;
 use super::unpack::{nibble_bytes, q5_bytes, split_nibbles};
 use super::{Dot, Q5Row, offset_term};
 use crate::acts::{ActsView, QuadView};
 use crate::q4k::Q4kRow;
+use crate::q6k::Q6kRow;
 
 // Helpers are functions marked inline(always), never closures: a closure would not inherit the AVX2
 // features of the caller and its intrinsics would become calls.
@@ -256,23 +258,6 @@ fn signed_x4(
     )
 }
 
-/// Q8x16's two scales of a block, `[s₀, s₁]`, in lanes 0..4 and 4..8 (elements 0..16 and 16..32: a signed
-/// dot's lane i sums elements 4i..4i+4).
-#[inline(always)]
-pub(super) fn halves(simd: V3, [s0, s1]: [f32; 2]) -> __m256 {
-    simd.avx._mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0)
-}
-
-/// [`halves`] times each of the four vectors' scales of the block (`x_scales`): one multiply makes
-/// `(s₀x₀, s₀x₁, s₀x₂, s₀x₃, s₁x₀, …, s₁x₃)`, and [`spread`]'s in-lane permutes give vector k
-/// `(s₀x_k ×4, s₁x_k ×4)`. Each lane is the one IEEE product `s·x_k` it was with four multiplies after
-/// the spread (a fifth of the Q8x16 four-vector kernel's instructions per block).
-#[inline(always)]
-pub(super) fn halves_x4(simd: V3, scales: [f32; 2], x_scales: &[f32; 4]) -> [__m256; 4] {
-    let x = simd.avx._mm256_broadcast_ps(&pulp::cast(*x_scales));
-    spread(simd, simd.avx._mm256_mul_ps(halves(simd, scales), x))
-}
-
 /// The Q4 formats' four totals plus each vector's offset term.
 #[inline(always)]
 pub(super) fn with_offsets(
@@ -475,23 +460,6 @@ impl Dot for Avx2 {
     }
 
     #[inline(always)]
-    fn q8x16_q8(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        let simd = self.0;
-        accumulate(
-            simd,
-            scales.len(),
-            #[inline(always)]
-            |b, acc| {
-                // signed_dot's lane i sums elements 4i..4i+4: lanes 0..4 are the first 16 elements.
-                let dot = signed_dot(simd, pulp::cast(quants[b]), pulp::cast(x.quants[b]));
-                let [s0, s1] = scales[b];
-                let lane_scales = halves(simd, [s0 * x.scales[b], s1 * x.scales[b]]);
-                simd.fma._mm256_fmadd_ps(dot, lane_scales, acc)
-            },
-        )
-    }
-
-    #[inline(always)]
     fn q8_0_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
         let simd = self.0;
         let scales = &scales[..quants.len()];
@@ -568,26 +536,22 @@ impl Dot for Avx2 {
     }
 
     #[inline(always)]
-    fn q8x16_q8_x4(self, scales: &[[f32; 2]], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
-        let simd = self.0;
-        let scales = &scales[..quants.len()];
-        // signed_dot's lane i sums elements 4i..4i+4: lanes 0..4 are the first 16 elements (scale s0).
-        signed_x4(
-            simd,
-            quants,
-            &xs,
-            #[inline(always)]
-            |b, x_scales| halves_x4(simd, scales[b], x_scales),
-        )
-    }
-
-    #[inline(always)]
     fn q4k_q8(self, w: Q4kRow, x: ActsView) -> f32 {
-        super::avx2_q4k::one(self.0, super::avx2_q4k::Madd, w, &x)
+        avx2_super::one(self.0, avx2_super::Madd, w, &x)
     }
 
     #[inline(always)]
     fn q4k_q8_x4(self, w: Q4kRow, xs: QuadView) -> [f32; 4] {
-        super::avx2_q4k::four(self.0, super::avx2_q4k::Madd, w, &xs)
+        avx2_super::four(self.0, avx2_super::Madd, w, &xs)
+    }
+
+    #[inline(always)]
+    fn q6k_q8(self, w: Q6kRow, x: ActsView) -> f32 {
+        avx2_super::one(self.0, avx2_super::Madd, w, &x)
+    }
+
+    #[inline(always)]
+    fn q6k_q8_x4(self, w: Q6kRow, xs: QuadView) -> [f32; 4] {
+        avx2_super::four(self.0, avx2_super::Madd, w, &xs)
     }
 }

@@ -5,6 +5,7 @@ use super::{Dot, Q5Row, offset_term};
 use crate::acts::{ActsView, QuadView};
 use crate::q4k::{Q4kRow, RUNS};
 use crate::q5_0_bytes;
+use crate::q6k::Q6kRow;
 
 #[derive(Clone, Copy)]
 pub struct Portable;
@@ -102,22 +103,6 @@ impl Dot for Portable {
     }
 
     #[inline(always)]
-    fn q8x16_q8(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        let mut total = 0.0;
-        for b in 0..scales.len() {
-            let half = |h: usize| -> i32 {
-                quants[b][16 * h..16 * h + 16]
-                    .iter()
-                    .zip(&x.quants[b][16 * h..16 * h + 16])
-                    .map(|(&w, &q)| i32::from(w as i8) * i32::from(q as i8))
-                    .sum()
-            };
-            total += x.scales[b] * (scales[b][0] * half(0) as f32 + scales[b][1] * half(1) as f32);
-        }
-        total
-    }
-
-    #[inline(always)]
     fn q4k_q8(self, w: Q4kRow, x: ActsView) -> f32 {
         let mut total = 0.0;
         for (s, sup) in w.supers.iter().enumerate() {
@@ -136,6 +121,29 @@ impl Dot for Portable {
             }
             total += sup.d * x.scales[RUNS * s] * sum as f32;
             total += dot_f32(&sup.run_offsets(), &x.sums[RUNS * s..RUNS * (s + 1)]);
+        }
+        total
+    }
+
+    #[inline(always)]
+    fn q6k_q8(self, w: Q6kRow, x: ActsView) -> f32 {
+        let mut total = 0.0;
+        for (s, sup) in w.supers.iter().enumerate() {
+            // |Σ q·x̂| ≤ 16·63·127 per group, times an i8 scale, 16 groups: < 2³¹.
+            let mut sum = 0i32;
+            for j in 0..RUNS {
+                let b = RUNS * s + j;
+                let q = crate::q6k_values(&w.nibbles[b], &w.high[b]);
+                for h in 0..2 {
+                    let group: i32 = (16 * h..16 * h + 16)
+                        .map(|e| i32::from(q[e]) * i32::from(x.quants[b][e] as i8))
+                        .sum();
+                    sum += i32::from(sup.scales[2 * j + h]) * group;
+                }
+            }
+            total += sup.d * x.scales[RUNS * s] * sum as f32;
+            let halves = &x.half_sums[2 * RUNS * s..2 * RUNS * (s + 1)];
+            total += dot_f32(&sup.group_offsets(), halves);
         }
         total
     }

@@ -9,20 +9,19 @@ use core::arch::x86_64::{__m256, __m256i};
 use pulp::x86::V3;
 use vnni_shim::Dpbusd;
 
-use super::avx2::{
-    Avx2, accumulate, accumulate4, halves, halves_x4, quad_scales, scaled_add, spread, with_offsets,
-};
-use super::avx2_q4k;
+use super::avx2::{Avx2, accumulate, accumulate4, quad_scales, scaled_add, spread, with_offsets};
+use super::avx2_super;
 use super::unpack::{nibble_bytes, q5_bytes};
 use super::{Dot, Q5Row, offset_term};
 use crate::acts::{ActsView, QuadView};
 use crate::q4k::Q4kRow;
+use crate::q6k::Q6kRow;
 
-/// VPDPWSSD as Q4_K's [`avx2_q4k::ScaleAdd`]: the same lanes as `vpmaddwd` + `vpaddd`.
+/// VPDPWSSD as Q4_K's [`avx2_super::ScaleAdd`]: the same lanes as `vpmaddwd` + `vpaddd`.
 #[derive(Clone, Copy)]
 struct Wssd<T: Dpbusd>(T);
 
-impl<T: Dpbusd> avx2_q4k::ScaleAdd for Wssd<T> {
+impl<T: Dpbusd> avx2_super::ScaleAdd for Wssd<T> {
     #[inline(always)]
     fn scale_add(self, _: V3, pairs: __m256i, scale: __m256i, acc: __m256i) -> __m256i {
         self.0.dpwssd(acc, pairs, scale)
@@ -248,25 +247,6 @@ impl<T: Dpbusd> Dot for Vnni<T> {
     }
 
     #[inline(always)]
-    fn q8x16_q8(self, scales: &[[f32; 2]], quants: &[[u8; 32]], x: ActsView) -> f32 {
-        let simd = self.simd;
-        let blocks = scales.len();
-        let (quants, x_scales) = (&quants[..blocks], &x.scales[..blocks]);
-        self.one(
-            &x,
-            blocks,
-            true,
-            #[inline(always)]
-            |b| biased(simd, quants[b]),
-            #[inline(always)]
-            |b| {
-                let [s0, s1] = scales[b];
-                halves(simd, [s0 * x_scales[b], s1 * x_scales[b]])
-            },
-        )
-    }
-
-    #[inline(always)]
     fn q8_0_q8_x4(self, scales: &[f32], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
         let (simd, scales) = (self.simd, &scales[..quants.len()]);
         self.four_scaled(
@@ -309,31 +289,25 @@ impl<T: Dpbusd> Dot for Vnni<T> {
         )
     }
 
-    #[inline(always)]
-    fn q8x16_q8_x4(self, scales: &[[f32; 2]], quants: &[[u8; 32]], xs: QuadView) -> [f32; 4] {
-        let simd = self.simd;
-        let blocks = quants.len();
-        let scales = &scales[..blocks];
-        self.four(
-            &xs,
-            blocks,
-            true,
-            #[inline(always)]
-            |b| biased(simd, quants[b]),
-            #[inline(always)]
-            |b, x_scales| halves_x4(simd, scales[b], x_scales),
-        )
-    }
-
-    // Q4_K's runs are scaled in 16-bit integers after `vpmaddubsw` (VPDPBUSD's sums come out in 32 bits,
+    // The K-quants' runs are scaled in 16-bit integers after `vpmaddubsw` (VPDPBUSD's sums come out in 32 bits,
     // where scaling would take a `vpmulld` per run); VPDPWSSD then scales and adds in one instruction.
     #[inline(always)]
     fn q4k_q8(self, w: Q4kRow, x: ActsView) -> f32 {
-        avx2_q4k::one(self.simd, Wssd(self.dp), w, &x)
+        avx2_super::one(self.simd, Wssd(self.dp), w, &x)
     }
 
     #[inline(always)]
     fn q4k_q8_x4(self, w: Q4kRow, xs: QuadView) -> [f32; 4] {
-        avx2_q4k::four(self.simd, Wssd(self.dp), w, &xs)
+        avx2_super::four(self.simd, Wssd(self.dp), w, &xs)
+    }
+
+    #[inline(always)]
+    fn q6k_q8(self, w: Q6kRow, x: ActsView) -> f32 {
+        avx2_super::one(self.simd, Wssd(self.dp), w, &x)
+    }
+
+    #[inline(always)]
+    fn q6k_q8_x4(self, w: Q6kRow, xs: QuadView) -> [f32; 4] {
+        avx2_super::four(self.simd, Wssd(self.dp), w, &xs)
     }
 }
