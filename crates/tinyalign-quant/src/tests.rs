@@ -341,39 +341,36 @@ fn q5_0_storage_matches_the_gguf_decoder() {
     assert_eq!(m.weight_bytes(), rows * cols / 32 * 24);
 }
 
-/// Q4_K as held dequantises as the GGUF reader's Q4_K decoder does, bit for bit, in 4.75 bits per weight.
+/// The K-quants as held dequantise as the GGUF reader's decoders do, bit for bit: Q4_K in 4.75 bits per
+/// weight, Q6_K in 6.625, with every one of its 64 values through the nibble and bit-pair packing.
 #[test]
-fn q4_k_storage_matches_the_gguf_decoder() {
+fn k_quant_storage_matches_the_gguf_decoder() {
+    use tinyalign_weights::gguf::GgmlType;
     let (rows, cols) = (3, 512);
-    let raw = gguf_bytes(Format::Q4K, rows, cols, 13);
-    let m = QMatrix::from_gguf_bytes(Format::Q4K, rows, cols, &raw).unwrap();
-    let want =
-        tinyalign_weights::gguf::dequantize(tinyalign_weights::gguf::GgmlType::Q4K, &raw).unwrap();
-    let got: Vec<f32> = (0..rows).flat_map(|r| m.row_f32(r)).collect();
-    assert_eq!(got.len(), want.len());
-    for (g, w) in got.iter().zip(&want) {
-        assert_eq!(g.to_bits(), w.to_bits(), "{g} vs {w}");
+    for (format, ty, bytes_per_256) in [
+        (Format::Q4K, GgmlType::Q4K, 24 + 128),
+        (Format::Q6K, GgmlType::Q6K, 20 + 8 * 24),
+    ] {
+        let raw = gguf_bytes(format, rows, cols, 13);
+        let m = QMatrix::from_gguf_bytes(format, rows, cols, &raw).unwrap();
+        let want = tinyalign_weights::gguf::dequantize(ty, &raw).unwrap();
+        let got: Vec<f32> = (0..rows).flat_map(|r| m.row_f32(r)).collect();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.to_bits(), w.to_bits(), "{format:?}: {g} vs {w}");
+        }
+        assert_eq!(m.format(), format);
+        assert_eq!(m.weight_bytes(), rows * cols / 256 * bytes_per_256);
+        if let Storage::Q6K { nibbles, high, .. } = &m.storage {
+            let mut seen = [false; 64];
+            for (n, h) in nibbles.iter().zip(high) {
+                for q in q6k_values(n, h) {
+                    seen[usize::from(q)] = true;
+                }
+            }
+            assert!(seen.iter().all(|&s| s), "not every 6-bit value was packed");
+        }
     }
-    assert_eq!(m.format(), Format::Q4K);
-    assert_eq!(m.weight_bytes(), rows * cols / 256 * (24 + 128));
-}
-
-/// Q6_K as held dequantises as the GGUF reader's Q6_K decoder does, bit for bit, in 6.625 bits per weight;
-/// every 6-bit value survives the nibble and bit-pair packing (all 64 appear in 256 random values ×3 rows).
-#[test]
-fn q6_k_storage_matches_the_gguf_decoder() {
-    let (rows, cols) = (3, 512);
-    let raw = gguf_bytes(Format::Q6K, rows, cols, 19);
-    let m = QMatrix::from_gguf_bytes(Format::Q6K, rows, cols, &raw).unwrap();
-    let want =
-        tinyalign_weights::gguf::dequantize(tinyalign_weights::gguf::GgmlType::Q6K, &raw).unwrap();
-    let got: Vec<f32> = (0..rows).flat_map(|r| m.row_f32(r)).collect();
-    assert_eq!(got.len(), want.len());
-    for (g, w) in got.iter().zip(&want) {
-        assert_eq!(g.to_bits(), w.to_bits(), "{g} vs {w}");
-    }
-    assert_eq!(m.format(), Format::Q6K);
-    assert_eq!(m.weight_bytes(), rows * cols / 256 * (20 + 8 * 24));
 }
 
 /// Q5_0's unsigned kernels (q times x̂, then 16·Σx̂ off each lane) give what the same values held as Q8_0
