@@ -101,11 +101,20 @@ fn round_block(block: &[f32], d: f32, correction: i32) -> ([u8; 32], [i32; 8]) {
     (q, corrections)
 }
 
+/// Which of `n` vectors is member k of four-vector group q: past the last, the last again.
+fn member(n: usize, q: usize, k: usize) -> usize {
+    (4 * q + k).min(n.saturating_sub(1))
+}
+
 /// `n` vectors of `cols` values each, prepared block by block.
 #[derive(Debug)]
 pub(crate) struct Acts<'a> {
     values: &'a [f32],
     cols: usize,
+    /// Vectors.
+    n: usize,
+    /// Four-vector groups the kernels take (`quads`).
+    quads: usize,
     sums: Vec<f32>,
     /// The exact sum of each 16 values, for groups wider than a block (Q6_K's scale per 16).
     half_sums: Vec<f32>,
@@ -173,9 +182,25 @@ impl<'a> Acts<'a> {
         if correction == 0 {
             corrections = Vec::new();
         }
+        // `checked_div`: a matrix may have no columns (then there is nothing to interleave).
+        let n = xs.len().checked_div(cols).unwrap_or(0);
+        // The K-quants' one-vector kernels cost ~3.5× as much per vector as their four-vector ones (a
+        // 8960 × 1536 Q4_K product of 50 vectors: 5.8 ms, of 48: 5.1), so a prompt's last two or three
+        // vectors go through those as a group padded with copies of the last one (its extra results are
+        // dropped): Qwen2.5-1.5B's prefill of 50 tokens 75–80 → 83–89 tokens/s (5 rounds, alternating).
+        // Not for the 32-blocks, whose one-vector kernels are nearly as cheap per vector: padded, SmolLM2's
+        // 51-token prefill showed no gain (498–523 against 593–599 tokens/s, two rounds). A last single
+        // vector is left to the one-vector kernels either way.
+        let quads = match (quantize, interleave) {
+            (false, _) => 0,
+            (true, true) if form.group > BLOCK && n % 4 >= 2 => n.div_ceil(4),
+            (true, _) => n / 4,
+        };
         let mut acts = Self {
             values: xs,
             cols,
+            n,
+            quads,
             sums,
             // Q6_K's offsets meet each 16 values' sum; a group of 32 (every other format) needs none.
             half_sums: if form.group > BLOCK {
@@ -192,19 +217,13 @@ impl<'a> Acts<'a> {
             quad_quants: Vec::new(),
             quad_corrections: Vec::new(),
         };
-        if quantize {
+        if quantize && interleave {
             let nb = cols / BLOCK;
-            // `checked_div`: a matrix may have no columns (then there is nothing to interleave).
-            let quads = if interleave {
-                xs.len().checked_div(cols).unwrap_or(0) / 4
-            } else {
-                0
-            };
             acts.quad_scales.reserve(quads * nb);
             acts.quad_quants.reserve(quads * nb);
             for quad in 0..quads {
                 for b in 0..nb {
-                    let at = |k: usize| (4 * quad + k) * nb + b;
+                    let at = |k: usize| member(n, quad, k) * nb + b;
                     acts.quad_scales
                         .push([0, 1, 2, 3].map(|k| acts.scales[at(k)]));
                     acts.quad_quants
@@ -223,12 +242,18 @@ impl<'a> Acts<'a> {
         !self.quants.is_empty()
     }
 
-    /// Vectors 4q..4q+4 (8-bit mode only); the interleaved runs are empty unless made with `interleave`.
+    /// The four-vector groups of an 8-bit product; the last may be padded (see `new`), so group q holds
+    /// vectors 4q.. up to `n`, the rest copies of the last.
+    pub fn quads(&self) -> usize {
+        self.quads
+    }
+
+    /// Group q (8-bit mode only); the interleaved runs are empty unless made with `interleave`.
     pub fn quad(&self, q: usize) -> QuadView<'_> {
         let nb = self.cols / BLOCK;
         let blocks = q * nb..(q + 1) * nb;
         QuadView {
-            vectors: [0, 1, 2, 3].map(|k| self.vector(4 * q + k)),
+            vectors: [0, 1, 2, 3].map(|k| self.vector(member(self.n, q, k))),
             scales: self.quad_scales.get(blocks.clone()).unwrap_or(&[]),
             quants: self.quad_quants.get(blocks.clone()).unwrap_or(&[]),
             corrections: self.quad_corrections.get(blocks).unwrap_or(&[]),

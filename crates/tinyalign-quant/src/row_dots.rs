@@ -27,7 +27,7 @@ impl DotTask for RowDots<'_> {
         // A prompt's vectors four at a time where the kernel can share each decoded weight block, the
         // four outer and the task's rows inner: the four vectors' activations stay in L1 while the rows
         // stream past, instead of every vector's activations streaming past each row.
-        let quads = if q8 { self.n / 4 } else { 0 };
+        let quads = if q8 { self.acts.quads() } else { 0 };
         let rows = self.out.len() / self.n;
         // Q5_0's four-vector products read bytes: the task's rows are unpacked a band at a time (one that
         // stays in L2 while the four-vector groups pass over it), each block once per product instead of
@@ -94,11 +94,13 @@ impl DotTask for RowDots<'_> {
                             dot.q4k_q8_x4(q4k_row(supers, nibbles, r, nb), xs)
                         }
                     };
-                    self.out[i * self.n + t..i * self.n + t + 4].copy_from_slice(&dots);
+                    // A padded last group's copies are dropped.
+                    let kept = (self.n - t).min(4);
+                    self.out[i * self.n + t..i * self.n + t + kept].copy_from_slice(&dots[..kept]);
                 }
             }
         }
-        let done = 4 * quads;
+        let done = (4 * quads).min(self.n);
         // The remaining vectors' views, made once per task rather than once per row (a decoding step's
         // one vector: making it per row was 4% of a SmolLM2 answer).
         let rest: Vec<_> = (done..self.n).map(|t| self.acts.vector(t)).collect();

@@ -185,12 +185,19 @@ fn simd_matches_portable_closely() {
     }
 }
 
-/// A product of many vectors (a prompt; four at a time through the multi-vector kernels, the rest one by
-/// one) gives each vector exactly what a product of it alone gives. 131 vectors of 8 blocks are past the
-/// 1024 blocks from which the activations are prepared on the pool (`Acts`), one vector is not.
+/// A product of many vectors (a prompt; four at a time through the multi-vector kernels, a last two or
+/// three as a padded group of four, a last single one alone) gives each vector exactly what a product of it
+/// alone gives. 131 vectors of 8 blocks are past the 1024 blocks from which the activations are prepared
+/// on the pool (`Acts`), one vector is not; 2, 6 and 129 leave the other remainders.
 #[test]
 fn many_vectors_equal_one_at_a_time_bit_for_bit() {
-    let (rows, cols, n) = (37, 256, 131);
+    for n in [131, 2, 6, 129] {
+        many_vectors_equal_one_at_a_time(n);
+    }
+}
+
+fn many_vectors_equal_one_at_a_time(n: usize) {
+    let (rows, cols) = (37, 256);
     for format in FORMATS {
         let m = QMatrix::from_gguf_bytes(format, rows, cols, &gguf_bytes(format, rows, cols, 3))
             .unwrap();
