@@ -185,9 +185,9 @@ fn simd_matches_portable_closely() {
     }
 }
 
-/// A product of many vectors (a prompt; four at a time through the multi-vector kernels, a last two or
-/// three as a padded group of four, a last single one alone) gives each vector exactly what a product of it
-/// alone gives. 131 vectors of 8 blocks are past the 1024 blocks from which the activations are prepared
+/// A product of many vectors (a prompt; four at a time through the multi-vector kernels, for the K-quants a
+/// last two or three as a padded group of four, the rest one by one) gives each vector exactly what a
+/// product of it alone gives. 131 vectors of 8 blocks are past the 1024 blocks from which the activations are prepared
 /// on the pool (`Acts`), one vector is not; 2, 6 and 129 leave the other remainders.
 #[test]
 fn many_vectors_equal_one_at_a_time_bit_for_bit() {
