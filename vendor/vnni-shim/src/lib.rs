@@ -1,7 +1,7 @@
 //! VPDPBUSD, the 8-bit multiply-add of the VNNI extensions, and its 16-bit sibling VPDPWSSD, behind safe
 //! tokens. pulp 0.22 detects the features but has no method for the instructions, and the tinyalign crates
-//! forbid `unsafe`; this crate holds the five `unsafe` blocks it takes, each sound because a token exists only on a CPU that has the
-//! feature (checked at run time by [`Vnni::detect`]).
+//! forbid `unsafe`; this crate holds the five `unsafe` blocks it takes, each sound because a token exists
+//! only on a CPU that has the feature (checked at run time by [`Vnni::detect`]).
 //!
 //! One instruction does what AVX2 needs `vpmaddubsw` + `vpmaddwd` for (u8·i8 products summed four to an
 //! i32 lane), and it adds into an accumulator, so a subtraction folds into it too. It never saturates,

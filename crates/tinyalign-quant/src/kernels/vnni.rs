@@ -17,7 +17,7 @@ use crate::acts::{ActsView, QuadView};
 use crate::q4k::Q4kRow;
 use crate::q6k::Q6kRow;
 
-/// VPDPWSSD as Q4_K's [`avx2_super::ScaleAdd`]: the same lanes as `vpmaddwd` + `vpaddd`.
+/// VPDPWSSD as the K-quants' [`avx2_super::ScaleAdd`]: the same lanes as `vpmaddwd` + `vpaddd`.
 #[derive(Clone, Copy)]
 struct Wssd<T: Dpbusd>(T);
 
@@ -289,8 +289,8 @@ impl<T: Dpbusd> Dot for Vnni<T> {
         )
     }
 
-    // The K-quants' runs are scaled in 16-bit integers after `vpmaddubsw` (VPDPBUSD's sums come out in 32 bits,
-    // where scaling would take a `vpmulld` per run); VPDPWSSD then scales and adds in one instruction.
+    // The K-quants' runs are scaled in 16-bit integers after `vpmaddubsw` (VPDPBUSD's sums come out in
+    // 32 bits, where scaling would take a `vpmulld` per run); VPDPWSSD scales and adds in one instruction.
     #[inline(always)]
     fn q4k_q8(self, w: Q4kRow, x: ActsView) -> f32 {
         avx2_super::one(self.simd, Wssd(self.dp), w, &x)
