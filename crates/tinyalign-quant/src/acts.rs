@@ -54,9 +54,10 @@ fn prepare_blocks(xs: &[f32], form: Form) -> Prepared {
         Vec::new()
     };
     let prepare = |(b, block): (usize, &[f32])| {
+        // `group_scales` is empty for groups of one block.
         let d = match group_scales.get(b / per_group) {
-            Some(&d) if per_group > 1 => d,
-            _ => amax(block) / 127.0,
+            Some(&d) => d,
+            None => amax(block) / 127.0,
         };
         let (quants, corrections) = round_block(block, d, form.correction);
         (sum(block), (d, (quants, corrections)))
@@ -202,8 +203,9 @@ impl<'a> Acts<'a> {
             n,
             quads,
             sums,
-            // Q6_K's offsets meet each 16 values' sum; a group of 32 (every other format) needs none.
-            half_sums: if form.group > BLOCK {
+            // Q6_K's 8-bit offsets meet each 16 values' sum; a group of 32 (every other format) and f32
+            // activations (which take the values themselves) need none.
+            half_sums: if quantize && form.group > BLOCK {
                 xs.chunks_exact(BLOCK / 2)
                     .map(|half| half.iter().sum())
                     .collect()

@@ -9,6 +9,7 @@
 use tinyalign_weights::blocks::{Q6_K_BYTES, q6_k_block};
 
 use crate::Storage;
+use crate::q4k::RUNS;
 
 /// Scales (groups of 16) per super-block.
 pub(crate) const GROUPS: usize = 16;
@@ -62,8 +63,8 @@ pub(crate) fn repack(raw: &[u8]) -> Storage {
     let supers_n = raw.len() / Q6_K_BYTES;
     let mut supers = Vec::with_capacity(supers_n);
     let (mut nibbles, mut high) = (
-        Vec::with_capacity(supers_n * 8),
-        Vec::with_capacity(supers_n * 8),
+        Vec::with_capacity(supers_n * RUNS),
+        Vec::with_capacity(supers_n * RUNS),
     );
     for block in raw.chunks_exact(Q6_K_BYTES) {
         let decoded = q6_k_block(block);
